@@ -1,0 +1,3 @@
+//! Benchmarks of the inbound pipeline (see BENCHMARKS.md).
+#![allow(missing_docs)]
+fn main() {}

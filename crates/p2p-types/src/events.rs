@@ -1,0 +1,73 @@
+//! Events a node reports to its subscribers.
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+
+use crate::stats::{DhtMode, RejectReason};
+
+/// Why a peer went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectCause {
+    /// We closed the connection.
+    Local,
+    /// The remote closed it, or it failed; the text says how.
+    Remote(String),
+}
+
+/// Something that happened in a node, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The node listens on a new address.
+    ListenAddress {
+        /// The address, ending in `/p2p/<our id>` is not implied.
+        address: Multiaddr,
+    },
+    /// The first connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// The remote address of that connection.
+        address: Multiaddr,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        cause: DisconnectCause,
+    },
+    /// A peer answered identify.
+    PeerIdentified {
+        /// The peer.
+        peer: PeerId,
+        /// Its agent version.
+        agent: String,
+        /// Protocols it supports.
+        protocols: Vec<String>,
+    },
+    /// A peer entered the DHT routing table.
+    RoutingUpdated {
+        /// The peer.
+        peer: PeerId,
+        /// Routing-table size afterwards.
+        routing_table_size: usize,
+    },
+    /// The DHT switched mode.
+    DhtModeChanged {
+        /// The new mode.
+        mode: DhtMode,
+    },
+    /// An inbound message was dropped.
+    MessageRejected {
+        /// The peer it came from.
+        peer: PeerId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// A non-fatal error worth surfacing.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,155 @@
+//! Counters and gauges that the node layers fill and report.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why an inbound message was dropped. Every drop is counted under one of these
+/// and attributed to the peer that sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The frame (or legacy stream) was larger than the limit.
+    Oversize,
+    /// The framing was broken (over-long varint, truncated frame).
+    Framing,
+    /// The bytes did not decode (protobuf or JSON).
+    Decode,
+    /// A field was missing or malformed.
+    InvalidField,
+    /// The timestamp was outside the clock window.
+    ClockSkew,
+    /// The `from` field did not match the authenticated connection.
+    SpoofedSender,
+    /// The message was unsigned where a signature is required.
+    MissingSignature,
+    /// The signature did not verify.
+    BadSignature,
+    /// The message was already seen (duplicate or replay).
+    Duplicate,
+    /// No handler is registered for the message's protocol.
+    UnknownProtocol,
+    /// A rate limit was exceeded.
+    RateLimited,
+    /// The peer is banned.
+    Banned,
+}
+
+impl RejectReason {
+    /// Every reason, in a stable order.
+    pub const ALL: [RejectReason; 12] = [
+        Self::Oversize,
+        Self::Framing,
+        Self::Decode,
+        Self::InvalidField,
+        Self::ClockSkew,
+        Self::SpoofedSender,
+        Self::MissingSignature,
+        Self::BadSignature,
+        Self::Duplicate,
+        Self::UnknownProtocol,
+        Self::RateLimited,
+        Self::Banned,
+    ];
+
+    /// A stable snake_case label (used in metrics and JSON output).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversize => "oversize",
+            Self::Framing => "framing",
+            Self::Decode => "decode",
+            Self::InvalidField => "invalid_field",
+            Self::ClockSkew => "clock_skew",
+            Self::SpoofedSender => "spoofed_sender",
+            Self::MissingSignature => "missing_signature",
+            Self::BadSignature => "bad_signature",
+            Self::Duplicate => "duplicate",
+            Self::UnknownProtocol => "unknown_protocol",
+            Self::RateLimited => "rate_limited",
+            Self::Banned => "banned",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Message counters of a node (or of one peer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    /// Messages accepted and dispatched.
+    pub received: u64,
+    /// Messages sent successfully.
+    pub sent: u64,
+    /// Sends that failed.
+    pub send_failures: u64,
+    /// Inbound payload bytes accepted.
+    pub bytes_received: u64,
+    /// Outbound payload bytes written.
+    pub bytes_sent: u64,
+    /// Dropped messages by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+}
+
+impl MessageStats {
+    /// Counts one rejection.
+    pub fn record_rejection(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Rejections for one reason.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Kademlia mode of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DhtMode {
+    /// Queries others, does not answer or store.
+    #[default]
+    Client,
+    /// Answers queries and stores records.
+    Server,
+}
+
+/// State of the DHT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DhtStats {
+    /// Current mode.
+    pub mode: DhtMode,
+    /// Peers in the routing table.
+    pub routing_table_size: usize,
+    /// Records held in the local store.
+    pub records_stored: usize,
+    /// Keys this node holds provider records for.
+    pub provider_keys: usize,
+    /// Queries running now.
+    pub queries_in_flight: usize,
+    /// True when the routing table is non-empty, so queries can make progress.
+    pub ready: bool,
+}
+
+/// Totals of a running node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Peers with at least one open connection.
+    pub connected_peers: usize,
+    /// Peers known (connected now, or with known addresses).
+    pub known_peers: usize,
+    /// Open connections.
+    pub connections: usize,
+    /// Addresses the node listens on.
+    pub listen_addrs: usize,
+    /// Message counters.
+    pub messages: MessageStats,
+    /// DHT state.
+    pub dht: DhtStats,
+}
