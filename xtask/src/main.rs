@@ -3,7 +3,7 @@
 //! - `codegen [--check]`: regenerate the Rust code for `proto/` (protox + prost-build,
 //!   no system `protoc`), or fail if the committed code is stale.
 //! - `fuzz <target> [--seconds N]`: run one cargo-fuzz target of p2p-protocol on nightly.
-//! - `bench`: run the criterion benchmarks.
+//! - `bench`: run the criterion benchmarks and the TypeScript pipeline baseline.
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, codegen check, the tests.
 
 use std::path::{Path, PathBuf};
@@ -24,11 +24,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
         Some("fuzz") => fuzz(&root, args.get(1..).unwrap_or_default()),
-        Some("bench") => run(
-            &root,
-            "cargo",
-            &["bench", "-p", "p2p-protocol", "--bench", "pipeline"],
-        ),
+        Some("bench") => bench(&root),
         Some("ci") => ci(&root),
         _ => {
             eprintln!(
@@ -130,6 +126,24 @@ fn fuzz(root: &Path, args: &[String]) -> Result<()> {
             "-print_final_stats=1",
         ],
     )
+}
+
+/// The criterion pipeline benchmarks, then the TypeScript pipeline baseline in
+/// Node.js in the same invocation (skipped with a note when Node.js is absent).
+fn bench(root: &Path) -> Result<()> {
+    run(
+        root,
+        "cargo",
+        &["bench", "-p", "p2p-protocol", "--bench", "pipeline"],
+    )?;
+    let script = root.join("xtask/bench/ts-pipeline.mjs");
+    let script = script.to_str().context("non-UTF-8 path")?;
+    if Command::new("node").arg("--version").output().is_ok() {
+        run(root, "node", &[script])
+    } else {
+        eprintln!("node not found: TypeScript baseline skipped");
+        Ok(())
+    }
 }
 
 fn ci(root: &Path) -> Result<()> {

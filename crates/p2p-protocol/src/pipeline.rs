@@ -4,10 +4,11 @@
 //! a [`RejectReason`] for stats. Dedup runs *after* the signature check, so a
 //! forged copy can never get a real message suppressed.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use libp2p_identity::PeerId;
+use libp2p_identity::{PeerId, PublicKey};
 use p2p_types::{ProtocolLimits, RejectReason};
 
 use crate::codec::{Codec, CodecError};
@@ -104,19 +105,57 @@ impl InboundError {
     }
 }
 
+/// Decoded public keys of recent signers, bounded by count (oldest out first).
+///
+/// Decoding an ed25519 key from a PeerId decompresses a curve point, which costs
+/// about a third of a verification; a peer sends many messages, so its key is
+/// decoded once. A key is a pure function of the PeerId (checked before it is
+/// cached), so caching cannot let one peer's key stand in for another's.
+#[derive(Debug, Clone, Default)]
+struct KeyCache {
+    keys: HashMap<PeerId, PublicKey>,
+    order: VecDeque<PeerId>,
+}
+
+impl KeyCache {
+    /// Keys kept; one per recently active peer.
+    const CAPACITY: usize = 1024;
+
+    fn resolve(&mut self, message: &Message) -> Result<&PublicKey, VerifyError> {
+        if !self.keys.contains_key(&message.from) {
+            let key = sign::signer_key(&message.from, message.public_key.as_deref())?;
+            if self.order.len() >= Self::CAPACITY {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.keys.remove(&oldest);
+                }
+            }
+            self.order.push_back(message.from);
+            self.keys.insert(message.from, key);
+        }
+        self.keys
+            .get(&message.from)
+            .ok_or(VerifyError::UndecodableKey)
+    }
+}
+
 /// The inbound checks with their replay state. One per node (the seen-set is
 /// shared by all connections, so a message relayed by two peers is seen once).
 #[derive(Debug, Clone)]
 pub struct Inbound {
     policy: InboundPolicy,
     guard: ReplayGuard,
+    keys: KeyCache,
 }
 
 impl Inbound {
     /// Checks with `policy` and an empty seen-set.
     pub fn new(policy: InboundPolicy) -> Self {
         let guard = ReplayGuard::new(policy.replay_capacity, policy.replay_window);
-        Self { policy, guard }
+        Self {
+            policy,
+            guard,
+            keys: KeyCache::default(),
+        }
     }
 
     /// The policy.
@@ -170,7 +209,8 @@ impl Inbound {
         }
         let (id, verified) = if message.is_signed() {
             let signing_bytes = message.signing_bytes();
-            sign::verify_bytes(&message, &signing_bytes)?;
+            let key = self.keys.resolve(&message)?;
+            sign::verify_bytes_with(&message, &signing_bytes, key)?;
             (Message::id_from_signing_bytes(&signing_bytes), true)
         } else if signature_required(&message) {
             return Err(VerifyError::Unsigned.into());

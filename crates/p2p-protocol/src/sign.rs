@@ -87,13 +87,14 @@ pub fn verify<T: Signable>(value: &T) -> Result<(), VerifyError> {
     verify_bytes(value, &value.signing_bytes())
 }
 
-/// [`verify`] with signing bytes the caller already built.
-pub(crate) fn verify_bytes<T: Signable>(
+/// Checks `value`'s signature over `signing_bytes` with the signer's `key`,
+/// which the caller resolved with [`signer_key`] (and may have cached).
+pub(crate) fn verify_bytes_with<T: Signable>(
     value: &T,
     signing_bytes: &[u8],
+    key: &PublicKey,
 ) -> Result<(), VerifyError> {
     let signature = value.signature().ok_or(VerifyError::Unsigned)?;
-    let key = signer_key(value.signer(), value.public_key())?;
     if key.verify(signing_bytes, signature) {
         Ok(())
     } else {
@@ -101,13 +102,23 @@ pub(crate) fn verify_bytes<T: Signable>(
     }
 }
 
+fn verify_bytes<T: Signable>(value: &T, signing_bytes: &[u8]) -> Result<(), VerifyError> {
+    value.signature().ok_or(VerifyError::Unsigned)?;
+    let key = signer_key(value.signer(), value.public_key())?;
+    verify_bytes_with(value, signing_bytes, &key)
+}
+
 fn inlines_key(peer: &PeerId) -> bool {
     peer.as_ref().code() == IDENTITY_MULTIHASH
 }
 
 /// The public key of `signer`: from the PeerId when inlined, else the carried key
-/// after checking it hashes to `signer`.
-fn signer_key(signer: &PeerId, carried: Option<&[u8]>) -> Result<PublicKey, VerifyError> {
+/// after checking it hashes to `signer`. The result depends only on `signer`, so
+/// it may be cached per PeerId.
+pub(crate) fn signer_key(
+    signer: &PeerId,
+    carried: Option<&[u8]>,
+) -> Result<PublicKey, VerifyError> {
     let multihash = signer.as_ref();
     if multihash.code() == IDENTITY_MULTIHASH {
         return PublicKey::try_decode_protobuf(multihash.digest())

@@ -16,6 +16,7 @@
 //! assert_eq!(key.to_string().parse::<ResourceKey>()?, key);
 //! # Ok::<(), p2p_types::NameError>(())
 //! ```
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -7,7 +7,9 @@
 //! Mapping to the typed values:
 //! - `payload` / `data` (any JSON) ⇄ the raw JSON text in `payload` / `data`; an
 //!   empty payload is written as `null`, and `null` or an absent payload reads as
-//!   empty. Surrounding whitespace of the raw text is not kept.
+//!   empty. Encoding refuses a payload whose bytes would not come back
+//!   identical (surrounding whitespace, or the text `null`), because a signature
+//!   covers the exact bytes.
 //! - `messageId` (a string) ⇄ `nonce` (its UTF-8 bytes).
 //! - `signature` ⇄ Node's `Buffer` JSON form `{"type":"Buffer","data":[..bytes..]}`,
 //!   which is what the TypeScript types (`signature?: Buffer`) serialise to.
@@ -119,10 +121,20 @@ fn raw_json<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a RawValue, Co
     if bytes.is_empty() {
         return raw_null();
     }
-    serde_json::from_slice(bytes).map_err(|_| CodecError::Unrepresentable {
-        field,
-        reason: "not a JSON text",
-    })
+    let raw: &RawValue =
+        serde_json::from_slice(bytes).map_err(|_| CodecError::Unrepresentable {
+            field,
+            reason: "not a JSON text",
+        })?;
+    // The bytes must come back exactly as they are (signatures cover them):
+    // surrounding whitespace would be lost, and `null` reads back as empty.
+    if raw.get().len() != bytes.len() || raw.get() == JSON_NULL {
+        return Err(CodecError::Unrepresentable {
+            field,
+            reason: "JSON text must have no surrounding whitespace and not be `null` (empty means null)",
+        });
+    }
+    Ok(raw)
 }
 
 fn raw_null() -> Result<&'static RawValue, CodecError> {

@@ -1,0 +1,214 @@
+//! Node configuration and its builder.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use p2p_dht::DhtConfig;
+
+use crate::error::NodeError;
+use crate::identity::Identity;
+use crate::node::Node;
+use crate::transport::TransportKind;
+
+/// Connection limits, enforced by libp2p's connection-limits behaviour before a
+/// connection is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Established connections in total. Default 256: a DHT server in the open
+    /// needs more than the TypeScript system's 50, and at about 30 KB per idle
+    /// connection 256 cost under 10 MB.
+    pub max_established: u32,
+    /// Established connections to one peer. Default 2 (one each way during a
+    /// simultaneous dial); more only serve to multiply one peer's weight.
+    pub max_established_per_peer: u32,
+    /// Inbound connections still in their handshake. Default 64: bounds the
+    /// work an unauthenticated flood can cause.
+    pub max_pending_incoming: u32,
+    /// Outbound dials in progress. Default 64.
+    pub max_pending_outgoing: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_established: 256,
+            max_established_per_peer: 2,
+            max_pending_incoming: 64,
+            max_pending_outgoing: 64,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub(crate) fn to_libp2p(self) -> libp2p::connection_limits::ConnectionLimits {
+        libp2p::connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(self.max_established))
+            .with_max_established_per_peer(Some(self.max_established_per_peer))
+            .with_max_pending_incoming(Some(self.max_pending_incoming))
+            .with_max_pending_outgoing(Some(self.max_pending_outgoing))
+    }
+}
+
+/// Everything a node is built from. Construct with [`NodeBuilder`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the keypair comes from.
+    pub identity: Identity,
+    /// Transport family.
+    pub transport: TransportKind,
+    /// Addresses to listen on. Default: `/ip4/0.0.0.0/tcp/0` on TCP, `/memory/0`
+    /// on the memory transport.
+    pub listen: Vec<Multiaddr>,
+    /// Peers (with `/p2p/<id>`) dialled at start and redialled with backoff.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Offer mplex besides yamux, for the TypeScript system's Phase-1 nodes.
+    pub mplex: bool,
+    /// Kademlia settings.
+    pub dht: DhtConfig,
+    /// Connection limits.
+    pub limits: ConnectionLimits,
+    /// Identify agent version. Default `lotus-p2p/<crate version>`.
+    pub agent_version: String,
+    /// Close a connection after this long without any stream. Default 1 hour:
+    /// a coordination node keeps its peers (the TypeScript system never closed
+    /// idle connections), but not forever.
+    pub idle_connection_timeout: Duration,
+    /// Advertise listen addresses as external addresses. `None` (default)
+    /// decides like the Auto mapper: yes when every listen address is local
+    /// (loopback, LAN, memory), no otherwise. Remote js nodes drop provider
+    /// records of a peer that advertises no address.
+    pub advertise_listen_addrs: Option<bool>,
+    /// Events buffered per subscriber before a slow one starts missing them.
+    /// Default 1024.
+    pub event_capacity: usize,
+    /// Dials in progress through [`Node::connect`] at once. Default 256.
+    pub max_pending_dials: usize,
+    /// Bound on [`Node::connect`]. Default 20 s.
+    pub dial_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            identity: Identity::Generate,
+            transport: TransportKind::Tcp,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mplex: false,
+            dht: DhtConfig::default(),
+            limits: ConnectionLimits::default(),
+            agent_version: format!("lotus-p2p/{}", env!("CARGO_PKG_VERSION")),
+            idle_connection_timeout: Duration::from_secs(3600),
+            advertise_listen_addrs: None,
+            event_capacity: 1024,
+            max_pending_dials: 256,
+            dial_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The listen addresses, or the transport's default.
+    pub(crate) fn listen_addrs(&self) -> Vec<Multiaddr> {
+        if !self.listen.is_empty() {
+            return self.listen.clone();
+        }
+        let default = match self.transport {
+            TransportKind::Tcp => "/ip4/0.0.0.0/tcp/0",
+            TransportKind::Memory => "/memory/0",
+        };
+        default.parse().map(|a| vec![a]).unwrap_or_default()
+    }
+}
+
+/// Builds a [`Node`].
+///
+/// ```
+/// use p2p_core::{Node, TransportKind};
+/// let node = Node::builder()
+///     .transport(TransportKind::Memory)
+///     .listen("/memory/0".parse()?)
+///     .build()?;
+/// # let _ = node;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    /// A builder with the defaults of [`NodeConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from a full configuration.
+    pub fn from_config(config: NodeConfig) -> Self {
+        Self { config }
+    }
+
+    /// Sets the identity.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.config.identity = identity;
+        self
+    }
+
+    /// Sets the transport family.
+    pub fn transport(mut self, transport: TransportKind) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// Adds a listen address.
+    pub fn listen(mut self, address: Multiaddr) -> Self {
+        self.config.listen.push(address);
+        self
+    }
+
+    /// Adds a bootstrap peer (an address ending in `/p2p/<id>`).
+    pub fn bootstrap(mut self, address: Multiaddr) -> Self {
+        self.config.bootstrap.push(address);
+        self
+    }
+
+    /// Offers mplex besides yamux.
+    pub fn mplex(mut self, enabled: bool) -> Self {
+        self.config.mplex = enabled;
+        self
+    }
+
+    /// Sets the Kademlia configuration.
+    pub fn dht(mut self, dht: DhtConfig) -> Self {
+        self.config.dht = dht;
+        self
+    }
+
+    /// Sets the connection limits.
+    pub fn limits(mut self, limits: ConnectionLimits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Sets the idle-connection timeout.
+    pub fn idle_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_connection_timeout = timeout;
+        self
+    }
+
+    /// Forces advertising (or not) the listen addresses as external addresses.
+    pub fn advertise_listen_addrs(mut self, advertise: bool) -> Self {
+        self.config.advertise_listen_addrs = Some(advertise);
+        self
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Loads the identity and returns the (stopped) node.
+    pub fn build(self) -> Result<Node, NodeError> {
+        Node::new(self.config)
+    }
+}

@@ -1,0 +1,553 @@
+//! The task that owns the swarm. It reacts to swarm events and to commands
+//! from the [`crate::Node`] handle, and never awaits anything but those two
+//! sources and a timer, so no peer and no caller can stall it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::RecordStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, ping};
+use p2p_dht::mapper::AddressMapper;
+use p2p_dht::routing;
+use p2p_types::{DhtMode, DisconnectCause, NodeEvent, NodeStats};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::peers::{PeerInfo, PeerTable};
+use crate::transport;
+
+/// Disconnected peers remembered for `peer_info` and stats.
+const MAX_KNOWN_PEERS: usize = 1024;
+/// How often bootstrap redials are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// Bootstrap redial backoff: 1 s doubling up to 60 s.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Time given to connections to close on stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+type Reply<T> = oneshot::Sender<T>;
+
+/// What the handle asks of the event loop.
+pub(crate) enum Command {
+    ListenAddrs(Reply<Vec<Multiaddr>>),
+    Dial {
+        address: Multiaddr,
+        reply: Reply<oneshot::Receiver<Result<PeerId, NodeError>>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<oneshot::Receiver<Result<(), NodeError>>>,
+    },
+    ConnectedPeers(Reply<Vec<PeerInfo>>),
+    PeerInfo {
+        peer: PeerId,
+        reply: Reply<Option<PeerInfo>>,
+    },
+    IsConnected {
+        peer: PeerId,
+        reply: Reply<bool>,
+    },
+    Stats(Reply<NodeStats>),
+    Stop(Reply<()>),
+}
+
+/// A bootstrap peer and its redial state.
+struct BootstrapPeer {
+    address: Multiaddr,
+    peer: Option<PeerId>,
+    failures: u32,
+    /// When to dial next; `None` while connected or dialling.
+    next_dial: Option<Instant>,
+}
+
+impl BootstrapPeer {
+    fn schedule_redial(&mut self) {
+        let backoff = BACKOFF_BASE
+            .saturating_mul(1u32 << self.failures.min(6))
+            .min(BACKOFF_MAX);
+        self.next_dial = Some(Instant::now() + backoff);
+    }
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    events: broadcast::Sender<NodeEvent>,
+    ready: Option<oneshot::Sender<Result<(), NodeError>>>,
+    /// Listeners that have not reported an address yet, with what they bind.
+    listeners_pending: HashMap<ListenerId, Multiaddr>,
+    peers: PeerTable,
+    mapper: Arc<dyn AddressMapper>,
+    kad_protocol: StreamProtocol,
+    advertise_listen_addrs: bool,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    max_pending_dials: usize,
+    pending_disconnects: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    bootstrap: Vec<BootstrapPeer>,
+    bootstrap_dials: HashMap<ConnectionId, usize>,
+}
+
+/// The PeerId at the end of an address (`.../p2p/<id>`), if any.
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+impl EventLoop {
+    /// Builds the swarm and binds the listeners (their addresses arrive as
+    /// events once the loop runs).
+    pub(crate) fn new(
+        config: &NodeConfig,
+        keypair: &Keypair,
+        events: broadcast::Sender<NodeEvent>,
+        ready: oneshot::Sender<Result<(), NodeError>>,
+    ) -> Result<Self, NodeError> {
+        let local = keypair.public().to_peer_id();
+        let transport = transport::build(config.transport, keypair, config.mplex)?;
+        let behaviour = Behaviour {
+            limits: connection_limits::Behaviour::new(config.limits.to_libp2p()),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/lotus/1.0.0".to_owned(), keypair.public())
+                    .with_agent_version(config.agent_version.clone()),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad: config.dht.behaviour(local),
+        };
+        let mut swarm = Swarm::new(
+            transport,
+            behaviour,
+            local,
+            libp2p::swarm::Config::with_tokio_executor()
+                .with_idle_connection_timeout(config.idle_connection_timeout),
+        );
+        let listen = config.listen_addrs();
+        let mut listeners_pending = HashMap::new();
+        for address in &listen {
+            let id = swarm
+                .listen_on(address.clone())
+                .map_err(|e| NodeError::Listen {
+                    address: address.clone(),
+                    reason: e.to_string(),
+                })?;
+            listeners_pending.insert(id, address.clone());
+        }
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|address| BootstrapPeer {
+                address: address.clone(),
+                peer: peer_of(address),
+                failures: 0,
+                next_dial: Some(Instant::now()),
+            })
+            .collect();
+        Ok(Self {
+            swarm,
+            events,
+            ready: Some(ready),
+            listeners_pending,
+            peers: PeerTable::new(MAX_KNOWN_PEERS),
+            mapper: config.dht.mapper.resolve(&listen),
+            kad_protocol: config.dht.protocol.clone(),
+            advertise_listen_addrs: config
+                .advertise_listen_addrs
+                .unwrap_or_else(|| p2p_dht::mapper::auto_is_passthrough(&listen)),
+            pending_dials: HashMap::new(),
+            max_pending_dials: config.max_pending_dials,
+            pending_disconnects: HashMap::new(),
+            bootstrap,
+            bootstrap_dials: HashMap::new(),
+        })
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        if self.listeners_pending.is_empty() {
+            self.signal_ready(Ok(()));
+        }
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Stop(reply)) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => self.redial_bootstrap(),
+            }
+        }
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    fn signal_ready(&mut self, result: Result<(), NodeError>) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(result);
+        }
+    }
+
+    /// Closes every connection and listener, giving connections a short grace
+    /// period to close cleanly so remote peers see an orderly disconnect.
+    async fn shutdown(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while self.swarm.network_info().num_peers() > 0 {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = &mut grace => break,
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Dial { address, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                self.dial(address, tx);
+            }
+            Command::Disconnect { peer, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                if self.swarm.disconnect_peer_id(peer).is_ok() {
+                    self.pending_disconnects.entry(peer).or_default().push(tx);
+                } else {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.peers.connected_peers().cloned().collect());
+            }
+            Command::PeerInfo { peer, reply } => {
+                let _ = reply.send(self.peers.get(&peer).cloned());
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.swarm.is_connected(&peer));
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Stop(reply) => {
+                // Handled in `run`; kept exhaustive for the compiler.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {
+        if self.pending_dials.len() >= self.max_pending_dials {
+            let _ = reply.send(Err(NodeError::TooManyPendingDials(
+                self.pending_dials.len(),
+            )));
+            return;
+        }
+        let opts = match peer_of(&address) {
+            Some(peer) if self.swarm.is_connected(&peer) => {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![address.clone()])
+                .condition(PeerCondition::Always)
+                .build(),
+            None => DialOpts::unknown_peer_id().address(address.clone()).build(),
+        };
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.pending_dials.insert(id, (address, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NodeError::Dial {
+                    address,
+                    reason: e.to_string(),
+                }));
+            }
+        }
+    }
+
+    fn redial_bootstrap(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.bootstrap.len() {
+            let Some(entry) = self.bootstrap.get_mut(index) else {
+                continue;
+            };
+            if entry.next_dial.is_none_or(|at| at > now) {
+                continue;
+            }
+            entry.next_dial = None;
+            if entry.peer.is_some_and(|p| self.swarm.is_connected(&p)) {
+                continue;
+            }
+            let opts = DialOpts::unknown_peer_id()
+                .address(entry.address.clone())
+                .build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootstrap_dials.insert(id, index);
+                }
+                Err(e) => {
+                    tracing::debug!(address = %entry.address, error = %e, "bootstrap dial refused");
+                    entry.failures += 1;
+                    entry.schedule_redial();
+                }
+            }
+        }
+    }
+
+    fn stats(&mut self) -> NodeStats {
+        let info = self.swarm.network_info();
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let in_flight = kad.iter_queries().count();
+        NodeStats {
+            connected_peers: info.num_peers(),
+            known_peers: self.peers.known(),
+            connections: info.connection_counters().num_established() as usize,
+            listen_addrs: self.swarm.listeners().count(),
+            messages: Default::default(),
+            dht: p2p_dht::dht_stats(&mut self.swarm.behaviour_mut().kad, in_flight),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                if self.advertise_listen_addrs {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.emit(NodeEvent::ListenAddress { address });
+                if self.listeners_pending.remove(&listener_id).is_some()
+                    && self.listeners_pending.is_empty()
+                {
+                    self.signal_ready(Ok(()));
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(address) = self.listeners_pending.remove(&listener_id) {
+                    self.signal_ready(Err(NodeError::Listen {
+                        address,
+                        reason: reason
+                            .err()
+                            .map_or_else(|| "closed".to_owned(), |e| e.to_string()),
+                    }));
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let address = endpoint.get_remote_address().clone();
+                self.peers.connected(peer_id, address.clone());
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if let Some(index) = self.bootstrap_dials.remove(&connection_id) {
+                    if let Some(entry) = self.bootstrap.get_mut(index) {
+                        entry.peer = Some(peer_id);
+                        entry.failures = 0;
+                    }
+                }
+                if num_established.get() == 1 {
+                    self.emit(NodeEvent::PeerConnected {
+                        peer: peer_id,
+                        address,
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                cause,
+                ..
+            } => self.on_connection_closed(
+                peer_id,
+                &endpoint,
+                num_established,
+                cause.map(|c| c.to_string()),
+            ),
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some((address, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NodeError::Dial {
+                        address,
+                        reason: error.to_string(),
+                    }));
+                }
+                if let Some(index) = self.bootstrap_dials.remove(&connection_id) {
+                    if let Some(entry) = self.bootstrap.get_mut(index) {
+                        tracing::debug!(address = %entry.address, %error, "bootstrap dial failed");
+                        entry.failures += 1;
+                        entry.schedule_redial();
+                    }
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::debug!(remote = %send_back_addr, %error, "inbound connection failed");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_connection_closed(
+        &mut self,
+        peer: PeerId,
+        endpoint: &ConnectedPoint,
+        remaining: u32,
+        cause: Option<String>,
+    ) {
+        self.peers
+            .disconnected(peer, endpoint.get_remote_address(), remaining as usize);
+        if remaining > 0 {
+            return;
+        }
+        let local = self.pending_disconnects.remove(&peer);
+        let cause = match (&local, cause) {
+            (Some(_), _) => DisconnectCause::Local,
+            (None, Some(reason)) => DisconnectCause::Remote(reason),
+            (None, None) => DisconnectCause::Remote("closed".to_owned()),
+        };
+        for waiter in local.into_iter().flatten() {
+            let _ = waiter.send(Ok(()));
+        }
+        if let Some(entry) = self.bootstrap.iter_mut().find(|b| b.peer == Some(peer)) {
+            entry.schedule_redial();
+        }
+        self.emit(NodeEvent::PeerDisconnected { peer, cause });
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let protocols: Vec<String> =
+                    info.protocols.iter().map(ToString::to_string).collect();
+                self.peers.identified(
+                    peer_id,
+                    &info.agent_version,
+                    protocols.clone(),
+                    &info.listen_addrs,
+                );
+                let population = routing::on_identified(
+                    &mut self.swarm.behaviour_mut().kad,
+                    self.mapper.as_ref(),
+                    &self.kad_protocol,
+                    peer_id,
+                    &info.protocols,
+                    &info.listen_addrs,
+                );
+                tracing::debug!(peer = %peer_id, ?population, "identified");
+                self.emit(NodeEvent::PeerIdentified {
+                    peer: peer_id,
+                    agent: info.agent_version,
+                    protocols,
+                });
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => self.peers.pinged(peer, rtt),
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::RoutingUpdated { peer, .. } => {
+                let size = p2p_dht::routing_table_size(&mut self.swarm.behaviour_mut().kad);
+                self.emit(NodeEvent::RoutingUpdated {
+                    peer,
+                    routing_table_size: size,
+                });
+            }
+            kad::Event::ModeChanged { new_mode } => self.emit(NodeEvent::DhtModeChanged {
+                mode: match new_mode {
+                    kad::Mode::Client => DhtMode::Client,
+                    kad::Mode::Server => DhtMode::Server,
+                },
+            }),
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => {
+                // Records are filtered (StoreInserts::FilterBoth) so that the
+                // node decides what it stores; the store enforces its bounds.
+                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                    tracing::debug!(peer = %source, error = %e, "inbound record not stored");
+                }
+            }
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                        ..
+                    },
+            } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_provider(record)
+                {
+                    tracing::debug!(error = %e, "inbound provider record not stored");
+                }
+            }
+            _ => {}
+        }
+    }
+}

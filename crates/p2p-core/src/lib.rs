@@ -1,0 +1,36 @@
+//! The lotus-p2p node: a libp2p swarm (TCP + WebSocket or in-memory, Noise,
+//! yamux and optionally mplex, identify, ping, Kademlia, connection limits)
+//! owned by one task and driven through [`Node`], a cheap-to-clone async handle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), p2p_core::NodeError> {
+//! use p2p_core::Node;
+//! let a = Node::builder().listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).build()?;
+//! let b = Node::builder().listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).build()?;
+//! a.start().await?;
+//! b.start().await?;
+//! let addr = a.listen_addrs().await?.remove(0);
+//! assert_eq!(b.connect(addr).await?, a.peer_id());
+//! println!("{:?}", b.stats().await?);
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod behaviour;
+mod config;
+mod error;
+mod event_loop;
+mod identity;
+mod node;
+mod peers;
+mod transport;
+
+pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};
+pub use error::NodeError;
+pub use identity::{Identity, IdentityError, load_or_create_key_file};
+pub use node::Node;
+pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
+pub use p2p_types::{DhtMode, DhtStats, DisconnectCause, NodeEvent, NodeStats};
+pub use peers::PeerInfo;
+pub use transport::{TransportError, TransportKind};

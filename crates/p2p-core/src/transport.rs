@@ -1,0 +1,87 @@
+//! Transports: TCP + WebSocket (+ DNS) for real networks, in-memory for tests
+//! and simulation; always Noise, with yamux (and mplex on request).
+
+use std::time::Duration;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, MemoryTransport};
+use libp2p::core::upgrade::{SelectUpgrade, Version};
+use libp2p::futures::{AsyncRead, AsyncWrite};
+use libp2p::identity::Keypair;
+use libp2p::{PeerId, Transport, dns, noise, tcp, websocket, yamux};
+
+/// Which transport a node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    /// TCP and WebSocket over TCP, with DNS resolution for `/dns*` addresses.
+    #[default]
+    Tcp,
+    /// The in-process memory transport (`/memory/<n>` addresses): no sockets,
+    /// for tests and simulations of many nodes.
+    Memory,
+}
+
+/// Time allowed for the security and muxer handshakes of one connection.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The Noise keys could not be derived.
+    #[error("noise: {0}")]
+    Noise(#[from] noise::Error),
+    /// The system DNS configuration could not be read.
+    #[error("dns: {0}")]
+    Dns(#[from] std::io::Error),
+}
+
+/// The authenticated, multiplexed transport of a node.
+pub(crate) type NodeTransport = Boxed<(PeerId, StreamMuxerBox)>;
+
+/// Builds the transport for `kind`. `mplex` also offers mplex (after yamux) for
+/// the TypeScript system's Phase-1 nodes, which speak nothing else.
+pub(crate) fn build(
+    kind: TransportKind,
+    key: &Keypair,
+    mplex: bool,
+) -> Result<NodeTransport, TransportError> {
+    match kind {
+        TransportKind::Memory => secure(MemoryTransport::default(), key, mplex),
+        TransportKind::Tcp => {
+            let tcp_config = tcp::Config::default().nodelay(true);
+            let tcp =
+                dns::tokio::Transport::system(tcp::tokio::Transport::new(tcp_config.clone()))?;
+            let ws = websocket::Config::new(dns::tokio::Transport::system(
+                tcp::tokio::Transport::new(tcp_config),
+            )?);
+            secure(ws.or_transport(tcp), key, mplex)
+        }
+    }
+}
+
+fn secure<T>(transport: T, key: &Keypair, mplex: bool) -> Result<NodeTransport, TransportError>
+where
+    T: Transport + Send + Unpin + 'static,
+    T::Output: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    let authenticated = transport
+        .upgrade(Version::V1)
+        .authenticate(noise::Config::new(key)?);
+    Ok(if mplex {
+        authenticated
+            .multiplex(SelectUpgrade::new(
+                yamux::Config::default(),
+                libp2p_mplex::Config::default(),
+            ))
+            .timeout(UPGRADE_TIMEOUT)
+            .boxed()
+    } else {
+        authenticated
+            .multiplex(yamux::Config::default())
+            .timeout(UPGRADE_TIMEOUT)
+            .boxed()
+    })
+}

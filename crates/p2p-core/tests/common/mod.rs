@@ -1,0 +1,98 @@
+//! Test scaffolding shared by the p2p-core integration tests.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use p2p_core::{DhtConfig, DhtModeSetting, Node, NodeEvent, TransportKind};
+use p2p_types::PeerId;
+
+/// Upper bound on any single wait in these tests. Generous because CI machines
+/// are shared; waits end as soon as the awaited event happens.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A DHT configuration pinned to `mode` (Auto never turns server on loopback).
+pub fn dht(mode: DhtModeSetting) -> DhtConfig {
+    DhtConfig {
+        mode,
+        ..DhtConfig::default()
+    }
+}
+
+/// A started node on TCP loopback, port 0.
+pub async fn tcp_node(mode: DhtModeSetting) -> Node {
+    let node = Node::builder()
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .dht(dht(mode))
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    node
+}
+
+/// A started node on the memory transport.
+pub async fn memory_node(mode: DhtModeSetting) -> Node {
+    let node = Node::builder()
+        .transport(TransportKind::Memory)
+        .listen("/memory/0".parse().unwrap())
+        .dht(dht(mode))
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    node
+}
+
+/// The first listen address of `node`, with `/p2p/<id>` appended.
+pub async fn dial_addr(node: &Node) -> p2p_types::Multiaddr {
+    let addr = node.listen_addrs().await.unwrap().remove(0);
+    addr.with_p2p(node.peer_id()).unwrap()
+}
+
+/// Routing-table size of `node`.
+pub async fn table_size(node: &Node) -> usize {
+    node.stats().await.unwrap().dht.routing_table_size
+}
+
+/// Waits (bounded by [`WAIT`]) until `node`'s routing table holds at least `n`
+/// peers. Subscribes before checking, so no update can slip between the two.
+pub async fn wait_table_at_least(node: &Node, n: usize) {
+    let mut events = node.subscribe();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let size = table_size(node).await;
+        if size >= n {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event stream ended: {e}"),
+            Err(_) => panic!(
+                "routing table of {} stayed at {size}, wanted {n}",
+                node.peer_id()
+            ),
+        }
+    }
+}
+
+/// A future resolving when `node` reports `peer` connected.
+pub fn connected_to(
+    node: &Node,
+    peer: PeerId,
+) -> impl std::future::Future<Output = NodeEvent> + use<> {
+    let wait = node.wait_for(
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerConnected { peer: p, .. } if *p == peer),
+    );
+    async move { wait.await.expect("peer connected event") }
+}
+
+/// A future resolving when `node` reports `peer` identified.
+pub fn identified(
+    node: &Node,
+    peer: PeerId,
+) -> impl std::future::Future<Output = NodeEvent> + use<> {
+    let wait = node.wait_for(
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerIdentified { peer: p, .. } if *p == peer),
+    );
+    async move { wait.await.expect("peer identified event") }
+}

@@ -1,0 +1,287 @@
+//! Node lifecycle, connections, peers and stats over real TCP sockets on
+//! 127.0.0.1 port 0 (the original coordinator tests, seed-study §6.2, strict).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{WAIT, connected_to, dial_addr, identified, tcp_node};
+use p2p_core::{DhtModeSetting, DisconnectCause, Identity, Node, NodeError, NodeEvent};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_reports_real_addresses_and_stop_makes_calls_fail() {
+    let node = Node::builder()
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .build()
+        .unwrap();
+    let id = node.peer_id();
+    assert!(matches!(node.stats().await, Err(NodeError::NotStarted)));
+    node.start().await.unwrap();
+    node.start().await.unwrap(); // idempotent
+    assert!(node.is_running());
+    let addrs = node.listen_addrs().await.unwrap();
+    assert_eq!(addrs.len(), 1);
+    assert!(
+        !addrs[0].to_string().ends_with("/tcp/0"),
+        "a real port: {}",
+        addrs[0]
+    );
+    let stats = node.stats().await.unwrap();
+    assert_eq!(stats.listen_addrs, 1);
+    assert_eq!(stats.connected_peers, 0);
+    node.stop().await.unwrap();
+    node.stop().await.unwrap(); // idempotent
+    assert!(!node.is_running());
+    assert!(matches!(
+        node.listen_addrs().await,
+        Err(NodeError::NotStarted)
+    ));
+    node.start().await.unwrap();
+    assert_eq!(node.peer_id(), id, "restart keeps the identity");
+    assert_eq!(node.listen_addrs().await.unwrap().len(), 1);
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_peers_connect_and_both_sides_report_it() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    assert!(!alice.is_connected(bob.peer_id()).await);
+    let alice_sees = connected_to(&alice, bob.peer_id());
+    let bob_sees = connected_to(&bob, alice.peer_id());
+    let remote = alice.connect(dial_addr(&bob).await).await.unwrap();
+    assert_eq!(remote, bob.peer_id());
+    alice_sees.await;
+    bob_sees.await;
+    assert!(alice.is_connected(bob.peer_id()).await);
+    assert!(bob.is_connected(alice.peer_id()).await);
+    let alice_peers = alice.connected_peers().await.unwrap();
+    assert_eq!(alice_peers.len(), 1);
+    assert_eq!(alice_peers[0].peer_id, bob.peer_id());
+    assert_eq!(
+        bob.connected_peers().await.unwrap()[0].peer_id,
+        alice.peer_id()
+    );
+    let stats = alice.stats().await.unwrap();
+    assert_eq!((stats.connected_peers, stats.connections), (1, 1));
+    assert!(stats.known_peers >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_without_peer_id_and_twice_returns_the_same_peer() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let plain = bob.listen_addrs().await.unwrap().remove(0);
+    assert_eq!(alice.connect(plain).await.unwrap(), bob.peer_id());
+    assert_eq!(
+        alice.connect(dial_addr(&bob).await).await.unwrap(),
+        bob.peer_id()
+    );
+    assert_eq!(alice.stats().await.unwrap().connected_peers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_info_carries_identify_and_ping_results() {
+    let alice = tcp_node(DhtModeSetting::Server).await;
+    let bob = tcp_node(DhtModeSetting::Server).await;
+    let identified = identified(&alice, bob.peer_id());
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    let NodeEvent::PeerIdentified {
+        agent, protocols, ..
+    } = identified.await
+    else {
+        unreachable!()
+    };
+    assert!(agent.starts_with("lotus-p2p/"), "{agent}");
+    for p in ["/lotus/kad/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"] {
+        assert!(
+            protocols.iter().any(|x| x == p),
+            "{p} missing from {protocols:?}"
+        );
+    }
+    let info = alice
+        .peer_info(bob.peer_id())
+        .await
+        .unwrap()
+        .expect("known peer");
+    assert_eq!(info.agent.as_deref(), Some(agent.as_str()));
+    assert_eq!(info.connections, 1);
+    assert_eq!(info.addresses.len(), 1);
+    assert!(!info.listen_addrs.is_empty());
+    // Ping runs on connection; its result arrives shortly after identify.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = alice.peer_info(bob.peer_id()).await.unwrap().unwrap();
+        if let Some(rtt) = info.rtt {
+            assert!(rtt < WAIT);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no ping result");
+        let _ = tokio::time::timeout(Duration::from_millis(100), alice.subscribe().recv()).await;
+    }
+    assert_eq!(
+        alice.peer_info(p2p_types::PeerId::random()).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_closes_both_sides() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let bob_connected = connected_to(&bob, alice.peer_id());
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    bob_connected.await;
+    let alice_id = alice.peer_id();
+    let bob_sees_close = bob.wait_for(
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == alice_id),
+    );
+    let alice_sees_close =
+        alice.wait_for(WAIT, |e| matches!(e, NodeEvent::PeerDisconnected { .. }));
+    alice.disconnect(bob.peer_id()).await.unwrap();
+    assert!(!alice.is_connected(bob.peer_id()).await);
+    let NodeEvent::PeerDisconnected { cause, .. } = alice_sees_close.await.unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(cause, DisconnectCause::Local);
+    bob_sees_close.await.unwrap();
+    assert!(!bob.is_connected(alice.peer_id()).await);
+    // Remembered after disconnect, with no open connection.
+    let info = alice.peer_info(bob.peer_id()).await.unwrap().unwrap();
+    assert_eq!(info.connections, 0);
+    assert_eq!(alice.stats().await.unwrap().connected_peers, 0);
+    // Disconnecting again is harmless.
+    alice.disconnect(bob.peer_id()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_errors_are_reported_not_hung() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    // A port nobody listens on: bind one, learn it, stop listening.
+    let gone = tcp_node(DhtModeSetting::Client).await;
+    let gone_addr = dial_addr(&gone).await;
+    gone.stop().await.unwrap();
+    assert!(matches!(
+        alice.connect(gone_addr).await,
+        Err(NodeError::Dial { .. })
+    ));
+    // The right address with the wrong PeerId is refused.
+    let wrong = bob
+        .listen_addrs()
+        .await
+        .unwrap()
+        .remove(0)
+        .with_p2p(p2p_types::PeerId::random())
+        .unwrap();
+    assert!(matches!(
+        alice.connect(wrong).await,
+        Err(NodeError::Dial { .. })
+    ));
+    assert!(!alice.is_connected(bob.peer_id()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_disconnects_peers_and_subscriptions_survive_restart() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let mut alice_events = alice.subscribe();
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    let bob_id = bob.peer_id();
+    let alice_id = alice.peer_id();
+    let bob_sees_close = bob.wait_for(
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == alice_id),
+    );
+    alice.stop().await.unwrap();
+    bob_sees_close.await.unwrap();
+    alice.start().await.unwrap();
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    // The subscription taken before the restart sees events from both runs.
+    let mut connects = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while connects < 2 {
+        let event = tokio::time::timeout_at(deadline, alice_events.recv())
+            .await
+            .expect("two connect events")
+            .unwrap();
+        if matches!(event, NodeEvent::PeerConnected { peer, .. } if peer == bob_id) {
+            connects += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_persists_in_the_key_file() {
+    let dir = std::env::temp_dir().join(format!("lotus-p2p-key-{}", std::process::id()));
+    let path = dir.join("nested").join("node.key");
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = Node::builder()
+        .identity(Identity::KeyFile(path.clone()))
+        .build()
+        .unwrap();
+    assert!(path.exists(), "created on first run");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner-only permissions, got {mode:o}");
+    }
+    let second = Node::builder()
+        .identity(Identity::KeyFile(path.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(first.peer_id(), second.peer_id());
+    let other = Node::builder().build().unwrap();
+    assert_ne!(first.peer_id(), other.peer_id());
+    std::fs::write(&path, b"not a key").unwrap();
+    assert!(matches!(
+        Node::builder().identity(Identity::KeyFile(path)).build(),
+        Err(NodeError::Identity(_))
+    ));
+    let secret = Identity::Ed25519Secret([7; 32]);
+    assert_eq!(
+        Node::builder()
+            .identity(secret.clone())
+            .build()
+            .unwrap()
+            .peer_id(),
+        Node::builder().identity(secret).build().unwrap().peer_id()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_stop_start_cycles_leak_no_tasks() {
+    let peer = tcp_node(DhtModeSetting::Server).await;
+    let node = tcp_node(DhtModeSetting::Server).await;
+    node.stop().await.unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let mut baseline = None;
+    for cycle in 0..20 {
+        node.start().await.unwrap();
+        node.connect(dial_addr(&peer).await).await.unwrap();
+        node.stop().await.unwrap();
+        // Connection tasks of the stopped swarm end shortly after it is dropped.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let alive = loop {
+            let alive = metrics.num_alive_tasks();
+            match baseline {
+                Some(b) if alive > b && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => break alive,
+            }
+        };
+        if cycle == 1 {
+            baseline = Some(alive);
+        }
+        if let Some(b) = baseline {
+            assert!(
+                alive <= b,
+                "cycle {cycle}: {alive} tasks alive, baseline {b}"
+            );
+        }
+    }
+}

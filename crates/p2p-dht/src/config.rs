@@ -1,0 +1,130 @@
+//! Kademlia configuration with lotus-p2p's defaults.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
+use libp2p::{PeerId, StreamProtocol};
+
+use crate::Kademlia;
+use crate::mapper::MapperPolicy;
+
+/// The DHT protocol of the TypeScript system, kept for interop.
+pub const DEFAULT_PROTOCOL: &str = "/lotus/kad/1.0.0";
+
+/// Which Kademlia mode a node runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DhtModeSetting {
+    /// Query only; never store or answer (not advertised in identify).
+    Client,
+    /// Store records and answer queries. Pin this on loopback and in tests:
+    /// Auto never sees a confirmed external address there.
+    Server,
+    /// libp2p-kad's automatic mode: server once an external address is
+    /// confirmed, client before.
+    #[default]
+    Auto,
+}
+
+/// Kademlia settings. Every default is documented on its field.
+#[derive(Debug, Clone)]
+pub struct DhtConfig {
+    /// Protocol id. Default `/lotus/kad/1.0.0` (the TypeScript network's).
+    pub protocol: StreamProtocol,
+    /// Mode. Default [`DhtModeSetting::Auto`].
+    pub mode: DhtModeSetting,
+    /// Which peer addresses enter the routing table. Default Auto (see [`crate::mapper`]).
+    pub mapper: MapperPolicy,
+    /// How long stored records live unless they carry an earlier expiry.
+    /// Default 1 hour: resources are sessions and rounds that last minutes to
+    /// hours (the TypeScript examples announce with `ttl: 3600`), so a record
+    /// should not outlive its usefulness by days as with kad's 48 h default.
+    pub record_ttl: Duration,
+    /// How often a publisher re-puts its own records. Default 30 minutes, half
+    /// the TTL, so a record survives one missed publication.
+    pub record_publication_interval: Duration,
+    /// How often stored records are replicated to the closest peers. Default
+    /// 10 minutes, so records follow churn within a small network.
+    pub record_replication_interval: Duration,
+    /// Provider-record TTL. Default 1 hour, as for records.
+    pub provider_ttl: Duration,
+    /// Provider re-announcement interval. Default 30 minutes.
+    pub provider_publication_interval: Duration,
+    /// Replication factor (k). Default 20, the Kademlia standard and js kad-dht's.
+    pub replication_factor: NonZeroUsize,
+    /// Bound on one query. Default 10 s: the TypeScript system used 5 s for one
+    /// put/get; a full iterative lookup gets twice that.
+    pub query_timeout: Duration,
+    /// Periodic bootstrap (refresh) interval. Default 5 minutes (libp2p's).
+    pub bootstrap_interval: Option<Duration>,
+    /// Most records stored for others. Default 10 000 (≈ 160 MB worst case at
+    /// the value limit; ~10 MB for typical 1 KB adverts).
+    pub max_records: usize,
+    /// Largest record value stored. Default 16 384 bytes (one kad packet).
+    pub max_value_bytes: usize,
+    /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
+    /// messages, resists a single eclipsing path.
+    pub disjoint_query_paths: bool,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            protocol: StreamProtocol::new(DEFAULT_PROTOCOL),
+            mode: DhtModeSetting::Auto,
+            mapper: MapperPolicy::Auto,
+            record_ttl: Duration::from_secs(3600),
+            record_publication_interval: Duration::from_secs(1800),
+            record_replication_interval: Duration::from_secs(600),
+            provider_ttl: Duration::from_secs(3600),
+            provider_publication_interval: Duration::from_secs(1800),
+            replication_factor: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
+            query_timeout: Duration::from_secs(10),
+            bootstrap_interval: Some(Duration::from_secs(300)),
+            max_records: 10_000,
+            max_value_bytes: 16_384,
+            disjoint_query_paths: true,
+        }
+    }
+}
+
+impl DhtConfig {
+    /// The libp2p-kad configuration. Routing-table inserts are manual (see
+    /// [`crate::routing`]) and inbound records are filtered by the node before
+    /// they are stored.
+    pub fn kad_config(&self) -> kad::Config {
+        let mut c = kad::Config::new(self.protocol.clone());
+        c.set_record_ttl(Some(self.record_ttl))
+            .set_publication_interval(Some(self.record_publication_interval))
+            .set_replication_interval(Some(self.record_replication_interval))
+            .set_provider_record_ttl(Some(self.provider_ttl))
+            .set_provider_publication_interval(Some(self.provider_publication_interval))
+            .set_replication_factor(self.replication_factor)
+            .set_query_timeout(self.query_timeout)
+            .set_periodic_bootstrap_interval(self.bootstrap_interval)
+            .set_kbucket_inserts(kad::BucketInserts::Manual)
+            .set_record_filtering(kad::StoreInserts::FilterBoth)
+            .set_max_packet_size(self.max_value_bytes * 2)
+            .disjoint_query_paths(self.disjoint_query_paths);
+        c
+    }
+
+    /// A kad behaviour for `local` with this configuration, in the configured mode.
+    pub fn behaviour(&self, local: PeerId) -> Kademlia {
+        let store = MemoryStore::with_config(
+            local,
+            MemoryStoreConfig {
+                max_records: self.max_records,
+                max_value_bytes: self.max_value_bytes,
+                ..MemoryStoreConfig::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(local, store, self.kad_config());
+        kad.set_mode(match self.mode {
+            DhtModeSetting::Client => Some(kad::Mode::Client),
+            DhtModeSetting::Server => Some(kad::Mode::Server),
+            DhtModeSetting::Auto => None,
+        });
+        kad
+    }
+}

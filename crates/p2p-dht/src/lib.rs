@@ -1,0 +1,34 @@
+//! Kademlia for lotus-p2p.
+//!
+//! - [`DhtConfig`]: the protocol id (`/lotus/kad/1.0.0`), the mode (client,
+//!   server, auto), record and provider TTLs, replication, query timeout and
+//!   periodic bootstrap, with documented defaults; [`DhtConfig::behaviour`]
+//!   builds the libp2p-kad behaviour from it.
+//! - [`mapper`]: which addresses of a peer may enter the routing table
+//!   (`Passthrough`, `PublicOnly`, `Auto`, or your own).
+//! - [`routing`]: routing-table population from identify, done deliberately:
+//!   a peer enters the table only when it advertises our Kademlia protocol
+//!   (it is a server) and only with addresses the mapper keeps.
+//! - [`dht_stats`]: the numbers a node reports.
+//!
+//! ```
+//! use p2p_dht::{DhtConfig, DhtModeSetting};
+//! let config = DhtConfig { mode: DhtModeSetting::Server, ..DhtConfig::default() };
+//! assert_eq!(config.protocol.as_ref(), "/lotus/kad/1.0.0");
+//! let kad = config.behaviour(libp2p::identity::PeerId::random());
+//! assert_eq!(kad.mode(), libp2p::kad::Mode::Server);
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+pub mod mapper;
+pub mod routing;
+mod stats;
+
+pub use config::{DEFAULT_PROTOCOL, DhtConfig, DhtModeSetting};
+pub use mapper::{AddressMapper, AddressScope, MapperPolicy};
+pub use stats::{dht_stats, routing_table_size};
+
+/// The Kademlia behaviour type lotus-p2p runs.
+pub type Kademlia = libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>;
