@@ -86,6 +86,9 @@ pub(crate) struct EventLoop {
     ready: Option<oneshot::Sender<Result<(), NodeError>>>,
     /// Listeners that have not reported an address yet, with what they bind.
     listeners_pending: HashMap<ListenerId, Multiaddr>,
+    /// Every listener, removed explicitly on stop (the memory transport only
+    /// releases its port on removal, not on drop).
+    listeners: Vec<ListenerId>,
     peers: PeerTable,
     mapper: Arc<dyn AddressMapper>,
     kad_protocol: StreamProtocol,
@@ -157,6 +160,7 @@ impl EventLoop {
             swarm,
             events,
             ready: Some(ready),
+            listeners: listeners_pending.keys().copied().collect(),
             listeners_pending,
             peers: PeerTable::new(MAX_KNOWN_PEERS),
             mapper: config.dht.mapper.resolve(&listen),
@@ -212,6 +216,9 @@ impl EventLoop {
     /// Closes every connection and listener, giving connections a short grace
     /// period to close cleanly so remote peers see an orderly disconnect.
     async fn shutdown(&mut self) {
+        for listener in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(listener);
+        }
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in peers {
             let _ = self.swarm.disconnect_peer_id(peer);

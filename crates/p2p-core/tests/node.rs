@@ -285,3 +285,44 @@ async fn twenty_stop_start_cycles_leak_no_tasks() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_peer_is_dialled_at_start_and_redialled_after_it_restarts() {
+    // A memory address of our choosing (no socket involved), so the bootstrap
+    // node can come back on the same address.
+    let port: u64 = rand_port();
+    let address: p2p_types::Multiaddr = format!("/memory/{port}").parse().unwrap();
+    let boot = Node::builder()
+        .transport(p2p_core::TransportKind::Memory)
+        .listen(address.clone())
+        .build()
+        .unwrap();
+    boot.start().await.unwrap();
+    let node = Node::builder()
+        .transport(p2p_core::TransportKind::Memory)
+        .listen("/memory/0".parse().unwrap())
+        .bootstrap(address.with_p2p(boot.peer_id()).unwrap())
+        .build()
+        .unwrap();
+    let first = connected_to(&node, boot.peer_id());
+    node.start().await.unwrap();
+    first.await;
+    let boot_id = boot.peer_id();
+    let gone = node.wait_for(
+        WAIT,
+        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == boot_id),
+    );
+    boot.stop().await.unwrap();
+    gone.await.unwrap();
+    let again = connected_to(&node, boot.peer_id());
+    boot.start().await.unwrap();
+    again.await;
+    assert!(node.is_connected(boot.peer_id()).await);
+}
+
+/// A random memory-transport port in a range the transport's own picks
+/// (random u64s) are unlikely to hit.
+fn rand_port() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id()) | 1
+}
