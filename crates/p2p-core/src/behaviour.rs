@@ -14,4 +14,6 @@ pub(crate) struct Behaviour {
     /// and the round-trip time is reported per peer.
     pub(crate) ping: ping::Behaviour,
     pub(crate) kad: Kademlia,
+    /// Raw streams per protocol (messaging and handler streams).
+    pub(crate) stream: libp2p_stream::Behaviour,
 }

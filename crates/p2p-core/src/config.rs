@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use p2p_dht::DhtConfig;
+use p2p_protocol::InboundPolicy;
 
 use crate::error::NodeError;
 use crate::identity::Identity;
@@ -85,6 +86,8 @@ pub struct NodeConfig {
     pub max_pending_dials: usize,
     /// Bound on [`Node::connect`]. Default 20 s.
     pub dial_timeout: Duration,
+    /// Inbound message checks: limits, signature requirement, replay window.
+    pub inbound: InboundPolicy,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +106,7 @@ impl Default for NodeConfig {
             event_capacity: 1024,
             max_pending_dials: 256,
             dial_timeout: Duration::from_secs(20),
+            inbound: InboundPolicy::default(),
         }
     }
 }

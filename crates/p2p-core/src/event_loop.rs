@@ -23,6 +23,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::events::Event;
+use crate::handler::{Handlers, Job};
+use crate::messaging::{Outbound, SharedCounters, lock};
 use crate::peers::{PeerInfo, PeerTable};
 use crate::transport;
 
@@ -82,7 +85,10 @@ impl BootstrapPeer {
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
-    events: broadcast::Sender<NodeEvent>,
+    events: broadcast::Sender<Event>,
+    handlers: Handlers,
+    outbound: Option<Outbound>,
+    counters: SharedCounters,
     ready: Option<oneshot::Sender<Result<(), NodeError>>>,
     /// Listeners that have not reported an address yet, with what they bind.
     listeners_pending: HashMap<ListenerId, Multiaddr>,
@@ -110,13 +116,14 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
 
 impl EventLoop {
     /// Builds the swarm and binds the listeners (their addresses arrive as
-    /// events once the loop runs).
+    /// events once the loop runs). Also returns the stream control.
     pub(crate) fn new(
         config: &NodeConfig,
         keypair: &Keypair,
-        events: broadcast::Sender<NodeEvent>,
+        shared: (broadcast::Sender<Event>, Handlers, SharedCounters),
         ready: oneshot::Sender<Result<(), NodeError>>,
-    ) -> Result<Self, NodeError> {
+    ) -> Result<(Self, libp2p_stream::Control), NodeError> {
+        let (events, handlers, counters) = shared;
         let local = keypair.public().to_peer_id();
         let transport = transport::build(config.transport, keypair, config.mplex)?;
         let behaviour = Behaviour {
@@ -127,7 +134,9 @@ impl EventLoop {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad: config.dht.behaviour(local),
+            stream: libp2p_stream::Behaviour::new(),
         };
+        let control = behaviour.stream.new_control();
         let mut swarm = Swarm::new(
             transport,
             behaviour,
@@ -156,24 +165,35 @@ impl EventLoop {
                 next_dial: Some(Instant::now()),
             })
             .collect();
-        Ok(Self {
-            swarm,
-            events,
-            ready: Some(ready),
-            listeners: listeners_pending.keys().copied().collect(),
-            listeners_pending,
-            peers: PeerTable::new(MAX_KNOWN_PEERS),
-            mapper: config.dht.mapper.resolve(&listen),
-            kad_protocol: config.dht.protocol.clone(),
-            advertise_listen_addrs: config
-                .advertise_listen_addrs
-                .unwrap_or_else(|| p2p_dht::mapper::auto_is_passthrough(&listen)),
-            pending_dials: HashMap::new(),
-            max_pending_dials: config.max_pending_dials,
-            pending_disconnects: HashMap::new(),
-            bootstrap,
-            bootstrap_dials: HashMap::new(),
-        })
+        Ok((
+            Self {
+                swarm,
+                events,
+                handlers,
+                outbound: None,
+                counters,
+                ready: Some(ready),
+                listeners: listeners_pending.keys().copied().collect(),
+                listeners_pending,
+                peers: PeerTable::new(MAX_KNOWN_PEERS),
+                mapper: config.dht.mapper.resolve(&listen),
+                kad_protocol: config.dht.protocol.clone(),
+                advertise_listen_addrs: config
+                    .advertise_listen_addrs
+                    .unwrap_or_else(|| p2p_dht::mapper::auto_is_passthrough(&listen)),
+                pending_dials: HashMap::new(),
+                max_pending_dials: config.max_pending_dials,
+                pending_disconnects: HashMap::new(),
+                bootstrap,
+                bootstrap_dials: HashMap::new(),
+            },
+            control,
+        ))
+    }
+
+    /// The outbound side, told when peers go away.
+    pub(crate) fn set_outbound(&mut self, outbound: Outbound) {
+        self.outbound = Some(outbound);
     }
 
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -204,7 +224,7 @@ impl EventLoop {
 
     fn emit(&self, event: NodeEvent) {
         // No subscriber is not an error.
-        let _ = self.events.send(event);
+        let _ = self.events.send(Event::Node(event));
     }
 
     fn signal_ready(&mut self, result: Result<(), NodeError>) {
@@ -342,7 +362,7 @@ impl EventLoop {
             known_peers: self.peers.known(),
             connections: info.connection_counters().num_established() as usize,
             listen_addrs: self.swarm.listeners().count(),
-            messages: Default::default(),
+            messages: lock(&self.counters).total.clone(),
             dht: p2p_dht::dht_stats(&mut self.swarm.behaviour_mut().kad, in_flight),
         }
     }
@@ -396,6 +416,7 @@ impl EventLoop {
                     }
                 }
                 if num_established.get() == 1 {
+                    self.handlers.notify(Job::Connected, peer_id);
                     self.emit(NodeEvent::PeerConnected {
                         peer: peer_id,
                         address,
@@ -469,6 +490,10 @@ impl EventLoop {
         if let Some(entry) = self.bootstrap.iter_mut().find(|b| b.peer == Some(peer)) {
             entry.schedule_redial();
         }
+        if let Some(outbound) = &self.outbound {
+            outbound.forget(&peer);
+        }
+        self.handlers.notify(Job::Disconnected, peer);
         self.emit(NodeEvent::PeerDisconnected { peer, cause });
     }
 

@@ -21,16 +21,28 @@ mod behaviour;
 mod config;
 mod error;
 mod event_loop;
+mod events;
+mod handler;
 mod identity;
+mod messaging;
 mod node;
 mod peers;
 mod transport;
 
 pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};
 pub use error::NodeError;
+pub use events::Event;
+pub use handler::{
+    HANDLER_CALL_TIMEOUT, HANDLER_QUEUE, HandlerError, ProtocolHandler, RegisterError,
+};
 pub use identity::{Identity, IdentityError, load_or_create_key_file};
-pub use node::Node;
+pub use messaging::{LEGACY_PROTOCOL, NATIVE_PROTOCOL, SendError, Wire, WireChoice};
+pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
-pub use p2p_types::{DhtMode, DhtStats, DisconnectCause, NodeEvent, NodeStats};
+pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
+pub use p2p_types::{
+    DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, NodeEvent, NodeStats,
+    ProtocolName, RejectReason,
+};
 pub use peers::PeerInfo;
 pub use transport::{TransportError, TransportKind};

@@ -5,15 +5,24 @@ use std::future::Future;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use p2p_types::{NodeEvent, NodeStats};
+use p2p_protocol::{Message, MessageBuilder, SignError};
+use p2p_types::{MessageStats, MessageType, NodeStats, ProtocolName};
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{NodeBuilder, NodeConfig};
 use crate::error::NodeError;
 use crate::event_loop::{Command, EventLoop};
+use crate::events::Event;
+use crate::handler::{Handlers, ProtocolHandler, RegisterError};
+use crate::messaging::{
+    self, LEGACY_PROTOCOL, NATIVE_PROTOCOL, Outbound, Processor, SendError, SharedCounters, Wire,
+    WireChoice,
+};
 use crate::peers::PeerInfo;
 
 /// Commands queued to the event loop before callers wait (backpressure).
@@ -31,16 +40,52 @@ struct Inner {
     config: NodeConfig,
     keypair: Keypair,
     /// Lives as long as the node, so subscriptions survive stop/start.
-    events: broadcast::Sender<NodeEvent>,
+    events: broadcast::Sender<Event>,
+    /// Registered handlers; they survive stop/start.
+    handlers: Handlers,
+    /// Message counters, kept across runs.
+    counters: SharedCounters,
     /// The running task; the lock serialises start and stop.
     running: Mutex<Option<Running>>,
-    /// The command channel of the running task, for cheap access.
-    commands: StdMutex<Option<mpsc::Sender<Command>>>,
+    /// What calls need of the running node, for cheap access.
+    live: StdMutex<Option<Live>>,
+}
+
+/// Handles into a running node.
+#[derive(Clone)]
+struct Live {
+    commands: mpsc::Sender<Command>,
+    outbound: Outbound,
+    control: libp2p_stream::Control,
 }
 
 struct Running {
     task: JoinHandle<()>,
     commands: mpsc::Sender<Command>,
+    /// Processor and acceptors; aborted on stop.
+    background: Vec<JoinHandle<()>>,
+    /// Raw-stream acceptors by handler, so unregistering can stop one.
+    raw: Arc<StdMutex<HashMap<ProtocolName, JoinHandle<()>>>>,
+}
+
+/// Where `broadcast` sends.
+#[derive(Debug, Clone, Default)]
+pub struct BroadcastOptions {
+    /// Peers to leave out.
+    pub exclude: Vec<PeerId>,
+    /// If not empty, only these peers (among the connected ones).
+    pub include_only: Vec<PeerId>,
+    /// Protocol choice.
+    pub wire: WireChoice,
+}
+
+/// The outcome of a broadcast, per peer.
+#[derive(Debug, Clone, Default)]
+pub struct BroadcastReport {
+    /// Peers the message was written to.
+    pub delivered: Vec<PeerId>,
+    /// Peers it could not be delivered to, and why.
+    pub failed: Vec<(PeerId, SendError)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -65,8 +110,10 @@ impl Node {
                 config,
                 keypair,
                 events,
+                handlers: Handlers::default(),
+                counters: SharedCounters::default(),
                 running: Mutex::new(None),
-                commands: StdMutex::new(None),
+                live: StdMutex::new(None),
             }),
         })
     }
@@ -88,30 +135,107 @@ impl Node {
         if running.as_ref().is_some_and(|r| !r.task.is_finished()) {
             return Ok(());
         }
+        let inner = &self.inner;
         let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let event_loop = EventLoop::new(
-            &self.inner.config,
-            &self.inner.keypair,
-            self.inner.events.clone(),
-            ready_tx,
-        )?;
+        let shared = (
+            inner.events.clone(),
+            inner.handlers.clone(),
+            Arc::clone(&inner.counters),
+        );
+        let (mut event_loop, mut control) =
+            EventLoop::new(&inner.config, &inner.keypair, shared, ready_tx)?;
+        let outbound = Outbound::new(control.clone(), Arc::clone(&inner.counters));
+        event_loop.set_outbound(outbound.clone());
+
+        // The inbound side: one processor, fed by the readers of both protocols.
+        let (items, item_rx) = messaging::processor_channel();
+        let processor = Processor::new(
+            inner.config.inbound.clone(),
+            inner.handlers.clone(),
+            inner.events.clone(),
+            Arc::clone(&inner.counters),
+            self.peer_id(),
+        );
+        let max_message = inner.config.inbound.limits.max_message_size;
+        let mut background = vec![tokio::spawn(processor.run(item_rx))];
+        for (protocol, wire) in [
+            (NATIVE_PROTOCOL, Wire::Native),
+            (LEGACY_PROTOCOL, Wire::LegacyJson),
+        ] {
+            // A fresh control has no registrations, so accept cannot fail here.
+            if let Ok(incoming) = control.accept(protocol) {
+                background.push(tokio::spawn(messaging::accept(
+                    incoming,
+                    wire,
+                    items.clone(),
+                    max_message,
+                )));
+            }
+        }
+        let raw = Arc::new(StdMutex::new(HashMap::new()));
+        for registered in inner.handlers.all() {
+            self.accept_raw(&mut control, &raw, registered.handler);
+        }
+
         let task = tokio::spawn(event_loop.run(command_rx));
+        let abort_all = |task: &JoinHandle<()>, background: &[JoinHandle<()>]| {
+            task.abort();
+            background.iter().for_each(JoinHandle::abort);
+        };
         match tokio::time::timeout(START_TIMEOUT, ready_rx).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => {
-                task.abort();
+                abort_all(&task, &background);
                 return Err(e);
             }
-            Ok(Err(_)) => return Err(NodeError::Stopped),
+            Ok(Err(_)) => {
+                abort_all(&task, &background);
+                return Err(NodeError::Stopped);
+            }
             Err(_) => {
-                task.abort();
+                abort_all(&task, &background);
                 return Err(NodeError::Timeout);
             }
         }
-        *self.lock_commands() = Some(commands.clone());
-        *running = Some(Running { task, commands });
+        *self.lock_live() = Some(Live {
+            commands: commands.clone(),
+            outbound,
+            control,
+        });
+        *running = Some(Running {
+            task,
+            commands,
+            background,
+            raw,
+        });
         Ok(())
+    }
+
+    /// Starts accepting `handler`'s raw streams, if it wants them.
+    fn accept_raw(
+        &self,
+        control: &mut libp2p_stream::Control,
+        raw: &StdMutex<HashMap<ProtocolName, JoinHandle<()>>>,
+        handler: Arc<dyn ProtocolHandler>,
+    ) {
+        let Some(protocol) = handler.stream_protocol() else {
+            return;
+        };
+        match control.accept(protocol.clone()) {
+            Ok(incoming) => {
+                let name = handler.name();
+                let task = tokio::spawn(messaging::accept_raw(
+                    incoming,
+                    handler,
+                    Arc::clone(&self.inner.counters),
+                ));
+                raw.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name, task);
+            }
+            Err(_) => tracing::warn!(%protocol, "stream protocol already accepted"),
+        }
     }
 
     /// Stops the node gracefully: closes every connection and listener, then
@@ -119,8 +243,14 @@ impl Node {
     /// node can be started again.
     pub async fn stop(&self) -> Result<(), NodeError> {
         let mut running = self.inner.running.lock().await;
-        *self.lock_commands() = None;
-        let Some(Running { task, commands }) = running.take() else {
+        *self.lock_live() = None;
+        let Some(Running {
+            task,
+            commands,
+            background,
+            raw,
+        }) = running.take()
+        else {
             return Ok(());
         };
         let (reply, done) = oneshot::channel();
@@ -129,28 +259,42 @@ impl Node {
         }
         drop(commands);
         let _ = task.await;
+        let raw: Vec<JoinHandle<()>> = raw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for handle in background.into_iter().chain(raw) {
+            handle.abort();
+            let _ = handle.await;
+        }
         Ok(())
     }
 
     /// True while the node runs.
     pub fn is_running(&self) -> bool {
-        self.lock_commands()
+        self.lock_live()
             .as_ref()
-            .is_some_and(|c| !c.is_closed())
+            .is_some_and(|l| !l.commands.is_closed())
     }
 
-    fn lock_commands(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Command>>> {
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
         self.inner
-            .commands
+            .live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn live(&self) -> Option<Live> {
+        self.lock_live().clone()
     }
 
     async fn request<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, NodeError> {
-        let commands = self.lock_commands().clone().ok_or(NodeError::NotStarted)?;
+        let commands = self.live().ok_or(NodeError::NotStarted)?.commands;
         let (reply, rx) = oneshot::channel();
         commands
             .send(make(reply))
@@ -215,7 +359,7 @@ impl Node {
     /// A new subscription to the node's events. A subscriber that falls more
     /// than `event_capacity` events behind misses the oldest ones (and learns
     /// how many through `RecvError::Lagged`); the node never waits for it.
-    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }
 
@@ -226,9 +370,9 @@ impl Node {
         &self,
         timeout: Duration,
         mut predicate: F,
-    ) -> impl Future<Output = Result<NodeEvent, NodeError>> + Send + 'static + use<F>
+    ) -> impl Future<Output = Result<Event, NodeError>> + Send + 'static + use<F>
     where
-        F: FnMut(&NodeEvent) -> bool + Send + 'static,
+        F: FnMut(&Event) -> bool + Send + 'static,
     {
         let mut events = self.subscribe();
         async move {
@@ -245,5 +389,125 @@ impl Node {
                 .await
                 .map_err(|_| NodeError::Timeout)?
         }
+    }
+
+    /// Registers a protocol handler. Works before or after `start`; the
+    /// registration survives stop/start. A name already registered is refused.
+    /// Must be called inside a tokio runtime (the handler gets a worker task).
+    pub fn register_handler(&self, handler: Arc<dyn ProtocolHandler>) -> Result<(), RegisterError> {
+        let registered = self.inner.handlers.register(handler)?;
+        // Lock order: `running` is never awaited here; use try_lock and fall back
+        // to start's own registration pass when a start/stop is in progress.
+        if let Ok(running) = self.inner.running.try_lock() {
+            if let (Some(running), Some(mut live)) = (running.as_ref(), self.live()) {
+                self.accept_raw(&mut live.control, &running.raw, registered.handler);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unregisters a handler (and stops accepting its raw streams). Returns
+    /// false if no handler had that name.
+    pub fn unregister_handler(&self, name: &ProtocolName) -> bool {
+        let removed = self.inner.handlers.unregister(name).is_some();
+        if let Ok(running) = self.inner.running.try_lock() {
+            if let Some(running) = running.as_ref() {
+                if let Some(task) = running
+                    .raw
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name)
+                {
+                    task.abort();
+                }
+            }
+        }
+        removed
+    }
+
+    /// A message builder from this node.
+    pub fn message(&self, kind: MessageType) -> MessageBuilder {
+        MessageBuilder::new(kind, self.peer_id())
+    }
+
+    /// Builds and signs a message with this node's key.
+    pub fn sign(&self, builder: MessageBuilder) -> Result<Message, SignError> {
+        builder.sign(&self.inner.keypair)
+    }
+
+    /// Sends `message` to `peer` (native protocol if it speaks it, else the
+    /// TypeScript JSON protocol) and resolves once it is written; waits while
+    /// the peer's queue is full.
+    pub async fn send(&self, peer: PeerId, message: &Message) -> Result<(), SendError> {
+        self.send_with(peer, message, WireChoice::Auto).await
+    }
+
+    /// [`Node::send`] with an explicit protocol choice.
+    pub async fn send_with(
+        &self,
+        peer: PeerId,
+        message: &Message,
+        wire: WireChoice,
+    ) -> Result<(), SendError> {
+        let live = self.live().ok_or(SendError::NotStarted)?;
+        live.outbound.send(peer, message, wire).await
+    }
+
+    /// Sends `message` to every connected peer (minus `exclude`, or only
+    /// `include_only`), concurrently, one hop. Never fails as a whole: the
+    /// report says, per peer, whether it was delivered.
+    pub async fn broadcast(
+        &self,
+        message: &Message,
+        options: &BroadcastOptions,
+    ) -> Result<BroadcastReport, NodeError> {
+        let live = self.live().ok_or(NodeError::NotStarted)?;
+        let targets: Vec<PeerId> = self
+            .connected_peers()
+            .await?
+            .into_iter()
+            .map(|p| p.peer_id)
+            .filter(|p| !options.exclude.contains(p))
+            .filter(|p| options.include_only.is_empty() || options.include_only.contains(p))
+            .collect();
+        let sends = targets.iter().map(|&peer| {
+            let outbound = live.outbound.clone();
+            async move { (peer, outbound.send(peer, message, options.wire).await) }
+        });
+        let mut report = BroadcastReport::default();
+        for (peer, result) in futures::future::join_all(sends).await {
+            match result {
+                Ok(()) => report.delivered.push(peer),
+                Err(e) => report.failed.push((peer, e)),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Message counters for one peer (rejections are attributed to the peer
+    /// that sent the bytes).
+    pub fn peer_message_stats(&self, peer: &PeerId) -> MessageStats {
+        messaging::lock(&self.inner.counters)
+            .per_peer
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Opens a raw stream to `peer` on `protocol` (for handlers that speak
+    /// their own framing, like the TypeScript chat example).
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: libp2p::StreamProtocol,
+    ) -> Result<libp2p::Stream, SendError> {
+        let mut control = self.live().ok_or(SendError::NotStarted)?.control;
+        control
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| match e {
+                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => SendError::Unsupported(p),
+                e => SendError::Io(e.to_string()),
+            })
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{WAIT, connected_to, dial_addr, identified, tcp_node};
-use p2p_core::{DhtModeSetting, DisconnectCause, Identity, Node, NodeError, NodeEvent};
+use p2p_core::{DhtModeSetting, DisconnectCause, Event, Identity, Node, NodeError, NodeEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_reports_real_addresses_and_stop_makes_calls_fail() {
@@ -86,9 +86,9 @@ async fn peer_info_carries_identify_and_ping_results() {
     let bob = tcp_node(DhtModeSetting::Server).await;
     let identified = identified(&alice, bob.peer_id());
     alice.connect(dial_addr(&bob).await).await.unwrap();
-    let NodeEvent::PeerIdentified {
+    let Event::Node(NodeEvent::PeerIdentified {
         agent, protocols, ..
-    } = identified.await
+    }) = identified.await
     else {
         unreachable!()
     };
@@ -135,13 +135,15 @@ async fn disconnect_closes_both_sides() {
     let alice_id = alice.peer_id();
     let bob_sees_close = bob.wait_for(
         WAIT,
-        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == alice_id),
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { peer, .. }) if *peer == alice_id),
     );
-    let alice_sees_close =
-        alice.wait_for(WAIT, |e| matches!(e, NodeEvent::PeerDisconnected { .. }));
+    let alice_sees_close = alice.wait_for(WAIT, |e| {
+        matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { .. }))
+    });
     alice.disconnect(bob.peer_id()).await.unwrap();
     assert!(!alice.is_connected(bob.peer_id()).await);
-    let NodeEvent::PeerDisconnected { cause, .. } = alice_sees_close.await.unwrap() else {
+    let Event::Node(NodeEvent::PeerDisconnected { cause, .. }) = alice_sees_close.await.unwrap()
+    else {
         unreachable!()
     };
     assert_eq!(cause, DisconnectCause::Local);
@@ -192,7 +194,7 @@ async fn stop_disconnects_peers_and_subscriptions_survive_restart() {
     let alice_id = alice.peer_id();
     let bob_sees_close = bob.wait_for(
         WAIT,
-        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == alice_id),
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { peer, .. }) if *peer == alice_id),
     );
     alice.stop().await.unwrap();
     bob_sees_close.await.unwrap();
@@ -206,7 +208,8 @@ async fn stop_disconnects_peers_and_subscriptions_survive_restart() {
             .await
             .expect("two connect events")
             .unwrap();
-        if matches!(event, NodeEvent::PeerConnected { peer, .. } if peer == bob_id) {
+        if matches!(event.as_node(), Some(NodeEvent::PeerConnected { peer, .. }) if *peer == bob_id)
+        {
             connects += 1;
         }
     }
@@ -310,7 +313,7 @@ async fn bootstrap_peer_is_dialled_at_start_and_redialled_after_it_restarts() {
     let boot_id = boot.peer_id();
     let gone = node.wait_for(
         WAIT,
-        move |e| matches!(e, NodeEvent::PeerDisconnected { peer, .. } if *peer == boot_id),
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { peer, .. }) if *peer == boot_id),
     );
     boot.stop().await.unwrap();
     gone.await.unwrap();

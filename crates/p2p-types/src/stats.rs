@@ -32,11 +32,17 @@ pub enum RejectReason {
     RateLimited,
     /// The peer is banned.
     Banned,
+    /// The handler for the message is saturated (its queue is full).
+    HandlerBusy,
+    /// More concurrent inbound streams than allowed.
+    TooManyStreams,
+    /// The stream was too slow to deliver a whole message.
+    StreamTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 15] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -49,6 +55,9 @@ impl RejectReason {
         Self::UnknownProtocol,
         Self::RateLimited,
         Self::Banned,
+        Self::HandlerBusy,
+        Self::TooManyStreams,
+        Self::StreamTimeout,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -66,6 +75,9 @@ impl RejectReason {
             Self::UnknownProtocol => "unknown_protocol",
             Self::RateLimited => "rate_limited",
             Self::Banned => "banned",
+            Self::HandlerBusy => "handler_busy",
+            Self::TooManyStreams => "too_many_streams",
+            Self::StreamTimeout => "stream_timeout",
         }
     }
 }

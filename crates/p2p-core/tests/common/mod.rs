@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use p2p_core::{DhtConfig, DhtModeSetting, Node, NodeEvent, TransportKind};
+use p2p_core::{DhtConfig, DhtModeSetting, Event, Node, NodeEvent, TransportKind};
 use p2p_types::PeerId;
 
 /// Upper bound on any single wait in these tests. Generous because CI machines
@@ -74,25 +74,54 @@ pub async fn wait_table_at_least(node: &Node, n: usize) {
 }
 
 /// A future resolving when `node` reports `peer` connected.
-pub fn connected_to(
-    node: &Node,
-    peer: PeerId,
-) -> impl std::future::Future<Output = NodeEvent> + use<> {
+pub fn connected_to(node: &Node, peer: PeerId) -> impl std::future::Future<Output = Event> + use<> {
     let wait = node.wait_for(
         WAIT,
-        move |e| matches!(e, NodeEvent::PeerConnected { peer: p, .. } if *p == peer),
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerConnected { peer: p, .. }) if *p == peer),
     );
     async move { wait.await.expect("peer connected event") }
 }
 
 /// A future resolving when `node` reports `peer` identified.
-pub fn identified(
-    node: &Node,
-    peer: PeerId,
-) -> impl std::future::Future<Output = NodeEvent> + use<> {
+pub fn identified(node: &Node, peer: PeerId) -> impl std::future::Future<Output = Event> + use<> {
     let wait = node.wait_for(
         WAIT,
-        move |e| matches!(e, NodeEvent::PeerIdentified { peer: p, .. } if *p == peer),
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerIdentified { peer: p, .. }) if *p == peer),
     );
     async move { wait.await.expect("peer identified event") }
+}
+
+/// Two client-mode TCP nodes, `a` connected to `b`, both sides aware.
+pub async fn connected_pair() -> (Node, Node) {
+    let a = tcp_node(DhtModeSetting::Client).await;
+    let b = tcp_node(DhtModeSetting::Client).await;
+    let b_sees = connected_to(&b, a.peer_id());
+    a.connect(dial_addr(&b).await).await.unwrap();
+    b_sees.await;
+    (a, b)
+}
+
+/// A future resolving with the next message `node` accepts from `from` whose
+/// payload equals `payload`.
+pub fn message_from(
+    node: &Node,
+    from: PeerId,
+    payload: &'static [u8],
+) -> impl std::future::Future<Output = Event> + use<> {
+    let wait = node.wait_for(WAIT, move |e| {
+        matches!(e, Event::Message { from: f, message, .. } if *f == from && message.payload == payload)
+    });
+    async move { wait.await.expect("message event") }
+}
+
+/// A future resolving when `node` rejects a message from `from` for `reason`.
+pub fn rejection(
+    node: &Node,
+    from: PeerId,
+    reason: p2p_core::RejectReason,
+) -> impl std::future::Future<Output = Event> + use<> {
+    let wait = node.wait_for(WAIT, move |e| {
+        matches!(e.as_node(), Some(NodeEvent::MessageRejected { peer, reason: r }) if *peer == from && *r == reason)
+    });
+    async move { wait.await.expect("rejection event") }
 }

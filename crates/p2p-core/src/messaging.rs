@@ -1,0 +1,611 @@
+//! Messaging: the native protocol, the TypeScript system's JSON protocol, the
+//! one inbound pipeline both feed, and the outbound writers.
+//!
+//! - Native, [`NATIVE_PROTOCOL`]: a long-lived stream per peer and direction
+//!   carrying varint-framed protobuf envelopes. One writer task per peer batches
+//!   frames and flushes once per batch; its queue is bounded, so a sender that
+//!   outruns the network waits (backpressure) instead of losing messages.
+//! - Legacy, [`LEGACY_PROTOCOL`] (`/lotus/message/1.0.0`): one JSON message per
+//!   stream, read to EOF, capped in size and time; we close our side after
+//!   reading (the TypeScript node never did, which capped it at 32 messages per
+//!   connection).
+//! - Inbound: stream readers only split bytes into message bodies; everything
+//!   else happens in one processor task that owns the replay state: size →
+//!   decode → validate → sender bound to the connection → signature → replay →
+//!   dispatch. Readers hand bodies over through a bounded channel, so a busy
+//!   processor slows the readers, and through them (yamux flow control) the
+//!   senders.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use p2p_protocol::{
+    Codec, FrameDecoder, FrameError, Inbound, InboundPolicy, JsonCodec, Message, ProtobufCodec,
+    encode_message_frame,
+};
+use p2p_types::{MessageStats, NodeEvent, RejectReason};
+use tokio::sync::{Mutex, Semaphore, broadcast, mpsc, oneshot};
+
+use crate::events::Event;
+use crate::handler::{Handlers, Job};
+
+/// The native message protocol.
+pub const NATIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/p2p/1.0.0");
+/// The TypeScript system's message protocol (JSON, one message per stream).
+pub const LEGACY_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/message/1.0.0");
+
+/// Frames queued per peer writer before `send` waits.
+const WRITER_QUEUE: usize = 256;
+/// Most frames written between two flushes.
+const WRITER_BATCH: usize = 64;
+/// Bodies queued between the readers and the processor.
+const PROCESSOR_QUEUE: usize = 4096;
+/// Concurrent inbound native streams per peer (one is normal).
+const MAX_NATIVE_STREAMS_PER_PEER: usize = 4;
+/// Concurrent inbound legacy streams per peer.
+const MAX_LEGACY_STREAMS_PER_PEER: usize = 32;
+/// Time a peer has to finish a message it started (slowloris bound).
+const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-peer counters kept (least recently created dropped first beyond this).
+const MAX_PEER_STATS: usize = 4096;
+
+/// The protocol a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// [`NATIVE_PROTOCOL`]: framed protobuf, signed by default.
+    Native,
+    /// [`LEGACY_PROTOCOL`]: the TypeScript system's JSON.
+    LegacyJson,
+}
+
+/// Which protocol `send` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireChoice {
+    /// Native if the peer speaks it, else the TypeScript JSON protocol.
+    #[default]
+    Auto,
+    /// Native only.
+    Native,
+    /// TypeScript JSON only.
+    LegacyJson,
+}
+
+/// Why a message could not be delivered to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The node is not running.
+    #[error("node not started")]
+    NotStarted,
+    /// The peer does not speak the protocol asked for.
+    #[error("peer does not support {0}")]
+    Unsupported(StreamProtocol),
+    /// The message cannot be encoded for the chosen protocol.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    /// Opening or writing the stream failed.
+    #[error("stream: {0}")]
+    Io(String),
+}
+
+/// Message counters: node totals and per peer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) total: MessageStats,
+    pub(crate) per_peer: HashMap<PeerId, MessageStats>,
+}
+
+impl Counters {
+    fn peer(&mut self, peer: PeerId) -> &mut MessageStats {
+        if !self.per_peer.contains_key(&peer) && self.per_peer.len() >= MAX_PEER_STATS {
+            if let Some(evict) = self.per_peer.keys().next().copied() {
+                self.per_peer.remove(&evict);
+            }
+        }
+        self.per_peer.entry(peer).or_default()
+    }
+
+    pub(crate) fn reject(&mut self, peer: PeerId, reason: RejectReason) {
+        self.total.record_rejection(reason);
+        self.peer(peer).record_rejection(reason);
+    }
+
+    fn received(&mut self, peer: PeerId, bytes: usize) {
+        self.total.received += 1;
+        self.total.bytes_received += bytes as u64;
+        let stats = self.peer(peer);
+        stats.received += 1;
+        stats.bytes_received += bytes as u64;
+    }
+
+    fn sent(&mut self, result: &Result<(), SendError>, bytes: usize) {
+        match result {
+            Ok(()) => {
+                self.total.sent += 1;
+                self.total.bytes_sent += bytes as u64;
+            }
+            Err(_) => self.total.send_failures += 1,
+        }
+    }
+}
+
+pub(crate) type SharedCounters = Arc<StdMutex<Counters>>;
+
+pub(crate) fn lock(counters: &SharedCounters) -> std::sync::MutexGuard<'_, Counters> {
+    counters.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What readers hand the processor.
+pub(crate) enum Item {
+    Body {
+        peer: PeerId,
+        body: Bytes,
+        wire: Wire,
+    },
+    Rejected {
+        peer: PeerId,
+        reason: RejectReason,
+    },
+}
+
+/// One frame for a writer, with where to report the write result.
+struct OutFrame {
+    bytes: Bytes,
+    done: oneshot::Sender<Result<(), SendError>>,
+}
+
+/// How we reach one peer.
+#[derive(Clone)]
+enum Route {
+    Native(mpsc::Sender<OutFrame>),
+    /// The peer does not speak native; use JSON.
+    Legacy,
+}
+
+/// A peer's route, filled on first use; the async lock makes concurrent first
+/// sends open one stream, not several.
+type RouteSlot = Arc<Mutex<Option<Route>>>;
+
+/// Outbound side: per-peer writers over one stream control.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    control: libp2p_stream::Control,
+    routes: Arc<StdMutex<HashMap<PeerId, RouteSlot>>>,
+    counters: SharedCounters,
+}
+
+impl Outbound {
+    pub(crate) fn new(control: libp2p_stream::Control, counters: SharedCounters) -> Self {
+        Self {
+            control,
+            routes: Arc::default(),
+            counters,
+        }
+    }
+
+    /// Forgets a peer's route (its writer ends with its connection).
+    pub(crate) fn forget(&self, peer: &PeerId) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+    }
+
+    fn slot(&self, peer: PeerId) -> RouteSlot {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(routes.entry(peer).or_default())
+    }
+
+    /// Sends `message` to `peer`; resolves once it is written to the stream.
+    pub(crate) async fn send(
+        &self,
+        peer: PeerId,
+        message: &Message,
+        choice: WireChoice,
+    ) -> Result<(), SendError> {
+        let (result, bytes) = match self.route(peer, choice).await {
+            Ok(Route::Native(writer)) => self.send_native(writer, message).await,
+            Ok(Route::Legacy) => self.send_legacy(peer, message).await,
+            Err(e) => (Err(e), 0),
+        };
+        lock(&self.counters).sent(&result, bytes);
+        result
+    }
+
+    async fn route(&self, peer: PeerId, choice: WireChoice) -> Result<Route, SendError> {
+        if choice == WireChoice::LegacyJson {
+            return Ok(Route::Legacy);
+        }
+        let slot = self.slot(peer);
+        let mut route = slot.lock().await;
+        match route.as_ref() {
+            Some(Route::Native(writer)) if !writer.is_closed() => {
+                return Ok(Route::Native(writer.clone()));
+            }
+            Some(Route::Legacy) if choice == WireChoice::Auto => return Ok(Route::Legacy),
+            _ => {}
+        }
+        match self
+            .control
+            .clone()
+            .open_stream(peer, NATIVE_PROTOCOL)
+            .await
+        {
+            Ok(stream) => {
+                let (writer, frames) = mpsc::channel(WRITER_QUEUE);
+                tokio::spawn(write_frames(stream, frames));
+                *route = Some(Route::Native(writer.clone()));
+                Ok(Route::Native(writer))
+            }
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))
+                if choice == WireChoice::Auto =>
+            {
+                *route = Some(Route::Legacy);
+                Ok(Route::Legacy)
+            }
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => {
+                Err(SendError::Unsupported(p))
+            }
+            Err(e) => Err(SendError::Io(e.to_string())),
+        }
+    }
+
+    async fn send_native(
+        &self,
+        writer: mpsc::Sender<OutFrame>,
+        message: &Message,
+    ) -> (Result<(), SendError>, usize) {
+        let mut buf = BytesMut::new();
+        if let Err(e) = encode_message_frame(&ProtobufCodec, message, &mut buf) {
+            return (Err(SendError::Encode(e.to_string())), 0);
+        }
+        let len = buf.len();
+        let (done, written) = oneshot::channel();
+        let frame = OutFrame {
+            bytes: buf.freeze(),
+            done,
+        };
+        if writer.send(frame).await.is_err() {
+            return (Err(SendError::Io("stream closed".to_owned())), 0);
+        }
+        let result = written
+            .await
+            .unwrap_or_else(|_| Err(SendError::Io("stream closed".to_owned())));
+        (result, len)
+    }
+
+    async fn send_legacy(&self, peer: PeerId, message: &Message) -> (Result<(), SendError>, usize) {
+        let mut buf = BytesMut::new();
+        if let Err(e) = JsonCodec.encode_message(message, &mut buf) {
+            return (Err(SendError::Encode(e.to_string())), 0);
+        }
+        let len = buf.len();
+        let result = async {
+            let mut stream = self
+                .control
+                .clone()
+                .open_stream(peer, LEGACY_PROTOCOL)
+                .await
+                .map_err(|e| match e {
+                    libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                        SendError::Unsupported(p)
+                    }
+                    e => SendError::Io(e.to_string()),
+                })?;
+            stream
+                .write_all(&buf)
+                .await
+                .map_err(|e| SendError::Io(e.to_string()))?;
+            stream
+                .close()
+                .await
+                .map_err(|e| SendError::Io(e.to_string()))
+        }
+        .await;
+        (result, len)
+    }
+}
+
+/// Writes frames to one stream, flushing once per batch, and reports each
+/// frame's result. Ends (closing the stream) on the first error or when every
+/// sender is gone.
+async fn write_frames(mut stream: Stream, mut frames: mpsc::Receiver<OutFrame>) {
+    let mut batch = Vec::with_capacity(WRITER_BATCH);
+    while frames.recv_many(&mut batch, WRITER_BATCH).await > 0 {
+        let mut result = Ok(());
+        for frame in &batch {
+            result = stream.write_all(&frame.bytes).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = stream.flush().await;
+        }
+        let failed = result.is_err();
+        for frame in batch.drain(..) {
+            let _ = frame.done.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| SendError::Io(e.to_string())),
+            );
+        }
+        if failed {
+            return;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// Per-peer counts of open inbound streams, with a cap.
+#[derive(Clone, Default)]
+struct StreamCounts(Arc<StdMutex<HashMap<PeerId, usize>>>);
+
+/// Releases one slot of a peer when dropped.
+struct StreamSlot {
+    counts: StreamCounts,
+    peer: PeerId,
+}
+
+impl StreamCounts {
+    fn acquire(&self, peer: PeerId, max: usize) -> Option<StreamSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(peer).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            counts: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Accepts inbound streams of `wire`'s protocol and spawns a bounded reader
+/// for each.
+pub(crate) async fn accept(
+    mut incoming: libp2p_stream::IncomingStreams,
+    wire: Wire,
+    items: mpsc::Sender<Item>,
+    max_message: usize,
+) {
+    let counts = StreamCounts::default();
+    let max = match wire {
+        Wire::Native => MAX_NATIVE_STREAMS_PER_PEER,
+        Wire::LegacyJson => MAX_LEGACY_STREAMS_PER_PEER,
+    };
+    while let Some((peer, stream)) = incoming.next().await {
+        let Some(slot) = counts.acquire(peer, max) else {
+            let _ = items.try_send(Item::Rejected {
+                peer,
+                reason: RejectReason::TooManyStreams,
+            });
+            continue; // dropping the stream resets it
+        };
+        let items = items.clone();
+        tokio::spawn(async move {
+            let rejected = match wire {
+                Wire::Native => read_frames(peer, stream, &items, max_message).await,
+                Wire::LegacyJson => read_legacy(peer, stream, &items, max_message).await,
+            };
+            if let Err(reason) = rejected {
+                let _ = items.send(Item::Rejected { peer, reason }).await;
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn frame_reason(error: &FrameError) -> RejectReason {
+    match error {
+        FrameError::TooLarge { .. } => RejectReason::Oversize,
+        _ => RejectReason::Framing,
+    }
+}
+
+/// Reads frames off a native stream until it ends or misbehaves.
+async fn read_frames(
+    peer: PeerId,
+    mut stream: Stream,
+    items: &mpsc::Sender<Item>,
+    max: usize,
+) -> Result<(), RejectReason> {
+    let mut decoder = FrameDecoder::new(max);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(body) = decoder.decode(&mut buf).map_err(|e| frame_reason(&e))? {
+            let item = Item::Body {
+                peer,
+                body,
+                wire: Wire::Native,
+            };
+            if items.send(item).await.is_err() {
+                return Ok(()); // node stopping
+            }
+        }
+        // Between messages a stream may idle; inside one it must keep moving.
+        let read = stream.read(&mut chunk);
+        let n = if buf.is_empty() {
+            read.await
+        } else {
+            tokio::time::timeout(PARTIAL_MESSAGE_TIMEOUT, read)
+                .await
+                .map_err(|_| RejectReason::StreamTimeout)?
+        };
+        match n {
+            Ok(0) | Err(_) => return decoder.finish(&buf).map_err(|e| frame_reason(&e)),
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
+}
+
+/// Reads one JSON message to EOF (bounded in size and time), then closes our side.
+async fn read_legacy(
+    peer: PeerId,
+    mut stream: Stream,
+    items: &mpsc::Sender<Item>,
+    max: usize,
+) -> Result<(), RejectReason> {
+    let mut body = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX) + 1;
+    let mut capped = (&mut stream).take(limit);
+    match tokio::time::timeout(PARTIAL_MESSAGE_TIMEOUT, capped.read_to_end(&mut body)).await {
+        Err(_) => return Err(RejectReason::StreamTimeout),
+        Ok(Err(_)) => return Err(RejectReason::Framing),
+        Ok(Ok(_)) => {}
+    }
+    if body.len() > max {
+        return Err(RejectReason::Oversize);
+    }
+    let _ = stream.close().await;
+    if body.is_empty() {
+        return Ok(()); // the TypeScript node ignores empty streams too
+    }
+    let _ = items
+        .send(Item::Body {
+            peer,
+            body: body.into(),
+            wire: Wire::LegacyJson,
+        })
+        .await;
+    Ok(())
+}
+
+/// The channel readers feed.
+pub(crate) fn processor_channel() -> (mpsc::Sender<Item>, mpsc::Receiver<Item>) {
+    mpsc::channel(PROCESSOR_QUEUE)
+}
+
+/// Owns the replay state and runs every body through the inbound checks.
+pub(crate) struct Processor {
+    pub(crate) inbound: Inbound,
+    pub(crate) handlers: Handlers,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) counters: SharedCounters,
+    pub(crate) local: PeerId,
+}
+
+impl Processor {
+    pub(crate) fn new(
+        policy: InboundPolicy,
+        handlers: Handlers,
+        events: broadcast::Sender<Event>,
+        counters: SharedCounters,
+        local: PeerId,
+    ) -> Self {
+        Self {
+            inbound: Inbound::new(policy),
+            handlers,
+            events,
+            counters,
+            local,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut items: mpsc::Receiver<Item>) {
+        while let Some(item) = items.recv().await {
+            match item {
+                Item::Body { peer, body, wire } => self.on_body(peer, body, wire),
+                Item::Rejected { peer, reason } => self.reject(peer, reason),
+            }
+        }
+    }
+
+    fn reject(&self, peer: PeerId, reason: RejectReason) {
+        tracing::debug!(%peer, %reason, "message rejected");
+        lock(&self.counters).reject(peer, reason);
+        let _ = self
+            .events
+            .send(Event::Node(NodeEvent::MessageRejected { peer, reason }));
+    }
+
+    fn on_body(&mut self, peer: PeerId, body: Bytes, wire: Wire) {
+        let len = body.len();
+        let now = p2p_protocol::now_ms();
+        let (handlers, local) = (&self.handlers, self.local);
+        let accepted = match wire {
+            Wire::Native => self
+                .inbound
+                .accept_with(&ProtobufCodec, body, &peer, now, |m| {
+                    // Unsigned is allowed only for direct messages to a handler that opts in.
+                    let opted_in = m
+                        .protocol
+                        .as_ref()
+                        .and_then(|p| handlers.get(p))
+                        .is_some_and(|h| h.handler.accepts_unsigned_direct());
+                    !(opted_in && m.to == Some(local))
+                }),
+            // TypeScript nodes cannot sign; their messages are accepted as
+            // unauthenticated content (the connection still proves the sender).
+            Wire::LegacyJson => self
+                .inbound
+                .accept_with(&JsonCodec, body, &peer, now, |_| false),
+        };
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "inbound message refused");
+                return self.reject(peer, error.reason());
+            }
+        };
+        let message = Arc::new(accepted.message);
+        if let Some(name) = &message.protocol {
+            let Some(registered) = self.handlers.get(name) else {
+                return self.reject(peer, RejectReason::UnknownProtocol);
+            };
+            if let Err(reason) = registered.offer(Job::Message(Arc::clone(&message), peer)) {
+                return self.reject(peer, reason);
+            }
+        }
+        lock(&self.counters).received(peer, len);
+        let _ = self.events.send(Event::Message {
+            from: peer,
+            message,
+            id: accepted.id,
+            verified: accepted.verified,
+            wire,
+        });
+    }
+}
+
+/// Semaphore-bounded raw-stream acceptor for one handler.
+pub(crate) async fn accept_raw(
+    mut incoming: libp2p_stream::IncomingStreams,
+    handler: Arc<dyn crate::ProtocolHandler>,
+    counters: SharedCounters,
+) {
+    /// Raw streams one handler serves at once.
+    const MAX_RAW_STREAMS: usize = 64;
+    let permits = Arc::new(Semaphore::new(MAX_RAW_STREAMS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            lock(&counters).reject(peer, RejectReason::TooManyStreams);
+            continue;
+        };
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            if let Err(error) = handler.handle_stream(stream, peer).await {
+                tracing::debug!(handler = %handler.name(), %peer, %error, "stream handler failed");
+            }
+            drop(permit);
+        });
+    }
+}
