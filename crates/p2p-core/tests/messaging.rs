@@ -2,6 +2,8 @@
 //! the inbound checks (spoofing, duplicates, size, signatures, unknown
 //! handlers), the TypeScript JSON protocol, and backpressure without loss.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
