@@ -88,6 +88,12 @@ pub struct NodeConfig {
     pub dial_timeout: Duration,
     /// Inbound message checks: limits, signature requirement, replay window.
     pub inbound: InboundPolicy,
+    /// Accept unsigned resource records (the TypeScript system never signed
+    /// its records). Default false: an unsigned record proves nothing about
+    /// who announced it.
+    pub accept_unsigned_records: bool,
+    /// Records kept in the local resource cache. Default 10 000.
+    pub resource_cache_capacity: usize,
 }
 
 impl Default for NodeConfig {
@@ -107,6 +113,8 @@ impl Default for NodeConfig {
             max_pending_dials: 256,
             dial_timeout: Duration::from_secs(20),
             inbound: InboundPolicy::default(),
+            accept_unsigned_records: false,
+            resource_cache_capacity: 10_000,
         }
     }
 }

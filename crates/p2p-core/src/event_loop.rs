@@ -27,7 +27,10 @@ use crate::events::Event;
 use crate::handler::{Handlers, Job};
 use crate::messaging::{Outbound, SharedCounters, lock};
 use crate::peers::{PeerInfo, PeerTable};
+use crate::resources::ResourceError;
 use crate::transport;
+use p2p_protocol::ResourceRecord;
+use p2p_types::{ProtocolLimits, RejectReason};
 
 /// Disconnected peers remembered for `peer_info` and stats.
 const MAX_KNOWN_PEERS: usize = 1024;
@@ -62,7 +65,27 @@ pub(crate) enum Command {
         reply: Reply<bool>,
     },
     Stats(Reply<NodeStats>),
+    /// Put a record to the DHT; the reply says how many peers stored it.
+    PutRecord {
+        record: kad::Record,
+        reply: Reply<oneshot::Receiver<usize>>,
+    },
+    /// Look a resource up in the DHT; the first record that verifies wins.
+    GetRecord {
+        key: p2p_types::ResourceKey,
+        reply: Reply<oneshot::Receiver<Lookup>>,
+    },
     Stop(Reply<()>),
+}
+
+/// What a DHT lookup yields: the verified record and the peer that had it
+/// (`None`: our own store).
+type Lookup = Result<(ResourceRecord, Option<PeerId>), ResourceError>;
+
+/// A discovery in progress.
+struct PendingGet {
+    key: p2p_types::ResourceKey,
+    reply: oneshot::Sender<Lookup>,
 }
 
 /// A bootstrap peer and its redial state.
@@ -104,6 +127,10 @@ pub(crate) struct EventLoop {
     pending_disconnects: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     bootstrap: Vec<BootstrapPeer>,
     bootstrap_dials: HashMap<ConnectionId, usize>,
+    pending_puts: HashMap<kad::QueryId, oneshot::Sender<usize>>,
+    pending_gets: HashMap<kad::QueryId, PendingGet>,
+    limits: ProtocolLimits,
+    accept_unsigned_records: bool,
 }
 
 /// The PeerId at the end of an address (`.../p2p/<id>`), if any.
@@ -186,6 +213,10 @@ impl EventLoop {
                 pending_disconnects: HashMap::new(),
                 bootstrap,
                 bootstrap_dials: HashMap::new(),
+                pending_puts: HashMap::new(),
+                pending_gets: HashMap::new(),
+                limits: config.inbound.limits,
+                accept_unsigned_records: config.accept_unsigned_records,
             },
             control,
         ))
@@ -284,10 +315,133 @@ impl EventLoop {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Command::PutRecord { record, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.pending_puts.insert(id, tx);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "record not stored locally");
+                        let _ = tx.send(0);
+                    }
+                }
+            }
+            Command::GetRecord { key, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(p2p_dht::records::kad_key(&key));
+                self.pending_gets.insert(id, PendingGet { key, reply: tx });
+            }
             Command::Stop(reply) => {
                 // Handled in `run`; kept exhaustive for the compiler.
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// Checks a DHT value for `kad_key` the way every reader must.
+    fn check_value(
+        &self,
+        kad_key: &[u8],
+        value: &[u8],
+    ) -> Result<ResourceRecord, p2p_dht::records::RecordCheckError> {
+        p2p_dht::records::check_value(
+            kad_key,
+            value,
+            p2p_protocol::now_ms(),
+            &self.limits,
+            self.accept_unsigned_records,
+        )
+    }
+
+    fn on_query_progress(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+        match result {
+            kad::QueryResult::PutRecord(result) => {
+                if let Some(reply) = self.pending_puts.remove(&id) {
+                    let stored_by = match result {
+                        Ok(_) => 1,
+                        Err(kad::PutRecordError::QuorumFailed { success, .. })
+                        | Err(kad::PutRecordError::Timeout { success, .. }) => success.len(),
+                    };
+                    let _ = reply.send(stored_by);
+                }
+            }
+            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                let Some(pending) = self.pending_gets.get(&id) else {
+                    return;
+                };
+                match self.check_value(found.record.key.as_ref(), &found.record.value) {
+                    Ok(record) if record.key == pending.key => {
+                        if let Some(pending) = self.pending_gets.remove(&id) {
+                            let _ = pending.reply.send(Ok((record, found.peer)));
+                        }
+                        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            query.finish();
+                        }
+                    }
+                    Ok(_) | Err(_) => {
+                        // An invalid value does not end the lookup: another
+                        // peer may hold the real record.
+                        tracing::debug!(peer = ?found.peer, "DHT returned an invalid record");
+                        if let Some(peer) = found.peer {
+                            lock(&self.counters).reject(peer, RejectReason::InvalidRecord);
+                        }
+                        self.finish_get_if(id, last);
+                    }
+                }
+            }
+            kad::QueryResult::GetRecord(_) => self.finish_get_if(id, last),
+            _ => {}
+        }
+    }
+
+    fn finish_get_if(&mut self, id: kad::QueryId, last: bool) {
+        if last {
+            if let Some(pending) = self.pending_gets.remove(&id) {
+                let _ = pending.reply.send(Err(ResourceError::NotFound));
+            }
+        }
+    }
+
+    /// A peer asks us (a server) to store a record: resource records must be
+    /// valid and may not replace a live record of another creator.
+    fn on_inbound_put(&mut self, source: PeerId, record: kad::Record) {
+        use libp2p::kad::store::RecordStore as _;
+        let is_resource = p2p_types::ResourceKey::from_bytes(record.key.as_ref()).is_ok();
+        if is_resource {
+            let incoming = match self.check_value(record.key.as_ref(), &record.value) {
+                Ok(incoming) => incoming,
+                Err(e) => {
+                    tracing::debug!(peer = %source, error = %e, "refused inbound record");
+                    lock(&self.counters).reject(source, RejectReason::InvalidRecord);
+                    return;
+                }
+            };
+            let store = self.swarm.behaviour_mut().kad.store_mut();
+            let existing = store.get(&record.key).map(|r| r.value.clone());
+            if let Some(existing) = existing {
+                if let Ok(current) = self.check_value(record.key.as_ref(), &existing) {
+                    if current.creator != incoming.creator {
+                        tracing::debug!(peer = %source, "refused overwrite by another creator");
+                        lock(&self.counters).reject(source, RejectReason::InvalidRecord);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+            tracing::debug!(peer = %source, error = %e, "inbound record not stored");
         }
     }
 
@@ -555,13 +709,10 @@ impl EventLoop {
                         record: Some(record),
                         ..
                     },
-            } => {
-                // Records are filtered (StoreInserts::FilterBoth) so that the
-                // node decides what it stores; the store enforces its bounds.
-                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
-                    tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-                }
-            }
+            } => self.on_inbound_put(source, record),
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => self.on_query_progress(id, result, step.last),
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::AddProvider {

@@ -27,6 +27,7 @@ mod identity;
 mod messaging;
 mod node;
 mod peers;
+mod resources;
 mod transport;
 
 pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};
@@ -45,4 +46,5 @@ pub use p2p_types::{
     ProtocolName, RejectReason,
 };
 pub use peers::PeerInfo;
+pub use resources::{AnnounceOptions, Announced, ResourceError};
 pub use transport::{TransportError, TransportKind};

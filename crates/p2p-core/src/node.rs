@@ -24,6 +24,13 @@ use crate::messaging::{
     WireChoice,
 };
 use crate::peers::PeerInfo;
+use crate::resources::{AnnounceOptions, Announced, Cached, ResourceCache, ResourceError};
+use p2p_protocol::ResourceRecord;
+use p2p_types::{ResourceKey, ResourceType};
+
+/// How often own announcements are checked for republishing and the cache
+/// for expired entries.
+const RESOURCE_TICK: Duration = Duration::from_millis(250);
 
 /// Commands queued to the event loop before callers wait (backpressure).
 const COMMAND_CAPACITY: usize = 256;
@@ -45,6 +52,8 @@ struct Inner {
     handlers: Handlers,
     /// Message counters, kept across runs.
     counters: SharedCounters,
+    /// Announced and discovered resources, kept across runs.
+    resources: ResourceCache,
     /// The running task; the lock serialises start and stop.
     running: Mutex<Option<Running>>,
     /// What calls need of the running node, for cheap access.
@@ -105,6 +114,7 @@ impl Node {
     pub(crate) fn new(config: NodeConfig) -> Result<Self, NodeError> {
         let keypair = config.identity.keypair()?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let resources = ResourceCache::new(config.resource_cache_capacity);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -112,6 +122,7 @@ impl Node {
                 events,
                 handlers: Handlers::default(),
                 counters: SharedCounters::default(),
+                resources,
                 running: Mutex::new(None),
                 live: StdMutex::new(None),
             }),
@@ -179,6 +190,7 @@ impl Node {
         }
 
         let task = tokio::spawn(event_loop.run(command_rx));
+        background.push(tokio::spawn(self.clone().keep_resources()));
         let abort_all = |task: &JoinHandle<()>, background: &[JoinHandle<()>]| {
             task.abort();
             background.iter().for_each(JoinHandle::abort);
@@ -509,5 +521,179 @@ impl Node {
                 libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => SendError::Unsupported(p),
                 e => SendError::Io(e.to_string()),
             })
+    }
+
+    /// Announces a resource: a record signed by this node, kept in the local
+    /// cache and put to the DHT (in client mode too, to the closest servers).
+    /// `data` must be JSON text (the DHT form is the TypeScript system's JSON).
+    pub async fn announce(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+        data: impl Into<bytes::Bytes>,
+        options: AnnounceOptions,
+    ) -> Result<Announced, ResourceError> {
+        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let ttl = options.ttl.unwrap_or(self.inner.config.dht.record_ttl);
+        let now = p2p_protocol::now_ms();
+        let expires = options.expires_at_ms.unwrap_or_else(|| {
+            now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+        });
+        let record = ResourceRecord::new(key, self.peer_id(), data, now, Some(expires))
+            .sign(&self.inner.keypair)
+            .map_err(|e| ResourceError::Data(e.to_string()))?;
+        p2p_protocol::validate_record(&record, now, &self.inner.config.inbound.limits)
+            .map_err(|e| ResourceError::Data(e.to_string()))?;
+        let republish = (options.republish && options.expires_at_ms.is_none()).then_some(ttl);
+        self.publish(record, republish).await
+    }
+
+    /// Caches and puts one signed record of ours.
+    async fn publish(
+        &self,
+        record: ResourceRecord,
+        republish: Option<Duration>,
+    ) -> Result<Announced, ResourceError> {
+        let now = p2p_protocol::now_ms();
+        let kad_record = p2p_dht::records::to_kad_record(&record, now, std::time::Instant::now())
+            .map_err(|e| ResourceError::Data(e.to_string()))?;
+        if self.live().is_none() {
+            return Err(ResourceError::NotStarted);
+        }
+        let record = Arc::new(record);
+        self.inner.resources.insert(
+            Cached {
+                record: Arc::clone(&record),
+                own: Some(republish),
+            },
+            now,
+        )?;
+        let stored = self
+            .request(|reply| Command::PutRecord {
+                record: kad_record,
+                reply,
+            })
+            .await
+            .map_err(|_| ResourceError::NotStarted)?;
+        let stored_by = stored.await.unwrap_or(0);
+        let _ = self.inner.events.send(Event::ResourceAnnounced {
+            key: record.key.clone(),
+            stored_by,
+        });
+        Ok(Announced { record, stored_by })
+    }
+
+    /// Finds a resource: the local cache first, else the DHT, where the first
+    /// record that verifies (signature, key, creator, expiry) wins.
+    pub async fn discover(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<ResourceRecord>, ResourceError> {
+        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        if let Some(record) = self.inner.resources.get(&key, p2p_protocol::now_ms()) {
+            return Ok(record);
+        }
+        let lookup = async {
+            let found = self
+                .request(|reply| Command::GetRecord { key, reply })
+                .await
+                .map_err(|_| ResourceError::NotStarted)?;
+            found.await.map_err(|_| ResourceError::NotStarted)?
+        };
+        let (record, source) = tokio::time::timeout(timeout, lookup)
+            .await
+            .map_err(|_| ResourceError::Timeout)??;
+        let record = Arc::new(record);
+        let _ = self.inner.resources.insert(
+            Cached {
+                record: Arc::clone(&record),
+                own: None,
+            },
+            p2p_protocol::now_ms(),
+        );
+        let _ = self.inner.events.send(Event::ResourceDiscovered {
+            record: Arc::clone(&record),
+            source,
+        });
+        Ok(record)
+    }
+
+    /// Unexpired resources of a type in the local cache whose JSON data has
+    /// every top-level field of `filter` with an equal value (an empty filter
+    /// matches all).
+    pub fn local_resources(
+        &self,
+        resource_type: &str,
+        filter: &[(&str, serde_json::Value)],
+    ) -> Vec<Arc<ResourceRecord>> {
+        let Ok(ty) = ResourceType::new(resource_type) else {
+            return Vec::new();
+        };
+        self.inner
+            .resources
+            .of_type(&ty, p2p_protocol::now_ms())
+            .into_iter()
+            .filter(|r| {
+                filter.is_empty()
+                    || serde_json::from_slice::<serde_json::Value>(&r.data)
+                        .is_ok_and(|data| filter.iter().all(|(k, v)| data.get(k) == Some(v)))
+            })
+            .collect()
+    }
+
+    /// One unexpired resource from the local cache.
+    pub fn resource(&self, resource_type: &str, resource_id: &str) -> Option<Arc<ResourceRecord>> {
+        let key = ResourceKey::new(
+            ResourceType::new(resource_type).ok()?,
+            resource_id.parse().ok()?,
+        );
+        self.inner.resources.get(&key, p2p_protocol::now_ms())
+    }
+
+    /// Stops keeping a resource alive and forgets it locally (copies in the
+    /// DHT expire on their own).
+    pub fn withdraw(&self, resource_type: &str, resource_id: &str) -> bool {
+        match (ResourceType::new(resource_type), resource_id.parse()) {
+            (Ok(ty), Ok(id)) => self.inner.resources.remove(&ResourceKey::new(ty, id)),
+            _ => false,
+        }
+    }
+
+    /// Drops expired entries from the local cache now (also done periodically).
+    pub fn cleanup(&self) -> usize {
+        self.inner.resources.cleanup(p2p_protocol::now_ms())
+    }
+
+    /// Republishes own announcements at half their TTL and sweeps the cache,
+    /// while the node runs.
+    async fn keep_resources(self) {
+        let mut tick = tokio::time::interval(RESOURCE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = p2p_protocol::now_ms();
+            self.inner.resources.cleanup(now);
+            for (old, ttl) in self.inner.resources.due_for_republish(now) {
+                let expires =
+                    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                let fresh = ResourceRecord::new(
+                    old.key.clone(),
+                    self.peer_id(),
+                    old.data.clone(),
+                    now,
+                    Some(expires),
+                );
+                match fresh.sign(&self.inner.keypair) {
+                    Ok(fresh) => {
+                        if let Err(e) = self.publish(fresh, Some(ttl)).await {
+                            tracing::debug!(key = %old.key, error = %e, "republish failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot re-sign a resource"),
+                }
+            }
+        }
     }
 }

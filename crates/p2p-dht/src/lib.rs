@@ -9,6 +9,8 @@
 //! - [`routing`]: routing-table population from identify, done deliberately:
 //!   a peer enters the table only when it advertises our Kademlia protocol
 //!   (it is a server) and only with addresses the mapper keeps.
+//! - [`records`]: resource records as DHT keys and values, and the checks
+//!   before one is trusted or stored.
 //! - [`dht_stats`]: the numbers a node reports.
 //!
 //! ```
@@ -23,6 +25,7 @@
 
 mod config;
 pub mod mapper;
+pub mod records;
 pub mod routing;
 mod stats;
 

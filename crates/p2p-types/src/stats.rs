@@ -38,11 +38,13 @@ pub enum RejectReason {
     TooManyStreams,
     /// The stream was too slow to deliver a whole message.
     StreamTimeout,
+    /// A DHT record failed its checks (signature, key, expiry, overwrite).
+    InvalidRecord,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -58,6 +60,7 @@ impl RejectReason {
         Self::HandlerBusy,
         Self::TooManyStreams,
         Self::StreamTimeout,
+        Self::InvalidRecord,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -78,6 +81,7 @@ impl RejectReason {
             Self::HandlerBusy => "handler_busy",
             Self::TooManyStreams => "too_many_streams",
             Self::StreamTimeout => "stream_timeout",
+            Self::InvalidRecord => "invalid_record",
         }
     }
 }

@@ -1,0 +1,154 @@
+//! Resources: the node's bounded local cache of announced and discovered
+//! records, and the types of the announce/discover API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use p2p_protocol::ResourceRecord;
+use p2p_types::{ResourceKey, ResourceType};
+
+/// How long an announcement lives and whether the node keeps it alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnnounceOptions {
+    /// Lifetime of the record from now. Default: the DHT's record TTL (1 h).
+    pub ttl: Option<Duration>,
+    /// Absolute expiry in ms since the Unix epoch; wins over `ttl` and is never
+    /// extended by republishing.
+    pub expires_at_ms: Option<u64>,
+    /// Re-sign and re-put a TTL-based record before it expires, for as long as
+    /// the node runs and the resource is not withdrawn. Default false.
+    pub republish: bool,
+}
+
+/// The outcome of an announcement.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    /// The signed record.
+    pub record: Arc<ResourceRecord>,
+    /// DHT peers that acknowledged storing it.
+    pub stored_by: usize,
+}
+
+/// Why an announcement or discovery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResourceError {
+    /// The node is not running.
+    #[error("node not started")]
+    NotStarted,
+    /// The type or id is malformed.
+    #[error("invalid resource name: {0}")]
+    Name(#[from] p2p_types::NameError),
+    /// The data cannot be carried (the DHT form is JSON: it must be JSON text).
+    #[error("invalid data: {0}")]
+    Data(String),
+    /// Nothing valid was found.
+    #[error("resource not found")]
+    NotFound,
+    /// The lookup did not finish in time.
+    #[error("timed out")]
+    Timeout,
+    /// The local cache is full of live announcements.
+    #[error("local resource cache is full")]
+    CacheFull,
+}
+
+/// One cached record.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    pub(crate) record: Arc<ResourceRecord>,
+    /// Our own announcement, with its republish TTL if it is kept alive.
+    pub(crate) own: Option<Option<Duration>>,
+}
+
+/// Announced and discovered records, bounded, expired entries hidden and
+/// evicted first.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourceCache {
+    inner: Arc<StdMutex<HashMap<ResourceKey, Cached>>>,
+    capacity: usize,
+}
+
+impl ResourceCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceKey, Cached>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Inserts or replaces; makes room by dropping expired entries, then a
+    /// discovered (not own) one. Fails only when full of live own records.
+    pub(crate) fn insert(&self, cached: Cached, now_ms: u64) -> Result<(), ResourceError> {
+        let mut map = self.lock();
+        let key = cached.record.key.clone();
+        if !map.contains_key(&key) && map.len() >= self.capacity {
+            map.retain(|_, c| !c.record.is_expired(now_ms));
+            if map.len() >= self.capacity {
+                let victim = map
+                    .iter()
+                    .find(|(_, c)| c.own.is_none())
+                    .map(|(k, _)| k.clone());
+                match victim {
+                    Some(k) => {
+                        map.remove(&k);
+                    }
+                    None => return Err(ResourceError::CacheFull),
+                }
+            }
+        }
+        // A discovered copy never replaces our own announcement.
+        if cached.own.is_none() && map.get(&key).is_some_and(|c| c.own.is_some()) {
+            return Ok(());
+        }
+        map.insert(key, cached);
+        Ok(())
+    }
+
+    /// An unexpired record.
+    pub(crate) fn get(&self, key: &ResourceKey, now_ms: u64) -> Option<Arc<ResourceRecord>> {
+        self.lock()
+            .get(key)
+            .filter(|c| !c.record.is_expired(now_ms))
+            .map(|c| Arc::clone(&c.record))
+    }
+
+    /// Unexpired records of a type.
+    pub(crate) fn of_type(&self, ty: &ResourceType, now_ms: u64) -> Vec<Arc<ResourceRecord>> {
+        self.lock()
+            .values()
+            .filter(|c| c.record.key.resource_type() == ty && !c.record.is_expired(now_ms))
+            .map(|c| Arc::clone(&c.record))
+            .collect()
+    }
+
+    pub(crate) fn remove(&self, key: &ResourceKey) -> bool {
+        self.lock().remove(key).is_some()
+    }
+
+    /// Drops expired entries; returns how many.
+    pub(crate) fn cleanup(&self, now_ms: u64) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, c| !c.record.is_expired(now_ms));
+        before - map.len()
+    }
+
+    /// Own TTL-based announcements whose remaining life is under half their TTL.
+    pub(crate) fn due_for_republish(&self, now_ms: u64) -> Vec<(Arc<ResourceRecord>, Duration)> {
+        self.lock()
+            .values()
+            .filter_map(|c| {
+                let ttl = c.own.flatten()?;
+                let expires = c.record.expires_ms?;
+                let half = u64::try_from(ttl.as_millis() / 2).unwrap_or(u64::MAX);
+                (expires.saturating_sub(now_ms) <= half).then(|| (Arc::clone(&c.record), ttl))
+            })
+            .collect()
+    }
+}
