@@ -42,8 +42,8 @@ pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{
-    DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, NodeEvent, NodeStats,
-    ProtocolName, RejectReason,
+    DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
+    PeerId, ProtocolName, RejectReason,
 };
 pub use peers::PeerInfo;
 pub use resources::{AnnounceOptions, Announced, ResourceError};
