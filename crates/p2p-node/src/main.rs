@@ -1,0 +1,245 @@
+//! `lotus-p2p`: run a lotus-p2p node, generate keys, print a key's PeerId.
+//!
+//! ```text
+//! lotus-p2p run [--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--dht-mode client|server|auto]
+//!               [--data-dir <dir>] [--key-file <file>] [--mplex] [--json] [--metrics <ip:port>]
+//! lotus-p2p keygen [--key-file <file>] [--force]
+//! lotus-p2p id --key-file <file>
+//! ```
+//!
+//! While running, one command per line on stdin drives the node (see
+//! `control.rs`); results and events are printed one per line (JSON with
+//! `--json`). Logs go to stderr, filtered by `RUST_LOG`.
+
+mod control;
+mod metrics;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use p2p_core::{DhtConfig, DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError};
+
+use crate::output::Output;
+
+/// Default TCP port (the WebSocket listener takes the next one).
+const DEFAULT_TCP_PORT: u16 = 4001;
+
+#[derive(Parser)]
+#[command(name = "lotus-p2p", version, about = "A lotus-p2p node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Run(RunArgs),
+    /// Create a key file (ed25519).
+    Keygen {
+        /// Where to write it. Default: <data dir>/node.key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the PeerId of a key file.
+    Id {
+        /// The key file. Default: <data dir>/node.key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DhtModeArg {
+    Client,
+    Server,
+    Auto,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/4001 and
+    /// /ip4/0.0.0.0/tcp/4002/ws, falling back to free ports if taken.
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Bootstrap peer, with /p2p/<id> (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<Multiaddr>,
+    /// DHT mode.
+    #[arg(long, value_enum, default_value = "auto")]
+    dht_mode: DhtModeArg,
+    /// Data directory (holds node.key). Default: $XDG_DATA_HOME/lotus-p2p or ~/.local/share/lotus-p2p.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Key file. Default: <data dir>/node.key (created on first run).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Also offer mplex, for the TypeScript system's Phase-1 nodes.
+    #[arg(long)]
+    mplex: bool,
+    /// JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Serve Prometheus metrics on this address (http://<addr>/metrics).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Accept unsigned resource records (TypeScript nodes do not sign theirs).
+    #[arg(long)]
+    accept_unsigned_records: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("lotus-p2p");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/lotus-p2p"),
+        None => PathBuf::from(".lotus-p2p"),
+    }
+}
+
+fn key_path(key_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
+    key_file.unwrap_or_else(|| data_dir.unwrap_or_else(default_data_dir).join("node.key"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Keygen { key_file, force } => keygen(&key_path(key_file, None), force),
+        Command::Id { key_file } => {
+            let path = key_path(key_file, None);
+            if !path.exists() {
+                bail!("no key file at {}", path.display());
+            }
+            let key = Identity::KeyFile(path).keypair()?;
+            println!("{}", key.public().to_peer_id());
+            Ok(())
+        }
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args)),
+    }
+}
+
+fn keygen(path: &Path, force: bool) -> Result<()> {
+    if path.exists() {
+        if !force {
+            bail!("{} exists; pass --force to replace it", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let key = p2p_core::load_or_create_key_file(path)?;
+    println!("{}", key.public().to_peer_id());
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn config(args: &RunArgs, listen: Vec<Multiaddr>) -> NodeConfig {
+    NodeConfig {
+        identity: Identity::KeyFile(key_path(args.key_file.clone(), args.data_dir.clone())),
+        listen,
+        bootstrap: args.bootstrap.clone(),
+        mplex: args.mplex,
+        accept_unsigned_records: args.accept_unsigned_records,
+        dht: DhtConfig {
+            mode: match args.dht_mode {
+                DhtModeArg::Client => DhtModeSetting::Client,
+                DhtModeArg::Server => DhtModeSetting::Server,
+                DhtModeArg::Auto => DhtModeSetting::Auto,
+            },
+            ..DhtConfig::default()
+        },
+        ..NodeConfig::default()
+    }
+}
+
+fn default_listen(tcp: u16, ws: u16) -> Result<Vec<Multiaddr>> {
+    Ok(vec![
+        format!("/ip4/0.0.0.0/tcp/{tcp}").parse()?,
+        format!("/ip4/0.0.0.0/tcp/{ws}/ws").parse()?,
+    ])
+}
+
+/// Starts the node; with default listen addresses, falls back to free ports
+/// when the default ones are taken (and says so).
+async fn start(args: &RunArgs) -> Result<Node> {
+    if !args.listen.is_empty() {
+        let node = p2p_core::NodeBuilder::from_config(config(args, args.listen.clone())).build()?;
+        node.start().await.context("starting the node")?;
+        return Ok(node);
+    }
+    let node = p2p_core::NodeBuilder::from_config(config(
+        args,
+        default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?,
+    ))
+    .build()?;
+    match node.start().await {
+        Ok(()) => Ok(node),
+        Err(NodeError::Listen { address, reason }) => {
+            eprintln!("cannot listen on {address} ({reason}); using free ports instead");
+            let node =
+                p2p_core::NodeBuilder::from_config(config(args, default_listen(0, 0)?)).build()?;
+            node.start()
+                .await
+                .context("starting the node on free ports")?;
+            Ok(node)
+        }
+        Err(e) => Err(e).context("starting the node"),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let out = Output::new(args.json);
+    let node = start(&args).await?;
+    let addrs = node.listen_addrs().await?;
+    out.listening(&node, &addrs);
+    let metrics = match args.metrics {
+        Some(addr) => Some(metrics::serve(addr, node.clone()).await?),
+        None => None,
+    };
+    let events = tokio::spawn(output::print_events(node.subscribe(), out.clone()));
+    let outcome = tokio::select! {
+        r = control::run(node.clone(), out.clone()) => r,
+        _ = shutdown_signal() => Ok(()),
+    };
+    node.stop().await?;
+    events.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    out.stopped();
+    outcome
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,159 @@
+//! What the node prints: one line per result or event, JSON with `--json`.
+
+use std::sync::Arc;
+
+use p2p_core::{DisconnectCause, Event, Multiaddr, Node, NodeEvent};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// Prints results and events, as JSON lines or readable text.
+#[derive(Clone)]
+pub(crate) struct Output {
+    json: bool,
+    /// Serialises lines from the control loop and the event printer.
+    lock: Arc<std::sync::Mutex<()>>,
+}
+
+impl Output {
+    pub(crate) fn new(json: bool) -> Self {
+        Self {
+            json,
+            lock: Arc::default(),
+        }
+    }
+
+    fn line(&self, value: &Value, text: impl FnOnce() -> String) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// The first line: who we are and where to reach us.
+    pub(crate) fn listening(&self, node: &Node, addrs: &[Multiaddr]) {
+        let peer = node.peer_id();
+        let dialable: Vec<String> = addrs
+            .iter()
+            .map(|a| {
+                a.clone()
+                    .with_p2p(peer)
+                    .map_or_else(|a| a.to_string(), |a| a.to_string())
+            })
+            .collect();
+        let value = json!({"event": "listening", "peerId": peer.to_string(), "addrs": dialable});
+        self.line(&value, || {
+            format!(
+                "listening as {peer}\n{}",
+                dialable
+                    .iter()
+                    .map(|a| format!("  {a}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    }
+
+    /// The result of one command: `{"cmd": .., "ok": true, ..fields}`.
+    pub(crate) fn ok(&self, cmd: &str, fields: Value) {
+        let mut value = json!({"cmd": cmd, "ok": true});
+        merge(&mut value, &fields);
+        self.line(&value, || format!("{cmd}: ok {}", text_of(&fields)));
+    }
+
+    /// A failed command: `{"cmd": .., "ok": false, "error": ..}`.
+    pub(crate) fn error(&self, cmd: &str, error: &str) {
+        let value = json!({"cmd": cmd, "ok": false, "error": error});
+        self.line(&value, || format!("{cmd}: error: {error}"));
+    }
+
+    pub(crate) fn event(&self, value: Value) {
+        self.line(&value, || text_of(&value));
+    }
+
+    pub(crate) fn stopped(&self) {
+        self.line(&json!({"event": "stopped"}), || "stopped".to_owned());
+    }
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in from {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The JSON form of an event, if it is one operators see.
+fn event_json(event: &Event) -> Option<Value> {
+    Some(match event {
+        Event::Node(NodeEvent::PeerConnected { peer, address }) => {
+            json!({"event": "peer:connect", "peerId": peer.to_string(), "address": address.to_string()})
+        }
+        Event::Node(NodeEvent::PeerDisconnected { peer, cause }) => json!({
+            "event": "peer:disconnect",
+            "peerId": peer.to_string(),
+            "cause": match cause { DisconnectCause::Local => "local".to_owned(), DisconnectCause::Remote(r) => r.clone() },
+        }),
+        Event::Node(NodeEvent::RoutingUpdated {
+            peer,
+            routing_table_size,
+        }) => json!({
+            "event": "routing:updated",
+            "peerId": peer.to_string(),
+            "routingTableSize": routing_table_size,
+        }),
+        Event::Node(NodeEvent::MessageRejected { peer, reason }) => {
+            json!({"event": "message:rejected", "peerId": peer.to_string(), "reason": reason.as_str()})
+        }
+        Event::Message {
+            from,
+            message,
+            verified,
+            wire,
+            id,
+        } => json!({
+            "event": "message",
+            "from": from.to_string(),
+            "type": message.kind.as_str(),
+            "protocol": message.protocol.as_ref().map(|p| p.as_str()),
+            "payload": serde_json::from_slice::<Value>(&message.payload)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.payload).into_owned())),
+            "verified": verified,
+            "wire": format!("{wire:?}"),
+            "id": id.to_string(),
+        }),
+        Event::ResourceDiscovered { record, source } => json!({
+            "event": "resource:discovered",
+            "key": record.key.to_string(),
+            "creator": record.creator.to_string(),
+            "source": source.map(|s| s.to_string()),
+        }),
+        _ => return None,
+    })
+}
+
+/// Prints events until the subscription ends.
+pub(crate) async fn print_events(mut events: broadcast::Receiver<Event>, out: Output) {
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if let Some(value) = event_json(&event) {
+                    out.event(value);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                out.event(json!({"event": "events:dropped", "count": n}));
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

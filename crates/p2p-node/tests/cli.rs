@@ -1,0 +1,201 @@
+//! Two `lotus-p2p` processes driven through stdin, as scripts and operators
+//! drive them: connect, message, announce/discover, stats, metrics, stop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Lines read while looking for another one, still to be matched.
+    backlog: Vec<Value>,
+}
+
+impl Proc {
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .args([
+                "run",
+                "--json",
+                "--dht-mode",
+                "server",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lotus-p2p");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            stdin,
+            lines,
+            backlog: Vec::new(),
+        }
+    }
+
+    /// The first line (already read or still to come) that satisfies `pred`.
+    async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let line = self
+                    .lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("process ended");
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if pred(&value) {
+                    return value;
+                }
+                self.backlog.push(value);
+            }
+        })
+        .await
+        .expect("expected line")
+    }
+
+    /// Sends a command and returns its result line.
+    async fn cmd(&mut self, line: &str) -> Value {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let name = line.split_whitespace().next().unwrap().to_owned();
+        self.next(move |v| v["cmd"] == name.as_str()).await
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_connect_message_announce_discover_and_stop() {
+    let (dir_a, dir_b) = (temp_dir("a"), temp_dir("b"));
+    let mut a = Proc::spawn(&dir_a, &["--metrics", "127.0.0.1:0"]);
+    let mut b = Proc::spawn(&dir_b, &[]);
+    let listening_a = a.next(|v| v["event"] == "listening").await;
+    let listening_b = b.next(|v| v["event"] == "listening").await;
+    let a_id = listening_a["peerId"].as_str().unwrap().to_owned();
+    let b_id = listening_b["peerId"].as_str().unwrap().to_owned();
+    let a_addr = listening_a["addrs"][0].as_str().unwrap().to_owned();
+    assert!(a_addr.ends_with(&format!("/p2p/{a_id}")));
+
+    let connected = b.cmd(&format!("connect {a_addr}")).await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    assert_eq!(connected["peerId"], a_id.as_str());
+    a.next(|v| v["event"] == "peer:connect" && v["peerId"] == b_id.as_str())
+        .await;
+
+    let sent = b
+        .cmd(&format!(r#"send {a_id} greeting {{"text": "hello a"}}"#))
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    let got = a.next(|v| v["event"] == "message").await;
+    assert_eq!(got["from"], b_id.as_str());
+    assert_eq!(got["payload"]["text"], "hello a");
+    assert_eq!(got["verified"], true);
+
+    let bad = b.cmd("send not-a-peer x {}").await;
+    assert_eq!(bad["ok"], false);
+    assert!(bad["error"].as_str().unwrap().contains("PeerId"));
+
+    // B's routing table holds A once identify has run.
+    b.next(|v| v["event"] == "routing:updated" && v["peerId"] == a_id.as_str())
+        .await;
+    let announced = a.cmd(r#"announce session s1 {"status": "open"} 600"#).await;
+    assert_eq!(announced["ok"], true, "{announced}");
+    assert_eq!(announced["key"], "resource:session:s1");
+    let found = b.cmd("discover session s1 10000").await;
+    assert_eq!(found["ok"], true, "{found}");
+    assert_eq!(found["resource"]["creator"], a_id.as_str());
+    assert_eq!(found["resource"]["data"]["status"], "open");
+    let local = b.cmd("resources session").await;
+    assert_eq!(local["resources"].as_array().unwrap().len(), 1);
+
+    let peers = a.cmd("peers").await;
+    assert_eq!(peers["peers"][0]["peerId"], b_id.as_str());
+    let stats = a.cmd("stats").await;
+    assert_eq!(stats["messages"]["received"], 1);
+
+    // Metrics: our counters over HTTP.
+    let stderr = a.child.stderr.take().unwrap();
+    let mut err_lines = BufReader::new(stderr).lines();
+    let metrics_line = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = err_lines.next_line().await.unwrap().expect("stderr ended");
+            if line.contains("metrics on http://") {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let url = metrics_line.split("http://").nth(1).unwrap();
+    let host = url.trim_end_matches("/metrics");
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, socket.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        body.contains("lotus_p2p_messages_received_total 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("lotus_p2p_resources_announced_total 1"),
+        "{body}"
+    );
+    assert!(body.contains("lotus_p2p_peers_connected 1"), "{body}");
+
+    // Stop gracefully; B sees A go.
+    assert_eq!(a.cmd("stop").await["ok"], true);
+    a.next(|v| v["event"] == "stopped").await;
+    let status = tokio::time::timeout(WAIT, a.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    b.next(|v| v["event"] == "peer:disconnect" && v["peerId"] == a_id.as_str())
+        .await;
+
+    // The identity persists in the data directory.
+    let id = std::process::Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+        .args(["id", "--key-file"])
+        .arg(dir_a.join("node.key"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(id.stdout).unwrap().trim(), a_id);
+    drop(b);
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}
