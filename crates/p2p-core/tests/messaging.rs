@@ -483,3 +483,86 @@ async fn sixty_four_concurrent_senders_lose_nothing() {
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_registered_before_start_receives_raw_streams() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    struct Echo(mpsc::UnboundedSender<Vec<u8>>);
+    #[async_trait::async_trait]
+    impl p2p_core::ProtocolHandler for Echo {
+        fn name(&self) -> p2p_core::ProtocolName {
+            "echo".parse().unwrap()
+        }
+        fn stream_protocol(&self) -> Option<libp2p::StreamProtocol> {
+            Some(libp2p::StreamProtocol::new("/lotus/test-echo/1.0.0"))
+        }
+        async fn handle_message(
+            &self,
+            _: Arc<p2p_core::Message>,
+            _: p2p_types::PeerId,
+        ) -> Result<(), p2p_core::HandlerError> {
+            Ok(())
+        }
+        async fn handle_stream(
+            &self,
+            mut stream: libp2p::Stream,
+            _peer: p2p_types::PeerId,
+        ) -> Result<(), p2p_core::HandlerError> {
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got).await?;
+            stream.write_all(&got).await?;
+            stream.close().await?;
+            self.0.send(got)?;
+            Ok(())
+        }
+    }
+
+    let bob = p2p_core::Node::builder()
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .build()
+        .unwrap();
+    let (seen, mut streams) = mpsc::unbounded_channel();
+    bob.register_handler(Arc::new(Echo(seen))).unwrap();
+    for round in 0..2u8 {
+        bob.start().await.unwrap();
+        let alice = tcp_node(DhtModeSetting::Client).await;
+        alice.connect(dial_addr(&bob).await).await.unwrap();
+        let mut stream = alice
+            .open_stream(
+                bob.peer_id(),
+                libp2p::StreamProtocol::new("/lotus/test-echo/1.0.0"),
+            )
+            .await
+            .unwrap();
+        stream.write_all(&[round; 3]).await.unwrap();
+        stream.close().await.unwrap();
+        let mut back = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, vec![round; 3]);
+        assert_eq!(
+            tokio::time::timeout(WAIT, streams.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+            vec![round; 3]
+        );
+        bob.stop().await.unwrap(); // the registration survives for the next round
+    }
+    // Unregistered: the protocol is no longer served.
+    bob.start().await.unwrap();
+    assert!(bob.unregister_handler(&"echo".parse().unwrap()));
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    let refused = alice
+        .open_stream(
+            bob.peer_id(),
+            libp2p::StreamProtocol::new("/lotus/test-echo/1.0.0"),
+        )
+        .await;
+    assert!(refused.is_err());
+}

@@ -83,6 +83,12 @@ async fn announced_resources_are_kept_locally_and_filterable() {
         Err(ResourceError::NotFound | ResourceError::Timeout)
     ));
     assert!(started.elapsed() < Duration::from_secs(6));
+    // A short timeout is honoured (the original's "abort on timeout" test).
+    let started = std::time::Instant::now();
+    let _ = node
+        .discover("session", "also-missing", Duration::from_millis(100))
+        .await;
+    assert!(started.elapsed() < Duration::from_millis(500));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
