@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use libp2p::{PeerId, Stream, StreamProtocol};
 use p2p_protocol::Message;
 use p2p_types::{ProtocolName, RejectReason};
@@ -180,9 +181,12 @@ async fn worker(handler: Arc<dyn ProtocolHandler>, mut jobs: mpsc::Receiver<Job>
                 }
             }
         };
+        // A panicking handler call is contained: the worker lives on.
+        let call = std::panic::AssertUnwindSafe(call).catch_unwind();
         match tokio::time::timeout(HANDLER_CALL_TIMEOUT, call).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(handler = %name, %error, "handler failed"),
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(handler = %name, %error, "handler failed"),
+            Ok(Err(_)) => tracing::error!(handler = %name, "handler panicked"),
             Err(_) => tracing::warn!(handler = %name, "handler call timed out"),
         }
     }

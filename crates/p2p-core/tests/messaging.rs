@@ -392,7 +392,7 @@ async fn handlers_registered_before_start_get_messages_and_survive_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_handler_does_not_stall_others() {
+async fn a_stuck_or_panicking_handler_does_not_stall_others() {
     struct Stuck;
     #[async_trait::async_trait]
     impl p2p_core::ProtocolHandler for Stuck {
@@ -408,8 +408,34 @@ async fn a_stuck_handler_does_not_stall_others() {
             Ok(())
         }
     }
+    struct Panics;
+    #[async_trait::async_trait]
+    impl p2p_core::ProtocolHandler for Panics {
+        fn name(&self) -> p2p_core::ProtocolName {
+            "panics".parse().unwrap()
+        }
+        async fn handle_message(
+            &self,
+            _: Arc<p2p_core::Message>,
+            _: p2p_types::PeerId,
+        ) -> Result<(), p2p_core::HandlerError> {
+            panic!("a buggy handler")
+        }
+    }
     let (alice, bob) = connected_pair().await;
     bob.register_handler(Arc::new(Stuck)).unwrap();
+    bob.register_handler(Arc::new(Panics)).unwrap();
+    for n in 0..3u8 {
+        let to_panics = alice
+            .sign(
+                alice
+                    .message(kind("x"))
+                    .protocol("panics".parse().unwrap())
+                    .payload(vec![b'0' + n]),
+            )
+            .unwrap();
+        alice.send(bob.peer_id(), &to_panics).await.unwrap();
+    }
     let (fine, fine_seen) = recorder("fine", false);
     bob.register_handler(fine).unwrap();
     for n in 0..5u8 {
