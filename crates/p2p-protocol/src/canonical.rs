@@ -36,6 +36,34 @@ pub(crate) trait CanonicalSink {
     fn int(&mut self, value: u64) {
         self.put(&value.to_be_bytes());
     }
+
+    /// A PeerId as a field: its multihash bytes (varint code, varint length,
+    /// digest), written without allocating.
+    fn peer(&mut self, peer: &libp2p_identity::PeerId) {
+        let multihash = peer.as_ref();
+        let digest = multihash.digest();
+        let mut prefix = [0u8; 20];
+        let mut len = 0;
+        for value in [multihash.code(), digest.len() as u64] {
+            let mut v = value;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if let Some(slot) = prefix.get_mut(len) {
+                    *slot = if v == 0 { byte } else { byte | 0x80 };
+                }
+                len += 1;
+                if v == 0 {
+                    break;
+                }
+            }
+        }
+        let prefix = prefix.get(..len).unwrap_or_default();
+        let total = u32::try_from(prefix.len() + digest.len()).unwrap_or(u32::MAX);
+        self.put(&total.to_be_bytes());
+        self.put(prefix);
+        self.put(digest);
+    }
 }
 
 impl CanonicalSink for Vec<u8> {

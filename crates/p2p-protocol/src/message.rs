@@ -67,9 +67,9 @@ impl Message {
     fn write_canonical(&self, sink: &mut impl CanonicalSink) {
         sink.put(MESSAGE_DOMAIN);
         sink.field(self.kind.as_str().as_bytes());
-        sink.field(self.from.as_ref().to_bytes().as_slice());
+        sink.peer(&self.from);
         match &self.to {
-            Some(to) => sink.field(to.as_ref().to_bytes().as_slice()),
+            Some(to) => sink.peer(to),
             None => sink.field(&[]),
         }
         sink.field(

@@ -102,7 +102,7 @@ impl ResourceRecord {
         sink.put(RECORD_DOMAIN);
         sink.field(self.key.resource_type().as_str().as_bytes());
         sink.field(self.key.resource_id().as_str().as_bytes());
-        sink.field(self.creator.as_ref().to_bytes().as_slice());
+        sink.peer(&self.creator);
         sink.field(&self.data);
         sink.int(self.created_ms);
         sink.int(self.expires_ms.unwrap_or(0));

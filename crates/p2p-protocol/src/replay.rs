@@ -57,7 +57,7 @@ impl ReplayGuard {
     /// Records `id` at time `now_ms`; errors if it is already remembered.
     pub fn check_and_insert(&mut self, id: MessageId, now_ms: u64) -> Result<(), ReplayError> {
         self.expire(now_ms);
-        if self.seen.contains(&id) {
+        if !self.seen.insert(id) {
             return Err(ReplayError { id });
         }
         if self.order.len() >= self.capacity {
@@ -66,7 +66,6 @@ impl ReplayGuard {
                 self.early_evictions += 1;
             }
         }
-        self.seen.insert(id);
         self.order.push_back((now_ms, id));
         Ok(())
     }
