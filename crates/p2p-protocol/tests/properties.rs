@@ -6,6 +6,9 @@
 // below fail the same way on a broken fixture.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+use common::{encode_message, encode_record};
+
 use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
@@ -329,18 +332,6 @@ fn mutate(message: &Message, mutation: &Mutation) -> Message {
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn encode_message(codec: &dyn Codec, message: &Message) -> Bytes {
-    let mut buf = BytesMut::new();
-    codec.encode_message(message, &mut buf).unwrap();
-    buf.freeze()
-}
-
-fn encode_record(codec: &dyn Codec, record: &ResourceRecord) -> Bytes {
-    let mut buf = BytesMut::new();
-    codec.encode_record(record, &mut buf).unwrap();
-    buf.freeze()
-}
 
 /// Splits `wire` at the given cut points, feeds the pieces one by one to one
 /// decoder over one buffer, and returns every frame it yields.

@@ -6,6 +6,9 @@
 // same way on a broken fixture.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{encode_message, encode_record};
+
 use bytes::{Bytes, BytesMut};
 use libp2p_identity::{Keypair, PeerId};
 use p2p_protocol::{
@@ -45,18 +48,6 @@ fn json_payload(value: &Value) -> Vec<u8> {
 
 fn payload_value(message: &Message) -> Value {
     serde_json::from_slice(&message.payload).unwrap()
-}
-
-fn encode(codec: &dyn Codec, message: &Message) -> Bytes {
-    let mut buf = BytesMut::new();
-    codec.encode_message(message, &mut buf).unwrap();
-    buf.freeze()
-}
-
-fn encode_record(codec: &dyn Codec, record: &ResourceRecord) -> Bytes {
-    let mut buf = BytesMut::new();
-    codec.encode_record(record, &mut buf).unwrap();
-    buf.freeze()
 }
 
 fn decode_json(text: &str) -> Result<Message, CodecError> {
@@ -195,7 +186,7 @@ fn disconnect_message_carries_the_reason() {
     assert_eq!(payload_value(&message)["reason"], json!("test reason"));
     // ... and still does after the TypeScript wire format.
     let decoded = JsonCodec
-        .decode_message(encode(&JsonCodec, &message))
+        .decode_message(encode_message(&JsonCodec, &message))
         .unwrap();
     assert_eq!(payload_value(&decoded)["reason"], json!("test reason"));
 }
@@ -212,7 +203,7 @@ fn serialized_message_deserializes_with_same_type_sender_and_payload() {
         .build();
 
     for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
-        let bytes = encode(codec, &message);
+        let bytes = encode_message(codec, &message);
         assert!(!bytes.is_empty(), "{} wrote nothing", codec.name());
         let decoded = codec.decode_message(bytes).unwrap();
         assert_eq!(decoded.kind.as_str(), "test");
@@ -238,7 +229,9 @@ fn complex_payloads_with_nested_objects_arrays_and_hex_round_trip_deep_equal() {
         .build();
 
     for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
-        let decoded = codec.decode_message(encode(codec, &message)).unwrap();
+        let decoded = codec
+            .decode_message(encode_message(codec, &message))
+            .unwrap();
         assert_eq!(payload_value(&decoded), complex, "{}", codec.name());
         assert_eq!(decoded.payload, message.payload, "{}", codec.name());
     }
@@ -375,7 +368,9 @@ fn message_id_is_deterministic_32_bytes_and_64_lowercase_hex_chars() {
     );
     // And it survives both wire formats.
     for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
-        let decoded = codec.decode_message(encode(codec, &message)).unwrap();
+        let decoded = codec
+            .decode_message(encode_message(codec, &message))
+            .unwrap();
         assert_eq!(decoded.id(), first, "{}", codec.name());
     }
 }
@@ -455,7 +450,7 @@ fn js_peer_chat_json_decodes_and_re_encodes_byte_identically() {
     assert_eq!(message.signature, None);
     assert_eq!(message.public_key, None);
 
-    assert_eq!(encode(&JsonCodec, &message), wire.as_bytes());
+    assert_eq!(encode_message(&JsonCodec, &message), wire.as_bytes());
 }
 
 #[test]
@@ -468,7 +463,7 @@ fn js_peer_json_with_to_and_protocol_re_encodes_byte_identically() {
     let message = decode_json(&wire).unwrap();
     assert_eq!(message.to, Some(to));
     assert_eq!(message.protocol, Some(protocol("chat")));
-    assert_eq!(encode(&JsonCodec, &message), wire.as_bytes());
+    assert_eq!(encode_message(&JsonCodec, &message), wire.as_bytes());
 }
 
 #[test]
@@ -486,7 +481,7 @@ fn json_encoding_orders_keys_type_from_to_payload_timestamp_message_id_signature
         r#"{{"type":"chat","from":"{from}","to":"{to}","payload":{{"text":"hi"}},"timestamp":{NOW_MS},"messageId":"{JS_MESSAGE_ID}","signature":{{"type":"Buffer","data":[1,2,255]}},"protocol":"chat"}}"#
     );
     assert_eq!(
-        std::str::from_utf8(&encode(&JsonCodec, &message)).unwrap(),
+        std::str::from_utf8(&encode_message(&JsonCodec, &message)).unwrap(),
         expected
     );
 }
@@ -498,7 +493,7 @@ fn empty_payload_is_written_as_json_null_and_reads_back_empty() {
         .timestamp_ms(NOW_MS)
         .nonce(JS_MESSAGE_ID)
         .build();
-    let wire = encode(&JsonCodec, &message);
+    let wire = encode_message(&JsonCodec, &message);
     let value: Value = serde_json::from_slice(&wire).unwrap();
     assert_eq!(value["payload"], Value::Null);
     assert_eq!(JsonCodec.decode_message(wire).unwrap(), message);
@@ -528,7 +523,7 @@ fn non_json_payload_and_carried_public_key_cannot_be_encoded_as_json() {
     for m in [binary, keyed] {
         assert_eq!(
             ProtobufCodec
-                .decode_message(encode(&ProtobufCodec, &m))
+                .decode_message(encode_message(&ProtobufCodec, &m))
                 .unwrap(),
             m
         );
@@ -547,7 +542,7 @@ fn signed_message_encodes_signature_as_node_buffer_and_verifies_after_json_round
     assert_eq!(signature.len(), 64, "an ed25519 signature");
     assert_eq!(message.public_key, None, "ed25519 PeerIds embed the key");
 
-    let wire = encode(&JsonCodec, &message);
+    let wire = encode_message(&JsonCodec, &message);
     let value: Value = serde_json::from_slice(&wire).unwrap();
     assert_eq!(value["signature"]["type"], json!("Buffer"));
     let data: Vec<u8> = value["signature"]["data"]
@@ -562,7 +557,7 @@ fn signed_message_encodes_signature_as_node_buffer_and_verifies_after_json_round
     assert_eq!(decoded, message);
     assert_eq!(verify(&decoded), Ok(()));
     assert_eq!(
-        encode(&JsonCodec, &decoded),
+        encode_message(&JsonCodec, &decoded),
         wire,
         "re-encodes byte-identically"
     );
@@ -589,7 +584,7 @@ fn secp256k1_signed_message_verifies_through_both_codecs() {
     assert_eq!(verify(&message), Ok(()));
 
     for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
-        let wire = encode(codec, &message);
+        let wire = encode_message(codec, &message);
         let decoded = codec.decode_message(wire.clone()).unwrap();
         assert_eq!(decoded, message, "{}", codec.name());
         assert_eq!(verify(&decoded), Ok(()), "{}", codec.name());
@@ -905,7 +900,7 @@ fn spoofed_sender_is_rejected() {
 
     for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
         let err = inbound()
-            .accept(codec, encode(codec, &message), &remote, NOW_MS)
+            .accept(codec, encode_message(codec, &message), &remote, NOW_MS)
             .unwrap_err();
         assert_eq!(
             err.reason(),
@@ -930,7 +925,12 @@ fn unsigned_message_is_rejected_when_a_signature_is_required() {
     let mut inbound = inbound();
     assert!(inbound.policy().require_signature, "required by default");
     let err = inbound
-        .accept(&JsonCodec, encode(&JsonCodec, &message), &from, NOW_MS)
+        .accept(
+            &JsonCodec,
+            encode_message(&JsonCodec, &message),
+            &from,
+            NOW_MS,
+        )
         .unwrap_err();
     assert!(matches!(
         err,
@@ -952,7 +952,7 @@ fn unsigned_message_is_accepted_when_the_caller_waives_the_signature() {
     let accepted = inbound
         .accept_with(
             &JsonCodec,
-            encode(&JsonCodec, &message),
+            encode_message(&JsonCodec, &message),
             &from,
             NOW_MS,
             |m| {
@@ -979,7 +979,7 @@ fn unsigned_message_is_accepted_when_the_caller_waives_the_signature() {
     assert!(
         !lax.accept(
             &ProtobufCodec,
-            encode(&ProtobufCodec, &message),
+            encode_message(&ProtobufCodec, &message),
             &from,
             NOW_MS
         )
@@ -996,7 +996,7 @@ fn present_signature_is_verified_even_when_not_required() {
     let err = inbound()
         .accept_with(
             &JsonCodec,
-            encode(&JsonCodec, &message),
+            encode_message(&JsonCodec, &message),
             &peer(&key),
             NOW_MS,
             |_| false,
@@ -1017,7 +1017,7 @@ fn duplicate_message_is_rejected_even_across_codecs() {
     let first = inbound
         .accept(
             &ProtobufCodec,
-            encode(&ProtobufCodec, &message),
+            encode_message(&ProtobufCodec, &message),
             &peer(&key),
             NOW_MS,
         )
@@ -1026,7 +1026,12 @@ fn duplicate_message_is_rejected_even_across_codecs() {
 
     for codec in [&ProtobufCodec as &dyn Codec, &JsonCodec] {
         let err = inbound
-            .accept(codec, encode(codec, &message), &peer(&key), NOW_MS + 1)
+            .accept(
+                codec,
+                encode_message(codec, &message),
+                &peer(&key),
+                NOW_MS + 1,
+            )
             .unwrap_err();
         assert_eq!(err.reason(), RejectReason::Duplicate, "{}", codec.name());
         match err {
@@ -1041,7 +1046,7 @@ fn duplicate_message_is_rejected_even_across_codecs() {
         inbound
             .accept(
                 &ProtobufCodec,
-                encode(&ProtobufCodec, &next),
+                encode_message(&ProtobufCodec, &next),
                 &peer(&key),
                 NOW_MS
             )
@@ -1074,7 +1079,7 @@ fn oversized_body_is_rejected_before_decoding() {
     let err = small
         .accept(
             &ProtobufCodec,
-            encode(&ProtobufCodec, &message),
+            encode_message(&ProtobufCodec, &message),
             &peer(&key),
             NOW_MS,
         )
@@ -1097,7 +1102,7 @@ fn stale_and_future_timestamps_beyond_five_minutes_are_rejected_as_clock_skew() 
         let err = inbound()
             .accept(
                 &JsonCodec,
-                encode(&JsonCodec, &message),
+                encode_message(&JsonCodec, &message),
                 &peer(&key),
                 NOW_MS,
             )
@@ -1122,7 +1127,7 @@ fn stale_and_future_timestamps_beyond_five_minutes_are_rejected_as_clock_skew() 
             inbound()
                 .accept(
                     &JsonCodec,
-                    encode(&JsonCodec, &message),
+                    encode_message(&JsonCodec, &message),
                     &peer(&key),
                     NOW_MS
                 )
@@ -1155,7 +1160,7 @@ fn message_signed_by_key_a_but_claiming_sender_b_fails() {
         // Through the inbound checks, sent by B itself over its own connection.
         for codec in [&JsonCodec as &dyn Codec, &ProtobufCodec] {
             let err = inbound()
-                .accept(codec, encode(codec, &forged), &peer(&b), NOW_MS)
+                .accept(codec, encode_message(codec, &forged), &peer(&b), NOW_MS)
                 .unwrap_err();
             assert_eq!(err.reason(), RejectReason::BadSignature, "{}", codec.name());
         }
@@ -1267,7 +1272,7 @@ fn one_inbound_keeps_verifying_each_message_against_its_claimed_sender() {
             inbound
                 .accept(
                     &ProtobufCodec,
-                    encode(&ProtobufCodec, &genuine),
+                    encode_message(&ProtobufCodec, &genuine),
                     &peer(key),
                     NOW_MS
                 )
@@ -1281,7 +1286,7 @@ fn one_inbound_keeps_verifying_each_message_against_its_claimed_sender() {
         let err = inbound
             .accept(
                 &ProtobufCodec,
-                encode(&ProtobufCodec, &forged),
+                encode_message(&ProtobufCodec, &forged),
                 &peer(claimed),
                 NOW_MS,
             )
