@@ -3,7 +3,10 @@
 //! - `codegen [--check]`: regenerate the Rust code for `proto/` (protox + prost-build,
 //!   no system `protoc`), or fail if the committed code is stale.
 //! - `fuzz <target> [--seconds N]`: run one cargo-fuzz target of p2p-protocol on nightly.
-//! - `bench`: run the criterion benchmarks and the TypeScript pipeline baseline.
+//! - `bench`: run the criterion benchmarks and the TypeScript pipeline baseline,
+//!   then the two-node messaging bench (with its js-libp2p baseline), then the
+//!   node scenarios (dial, RSS, connections, 50-node network) and their js-libp2p
+//!   dial/RSS baseline (xtask/bench/js-dial.mjs).
 //! - `ci`: what `.ci/run` runs: fmt check, clippy, codegen check, the tests.
 
 use std::path::{Path, PathBuf};
@@ -129,7 +132,9 @@ fn fuzz(root: &Path, args: &[String]) -> Result<()> {
 }
 
 /// The criterion pipeline benchmarks, then the TypeScript pipeline baseline in
-/// Node.js in the same invocation (skipped with a note when Node.js is absent).
+/// Node.js in the same invocation (skipped with a note when Node.js is absent),
+/// then the messaging bench of p2p-core, then its node bench and the js-libp2p
+/// dial/RSS baseline (skipped with a note without Node.js, npm or the peer).
 fn bench(root: &Path) -> Result<()> {
     run(
         root,
@@ -139,11 +144,96 @@ fn bench(root: &Path) -> Result<()> {
     let script = root.join("xtask/bench/ts-pipeline.mjs");
     let script = script.to_str().context("non-UTF-8 path")?;
     if Command::new("node").arg("--version").output().is_ok() {
-        run(root, "node", &[script])
+        run(root, "node", &[script])?;
     } else {
         eprintln!("node not found: TypeScript baseline skipped");
+    }
+    // Two nodes on TCP loopback; the bench also runs the js-libp2p messaging
+    // baseline (xtask/bench/js-messaging.mjs) when Node.js is installed.
+    run(
+        root,
+        "cargo",
+        &["bench", "-p", "p2p-core", "--bench", "messaging"],
+    )?;
+    // Node scenarios: dial latency, idle RSS, RSS per connection, 50-node
+    // network (one JSON line each), then their js-libp2p dial/RSS baseline.
+    run(
+        root,
+        "cargo",
+        &["bench", "-p", "p2p-core", "--bench", "node"],
+    )?;
+    if succeeds("node", &["--version"]) && succeeds("npm", &["--version"]) {
+        js_dial(root)
+    } else {
+        eprintln!("node or npm not found: js-libp2p dial baseline skipped");
         Ok(())
     }
+}
+
+/// True if `program args` runs and exits successfully.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The js-libp2p reference peer (for its pinned dependencies): `LOTUS_JS_PEER_DIR`,
+/// else `interop/js-peer` in or next to the workspace.
+fn js_peer_dir(root: &Path) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("LOTUS_JS_PEER_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    candidates.push(root.join("interop/js-peer"));
+    if let Some(parent) = root.parent() {
+        candidates.push(parent.join("shared/interop/js-peer"));
+    }
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("package-lock.json").is_file() && dir.join("polyfill.mjs").is_file())
+}
+
+/// The js-libp2p dial/RSS baseline (xtask/bench/js-dial.mjs), run from a copy
+/// of the reference peer's manifest in target/js-dial-bench; `npm ci` runs
+/// there when nothing is installed yet or the lockfile changed.
+fn js_dial(root: &Path) -> Result<()> {
+    let Some(peer) = js_peer_dir(root) else {
+        eprintln!(
+            "js-libp2p reference peer not found (set LOTUS_JS_PEER_DIR): js dial baseline skipped"
+        );
+        return Ok(());
+    };
+    let work = root.join("target/js-dial-bench");
+    std::fs::create_dir_all(&work)?;
+    let lock = std::fs::read(peer.join("package-lock.json"))?;
+    let installed = work.join("node_modules").is_dir()
+        && std::fs::read(work.join("package-lock.json"))
+            .ok()
+            .as_deref()
+            == Some(lock.as_slice());
+    // Contents only: the sources may be read-only.
+    for file in ["package.json", "package-lock.json", "polyfill.mjs"] {
+        std::fs::write(work.join(file), std::fs::read(peer.join(file))?)?;
+    }
+    std::fs::write(
+        work.join("js-dial.mjs"),
+        std::fs::read(root.join("xtask/bench/js-dial.mjs"))?,
+    )?;
+    if !installed {
+        let install = run(&work, "npm", &["ci", "--no-audit", "--no-fund"]);
+        if let Err(e) = install {
+            eprintln!("npm ci failed ({e:#}): js-libp2p dial baseline skipped");
+            // Not "installed" next time.
+            let _ = std::fs::remove_dir_all(work.join("node_modules"));
+            return Ok(());
+        }
+    }
+    run(
+        &work,
+        "node",
+        &["--import", "./polyfill.mjs", "js-dial.mjs"],
+    )
 }
 
 fn ci(root: &Path) -> Result<()> {
