@@ -17,11 +17,13 @@ pub const DEFAULT_PROTOCOL: &str = "/lotus/kad/1.0.0";
 pub enum DhtModeSetting {
     /// Query only; never store or answer (not advertised in identify).
     Client,
-    /// Store records and answer queries. Pin this on loopback and in tests:
-    /// Auto never sees a confirmed external address there.
+    /// Store records and answer queries.
     Server,
     /// libp2p-kad's automatic mode: server once an external address is
-    /// confirmed, client before.
+    /// confirmed, client before. A node whose listen addresses are all local
+    /// (loopback, LAN, memory) advertises them as external addresses by default
+    /// (`NodeConfig::advertise_listen_addrs`), so Auto turns Server there at
+    /// once; a node on `0.0.0.0` stays a client until an address is confirmed.
     #[default]
     Auto,
 }
