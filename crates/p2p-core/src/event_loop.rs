@@ -133,6 +133,19 @@ pub(crate) struct EventLoop {
     accept_unsigned_records: bool,
 }
 
+/// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
+/// little at the top level, e.g. a connection-limit denial reads "Dial error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The PeerId at the end of an address (`.../p2p/<id>`), if any.
 fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
@@ -471,7 +484,7 @@ impl EventLoop {
             Err(e) => {
                 let _ = reply.send(Err(NodeError::Dial {
                     address,
-                    reason: e.to_string(),
+                    reason: error_chain(&e),
                 }));
             }
         }
@@ -597,7 +610,7 @@ impl EventLoop {
                 if let Some((address, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(NodeError::Dial {
                         address,
-                        reason: error.to_string(),
+                        reason: error_chain(&error),
                     }));
                 }
                 if let Some(index) = self.bootstrap_dials.remove(&connection_id) {

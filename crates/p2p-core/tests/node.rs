@@ -177,10 +177,12 @@ async fn dial_errors_are_reported_not_hung() {
         .remove(0)
         .with_p2p(p2p_types::PeerId::random())
         .unwrap();
-    assert!(matches!(
-        alice.connect(wrong).await,
-        Err(NodeError::Dial { .. })
-    ));
+    let refused = alice.connect(wrong).await;
+    let Err(NodeError::Dial { reason, .. }) = refused else {
+        panic!("expected a dial error, got {refused:?}")
+    };
+    // The reason carries the cause, not just libp2p's top-level "Dial error".
+    assert!(reason.to_lowercase().contains("peer"), "{reason}");
     assert!(!alice.is_connected(bob.peer_id()).await);
 }
 
