@@ -29,9 +29,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::kad::KBucketKey;
+use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId};
 use p2p_core::{
     ConnectionLimits, DhtConfig, DhtModeSetting, Event, Node, NodeEvent, TransportKind,
 };
@@ -570,18 +569,6 @@ async fn idle(two_connected: bool) -> Value {
 
 // ------------------------------------------------------------------ 2b + 4. fifty-node network
 
-/// How many of `peers` a routing table of `local` can hold: per bucket (by
-/// XOR distance), at most k = 20 (as in tests/dht.rs).
-fn bucketed_capacity(local: PeerId, peers: impl Iterator<Item = PeerId>) -> usize {
-    let local = KBucketKey::from(local);
-    let mut buckets = std::collections::HashMap::<u32, usize>::new();
-    for peer in peers {
-        let bucket = local.distance(&KBucketKey::from(peer)).ilog2().unwrap_or(0);
-        *buckets.entry(bucket).or_default() += 1;
-    }
-    buckets.values().map(|&n| n.min(20)).sum()
-}
-
 async fn table_size(node: &Node) -> usize {
     node.stats().await.unwrap().dht.routing_table_size
 }
@@ -617,7 +604,8 @@ async fn fifty() -> Value {
         nodes.push(memory_node(DhtModeSetting::Server).await);
     }
     let started_nodes = rss();
-    let expected_hub = bucketed_capacity(hub.peer_id(), nodes.iter().map(|n| n.peer_id()));
+    let expected_hub =
+        p2p_dht::routing::table_capacity(hub.peer_id(), nodes.iter().map(|n| n.peer_id()), 20);
     // Subscribe everyone before the first connect.
     let mut watchers = Vec::with_capacity(NETWORK_NODES);
     watchers.push(tokio::spawn(table_reaches(

@@ -6,9 +6,7 @@ mod common;
 use std::time::Instant;
 
 use common::{dial_addr, identified, memory_node, table_size, tcp_node, wait_table_at_least};
-use libp2p::kad::KBucketKey;
 use p2p_core::{DhtMode, DhtModeSetting};
-use p2p_types::PeerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_populate_their_tables_from_connections() {
@@ -68,7 +66,8 @@ async fn fifty_nodes_on_the_memory_transport_bootstrapped_through_one() {
     // 49 random peers the farthest bucket usually overflows); everyone learns
     // the hub and, through the bootstrap lookup the first routing update
     // triggers, peers beyond it.
-    let expected_hub = bucketed_capacity(hub.peer_id(), nodes.iter().map(|n| n.peer_id()));
+    let expected_hub =
+        p2p_dht::routing::table_capacity(hub.peer_id(), nodes.iter().map(|n| n.peer_id()), 20);
     wait_table_at_least(&hub, expected_hub).await;
     for node in &nodes {
         wait_table_at_least(node, 2).await;
@@ -81,17 +80,4 @@ async fn fifty_nodes_on_the_memory_transport_bootstrapped_through_one() {
         sizes.iter().max().unwrap()
     );
     assert_eq!(table_size(&hub).await, expected_hub);
-}
-
-/// How many of `peers` a routing table of `local` can hold: per bucket (by
-/// XOR distance), at most k = 20.
-fn bucketed_capacity(local: PeerId, peers: impl Iterator<Item = PeerId>) -> usize {
-    let local = KBucketKey::from(local);
-    let mut buckets = std::collections::HashMap::<u32, usize>::new();
-    for peer in peers {
-        // Distinct peers are never at distance zero.
-        let bucket = local.distance(&KBucketKey::from(peer)).ilog2().unwrap_or(0);
-        *buckets.entry(bucket).or_default() += 1;
-    }
-    buckets.values().map(|&n| n.min(20)).sum()
 }

@@ -8,7 +8,9 @@
 //! answer them. (js kad-dht behaves the same, and it pings a contact before adding
 //! it, which is why lotus-p2p nodes always run ping.)
 
-use libp2p::kad::RoutingUpdate;
+use std::collections::HashMap;
+
+use libp2p::kad::{KBucketKey, RoutingUpdate};
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use crate::Kademlia;
@@ -55,4 +57,18 @@ pub fn on_identified(
     } else {
         Population::Refused
     }
+}
+
+/// How many of `peers` a routing table of `local` can hold when each k-bucket
+/// (peers at the same XOR-distance order) keeps at most `k`: the size a fully
+/// populated table reaches, for tests and benchmarks.
+pub fn table_capacity(local: PeerId, peers: impl IntoIterator<Item = PeerId>, k: usize) -> usize {
+    let local = KBucketKey::from(local);
+    let mut buckets = HashMap::<u32, usize>::new();
+    for peer in peers {
+        // Distinct peers are never at distance zero.
+        let bucket = local.distance(&KBucketKey::from(peer)).ilog2().unwrap_or(0);
+        *buckets.entry(bucket).or_default() += 1;
+    }
+    buckets.values().map(|&n| n.min(k)).sum()
 }
