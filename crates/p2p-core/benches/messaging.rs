@@ -237,6 +237,22 @@ async fn tcp_node() -> Node {
 }
 
 impl Pair {
+    /// A message source for `flood`: unsigned direct messages to the
+    /// receiver's opted-in handler, carrying `body`.
+    fn unsigned_direct(&self, body: Bytes) -> Arc<dyn Fn() -> Option<Message> + Send + Sync> {
+        let (sender, to) = (self.sender.clone(), self.receiver.peer_id());
+        Arc::new(move || {
+            Some(
+                sender
+                    .message("bench".parse().unwrap())
+                    .to(to)
+                    .protocol(HANDLER.parse().unwrap())
+                    .payload(body.clone())
+                    .build(),
+            )
+        })
+    }
+
     async fn new() -> Self {
         let created = Instant::now();
         let sender = tcp_node().await;
@@ -503,17 +519,7 @@ async fn unsigned(pair: &Pair, concurrency: usize, run_for: Duration) -> Value {
     pair.warm_up(&body).await;
     let stats_before = pair.receiver_stats().await;
     let delivered_before = pair.delivered();
-    let (sender, to, body2) = (pair.sender.clone(), pair.receiver.peer_id(), body.clone());
-    let make = Arc::new(move || {
-        Some(
-            sender
-                .message("bench".parse().unwrap())
-                .to(to)
-                .protocol(HANDLER.parse().unwrap())
-                .payload(body2.clone())
-                .build(),
-        )
-    });
+    let make = pair.unsigned_direct(body.clone());
     let cpu = Cpu::now();
     let run = flood(pair, concurrency, run_for, make).await;
     let done = pair.until_delivered(delivered_before + run.sent).await;
@@ -812,17 +818,7 @@ async fn bulk(pair: &Pair, concurrency: usize, run_for: Duration, raw_mib: f64) 
     let stats_before = pair.receiver_stats().await;
     let delivered_before = pair.delivered();
     let bytes_before = pair.counting.payload_bytes.load(Ordering::Relaxed);
-    let (sender, to, body2) = (pair.sender.clone(), pair.receiver.peer_id(), body.clone());
-    let make = Arc::new(move || {
-        Some(
-            sender
-                .message("bench".parse().unwrap())
-                .to(to)
-                .protocol(HANDLER.parse().unwrap())
-                .payload(body2.clone())
-                .build(),
-        )
-    });
+    let make = pair.unsigned_direct(body.clone());
     let cpu = Cpu::now();
     let run = flood(pair, concurrency, run_for, make).await;
     let done = pair.until_delivered(delivered_before + run.sent).await;
