@@ -9,12 +9,13 @@
 //!   stream, read to EOF, capped in size and time; we close our side after
 //!   reading (the TypeScript node never did, which capped it at 32 messages per
 //!   connection).
-//! - Inbound: stream readers only split bytes into message bodies; everything
-//!   else happens in one processor task that owns the replay state: size →
-//!   decode → validate → sender bound to the connection → signature → replay →
-//!   dispatch. Readers hand bodies over through a bounded channel, so a busy
-//!   processor slows the readers, and through them (yamux flow control) the
-//!   senders.
+//! - Inbound: each stream reader splits bytes into message bodies and runs the
+//!   stateless checks on them (size → decode → validate → sender bound to the
+//!   connection → signature), so signature verification runs on every core.
+//!   One processor task owns the replay state and does the rest: dedup →
+//!   dispatch. Readers hand checked messages over through a bounded channel, so
+//!   a busy processor slows the readers, and through them (yamux flow control)
+//!   the senders.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -24,8 +25,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use p2p_protocol::{
-    Codec, FrameDecoder, FrameError, Inbound, InboundPolicy, JsonCodec, Message, ProtobufCodec,
-    encode_message_frame,
+    Accepted, Checker, Codec, FrameDecoder, FrameError, Inbound, InboundPolicy, JsonCodec, Message,
+    ProtobufCodec, encode_message_frame,
 };
 use p2p_types::{MessageStats, NodeEvent, RejectReason};
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc, oneshot};
@@ -42,7 +43,7 @@ pub const LEGACY_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/message/
 const WRITER_QUEUE: usize = 256;
 /// Most frames written between two flushes.
 const WRITER_BATCH: usize = 64;
-/// Bodies queued between the readers and the processor.
+/// Checked messages queued between the readers and the processor.
 const PROCESSOR_QUEUE: usize = 4096;
 /// Concurrent inbound native streams per peer (one is normal).
 const MAX_NATIVE_STREAMS_PER_PEER: usize = 4;
@@ -140,9 +141,11 @@ pub(crate) fn lock(counters: &SharedCounters) -> std::sync::MutexGuard<'_, Count
 
 /// What readers hand the processor.
 pub(crate) enum Item {
-    Body {
+    /// A message that passed the stateless checks.
+    Checked {
         peer: PeerId,
-        body: Bytes,
+        accepted: Accepted,
+        len: usize,
         wire: Wire,
     },
     Rejected {
@@ -384,7 +387,7 @@ pub(crate) async fn accept(
     mut incoming: libp2p_stream::IncomingStreams,
     wire: Wire,
     items: mpsc::Sender<Item>,
-    max_message: usize,
+    checks: Checks,
 ) {
     let counts = StreamCounts::default();
     let max = match wire {
@@ -399,11 +402,11 @@ pub(crate) async fn accept(
             });
             continue; // dropping the stream resets it
         };
-        let items = items.clone();
+        let (items, mut reader) = (items.clone(), checks.reader(peer));
         tokio::spawn(async move {
             let rejected = match wire {
-                Wire::Native => read_frames(peer, stream, &items, max_message).await,
-                Wire::LegacyJson => read_legacy(peer, stream, &items, max_message).await,
+                Wire::Native => read_frames(&mut reader, stream, &items).await,
+                Wire::LegacyJson => read_legacy(&mut reader, stream, &items).await,
             };
             if let Err(reason) = rejected {
                 let _ = items.send(Item::Rejected { peer, reason }).await;
@@ -420,24 +423,90 @@ fn frame_reason(error: &FrameError) -> RejectReason {
     }
 }
 
+/// What every reader needs to run the stateless checks.
+#[derive(Clone)]
+pub(crate) struct Checks {
+    pub(crate) policy: InboundPolicy,
+    pub(crate) handlers: Handlers,
+    pub(crate) local: PeerId,
+}
+
+impl Checks {
+    fn reader(&self, peer: PeerId) -> Reader {
+        Reader {
+            peer,
+            checker: Checker::new(&self.policy),
+            handlers: self.handlers.clone(),
+            local: self.local,
+            max: self.policy.limits.max_message_size,
+        }
+    }
+}
+
+/// One stream reader's checking state.
+struct Reader {
+    peer: PeerId,
+    checker: Checker,
+    handlers: Handlers,
+    local: PeerId,
+    max: usize,
+}
+
+impl Reader {
+    /// Runs the stateless checks on `body` and hands the result to the
+    /// processor; false once the processor is gone (node stopping).
+    async fn check(&mut self, body: Bytes, wire: Wire, items: &mpsc::Sender<Item>) -> bool {
+        let (peer, len, now) = (self.peer, body.len(), p2p_protocol::now_ms());
+        let (handlers, local) = (&self.handlers, self.local);
+        let checked = match wire {
+            Wire::Native => self
+                .checker
+                .check_with(&ProtobufCodec, body, &peer, now, |m| {
+                    // Unsigned is allowed only for direct messages to a handler that opts in.
+                    let opted_in = m
+                        .protocol
+                        .as_ref()
+                        .and_then(|p| handlers.get(p))
+                        .is_some_and(|h| h.handler.accepts_unsigned_direct());
+                    !(opted_in && m.to == Some(local))
+                }),
+            // TypeScript nodes cannot sign; their messages are accepted as
+            // unauthenticated content (the connection still proves the sender).
+            Wire::LegacyJson => self
+                .checker
+                .check_with(&JsonCodec, body, &peer, now, |_| false),
+        };
+        let item = match checked {
+            Ok(accepted) => Item::Checked {
+                peer,
+                accepted,
+                len,
+                wire,
+            },
+            Err(error) => {
+                tracing::debug!(%peer, %error, "inbound message refused");
+                Item::Rejected {
+                    peer,
+                    reason: error.reason(),
+                }
+            }
+        };
+        items.send(item).await.is_ok()
+    }
+}
+
 /// Reads frames off a native stream until it ends or misbehaves.
 async fn read_frames(
-    peer: PeerId,
+    reader: &mut Reader,
     mut stream: Stream,
     items: &mpsc::Sender<Item>,
-    max: usize,
 ) -> Result<(), RejectReason> {
-    let mut decoder = FrameDecoder::new(max);
+    let mut decoder = FrameDecoder::new(reader.max);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         while let Some(body) = decoder.decode(&mut buf).map_err(|e| frame_reason(&e))? {
-            let item = Item::Body {
-                peer,
-                body,
-                wire: Wire::Native,
-            };
-            if items.send(item).await.is_err() {
+            if !reader.check(body, Wire::Native, items).await {
                 return Ok(()); // node stopping
             }
         }
@@ -459,11 +528,11 @@ async fn read_frames(
 
 /// Reads one JSON message to EOF (bounded in size and time), then closes our side.
 async fn read_legacy(
-    peer: PeerId,
+    reader: &mut Reader,
     mut stream: Stream,
     items: &mpsc::Sender<Item>,
-    max: usize,
 ) -> Result<(), RejectReason> {
+    let max = reader.max;
     let mut body = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX) + 1;
     let mut capped = (&mut stream).take(limit);
@@ -479,13 +548,7 @@ async fn read_legacy(
     if body.is_empty() {
         return Ok(()); // the TypeScript node ignores empty streams too
     }
-    let _ = items
-        .send(Item::Body {
-            peer,
-            body: body.into(),
-            wire: Wire::LegacyJson,
-        })
-        .await;
+    reader.check(body.into(), Wire::LegacyJson, items).await;
     Ok(())
 }
 
@@ -494,13 +557,12 @@ pub(crate) fn processor_channel() -> (mpsc::Sender<Item>, mpsc::Receiver<Item>) 
     mpsc::channel(PROCESSOR_QUEUE)
 }
 
-/// Owns the replay state and runs every body through the inbound checks.
+/// Owns the replay state: dedups checked messages, counts, dispatches.
 pub(crate) struct Processor {
-    pub(crate) inbound: Inbound,
-    pub(crate) handlers: Handlers,
-    pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) counters: SharedCounters,
-    pub(crate) local: PeerId,
+    inbound: Inbound,
+    handlers: Handlers,
+    events: broadcast::Sender<Event>,
+    counters: SharedCounters,
 }
 
 impl Processor {
@@ -509,21 +571,24 @@ impl Processor {
         handlers: Handlers,
         events: broadcast::Sender<Event>,
         counters: SharedCounters,
-        local: PeerId,
     ) -> Self {
         Self {
             inbound: Inbound::new(policy),
             handlers,
             events,
             counters,
-            local,
         }
     }
 
     pub(crate) async fn run(mut self, mut items: mpsc::Receiver<Item>) {
         while let Some(item) = items.recv().await {
             match item {
-                Item::Body { peer, body, wire } => self.on_body(peer, body, wire),
+                Item::Checked {
+                    peer,
+                    accepted,
+                    len,
+                    wire,
+                } => self.on_checked(peer, accepted, len, wire),
                 Item::Rejected { peer, reason } => self.reject(peer, reason),
             }
         }
@@ -537,35 +602,11 @@ impl Processor {
             .send(Event::Node(NodeEvent::MessageRejected { peer, reason }));
     }
 
-    fn on_body(&mut self, peer: PeerId, body: Bytes, wire: Wire) {
-        let len = body.len();
-        let now = p2p_protocol::now_ms();
-        let (handlers, local) = (&self.handlers, self.local);
-        let accepted = match wire {
-            Wire::Native => self
-                .inbound
-                .accept_with(&ProtobufCodec, body, &peer, now, |m| {
-                    // Unsigned is allowed only for direct messages to a handler that opts in.
-                    let opted_in = m
-                        .protocol
-                        .as_ref()
-                        .and_then(|p| handlers.get(p))
-                        .is_some_and(|h| h.handler.accepts_unsigned_direct());
-                    !(opted_in && m.to == Some(local))
-                }),
-            // TypeScript nodes cannot sign; their messages are accepted as
-            // unauthenticated content (the connection still proves the sender).
-            Wire::LegacyJson => self
-                .inbound
-                .accept_with(&JsonCodec, body, &peer, now, |_| false),
-        };
-        let accepted = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::debug!(%peer, %error, "inbound message refused");
-                return self.reject(peer, error.reason());
-            }
-        };
+    fn on_checked(&mut self, peer: PeerId, accepted: Accepted, len: usize, wire: Wire) {
+        if let Err(error) = self.inbound.admit(&accepted, p2p_protocol::now_ms()) {
+            tracing::debug!(%peer, %error, "inbound message refused");
+            return self.reject(peer, error.reason());
+        }
         let message = Arc::new(accepted.message);
         if let Some(name) = &message.protocol {
             let Some(registered) = self.handlers.get(name) else {

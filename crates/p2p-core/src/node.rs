@@ -166,9 +166,12 @@ impl Node {
             inner.handlers.clone(),
             inner.events.clone(),
             Arc::clone(&inner.counters),
-            self.peer_id(),
         );
-        let max_message = inner.config.inbound.limits.max_message_size;
+        let checks = messaging::Checks {
+            policy: inner.config.inbound.clone(),
+            handlers: inner.handlers.clone(),
+            local: self.peer_id(),
+        };
         let mut background = vec![tokio::spawn(processor.run(item_rx))];
         for (protocol, wire) in [
             (NATIVE_PROTOCOL, Wire::Native),
@@ -180,7 +183,7 @@ impl Node {
                     incoming,
                     wire,
                     items.clone(),
-                    max_message,
+                    checks.clone(),
                 )));
             }
         }

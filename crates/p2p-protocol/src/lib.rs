@@ -50,7 +50,7 @@ pub use codec::{Codec, CodecError, DecodeError, JsonCodec, ProtobufCodec};
 pub use framing::{FrameDecoder, FrameError, MAX_VARINT_LEN, encode_frame, encode_message_frame};
 pub use message::{Message, MessageBuilder, MessageId, new_nonce};
 pub use p2p_types::ProtocolLimits;
-pub use pipeline::{Accepted, Inbound, InboundError, InboundPolicy};
+pub use pipeline::{Accepted, Checker, Inbound, InboundError, InboundPolicy};
 pub use record::{RecordError, ResourceRecord};
 pub use replay::{ReplayError, ReplayGuard};
 pub use sign::{SignError, Signable, VerifyError, sign, verify};

@@ -3,6 +3,10 @@
 //! replay/dedup. Each step's failure is a distinct [`InboundError`] that maps to
 //! a [`RejectReason`] for stats. Dedup runs *after* the signature check, so a
 //! forged copy can never get a real message suppressed.
+//!
+//! The checks up to the signature need no shared state ([`Checker`]); only
+//! dedup does ([`Inbound::admit`]). A node runs a `Checker` in every stream
+//! reader, in parallel, and one [`Inbound`] where the seen-set lives.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -138,53 +142,31 @@ impl KeyCache {
     }
 }
 
-/// The inbound checks with their replay state. One per node (the seen-set is
-/// shared by all connections, so a message relayed by two peers is seen once).
+/// The stateless checks: size → decode → validate → sender binding →
+/// signature. Cheap to create; one per stream reader, so verification runs on
+/// every core. It keeps a small cache of decoded signer keys.
 #[derive(Debug, Clone)]
-pub struct Inbound {
-    policy: InboundPolicy,
-    guard: ReplayGuard,
+pub struct Checker {
+    limits: ProtocolLimits,
+    require_signature: bool,
     keys: KeyCache,
 }
 
-impl Inbound {
-    /// Checks with `policy` and an empty seen-set.
-    pub fn new(policy: InboundPolicy) -> Self {
-        let guard = ReplayGuard::new(policy.replay_capacity, policy.replay_window);
+impl Checker {
+    /// Checks with `policy`'s limits and signature requirement.
+    pub fn new(policy: &InboundPolicy) -> Self {
         Self {
-            policy,
-            guard,
+            limits: policy.limits,
+            require_signature: policy.require_signature,
             keys: KeyCache::default(),
         }
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &InboundPolicy {
-        &self.policy
-    }
-
-    /// The seen-set.
-    pub fn replay_guard(&self) -> &ReplayGuard {
-        &self.guard
-    }
-
-    /// Runs every check on one message body from `remote` at `now_ms`, with the
-    /// policy's signature requirement.
-    pub fn accept<C: Codec + ?Sized>(
-        &mut self,
-        codec: &C,
-        body: Bytes,
-        remote: &PeerId,
-        now_ms: u64,
-    ) -> Result<Accepted, InboundError> {
-        let require = self.policy.require_signature;
-        self.accept_with(codec, body, remote, now_ms, |_| require)
-    }
-
-    /// Like [`Inbound::accept`], but `signature_required` decides per decoded
-    /// message (for example by asking the handler its protocol names). A
+    /// Runs the stateless checks on one message body from `remote` at `now_ms`;
+    /// `signature_required` decides per decoded message whether an unsigned one
+    /// passes (for example by asking the handler its protocol names). A
     /// signature that is present is always verified.
-    pub fn accept_with<C: Codec + ?Sized>(
+    pub fn check_with<C: Codec + ?Sized>(
         &mut self,
         codec: &C,
         body: Bytes,
@@ -192,7 +174,7 @@ impl Inbound {
         now_ms: u64,
         signature_required: impl FnOnce(&Message) -> bool,
     ) -> Result<Accepted, InboundError> {
-        let max = self.policy.limits.max_message_size;
+        let max = self.limits.max_message_size;
         if body.len() > max {
             return Err(InboundError::Oversize {
                 len: body.len(),
@@ -200,7 +182,7 @@ impl Inbound {
             });
         }
         let message = codec.decode_message(body)?;
-        validate_message(&message, now_ms, &self.policy.limits)?;
+        validate_message(&message, now_ms, &self.limits)?;
         if message.from != *remote {
             return Err(InboundError::SpoofedSender {
                 claimed: Box::new(message.from),
@@ -217,11 +199,95 @@ impl Inbound {
         } else {
             (message.id(), false)
         };
-        self.guard.check_and_insert(id, now_ms)?;
         Ok(Accepted {
             message,
             id,
             verified,
         })
+    }
+
+    /// [`Checker::check_with`] with the policy's signature requirement.
+    pub fn check<C: Codec + ?Sized>(
+        &mut self,
+        codec: &C,
+        body: Bytes,
+        remote: &PeerId,
+        now_ms: u64,
+    ) -> Result<Accepted, InboundError> {
+        let require = self.require_signature;
+        self.check_with(codec, body, remote, now_ms, |_| require)
+    }
+}
+
+/// Every check, with the replay state. One per node (the seen-set is shared by
+/// all connections, so a message relayed by two peers is seen once).
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    policy: InboundPolicy,
+    guard: ReplayGuard,
+    checker: Checker,
+}
+
+impl Inbound {
+    /// Checks with `policy` and an empty seen-set.
+    pub fn new(policy: InboundPolicy) -> Self {
+        let guard = ReplayGuard::new(policy.replay_capacity, policy.replay_window);
+        let checker = Checker::new(&policy);
+        Self {
+            policy,
+            guard,
+            checker,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &InboundPolicy {
+        &self.policy
+    }
+
+    /// The seen-set.
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.guard
+    }
+
+    /// A stateless checker with this policy, for a reader of its own.
+    pub fn checker(&self) -> Checker {
+        Checker::new(&self.policy)
+    }
+
+    /// The last step: admits a message that passed a [`Checker`] unless its id
+    /// was seen inside the window.
+    pub fn admit(&mut self, accepted: &Accepted, now_ms: u64) -> Result<(), InboundError> {
+        Ok(self.guard.check_and_insert(accepted.id, now_ms)?)
+    }
+
+    /// Runs every check on one message body from `remote` at `now_ms`, with the
+    /// policy's signature requirement.
+    pub fn accept<C: Codec + ?Sized>(
+        &mut self,
+        codec: &C,
+        body: Bytes,
+        remote: &PeerId,
+        now_ms: u64,
+    ) -> Result<Accepted, InboundError> {
+        let require = self.policy.require_signature;
+        self.accept_with(codec, body, remote, now_ms, |_| require)
+    }
+
+    /// Like [`Inbound::accept`], but `signature_required` decides per decoded
+    /// message (see [`Checker::check_with`]).
+    pub fn accept_with<C: Codec + ?Sized>(
+        &mut self,
+        codec: &C,
+        body: Bytes,
+        remote: &PeerId,
+        now_ms: u64,
+        signature_required: impl FnOnce(&Message) -> bool,
+    ) -> Result<Accepted, InboundError> {
+        let accepted = self
+            .checker
+            .check_with(codec, body, remote, now_ms, signature_required)?;
+        self.admit(&accepted, now_ms)?;
+        Ok(accepted)
     }
 }

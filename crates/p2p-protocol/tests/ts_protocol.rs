@@ -919,6 +919,44 @@ fn spoofed_sender_is_rejected() {
 }
 
 #[test]
+fn checks_split_across_readers_still_dedup_in_one_place() {
+    // Two readers (two streams) check in parallel; the seen-set is the node's.
+    let sender = ed25519(1);
+    let from = peer(&sender);
+    let message = chat(from, "hi").sign(&sender).unwrap();
+    let body = encode_message(&ProtobufCodec, &message);
+    let mut node = inbound();
+    let (mut first, mut second) = (node.checker(), node.checker());
+
+    let a = first
+        .check(&ProtobufCodec, body.clone(), &from, NOW_MS)
+        .unwrap();
+    let b = second.check(&ProtobufCodec, body, &from, NOW_MS).unwrap();
+    assert!(a.verified && b.verified);
+    assert_eq!(a.id, message.id());
+    assert!(
+        node.replay_guard().is_empty(),
+        "checking alone remembers nothing"
+    );
+
+    node.admit(&a, NOW_MS).unwrap();
+    let err = node.admit(&b, NOW_MS).unwrap_err();
+    assert_eq!(err.reason(), RejectReason::Duplicate);
+
+    let mut forged = message.clone();
+    forged.payload = json_payload(&json!({ "text": "bye" })).into();
+    let err = first
+        .check(
+            &ProtobufCodec,
+            encode_message(&ProtobufCodec, &forged),
+            &from,
+            NOW_MS,
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), RejectReason::BadSignature);
+}
+
+#[test]
 fn unsigned_message_is_rejected_when_a_signature_is_required() {
     let from = peer(&ed25519(1));
     let message = chat(from, "hi").build();
