@@ -8,6 +8,7 @@ use p2p_protocol::InboundPolicy;
 
 use crate::error::NodeError;
 use crate::identity::Identity;
+use crate::metrics::SwarmMetrics;
 use crate::node::Node;
 use crate::transport::TransportKind;
 
@@ -94,6 +95,8 @@ pub struct NodeConfig {
     pub accept_unsigned_records: bool,
     /// Records kept in the local resource cache. Default 10 000.
     pub resource_cache_capacity: usize,
+    /// libp2p's swarm metrics, recorded while the node runs. Default none.
+    pub metrics: Option<SwarmMetrics>,
 }
 
 impl Default for NodeConfig {
@@ -115,6 +118,7 @@ impl Default for NodeConfig {
             inbound: InboundPolicy::default(),
             accept_unsigned_records: false,
             resource_cache_capacity: 10_000,
+            metrics: None,
         }
     }
 }
@@ -211,6 +215,12 @@ impl NodeBuilder {
     /// Forces advertising (or not) the listen addresses as external addresses.
     pub fn advertise_listen_addrs(mut self, advertise: bool) -> Self {
         self.config.advertise_listen_addrs = Some(advertise);
+        self
+    }
+
+    /// Records libp2p's swarm metrics into `metrics`.
+    pub fn metrics(mut self, metrics: SwarmMetrics) -> Self {
+        self.config.metrics = Some(metrics);
         self
     }
 

@@ -26,6 +26,7 @@ use crate::error::NodeError;
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
 use crate::messaging::{Outbound, SharedCounters, lock};
+use crate::metrics::SwarmMetrics;
 use crate::peers::{PeerInfo, PeerTable};
 use crate::resources::ResourceError;
 use crate::transport;
@@ -131,6 +132,7 @@ pub(crate) struct EventLoop {
     pending_gets: HashMap<kad::QueryId, PendingGet>,
     limits: ProtocolLimits,
     accept_unsigned_records: bool,
+    metrics: Option<SwarmMetrics>,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -230,6 +232,7 @@ impl EventLoop {
                 pending_gets: HashMap::new(),
                 limits: config.inbound.limits,
                 accept_unsigned_records: config.accept_unsigned_records,
+                metrics: config.metrics.clone(),
             },
             control,
         ))
@@ -535,6 +538,15 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&event);
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr {
                 listener_id,

@@ -25,6 +25,7 @@ mod events;
 mod handler;
 mod identity;
 mod messaging;
+mod metrics;
 mod node;
 mod peers;
 mod resources;
@@ -37,7 +38,9 @@ pub use handler::{
     HANDLER_CALL_TIMEOUT, HANDLER_QUEUE, HandlerError, ProtocolHandler, RegisterError,
 };
 pub use identity::{Identity, IdentityError, load_or_create_key_file};
+pub use libp2p::metrics::Registry;
 pub use messaging::{LEGACY_PROTOCOL, NATIVE_PROTOCOL, SendError, Wire, WireChoice};
+pub use metrics::SwarmMetrics;
 pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};

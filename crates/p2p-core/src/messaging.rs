@@ -144,7 +144,7 @@ pub(crate) enum Item {
     /// A message that passed the stateless checks.
     Checked {
         peer: PeerId,
-        accepted: Accepted,
+        accepted: Box<Accepted>,
         len: usize,
         wire: Wire,
     },
@@ -479,7 +479,7 @@ impl Reader {
         let item = match checked {
             Ok(accepted) => Item::Checked {
                 peer,
-                accepted,
+                accepted: Box::new(accepted),
                 len,
                 wire,
             },
@@ -588,7 +588,7 @@ impl Processor {
                     accepted,
                     len,
                     wire,
-                } => self.on_checked(peer, accepted, len, wire),
+                } => self.on_checked(peer, *accepted, len, wire),
                 Item::Rejected { peer, reason } => self.reject(peer, reason),
             }
         }

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use p2p_core::{DhtConfig, DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError};
+use p2p_core::{
+    DhtConfig, DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError, SwarmMetrics,
+};
 
 use crate::output::Output;
 
@@ -147,8 +149,9 @@ fn keygen(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn config(args: &RunArgs, listen: Vec<Multiaddr>) -> NodeConfig {
+fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>) -> NodeConfig {
     NodeConfig {
+        metrics,
         identity: Identity::KeyFile(key_path(args.key_file.clone(), args.data_dir.clone())),
         listen,
         bootstrap: args.bootstrap.clone(),
@@ -175,15 +178,18 @@ fn default_listen(tcp: u16, ws: u16) -> Result<Vec<Multiaddr>> {
 
 /// Starts the node; with default listen addresses, falls back to free ports
 /// when the default ones are taken (and says so).
-async fn start(args: &RunArgs) -> Result<Node> {
+async fn start(args: &RunArgs, metrics: Option<SwarmMetrics>) -> Result<Node> {
     if !args.listen.is_empty() {
-        let node = p2p_core::NodeBuilder::from_config(config(args, args.listen.clone())).build()?;
+        let node =
+            p2p_core::NodeBuilder::from_config(config(args, args.listen.clone(), metrics.clone()))
+                .build()?;
         node.start().await.context("starting the node")?;
         return Ok(node);
     }
     let node = p2p_core::NodeBuilder::from_config(config(
         args,
         default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?,
+        metrics.clone(),
     ))
     .build()?;
     match node.start().await {
@@ -191,7 +197,8 @@ async fn start(args: &RunArgs) -> Result<Node> {
         Err(NodeError::Listen { address, reason }) => {
             eprintln!("cannot listen on {address} ({reason}); using free ports instead");
             let node =
-                p2p_core::NodeBuilder::from_config(config(args, default_listen(0, 0)?)).build()?;
+                p2p_core::NodeBuilder::from_config(config(args, default_listen(0, 0)?, metrics))
+                    .build()?;
             node.start()
                 .await
                 .context("starting the node on free ports")?;
@@ -203,12 +210,13 @@ async fn start(args: &RunArgs) -> Result<Node> {
 
 async fn run(args: RunArgs) -> Result<()> {
     let out = Output::new(args.json);
-    let node = start(&args).await?;
+    let registry = args.metrics.map(|_| metrics::Metrics::new());
+    let node = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;
     let addrs = node.listen_addrs().await?;
     out.listening(&node, &addrs);
-    let metrics = match args.metrics {
-        Some(addr) => Some(metrics::serve(addr, node.clone()).await?),
-        None => None,
+    let metrics = match (args.metrics, registry) {
+        (Some(addr), Some(registry)) => Some(metrics::serve(addr, node.clone(), registry).await?),
+        _ => None,
     };
     let events = tokio::spawn(output::print_events(node.subscribe(), out.clone()));
     let outcome = tokio::select! {

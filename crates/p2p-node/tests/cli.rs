@@ -176,6 +176,19 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
         "{body}"
     );
     assert!(body.contains("lotus_p2p_peers_connected 1"), "{body}");
+    assert!(
+        body.contains("lotus_p2p_messages_rejected_total{reason=\"duplicate\"} 0"),
+        "{body}"
+    );
+    // libp2p's own swarm metrics: the connection to B was counted.
+    let established = body
+        .lines()
+        .filter(|l| l.starts_with("libp2p_swarm_connections_established_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(established >= 1, "{body}");
+    assert!(body.contains("libp2p_identify_"), "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
 
     // Stop gracefully; B sees A go.
     assert_eq!(a.cmd("stop").await["ok"], true);
