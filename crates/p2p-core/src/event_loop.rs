@@ -2,7 +2,7 @@
 //! from the [`crate::Node`] handle, and never awaits anything but those two
 //! sources and a timer, so no peer and no caller can stall it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Time given to connections to close on stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Most providers one lookup collects (remote answers are not trusted to be small).
+const MAX_PROVIDERS: usize = 1024;
+
 type Reply<T> = oneshot::Sender<T>;
 
 /// What the handle asks of the event loop.
@@ -75,6 +78,17 @@ pub(crate) enum Command {
     GetRecord {
         key: p2p_types::ResourceKey,
         reply: Reply<oneshot::Receiver<Lookup>>,
+    },
+    /// Announce us as a provider of a key; the reply says whether the
+    /// closest peers were told (false: the query timed out).
+    StartProviding {
+        key: kad::RecordKey,
+        reply: Reply<oneshot::Receiver<bool>>,
+    },
+    /// Every provider of a key the lookup finds (ourselves included).
+    GetProviders {
+        key: kad::RecordKey,
+        reply: Reply<oneshot::Receiver<Vec<PeerId>>>,
     },
     Stop(Reply<()>),
 }
@@ -130,6 +144,8 @@ pub(crate) struct EventLoop {
     bootstrap_dials: HashMap<ConnectionId, usize>,
     pending_puts: HashMap<kad::QueryId, oneshot::Sender<usize>>,
     pending_gets: HashMap<kad::QueryId, PendingGet>,
+    pending_provides: HashMap<kad::QueryId, oneshot::Sender<bool>>,
+    pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     limits: ProtocolLimits,
     accept_unsigned_records: bool,
     metrics: Option<SwarmMetrics>,
@@ -230,6 +246,8 @@ impl EventLoop {
                 bootstrap_dials: HashMap::new(),
                 pending_puts: HashMap::new(),
                 pending_gets: HashMap::new(),
+                pending_provides: HashMap::new(),
+                pending_providers: HashMap::new(),
                 limits: config.inbound.limits,
                 accept_unsigned_records: config.accept_unsigned_records,
                 metrics: config.metrics.clone(),
@@ -359,6 +377,25 @@ impl EventLoop {
                     .get_record(p2p_dht::records::kad_key(&key));
                 self.pending_gets.insert(id, PendingGet { key, reply: tx });
             }
+            Command::StartProviding { key, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                match self.swarm.behaviour_mut().kad.start_providing(key) {
+                    Ok(id) => {
+                        self.pending_provides.insert(id, tx);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "provider record not stored locally");
+                        let _ = tx.send(false);
+                    }
+                }
+            }
+            Command::GetProviders { key, reply } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = reply.send(rx);
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending_providers.insert(id, (HashSet::new(), tx));
+            }
             Command::Stop(reply) => {
                 // Handled in `run`; kept exhaustive for the compiler.
                 let _ = reply.send(());
@@ -418,6 +455,24 @@ impl EventLoop {
                 }
             }
             kad::QueryResult::GetRecord(_) => self.finish_get_if(id, last),
+            kad::QueryResult::StartProviding(result) => {
+                if let Some(reply) = self.pending_provides.remove(&id) {
+                    let _ = reply.send(result.is_ok());
+                }
+            }
+            kad::QueryResult::GetProviders(result) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                        let room = MAX_PROVIDERS.saturating_sub(found.len());
+                        found.extend(providers.into_iter().take(room));
+                    }
+                }
+                if last {
+                    if let Some((found, reply)) = self.pending_providers.remove(&id) {
+                        let _ = reply.send(found.into_iter().collect());
+                    }
+                }
+            }
             _ => {}
         }
     }

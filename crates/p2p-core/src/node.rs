@@ -586,6 +586,40 @@ impl Node {
         Ok(Announced { record, stored_by })
     }
 
+    /// Tells the DHT that this node provides `name` (a provider record, kept
+    /// alive by the DHT's republication). Keys are made as js-libp2p makes
+    /// them for strings, so TypeScript nodes find our providers and we find
+    /// theirs. Resolves `Ok(true)` once the closest peers were told, `Ok(false)`
+    /// when the lookup found no one to tell (the record is still held locally).
+    pub async fn provide(&self, name: &str) -> Result<bool, ResourceError> {
+        let key = p2p_dht::providers::provider_key(name);
+        let told = self
+            .request(|reply| Command::StartProviding { key, reply })
+            .await
+            .map_err(|_| ResourceError::NotStarted)?;
+        told.await.map_err(|_| ResourceError::NotStarted)
+    }
+
+    /// The other peers the DHT knows as providers of `name` (never this node).
+    /// An empty list when there are none.
+    pub async fn providers(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Vec<PeerId>, ResourceError> {
+        let key = p2p_dht::providers::provider_key(name);
+        let lookup = async {
+            let found = self
+                .request(|reply| Command::GetProviders { key, reply })
+                .await
+                .map_err(|_| ResourceError::NotStarted)?;
+            found.await.map_err(|_| ResourceError::NotStarted)
+        };
+        tokio::time::timeout(timeout, lookup)
+            .await
+            .map_err(|_| ResourceError::Timeout)?
+    }
+
     /// Finds a resource: the local cache first, else the DHT, where the first
     /// record that verifies (signature, key, creator, expiry) wins.
     pub async fn discover(

@@ -451,10 +451,9 @@ async fn a_resource_we_announce_is_discovered_by_js() {
 
 // ------------------------------------------------------------- providers
 
-/// Our node has no provider API (no start_providing / get_providers on
-/// `Node`), so "we provide / js finds" cannot be tested. What can: js
-/// provides, our node stores the ADD_PROVIDER, and with the provider gone a
-/// second js node that only knows us finds it through our answer.
+/// js provides, our node stores the ADD_PROVIDER and finds it with
+/// `providers`, and with the provider gone a second js node that only knows
+/// us finds it through our answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_js_provider_record_is_stored_and_served_by_our_node() {
     let (provider, node) = dht_pair(config(DhtModeSetting::Server)).await;
@@ -466,6 +465,11 @@ async fn a_js_provider_record_is_stored_and_served_by_our_node() {
         "{provided}"
     );
     let provider_id = provider.peer_id;
+    let ours = node
+        .providers("lotus-interop-provider", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ours, vec![provider_id]);
     let gone = node.wait_for(WAIT, move |e| {
         matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { peer, .. }) if *peer == provider_id)
     });
@@ -488,6 +492,39 @@ async fn a_js_provider_record_is_stored_and_served_by_our_node() {
     );
     let addrs = &found["providerAddrs"][provider_id.to_string()];
     assert!(!strings(addrs).is_empty(), "no provider addresses: {found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_record_of_ours_is_found_by_js_in_client_and_server_mode() {
+    for mode in [DhtModeSetting::Server, DhtModeSetting::Client] {
+        let js = JsPeer::spawn(&["--dht-server"]).await;
+        let node = start(config(mode)).await;
+        node.connect(js.tcp_addr()).await.unwrap();
+        common::wait_table_at_least(&node, 1).await;
+        let name = format!("lotus-rust-provider-{mode:?}");
+        assert!(node.provide(&name).await.unwrap(), "{mode:?}: nobody told");
+        // A js client that knows only the js server looks it up there.
+        let seeker = JsPeer::spawn(&[]).await;
+        seeker
+            .ok(json!({"cmd": "dial", "target": js.tcp_addr().to_string(), "timeout": 20_000}))
+            .await;
+        seeker.wait_routing_contains(&[js.peer_id]).await;
+        let found = seeker
+            .ok(json!({"cmd": "findproviders", "key": name, "timeout": 15_000}))
+            .await;
+        assert!(
+            strings(&found["providers"]).contains(&node.peer_id().to_string().as_str()),
+            "{mode:?}: {found}"
+        );
+        assert!(
+            node.providers(&format!("{name}-other"), WAIT)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        seeker.stop().await;
+        js.stop().await;
+    }
 }
 
 // -------------------------------------------------------------- messages

@@ -25,6 +25,7 @@
 
 mod config;
 pub mod mapper;
+pub mod providers;
 pub mod records;
 pub mod routing;
 mod stats;

@@ -6,6 +6,7 @@
 //! send <peer> <type> <json-payload>   broadcast <type> <json-payload>
 //! announce <type> <id> <json-data> [ttl-seconds]
 //! discover <type> <id> [timeout-ms]   resources <type>
+//! provide <name>                      providers <name> [timeout-ms]
 //! stop
 //! ```
 //!
@@ -162,6 +163,21 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
             };
             let record = node.discover(ty, id, timeout).await?;
             Ok(json!({"resource": record_json(&record)}))
+        }
+        "provide" => {
+            let told = node.provide(args.trim()).await?;
+            Ok(json!({"key": args.trim(), "told": told}))
+        }
+        "providers" => {
+            let (name, rest) = word(args)?;
+            let timeout = match rest.trim() {
+                "" => DISCOVER_TIMEOUT,
+                ms => Duration::from_millis(ms.parse().context("timeout-ms")?),
+            };
+            let providers = node.providers(name, timeout).await?;
+            Ok(
+                json!({"key": name, "providers": providers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+            )
         }
         "resources" => {
             let records = node.local_resources(args.trim(), &[]);

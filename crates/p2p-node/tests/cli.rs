@@ -3,95 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    /// Lines read while looking for another one, still to be matched.
-    backlog: Vec<Value>,
-}
-
-impl Proc {
-    fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
-            .args([
-                "run",
-                "--json",
-                "--dht-mode",
-                "server",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn lotus-p2p");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self {
-            child,
-            stdin,
-            lines,
-            backlog: Vec::new(),
-        }
-    }
-
-    /// The first line (already read or still to come) that satisfies `pred`.
-    async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.backlog.iter().position(&pred) {
-            return self.backlog.remove(i);
-        }
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let line = self
-                    .lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("process ended");
-                let value: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-                if pred(&value) {
-                    return value;
-                }
-                self.backlog.push(value);
-            }
-        })
-        .await
-        .expect("expected line")
-    }
-
-    /// Sends a command and returns its result line.
-    async fn cmd(&mut self, line: &str) -> Value {
-        self.stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        let name = line.split_whitespace().next().unwrap().to_owned();
-        self.next(move |v| v["cmd"] == name.as_str()).await
-    }
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{Proc, WAIT, temp_dir};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_connect_message_announce_discover_and_stop() {

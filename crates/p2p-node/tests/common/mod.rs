@@ -1,0 +1,93 @@
+//! A `lotus-p2p` process driven through stdin, JSON lines out.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Proc {
+    pub child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Lines read while looking for another one, still to be matched.
+    backlog: Vec<Value>,
+}
+
+impl Proc {
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .args([
+                "run",
+                "--json",
+                "--dht-mode",
+                "server",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lotus-p2p");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            stdin,
+            lines,
+            backlog: Vec::new(),
+        }
+    }
+
+    /// The first line (already read or still to come) that satisfies `pred`.
+    pub async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let line = self
+                    .lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("process ended");
+                let value: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if pred(&value) {
+                    return value;
+                }
+                self.backlog.push(value);
+            }
+        })
+        .await
+        .expect("expected line")
+    }
+
+    /// Sends a command and returns its result line.
+    pub async fn cmd(&mut self, line: &str) -> Value {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let name = line.split_whitespace().next().unwrap().to_owned();
+        self.next(move |v| v["cmd"] == name.as_str()).await
+    }
+}
+
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
