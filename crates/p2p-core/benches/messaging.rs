@@ -224,7 +224,9 @@ struct Pair {
 }
 
 async fn tcp_node() -> Node {
+    // Capacity, not policy, is measured: no rate limits.
     let node = Node::builder()
+        .rate_limits(p2p_core::RateLimits::unlimited())
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .dht(DhtConfig {
             mode: DhtModeSetting::Client,

@@ -1,14 +1,21 @@
 //! The libp2p behaviours a node runs, in the order they see each connection.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, ping};
+use libp2p::{allow_block_list, connection_limits, identify, memory_connection_limits, ping};
 use p2p_dht::Kademlia;
 
-/// Everything a node speaks. `limits` comes first so it refuses connections
-/// before the other behaviours spend anything on them.
+use crate::ip_limits::IpLimiter;
+
+/// Everything a node speaks. The guards come first so they refuse
+/// connections before the other behaviours spend anything on them: banned
+/// peers (closes their connections, refuses new ones both ways), connection
+/// counts, connections per address block, process memory.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) per_ip: IpLimiter,
+    pub(crate) memory: memory_connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     /// Always on: js kad-dht pings a contact before it adds it to its table,
     /// and the round-trip time is reported per peer.

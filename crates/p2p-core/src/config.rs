@@ -8,8 +8,11 @@ use p2p_protocol::InboundPolicy;
 
 use crate::error::NodeError;
 use crate::identity::Identity;
+use crate::ip_limits::IpLimits;
 use crate::metrics::SwarmMetrics;
 use crate::node::Node;
+use crate::rate_limits::RateLimits;
+use crate::scoring::ScoringConfig;
 use crate::transport::TransportKind;
 
 /// Connection limits, enforced by libp2p's connection-limits behaviour before a
@@ -28,6 +31,12 @@ pub struct ConnectionLimits {
     pub max_pending_incoming: u32,
     /// Outbound dials in progress. Default 64.
     pub max_pending_outgoing: u32,
+    /// Inbound connections per IP address block.
+    pub per_ip: IpLimits,
+    /// Refuse new connections while the process uses more memory than this.
+    /// Default 1 GiB: a coordination node needs a few tens of MB; far beyond
+    /// that, something is being abused and new connections would make it worse.
+    pub max_process_memory: Option<usize>,
 }
 
 impl Default for ConnectionLimits {
@@ -37,6 +46,8 @@ impl Default for ConnectionLimits {
             max_established_per_peer: 2,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
+            per_ip: IpLimits::default(),
+            max_process_memory: Some(1 << 30),
         }
     }
 }
@@ -97,6 +108,15 @@ pub struct NodeConfig {
     pub resource_cache_capacity: usize,
     /// libp2p's swarm metrics, recorded while the node runs. Default none.
     pub metrics: Option<SwarmMetrics>,
+    /// Inbound rate limits (see [`RateLimits`] for the defaults' reasoning).
+    pub rate_limits: RateLimits,
+    /// Peer scores, disconnects and bans.
+    pub scoring: ScoringConfig,
+    /// Serve the TypeScript system's `/lotus/message/1.0.0`. Default false:
+    /// its senders cannot sign, so their messages are unauthenticated content
+    /// (the connection still proves who sent them); turn it on to take part
+    /// in a network with TypeScript nodes. Sending to them works either way.
+    pub accept_legacy_messages: bool,
 }
 
 impl Default for NodeConfig {
@@ -119,6 +139,9 @@ impl Default for NodeConfig {
             accept_unsigned_records: false,
             resource_cache_capacity: 10_000,
             metrics: None,
+            rate_limits: RateLimits::default(),
+            scoring: ScoringConfig::default(),
+            accept_legacy_messages: false,
         }
     }
 }
@@ -215,6 +238,24 @@ impl NodeBuilder {
     /// Forces advertising (or not) the listen addresses as external addresses.
     pub fn advertise_listen_addrs(mut self, advertise: bool) -> Self {
         self.config.advertise_listen_addrs = Some(advertise);
+        self
+    }
+
+    /// Sets the inbound rate limits.
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.config.rate_limits = limits;
+        self
+    }
+
+    /// Sets peer scoring and bans.
+    pub fn scoring(mut self, scoring: ScoringConfig) -> Self {
+        self.config.scoring = scoring;
+        self
+    }
+
+    /// Serves (or not) the TypeScript system's message protocol.
+    pub fn accept_legacy_messages(mut self, accept: bool) -> Self {
+        self.config.accept_legacy_messages = accept;
         self
     }
 

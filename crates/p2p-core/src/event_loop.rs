@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -14,7 +15,10 @@ use libp2p::kad::{self, store::RecordStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, ping};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify,
+    memory_connection_limits, ping,
+};
 use p2p_dht::mapper::AddressMapper;
 use p2p_dht::routing;
 use p2p_types::{DhtMode, DisconnectCause, NodeEvent, NodeStats};
@@ -25,10 +29,13 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
-use crate::messaging::{Outbound, SharedCounters, lock};
+use crate::ip_limits::IpLimiter;
+use crate::messaging::{Outbound, Sanction, SharedCounters, lock};
 use crate::metrics::SwarmMetrics;
 use crate::peers::{PeerInfo, PeerTable};
+use crate::rate_limits::Limiters;
 use crate::resources::ResourceError;
+use crate::scoring::Verdict;
 use crate::transport;
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ProtocolLimits, RejectReason};
@@ -43,6 +50,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Time given to connections to close on stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Sanctions queued for the loop (more are retried by later rejections).
+const SANCTION_QUEUE: usize = 1024;
+/// Ticks between sweeps of idle rate-limiter state (one minute).
+const FORGET_IDLE_TICKS: u64 = 240;
 /// Most providers one lookup collects (remote answers are not trusted to be small).
 const MAX_PROVIDERS: usize = 1024;
 
@@ -89,6 +100,17 @@ pub(crate) enum Command {
     GetProviders {
         key: kad::RecordKey,
         reply: Reply<oneshot::Receiver<Vec<PeerId>>>,
+    },
+    /// Ban a peer (`None`: for good); false for an allow-listed peer.
+    Ban {
+        peer: PeerId,
+        duration: Option<Duration>,
+        reply: Reply<bool>,
+    },
+    /// Lift a ban; false if there was none.
+    Unban {
+        peer: PeerId,
+        reply: Reply<bool>,
     },
     Stop(Reply<()>),
 }
@@ -149,6 +171,9 @@ pub(crate) struct EventLoop {
     limits: ProtocolLimits,
     accept_unsigned_records: bool,
     metrics: Option<SwarmMetrics>,
+    limiters: Arc<Limiters>,
+    sanctions: mpsc::Receiver<Sanction>,
+    ticks: u64,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -178,14 +203,34 @@ impl EventLoop {
     pub(crate) fn new(
         config: &NodeConfig,
         keypair: &Keypair,
-        shared: (broadcast::Sender<Event>, Handlers, SharedCounters),
+        shared: (
+            broadcast::Sender<Event>,
+            Handlers,
+            SharedCounters,
+            Arc<Limiters>,
+        ),
         ready: oneshot::Sender<Result<(), NodeError>>,
     ) -> Result<(Self, libp2p_stream::Control), NodeError> {
-        let (events, handlers, counters) = shared;
+        let (events, handlers, counters, limiters) = shared;
         let local = keypair.public().to_peer_id();
         let transport = transport::build(config.transport, keypair, config.mplex)?;
+        let (sanctions_tx, sanctions) = mpsc::channel(SANCTION_QUEUE);
+        let mut blocked = allow_block_list::Behaviour::default();
+        let denied_per_ip = {
+            let mut counters = lock(&counters);
+            counters.sanctions = Some(sanctions_tx);
+            for peer in counters.scores.banned_list() {
+                blocked.block_peer(peer);
+            }
+            Arc::clone(&counters.denied_per_ip)
+        };
         let behaviour = Behaviour {
+            blocked,
             limits: connection_limits::Behaviour::new(config.limits.to_libp2p()),
+            per_ip: IpLimiter::new(config.limits.per_ip, denied_per_ip),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(
+                config.limits.max_process_memory.unwrap_or(usize::MAX),
+            ),
             identify: identify::Behaviour::new(
                 identify::Config::new("/lotus/1.0.0".to_owned(), keypair.public())
                     .with_agent_version(config.agent_version.clone()),
@@ -251,6 +296,9 @@ impl EventLoop {
                 limits: config.inbound.limits,
                 accept_unsigned_records: config.accept_unsigned_records,
                 metrics: config.metrics.clone(),
+                limiters,
+                sanctions,
+                ticks: 0,
             },
             control,
         ))
@@ -282,7 +330,44 @@ impl EventLoop {
                         return;
                     }
                 },
-                _ = tick.tick() => self.redial_bootstrap(),
+                Some((peer, reason, verdict)) = self.sanctions.recv() => {
+                    self.sanction(peer, Some(reason), verdict);
+                }
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.redial_bootstrap();
+        self.ticks += 1;
+        let expired = lock(&self.counters).scores.expire(Instant::now());
+        for peer in expired {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.emit(NodeEvent::PeerUnbanned { peer });
+        }
+        if self.ticks % FORGET_IDLE_TICKS == 0 {
+            self.limiters.forget_idle();
+        }
+    }
+
+    /// Acts on a score verdict (or an operator's ban, `reason` `None`).
+    fn sanction(&mut self, peer: PeerId, reason: Option<RejectReason>, verdict: Verdict) {
+        match verdict {
+            Verdict::None => {}
+            Verdict::Disconnect => {
+                tracing::info!(%peer, ?reason, "disconnecting a misbehaving peer");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Verdict::Ban(until) => {
+                tracing::info!(%peer, ?reason, "banning a peer");
+                // Blocking closes its connections and refuses new ones.
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                self.emit(NodeEvent::PeerBanned {
+                    peer,
+                    reason,
+                    duration: Some(until.saturating_duration_since(Instant::now())),
+                });
             }
         }
     }
@@ -396,6 +481,31 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), tx));
             }
+            Command::Ban {
+                peer,
+                duration,
+                reply,
+            } => {
+                let until = duration.map(|d| Instant::now() + d);
+                let banned = lock(&self.counters).scores.ban(peer, until);
+                if banned {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    self.emit(NodeEvent::PeerBanned {
+                        peer,
+                        reason: None,
+                        duration,
+                    });
+                }
+                let _ = reply.send(banned);
+            }
+            Command::Unban { peer, reply } => {
+                let lifted = lock(&self.counters).scores.unban(&peer);
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                if lifted {
+                    self.emit(NodeEvent::PeerUnbanned { peer });
+                }
+                let _ = reply.send(lifted);
+            }
             Command::Stop(reply) => {
                 // Handled in `run`; kept exhaustive for the compiler.
                 let _ = reply.send(());
@@ -489,6 +599,10 @@ impl EventLoop {
     /// valid and may not replace a live record of another creator.
     fn on_inbound_put(&mut self, source: PeerId, record: kad::Record) {
         use libp2p::kad::store::RecordStore as _;
+        if !self.limiters.dht_put(&source) {
+            lock(&self.counters).reject(source, RejectReason::RateLimited);
+            return;
+        }
         let is_resource = p2p_types::ResourceKey::from_bytes(record.key.as_ref()).is_ok();
         if is_resource {
             let incoming = match self.check_value(record.key.as_ref(), &record.value) {
@@ -582,13 +696,16 @@ impl EventLoop {
         let info = self.swarm.network_info();
         let kad = &mut self.swarm.behaviour_mut().kad;
         let in_flight = kad.iter_queries().count();
+        let counters = lock(&self.counters);
         NodeStats {
             connected_peers: info.num_peers(),
             known_peers: self.peers.known(),
             connections: info.connection_counters().num_established() as usize,
             listen_addrs: self.swarm.listeners().count(),
-            messages: lock(&self.counters).total.clone(),
+            messages: counters.total.clone(),
             dht: p2p_dht::dht_stats(&mut self.swarm.behaviour_mut().kad, in_flight),
+            banned_peers: counters.scores.banned(),
+            connections_denied_per_ip: counters.denied_per_ip.load(Ordering::Relaxed),
         }
     }
 
@@ -800,6 +917,10 @@ impl EventLoop {
                         ..
                     },
             } => {
+                if !self.limiters.dht_put(&record.provider) {
+                    lock(&self.counters).reject(record.provider, RejectReason::RateLimited);
+                    return;
+                }
                 if let Err(e) = self
                     .swarm
                     .behaviour_mut()

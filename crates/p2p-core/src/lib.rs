@@ -24,11 +24,14 @@ mod event_loop;
 mod events;
 mod handler;
 mod identity;
+mod ip_limits;
 mod messaging;
 mod metrics;
 mod node;
 mod peers;
+mod rate_limits;
 mod resources;
+mod scoring;
 mod transport;
 
 pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};
@@ -38,6 +41,7 @@ pub use handler::{
     HANDLER_CALL_TIMEOUT, HANDLER_QUEUE, HandlerError, ProtocolHandler, RegisterError,
 };
 pub use identity::{Identity, IdentityError, load_or_create_key_file};
+pub use ip_limits::{IpLimitExceeded, IpLimits};
 pub use libp2p::metrics::Registry;
 pub use messaging::{LEGACY_PROTOCOL, NATIVE_PROTOCOL, SendError, Wire, WireChoice};
 pub use metrics::SwarmMetrics;
@@ -49,5 +53,7 @@ pub use p2p_types::{
     PeerId, ProtocolName, RejectReason,
 };
 pub use peers::PeerInfo;
+pub use rate_limits::{Rate, RateLimits};
 pub use resources::{AnnounceOptions, Announced, ResourceError};
+pub use scoring::{ScoringConfig, penalty};
 pub use transport::{TransportError, TransportKind};

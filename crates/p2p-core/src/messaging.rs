@@ -18,8 +18,9 @@
 //!   the senders.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -33,6 +34,8 @@ use tokio::sync::{Mutex, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
+use crate::rate_limits::Limiters;
+use crate::scoring::{PeerScores, ScoringConfig, Verdict};
 
 /// The native message protocol.
 pub const NATIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/p2p/1.0.0");
@@ -92,14 +95,34 @@ pub enum SendError {
     Io(String),
 }
 
-/// Message counters: node totals and per peer.
-#[derive(Debug, Default)]
+/// A penalty that calls for action by the event loop.
+pub(crate) type Sanction = (PeerId, RejectReason, Verdict);
+
+/// Message counters (node totals and per peer) and peer scores: every
+/// rejection is counted against its peer here, and lowers its score; a
+/// disconnect or ban it calls for goes to the event loop.
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) total: MessageStats,
     pub(crate) per_peer: HashMap<PeerId, MessageStats>,
+    pub(crate) scores: PeerScores,
+    /// To the running event loop; `None` while stopped.
+    pub(crate) sanctions: Option<mpsc::Sender<Sanction>>,
+    /// Inbound connections refused per address block (counted by the swarm).
+    pub(crate) denied_per_ip: Arc<AtomicU64>,
 }
 
 impl Counters {
+    pub(crate) fn new(scoring: ScoringConfig) -> Self {
+        Self {
+            total: MessageStats::default(),
+            per_peer: HashMap::new(),
+            scores: PeerScores::new(scoring),
+            sanctions: None,
+            denied_per_ip: Arc::default(),
+        }
+    }
+
     fn peer(&mut self, peer: PeerId) -> &mut MessageStats {
         if !self.per_peer.contains_key(&peer) && self.per_peer.len() >= MAX_PEER_STATS {
             if let Some(evict) = self.per_peer.keys().next().copied() {
@@ -112,6 +135,13 @@ impl Counters {
     pub(crate) fn reject(&mut self, peer: PeerId, reason: RejectReason) {
         self.total.record_rejection(reason);
         self.peer(peer).record_rejection(reason);
+        let verdict = self.scores.penalize(peer, reason, Instant::now());
+        if verdict != Verdict::None {
+            if let Some(sanctions) = &self.sanctions {
+                // Full means the loop is behind; the next rejection retries.
+                let _ = sanctions.try_send((peer, reason, verdict));
+            }
+        }
     }
 
     fn received(&mut self, peer: PeerId, bytes: usize) {
@@ -395,6 +425,13 @@ pub(crate) async fn accept(
         Wire::LegacyJson => MAX_LEGACY_STREAMS_PER_PEER,
     };
     while let Some((peer, stream)) = incoming.next().await {
+        if !checks.limiters.stream(&peer) {
+            let _ = items.try_send(Item::Rejected {
+                peer,
+                reason: RejectReason::RateLimited,
+            });
+            continue; // dropping the stream resets it
+        }
         let Some(slot) = counts.acquire(peer, max) else {
             let _ = items.try_send(Item::Rejected {
                 peer,
@@ -429,6 +466,7 @@ pub(crate) struct Checks {
     pub(crate) policy: InboundPolicy,
     pub(crate) handlers: Handlers,
     pub(crate) local: PeerId,
+    pub(crate) limiters: Arc<Limiters>,
 }
 
 impl Checks {
@@ -439,6 +477,7 @@ impl Checks {
             handlers: self.handlers.clone(),
             local: self.local,
             max: self.policy.limits.max_message_size,
+            limiters: Arc::clone(&self.limiters),
         }
     }
 }
@@ -450,14 +489,29 @@ struct Reader {
     handlers: Handlers,
     local: PeerId,
     max: usize,
+    limiters: Arc<Limiters>,
 }
 
 impl Reader {
     /// Runs the stateless checks on `body` and hands the result to the
     /// processor; false once the processor is gone (node stopping).
     async fn check(&mut self, body: Bytes, wire: Wire, items: &mpsc::Sender<Item>) -> bool {
-        let (peer, len, now) = (self.peer, body.len(), p2p_protocol::now_ms());
+        let (peer, len) = (self.peer, body.len());
+        // A native stream is slowed to the peer's rate (backpressure); a
+        // stream-per-message sender has nothing to slow, so its excess drops.
+        let within = match wire {
+            Wire::Native => self.limiters.wait_message(&peer, len).await,
+            Wire::LegacyJson => self.limiters.message(&peer, len),
+        };
+        if !within {
+            let item = Item::Rejected {
+                peer,
+                reason: RejectReason::RateLimited,
+            };
+            return items.send(item).await.is_ok();
+        }
         let (handlers, local) = (&self.handlers, self.local);
+        let now = p2p_protocol::now_ms();
         let checked = match wire {
             Wire::Native => self
                 .checker
@@ -632,11 +686,16 @@ pub(crate) async fn accept_raw(
     mut incoming: libp2p_stream::IncomingStreams,
     handler: Arc<dyn crate::ProtocolHandler>,
     counters: SharedCounters,
+    limiters: Arc<Limiters>,
 ) {
     /// Raw streams one handler serves at once.
     const MAX_RAW_STREAMS: usize = 64;
     let permits = Arc::new(Semaphore::new(MAX_RAW_STREAMS));
     while let Some((peer, stream)) = incoming.next().await {
+        if !limiters.stream(&peer) {
+            lock(&counters).reject(peer, RejectReason::RateLimited);
+            continue;
+        }
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             lock(&counters).reject(peer, RejectReason::TooManyStreams);
             continue;

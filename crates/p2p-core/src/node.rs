@@ -24,6 +24,7 @@ use crate::messaging::{
     WireChoice,
 };
 use crate::peers::PeerInfo;
+use crate::rate_limits::Limiters;
 use crate::resources::{AnnounceOptions, Announced, Cached, ResourceCache, ResourceError};
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ResourceKey, ResourceType};
@@ -50,8 +51,10 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Registered handlers; they survive stop/start.
     handlers: Handlers,
-    /// Message counters, kept across runs.
+    /// Message counters and peer scores, kept across runs.
     counters: SharedCounters,
+    /// Inbound rate limits, kept across runs.
+    limiters: Arc<Limiters>,
     /// Announced and discovered resources, kept across runs.
     resources: ResourceCache,
     /// The running task; the lock serialises start and stop.
@@ -115,13 +118,18 @@ impl Node {
         let keypair = config.identity.keypair()?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let resources = ResourceCache::new(config.resource_cache_capacity);
+        let counters = Arc::new(StdMutex::new(messaging::Counters::new(
+            config.scoring.clone(),
+        )));
+        let limiters = Arc::new(Limiters::new(&config.rate_limits));
         Ok(Self {
             inner: Arc::new(Inner {
+                limiters,
                 config,
                 keypair,
                 events,
                 handlers: Handlers::default(),
-                counters: SharedCounters::default(),
+                counters,
                 resources,
                 running: Mutex::new(None),
                 live: StdMutex::new(None),
@@ -153,6 +161,7 @@ impl Node {
             inner.events.clone(),
             inner.handlers.clone(),
             Arc::clone(&inner.counters),
+            Arc::clone(&inner.limiters),
         );
         let (mut event_loop, mut control) =
             EventLoop::new(&inner.config, &inner.keypair, shared, ready_tx)?;
@@ -161,8 +170,16 @@ impl Node {
 
         // The inbound side: one processor, fed by the readers of both protocols.
         let (items, item_rx) = messaging::processor_channel();
+        // The seen-set covers the replay window at the node's message rate.
+        let mut policy = inner.config.inbound.clone();
+        policy.replay_capacity = policy.replay_capacity.max(
+            inner
+                .config
+                .rate_limits
+                .replay_capacity(policy.replay_window, 0),
+        );
         let processor = Processor::new(
-            inner.config.inbound.clone(),
+            policy,
             inner.handlers.clone(),
             inner.events.clone(),
             Arc::clone(&inner.counters),
@@ -171,12 +188,14 @@ impl Node {
             policy: inner.config.inbound.clone(),
             handlers: inner.handlers.clone(),
             local: self.peer_id(),
+            limiters: Arc::clone(&inner.limiters),
         };
         let mut background = vec![tokio::spawn(processor.run(item_rx))];
-        for (protocol, wire) in [
-            (NATIVE_PROTOCOL, Wire::Native),
-            (LEGACY_PROTOCOL, Wire::LegacyJson),
-        ] {
+        let mut served = vec![(NATIVE_PROTOCOL, Wire::Native)];
+        if inner.config.accept_legacy_messages {
+            served.push((LEGACY_PROTOCOL, Wire::LegacyJson));
+        }
+        for (protocol, wire) in served {
             // A fresh control has no registrations, so accept cannot fail here.
             if let Ok(incoming) = control.accept(protocol) {
                 background.push(tokio::spawn(messaging::accept(
@@ -244,6 +263,7 @@ impl Node {
                     incoming,
                     handler,
                     Arc::clone(&self.inner.counters),
+                    Arc::clone(&self.inner.limiters),
                 ));
                 raw.lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -497,6 +517,38 @@ impl Node {
             }
         }
         Ok(report)
+    }
+
+    /// Bans `peer`: closes its connections and refuses new ones, both ways,
+    /// for `duration` (`None`: until [`Node::unban`]). False for a peer on
+    /// the allow-list.
+    pub async fn ban(&self, peer: PeerId, duration: Option<Duration>) -> Result<bool, NodeError> {
+        self.request(|reply| Command::Ban {
+            peer,
+            duration,
+            reply,
+        })
+        .await
+    }
+
+    /// Lifts a ban (and forgets the peer's score); false if it had none.
+    pub async fn unban(&self, peer: PeerId) -> Result<bool, NodeError> {
+        self.request(|reply| Command::Unban { peer, reply }).await
+    }
+
+    /// The peer's score now: 0 for a well-behaved or unknown peer, lower for
+    /// each rejection (decaying back to 0), down to −100.
+    pub fn peer_score(&self, peer: PeerId) -> f64 {
+        messaging::lock(&self.inner.counters)
+            .scores
+            .score(&peer, std::time::Instant::now())
+    }
+
+    /// True while `peer` is banned.
+    pub fn is_banned(&self, peer: PeerId) -> bool {
+        messaging::lock(&self.inner.counters)
+            .scores
+            .is_banned(&peer)
     }
 
     /// Message counters for one peer (rejections are attributed to the peer

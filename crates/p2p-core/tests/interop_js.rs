@@ -37,6 +37,7 @@ fn config(mode: DhtModeSetting) -> NodeConfig {
             mode,
             ..DhtConfig::default()
         },
+        accept_legacy_messages: true,
         ..NodeConfig::default()
     }
 }

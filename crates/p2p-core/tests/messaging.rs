@@ -305,8 +305,23 @@ async fn unsigned_messages_only_for_direct_traffic_to_opted_in_handlers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_typescript_json_protocol_works_both_ways() {
+async fn the_typescript_json_protocol_is_served_only_when_configured_and_works_both_ways() {
+    // Off by default: its messages cannot be signed.
     let (alice, bob) = connected_pair().await;
+    let plain = alice.message(kind("chat")).payload(&b"1"[..]).build();
+    assert!(matches!(
+        alice
+            .send_with(bob.peer_id(), &plain, WireChoice::LegacyJson)
+            .await,
+        Err(p2p_core::SendError::Unsupported(_))
+    ));
+
+    let legacy = || common::tcp_builder(DhtModeSetting::Client).accept_legacy_messages(true);
+    let (alice, bob) = common::connect_pair(
+        common::started(legacy()).await,
+        common::started(legacy()).await,
+    )
+    .await;
     let message = alice
         .sign(
             alice
@@ -469,7 +484,15 @@ async fn a_stuck_or_panicking_handler_does_not_stall_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_senders_lose_nothing() {
-    let (alice, bob) = connected_pair().await;
+    // The pipeline's own backpressure, without rate limits.
+    let unlimited = || {
+        common::tcp_builder(DhtModeSetting::Client).rate_limits(p2p_core::RateLimits::unlimited())
+    };
+    let (alice, bob) = common::connect_pair(
+        common::started(unlimited()).await,
+        common::started(unlimited()).await,
+    )
+    .await;
     const SENDERS: usize = 64;
     const EACH: usize = 100;
     let bob_id = bob.peer_id();
@@ -591,4 +614,51 @@ async fn a_handler_registered_before_start_receives_raw_streams() {
         )
         .await;
     assert!(refused.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_over_its_rate_is_slowed_not_dropped_or_punished() {
+    use p2p_core::{Rate, RateLimits};
+    let limited = || {
+        common::tcp_builder(DhtModeSetting::Client).rate_limits(RateLimits {
+            peer_messages: Some(Rate::new(100, 50)),
+            ..RateLimits::default()
+        })
+    };
+    let (alice, bob) = common::connect_pair(
+        common::started(limited()).await,
+        common::started(limited()).await,
+    )
+    .await;
+    const COUNT: u64 = 250;
+    let started = tokio::time::Instant::now();
+    for n in 0..COUNT {
+        let m = alice
+            .sign(
+                alice
+                    .message(kind("load"))
+                    .payload(format!("[{n}]").into_bytes()),
+            )
+            .unwrap();
+        alice.send(bob.peer_id(), &m).await.unwrap();
+    }
+    let deadline = started + WAIT;
+    loop {
+        let stats = bob.stats().await.unwrap().messages;
+        assert_eq!(stats.rejected_total(), 0, "{stats:?}");
+        if stats.received == COUNT {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received {}",
+            stats.received
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), bob.subscribe().recv())
+            .await;
+    }
+    // 50 at once, then 100 per second: the limiter, not luck, set the pace.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
+    assert_eq!(bob.peer_score(alice.peer_id()), 0.0);
+    assert!(bob.is_connected(alice.peer_id()).await);
 }

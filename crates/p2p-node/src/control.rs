@@ -194,6 +194,8 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                 "peerId": node.peer_id().to_string(),
                 "peers": {"connected": s.connected_peers, "known": s.known_peers},
                 "connections": s.connections,
+                "bannedPeers": s.banned_peers,
+                "connectionsDeniedPerIp": s.connections_denied_per_ip,
                 "listenAddrs": s.listen_addrs,
                 "messages": {"received": s.messages.received, "sent": s.messages.sent, "sendFailures": s.messages.send_failures, "rejected": rejected},
                 "dht": {"mode": format!("{:?}", s.dht.mode).to_lowercase(), "routingTableSize": s.dht.routing_table_size, "records": s.dht.records_stored, "ready": s.dht.ready},

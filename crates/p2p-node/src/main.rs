@@ -94,6 +94,11 @@ struct RunArgs {
     /// Accept unsigned resource records (TypeScript nodes do not sign theirs).
     #[arg(long)]
     accept_unsigned_records: bool,
+    /// Serve the TypeScript system's /lotus/message/1.0.0 (unsigned JSON
+    /// messages, accepted as unauthenticated content). Needed to receive
+    /// messages from TypeScript nodes; sending to them works without it.
+    #[arg(long)]
+    accept_legacy_messages: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -157,6 +162,7 @@ fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>)
         bootstrap: args.bootstrap.clone(),
         mplex: args.mplex,
         accept_unsigned_records: args.accept_unsigned_records,
+        accept_legacy_messages: args.accept_legacy_messages,
         dht: DhtConfig {
             mode: match args.dht_mode {
                 DhtModeArg::Client => DhtModeSetting::Client,

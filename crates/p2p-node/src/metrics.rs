@@ -95,6 +95,13 @@ impl Collector for Snapshot {
             s.known_peers,
         )?;
         gauge(&mut e, "connections", "Open connections.", s.connections)?;
+        gauge(&mut e, "peers_banned", "Peers banned now.", s.banned_peers)?;
+        counter(
+            &mut e,
+            "connections_denied_per_ip",
+            "Inbound connections refused because their address block was full.",
+            s.connections_denied_per_ip,
+        )?;
         let m = &s.messages;
         counter(
             &mut e,

@@ -111,6 +111,19 @@ fn event_json(event: &Event) -> Option<Value> {
             "peerId": peer.to_string(),
             "routingTableSize": routing_table_size,
         }),
+        Event::Node(NodeEvent::PeerBanned {
+            peer,
+            reason,
+            duration,
+        }) => json!({
+            "event": "peer:banned",
+            "peerId": peer.to_string(),
+            "reason": reason.map(|r| r.as_str()),
+            "seconds": duration.map(|d| d.as_secs()),
+        }),
+        Event::Node(NodeEvent::PeerUnbanned { peer }) => {
+            json!({"event": "peer:unbanned", "peerId": peer.to_string()})
+        }
         Event::Node(NodeEvent::MessageRejected { peer, reason }) => {
             json!({"event": "message:rejected", "peerId": peer.to_string(), "reason": reason.as_str()})
         }

@@ -26,14 +26,12 @@ async fn two_lotus_p2p_processes_and_a_js_node_form_one_network() {
     let js = JsPeer::spawn(&["--dht-server"]).await;
     let js_id = js.peer_id.to_string();
     let (dir_a, dir_b) = (temp_dir("mixed-a"), temp_dir("mixed-b"));
-    let mut a = Proc::spawn(&dir_a, &["--accept-unsigned-records"]);
+    let interop = ["--accept-unsigned-records", "--accept-legacy-messages"];
+    let mut a = Proc::spawn(&dir_a, &interop);
     let listening_a = a.next(|v| v["event"] == "listening").await;
     let a_id = listening_a["peerId"].as_str().unwrap().to_owned();
     let a_addr = listening_a["addrs"][0].as_str().unwrap().to_owned();
-    let mut b = Proc::spawn(
-        &dir_b,
-        &["--accept-unsigned-records", "--bootstrap", &a_addr],
-    );
+    let mut b = Proc::spawn(&dir_b, &[&interop[..], &["--bootstrap", &a_addr]].concat());
     let listening_b = b.next(|v| v["event"] == "listening").await;
     let b_id = listening_b["peerId"].as_str().unwrap().to_owned();
 

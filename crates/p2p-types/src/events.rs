@@ -65,6 +65,21 @@ pub enum NodeEvent {
         /// Why.
         reason: RejectReason,
     },
+    /// A peer was banned: its connections are closed and new ones refused.
+    PeerBanned {
+        /// The peer.
+        peer: PeerId,
+        /// The rejection that pushed its score below the ban threshold;
+        /// `None` for a ban asked for by the operator.
+        reason: Option<RejectReason>,
+        /// How long; `None` for good.
+        duration: Option<std::time::Duration>,
+    },
+    /// A ban ended (ran out or was lifted).
+    PeerUnbanned {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A non-fatal error worth surfacing.
     Error {
         /// What went wrong.

@@ -168,4 +168,8 @@ pub struct NodeStats {
     pub messages: MessageStats,
     /// DHT state.
     pub dht: DhtStats,
+    /// Peers banned now.
+    pub banned_peers: usize,
+    /// Inbound connections refused because their address block was full.
+    pub connections_denied_per_ip: u64,
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use p2p_core::{DhtConfig, DhtModeSetting, Event, Node, NodeEvent, TransportKind};
+use p2p_core::{DhtConfig, DhtModeSetting, Event, Node, NodeBuilder, NodeEvent, TransportKind};
 use p2p_types::PeerId;
 
 /// Upper bound on any single wait in these tests. Generous because CI machines
@@ -18,15 +18,23 @@ pub fn dht(mode: DhtModeSetting) -> DhtConfig {
     }
 }
 
-/// A started node on TCP loopback, port 0.
-pub async fn tcp_node(mode: DhtModeSetting) -> Node {
-    let node = Node::builder()
+/// A builder for a node on TCP loopback, port 0.
+pub fn tcp_builder(mode: DhtModeSetting) -> NodeBuilder {
+    Node::builder()
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .dht(dht(mode))
-        .build()
-        .unwrap();
+}
+
+/// Builds and starts.
+pub async fn started(builder: NodeBuilder) -> Node {
+    let node = builder.build().unwrap();
     node.start().await.unwrap();
     node
+}
+
+/// A started node on TCP loopback, port 0.
+pub async fn tcp_node(mode: DhtModeSetting) -> Node {
+    started(tcp_builder(mode)).await
 }
 
 /// A started node on the memory transport.
@@ -93,8 +101,15 @@ pub fn identified(node: &Node, peer: PeerId) -> impl std::future::Future<Output 
 
 /// Two client-mode TCP nodes, `a` connected to `b`, both sides aware.
 pub async fn connected_pair() -> (Node, Node) {
-    let a = tcp_node(DhtModeSetting::Client).await;
-    let b = tcp_node(DhtModeSetting::Client).await;
+    connect_pair(
+        tcp_node(DhtModeSetting::Client).await,
+        tcp_node(DhtModeSetting::Client).await,
+    )
+    .await
+}
+
+/// `a` dials `b`; returns once both see the connection.
+pub async fn connect_pair(a: Node, b: Node) -> (Node, Node) {
     let b_sees = connected_to(&b, a.peer_id());
     a.connect(dial_addr(&b).await).await.unwrap();
     b_sees.await;

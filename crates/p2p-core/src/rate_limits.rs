@@ -1,0 +1,276 @@
+//! Token buckets on the inbound paths (GCRA, from `governor`): messages and
+//! message bytes per peer and for the whole node, inbound streams per peer,
+//! DHT record and provider puts per peer. (Inbound DHT lookups are not
+//! attributed to a peer by libp2p-kad; they are bounded per connection by its
+//! inbound-stream limit.)
+//!
+//! Defaults, and why:
+//! - **messages per peer 200/s, burst 400**: a MuSig2 or CoinJoin participant
+//!   sends a handful of messages per round; 200/s leaves room for chatty
+//!   protocols while one peer cannot take more than a few percent of a core
+//!   (a signed message costs ~50 µs to verify).
+//! - **messages for the node 1 000/s, burst 2 000**: about 5 % of a core of
+//!   signature checks at the sustained rate, and it sizes the seen-set: the
+//!   replay guard must remember every id for its window (2 × clock skew =
+//!   600 s), so its capacity is rate × window = 600 000 ids (~60 MB at most).
+//! - **bytes per peer 1 MB/s, burst 2 MB**, **bytes for the node 10 MB/s,
+//!   burst 20 MB**: bursts hold the largest message (100 000 bytes) many times
+//!   over; sustained rates far above coordination traffic.
+//! - **inbound streams per peer 20/s, burst 64**: the native protocol uses one
+//!   long-lived stream; the TypeScript protocol one per message, and the
+//!   TypeScript nodes send at most ~30 before their connection jams.
+//! - **DHT puts per peer 1 per 3 s, burst 20** (the original allowed one
+//!   announcement per 30 s per resource and 100 per peer; republishing a
+//!   handful of resources every half hour stays far below this).
+//!
+//! On the native protocol's long-lived, flow-controlled stream a peer over its
+//! message limits is **slowed, not dropped**: its reader waits for tokens and
+//! stops reading meanwhile, so yamux's window fills and the sender's writes
+//! wait (backpressure, no loss, memory bounded by the window). Where there is
+//! nothing to slow — a stream per message (the TypeScript protocol), new
+//! inbound streams, DHT puts — the excess is dropped with
+//! [`p2p_types::RejectReason::RateLimited`], which also lowers the peer's
+//! score, so a flooder is disconnected and then banned (see the scoring
+//! module).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use libp2p::PeerId;
+
+/// A sustained rate per second and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Sustained events per second.
+    pub per_second: u32,
+    /// Events allowed at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_second` sustained, `burst` at once.
+    pub const fn new(per_second: u32, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+
+    /// One event every `period`, `burst` at once.
+    fn every(period: Duration, burst: u32) -> Quota {
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst)
+    }
+
+    fn quota(self) -> Quota {
+        let rate = NonZeroU32::new(self.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(rate).allow_burst(burst)
+    }
+}
+
+/// Inbound rate limits; `None` means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Messages from one peer.
+    pub peer_messages: Option<Rate>,
+    /// Message bytes from one peer.
+    pub peer_bytes: Option<Rate>,
+    /// Messages from all peers together.
+    pub node_messages: Option<Rate>,
+    /// Message bytes from all peers together.
+    pub node_bytes: Option<Rate>,
+    /// Inbound streams one peer opens (message protocols and handlers').
+    pub peer_inbound_streams: Option<Rate>,
+    /// DHT record and provider puts from one peer: one every this long,
+    /// with a burst.
+    pub peer_dht_puts: Option<(Duration, u32)>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            peer_messages: Some(Rate::new(200, 400)),
+            peer_bytes: Some(Rate::new(1_000_000, 2_000_000)),
+            node_messages: Some(Rate::new(1_000, 2_000)),
+            node_bytes: Some(Rate::new(10_000_000, 20_000_000)),
+            peer_inbound_streams: Some(Rate::new(20, 64)),
+            peer_dht_puts: Some((Duration::from_secs(3), 20)),
+        }
+    }
+}
+
+impl RateLimits {
+    /// No limits at all (benchmarks of raw capacity, trusted clusters).
+    pub fn unlimited() -> Self {
+        Self {
+            peer_messages: None,
+            peer_bytes: None,
+            node_messages: None,
+            node_bytes: None,
+            peer_inbound_streams: None,
+            peer_dht_puts: None,
+        }
+    }
+
+    /// The seen-set size that covers `window` at the node's message rate
+    /// (burst included), or `fallback` when messages are unlimited.
+    pub fn replay_capacity(&self, window: Duration, fallback: usize) -> usize {
+        self.node_messages.map_or(fallback, |rate| {
+            let ids = u64::from(rate.per_second) * window.as_secs() + u64::from(rate.burst);
+            usize::try_from(ids).unwrap_or(usize::MAX)
+        })
+    }
+}
+
+fn keyed(rate: Option<Rate>) -> Option<DefaultKeyedRateLimiter<PeerId>> {
+    rate.map(|r| RateLimiter::keyed(r.quota()))
+}
+
+/// The buckets, shared by the readers, acceptors and event loop.
+#[derive(Debug)]
+pub(crate) struct Limiters {
+    peer_messages: Option<DefaultKeyedRateLimiter<PeerId>>,
+    peer_bytes: Option<DefaultKeyedRateLimiter<PeerId>>,
+    node_messages: Option<DefaultDirectRateLimiter>,
+    node_bytes: Option<DefaultDirectRateLimiter>,
+    peer_streams: Option<DefaultKeyedRateLimiter<PeerId>>,
+    peer_dht_puts: Option<DefaultKeyedRateLimiter<PeerId>>,
+}
+
+fn take_n(limiter: Option<&DefaultKeyedRateLimiter<PeerId>>, peer: &PeerId, n: usize) -> bool {
+    let Some(limiter) = limiter else {
+        return true;
+    };
+    let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+    matches!(limiter.check_key_n(peer, n), Ok(Ok(())))
+}
+
+impl Limiters {
+    pub(crate) fn new(limits: &RateLimits) -> Self {
+        Self {
+            peer_messages: keyed(limits.peer_messages),
+            peer_bytes: keyed(limits.peer_bytes),
+            node_messages: limits.node_messages.map(|r| RateLimiter::direct(r.quota())),
+            node_bytes: limits.node_bytes.map(|r| RateLimiter::direct(r.quota())),
+            peer_streams: keyed(limits.peer_inbound_streams),
+            peer_dht_puts: limits
+                .peer_dht_puts
+                .map(|(period, burst)| RateLimiter::keyed(Rate::every(period, burst))),
+        }
+    }
+
+    /// One message of `bytes` from `peer`: false when a bucket is empty. The
+    /// peer's own buckets are checked first, so a flooder exhausts its own
+    /// allowance before it can touch the node's.
+    pub(crate) fn message(&self, peer: &PeerId, bytes: usize) -> bool {
+        take_n(self.peer_messages.as_ref(), peer, 1)
+            && take_n(self.peer_bytes.as_ref(), peer, bytes)
+            && self
+                .node_messages
+                .as_ref()
+                .is_none_or(|l| l.check().is_ok())
+            && self.node_bytes.as_ref().is_none_or(|l| {
+                let n = NonZeroU32::new(u32::try_from(bytes).unwrap_or(u32::MAX))
+                    .unwrap_or(NonZeroU32::MIN);
+                matches!(l.check_n(n), Ok(Ok(())))
+            })
+    }
+
+    /// Waits until `peer` and the node may have one more message of `bytes`:
+    /// the backpressure path. False only for a message no bucket could ever
+    /// hold (larger than a burst).
+    pub(crate) async fn wait_message(&self, peer: &PeerId, bytes: usize) -> bool {
+        let n =
+            NonZeroU32::new(u32::try_from(bytes).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        if let Some(l) = &self.peer_messages {
+            l.until_key_ready(peer).await;
+        }
+        if let Some(l) = &self.peer_bytes {
+            if l.until_key_n_ready(peer, n).await.is_err() {
+                return false;
+            }
+        }
+        if let Some(l) = &self.node_messages {
+            l.until_ready().await;
+        }
+        if let Some(l) = &self.node_bytes {
+            if l.until_n_ready(n).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One inbound stream from `peer`.
+    pub(crate) fn stream(&self, peer: &PeerId) -> bool {
+        take_n(self.peer_streams.as_ref(), peer, 1)
+    }
+
+    /// One DHT record put from `peer`.
+    pub(crate) fn dht_put(&self, peer: &PeerId) -> bool {
+        take_n(self.peer_dht_puts.as_ref(), peer, 1)
+    }
+
+    /// Drops the state of peers whose buckets are full again (bounds memory).
+    pub(crate) fn forget_idle(&self) {
+        for limiter in [
+            &self.peer_messages,
+            &self.peer_bytes,
+            &self.peer_streams,
+            &self.peer_dht_puts,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_held_to_its_burst_and_others_are_not_affected() {
+        let limits = RateLimits {
+            peer_messages: Some(Rate::new(1, 5)),
+            ..RateLimits::unlimited()
+        };
+        let limiters = Limiters::new(&limits);
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let passed = (0..50).filter(|_| limiters.message(&flooder, 100)).count();
+        assert_eq!(passed, 5);
+        assert!(limiters.message(&honest, 100));
+    }
+
+    #[test]
+    fn bytes_count_per_message_size_and_node_limits_cap_everyone() {
+        let limits = RateLimits {
+            peer_bytes: Some(Rate::new(1_000, 10_000)),
+            node_messages: Some(Rate::new(1, 3)),
+            ..RateLimits::unlimited()
+        };
+        let limiters = Limiters::new(&limits);
+        let peer = PeerId::random();
+        assert!(!limiters.message(&peer, 20_000), "larger than the burst");
+        assert!(limiters.message(&peer, 6_000));
+        assert!(!limiters.message(&peer, 6_000), "bytes bucket drained");
+        let others = (0..10)
+            .filter(|_| limiters.message(&PeerId::random(), 1))
+            .count();
+        assert_eq!(others, 2, "node bucket: 3 at once, one used above");
+    }
+
+    #[test]
+    fn the_seen_set_covers_the_window_at_the_node_rate() {
+        let window = Duration::from_secs(600);
+        assert_eq!(
+            RateLimits::default().replay_capacity(window, 7),
+            1_000 * 600 + 2_000
+        );
+        assert_eq!(RateLimits::unlimited().replay_capacity(window, 7), 7);
+    }
+}
