@@ -52,8 +52,6 @@ const PROCESSOR_QUEUE: usize = 4096;
 const MAX_NATIVE_STREAMS_PER_PEER: usize = 4;
 /// Concurrent inbound legacy streams per peer.
 const MAX_LEGACY_STREAMS_PER_PEER: usize = 32;
-/// Time a peer has to finish a message it started (slowloris bound).
-const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-peer counters kept (least recently created dropped first beyond this).
 const MAX_PEER_STATS: usize = 4096;
 
@@ -467,6 +465,8 @@ pub(crate) struct Checks {
     pub(crate) handlers: Handlers,
     pub(crate) local: PeerId,
     pub(crate) limiters: Arc<Limiters>,
+    /// Time a peer has to finish a message it started (slowloris bound).
+    pub(crate) stream_timeout: Duration,
 }
 
 impl Checks {
@@ -478,6 +478,7 @@ impl Checks {
             local: self.local,
             max: self.policy.limits.max_message_size,
             limiters: Arc::clone(&self.limiters),
+            timeout: self.stream_timeout,
         }
     }
 }
@@ -490,6 +491,7 @@ struct Reader {
     local: PeerId,
     max: usize,
     limiters: Arc<Limiters>,
+    timeout: Duration,
 }
 
 impl Reader {
@@ -569,7 +571,7 @@ async fn read_frames(
         let n = if buf.is_empty() {
             read.await
         } else {
-            tokio::time::timeout(PARTIAL_MESSAGE_TIMEOUT, read)
+            tokio::time::timeout(reader.timeout, read)
                 .await
                 .map_err(|_| RejectReason::StreamTimeout)?
         };
@@ -590,7 +592,7 @@ async fn read_legacy(
     let mut body = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX) + 1;
     let mut capped = (&mut stream).take(limit);
-    match tokio::time::timeout(PARTIAL_MESSAGE_TIMEOUT, capped.read_to_end(&mut body)).await {
+    match tokio::time::timeout(reader.timeout, capped.read_to_end(&mut body)).await {
         Err(_) => return Err(RejectReason::StreamTimeout),
         Ok(Err(_)) => return Err(RejectReason::Framing),
         Ok(Ok(_)) => {}

@@ -189,6 +189,7 @@ impl Node {
             handlers: inner.handlers.clone(),
             local: self.peer_id(),
             limiters: Arc::clone(&inner.limiters),
+            stream_timeout: inner.config.stream_timeout,
         };
         let mut background = vec![tokio::spawn(processor.run(item_rx))];
         let mut served = vec![(NATIVE_PROTOCOL, Wire::Native)];

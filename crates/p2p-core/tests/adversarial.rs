@@ -1,0 +1,599 @@
+//! Attacks on a running node. Each test attacks one defence and asserts what
+//! is rejected, how it is counted (typed reason, attributed to the attacker),
+//! and that an honest peer's traffic still gets through. Real TCP nodes on
+//! 127.0.0.1 port 0; the attacker is a node of ours writing raw bytes or
+//! forged messages, or the js-libp2p peer for DHT records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+mod js_peer;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{WAIT, rejection, started, tcp_builder};
+use futures::AsyncWriteExt;
+use p2p_core::{
+    AnnounceOptions, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message, NATIVE_PROTOCOL,
+    Node, NodeBuilder, NodeEvent, PeerId, RejectReason,
+};
+use p2p_protocol::{ProtobufCodec, Signable, encode_message_frame};
+use serde_json::json;
+
+/// A victim, an honest peer and an attacker, both connected to the victim.
+struct Arena {
+    victim: Node,
+    honest: Node,
+    attacker: Node,
+}
+
+async fn arena_with(victim: NodeBuilder, peers: DhtModeSetting) -> Arena {
+    let victim = started(victim).await;
+    let honest = started(tcp_builder(peers)).await;
+    let attacker = started(tcp_builder(peers)).await;
+    for peer in [&honest, &attacker] {
+        let seen = common::connected_to(&victim, peer.peer_id());
+        peer.connect(common::dial_addr(&victim).await)
+            .await
+            .unwrap();
+        seen.await;
+    }
+    Arena {
+        victim,
+        honest,
+        attacker,
+    }
+}
+
+async fn arena() -> Arena {
+    arena_with(
+        tcp_builder(DhtModeSetting::Client).stream_timeout(Duration::from_millis(300)),
+        DhtModeSetting::Client,
+    )
+    .await
+}
+
+impl Arena {
+    fn attacker_id(&self) -> PeerId {
+        self.attacker.peer_id()
+    }
+
+    /// Resolves when the victim rejects something of the attacker's for `reason`.
+    fn rejects(&self, reason: RejectReason) -> impl Future<Output = Event> + use<> {
+        rejection(&self.victim, self.attacker_id(), reason)
+    }
+
+    /// Writes `bytes` on a fresh stream of `protocol` to the victim, then closes it.
+    async fn raw(&self, protocol: libp2p::StreamProtocol, bytes: &[u8]) {
+        let mut stream = self
+            .attacker
+            .open_stream(self.victim.peer_id(), protocol)
+            .await
+            .unwrap();
+        let _ = stream.write_all(bytes).await;
+        let _ = stream.close().await;
+    }
+
+    /// A signed message of the attacker's, ready to be tampered with.
+    fn signed(&self, text: &str) -> Message {
+        self.attacker
+            .sign(
+                self.attacker
+                    .message("chat".parse().unwrap())
+                    .payload(text.as_bytes().to_vec()),
+            )
+            .unwrap()
+    }
+
+    /// Frames `message` as the native protocol does and writes it raw.
+    async fn forge(&self, message: &Message) {
+        let mut buf = BytesMut::new();
+        encode_message_frame(&ProtobufCodec, message, &mut buf).unwrap();
+        self.raw(NATIVE_PROTOCOL, &buf).await;
+    }
+
+    /// The honest peer's signed message still arrives, and it was not penalised.
+    async fn honest_still_flows(&self) {
+        let text = format!("honest {}", rand_suffix());
+        let got = common::message_from(&self.victim, self.honest.peer_id(), leak(&text));
+        let m = self
+            .honest
+            .sign(
+                self.honest
+                    .message("chat".parse().unwrap())
+                    .payload(text.into_bytes()),
+            )
+            .unwrap();
+        self.honest.send(self.victim.peer_id(), &m).await.unwrap();
+        got.await;
+        assert_eq!(self.victim.peer_score(self.honest.peer_id()), 0.0);
+    }
+
+    /// Rejections of the attacker's counted for `reason`.
+    fn counted(&self, reason: RejectReason) -> u64 {
+        self.victim
+            .peer_message_stats(&self.attacker_id())
+            .rejected(reason)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn leak(text: &str) -> &'static [u8] {
+    Box::leak(text.as_bytes().to_vec().into_boxed_slice())
+}
+
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = varint(body.len() as u64);
+    out.extend_from_slice(body);
+    out
+}
+
+/// One malformed-input case: the bytes, the reason, and that the attacker's
+/// score dropped.
+async fn malformed(bytes: Vec<u8>, reason: RejectReason) {
+    let arena = arena().await;
+    let rejected = arena.rejects(reason);
+    arena.raw(NATIVE_PROTOCOL, &bytes).await;
+    rejected.await;
+    assert!(arena.counted(reason) >= 1);
+    assert!(arena.victim.peer_score(arena.attacker_id()) < 0.0);
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_is_refused_from_its_length_prefix() {
+    let mut bytes = varint(50_000_000);
+    bytes.extend_from_slice(&[0u8; 64]);
+    malformed(bytes, RejectReason::Oversize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_frame() {
+    let mut bytes = varint(100);
+    bytes.extend_from_slice(&[1u8; 10]);
+    malformed(bytes, RejectReason::Framing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_long_varint() {
+    malformed(vec![0xff; 11], RejectReason::Framing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protobuf() {
+    malformed(frame(&[0xff, 0xff, 0xff, 0x0f, 0x02]), RejectReason::Decode).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_fields() {
+    // Field 5 (payload) only: no type, no sender.
+    malformed(frame(&[0x2a, 0x01, b'x']), RejectReason::Decode).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_field_nonce_too_long() {
+    let arena = arena().await;
+    let mut m = arena.signed("n");
+    m.nonce = vec![7u8; 100].into();
+    let rejected = arena.rejects(RejectReason::InvalidField);
+    arena.forge(&m).await;
+    rejected.await;
+    arena.honest_still_flows().await;
+}
+
+/// Forgery is clear misbehaviour: rejected, counted, and the attacker banned —
+/// disconnected and unable to come back — while the honest peer carries on.
+async fn forgery(tamper: impl FnOnce(&mut Message, &Arena), reason: RejectReason) {
+    let arena = arena().await;
+    let mut m = arena.signed("forged");
+    tamper(&mut m, &arena);
+    let attacker = arena.attacker_id();
+    let banned = arena.victim.wait_for(WAIT, move |e| {
+        matches!(e.as_node(), Some(NodeEvent::PeerBanned { peer, reason: Some(_), .. }) if *peer == attacker)
+    });
+    let rejected = arena.rejects(reason);
+    arena.forge(&m).await;
+    rejected.await;
+    banned.await.unwrap();
+    assert!(arena.victim.is_banned(attacker));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while arena.victim.is_connected(attacker).await {
+        assert!(tokio::time::Instant::now() < deadline, "still connected");
+        let _ =
+            tokio::time::timeout(Duration::from_millis(50), arena.victim.subscribe().recv()).await;
+    }
+    // A banned peer cannot come back: its handshake completes, then the
+    // victim refuses the connection before anything runs on it.
+    let _ = arena
+        .attacker
+        .connect(common::dial_addr(&arena.victim).await)
+        .await;
+    assert!(
+        !arena.victim.is_connected(attacker).await,
+        "a banned peer cannot reconnect"
+    );
+    assert_eq!(arena.victim.stats().await.unwrap().banned_peers, 1);
+    arena.honest_still_flows().await;
+    // The operator can lift the ban.
+    assert!(arena.victim.unban(attacker).await.unwrap());
+    arena
+        .attacker
+        .connect(common::dial_addr(&arena.victim).await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_sender_bans() {
+    forgery(
+        |m, a| m.from = a.honest.peer_id(),
+        RejectReason::SpoofedSender,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signature_bans() {
+    forgery(
+        |m, _| m.payload = b"\"changed after signing\"".to_vec().into(),
+        RejectReason::BadSignature,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_type_bans() {
+    forgery(
+        |m, _| {
+            // Signed by a secp256k1 key for an ed25519 sender.
+            let other = libp2p::identity::Keypair::generate_secp256k1();
+            m.signature = Some(other.sign(&m.signing_bytes()).unwrap().into());
+        },
+        RejectReason::BadSignature,
+    )
+    .await;
+}
+
+async fn skewed(offset_ms: i64) {
+    let arena = arena().await;
+    let now = p2p_protocol::now_ms() as i64;
+    let m = arena
+        .attacker
+        .sign(
+            arena
+                .attacker
+                .message("chat".parse().unwrap())
+                .timestamp_ms((now + offset_ms) as u64)
+                .payload(b"1".to_vec()),
+        )
+        .unwrap();
+    let rejected = arena.rejects(RejectReason::ClockSkew);
+    arena
+        .attacker
+        .send(arena.victim.peer_id(), &m)
+        .await
+        .unwrap();
+    rejected.await;
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_timestamp() {
+    skewed(-10 * 60 * 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_timestamp() {
+    skewed(10 * 60 * 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_inside_the_window() {
+    let arena = arena().await;
+    let m = arena.signed("once");
+    let first = common::message_from(&arena.victim, arena.attacker_id(), b"once");
+    arena
+        .attacker
+        .send(arena.victim.peer_id(), &m)
+        .await
+        .unwrap();
+    first.await;
+    let rejected = arena.rejects(RejectReason::Duplicate);
+    arena.forge(&m).await; // on another stream, as a replayer would
+    rejected.await;
+    assert_eq!(arena.counted(RejectReason::Duplicate), 1);
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_handler_protocol() {
+    let arena = arena().await;
+    let m = arena
+        .attacker
+        .sign(
+            arena
+                .attacker
+                .message("chat".parse().unwrap())
+                .protocol("no-such-handler".parse().unwrap())
+                .payload(b"1".to_vec()),
+        )
+        .unwrap();
+    let rejected = arena.rejects(RejectReason::UnknownProtocol);
+    arena
+        .attacker
+        .send(arena.victim.peer_id(), &m)
+        .await
+        .unwrap();
+    rejected.await;
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_stream_is_cut() {
+    let arena = arena().await;
+    let rejected = arena.rejects(RejectReason::StreamTimeout);
+    let mut stream = arena
+        .attacker
+        .open_stream(arena.victim.peer_id(), NATIVE_PROTOCOL)
+        .await
+        .unwrap();
+    let mut start = varint(100);
+    start.extend_from_slice(&[1u8; 5]);
+    stream.write_all(&start).await.unwrap();
+    stream.flush().await.unwrap();
+    // ... and never the rest; the victim gives up after its stream timeout.
+    rejected.await;
+    arena.honest_still_flows().await;
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_storm_is_capped() {
+    let arena = arena().await;
+    let mut held = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..100 {
+        match arena
+            .attacker
+            .open_stream(arena.victim.peer_id(), NATIVE_PROTOCOL)
+            .await
+        {
+            Ok(s) => held.push(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    // Four concurrent native streams per peer; each excess stream costs the
+    // attacker points, and a storm gets it disconnected.
+    assert!(held.len() > 4, "opened {}", held.len());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while arena.victim.is_connected(arena.attacker_id()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attacker still connected"
+        );
+        let _ =
+            tokio::time::timeout(Duration::from_millis(50), arena.victim.subscribe().recv()).await;
+    }
+    assert!(!errors.is_empty(), "the storm was cut short");
+    let stats = arena.victim.peer_message_stats(&arena.attacker_id());
+    assert!(
+        stats.rejected(RejectReason::TooManyStreams) >= 4,
+        "{stats:?}"
+    );
+    assert!(arena.victim.peer_score(arena.attacker_id()) < -20.0);
+    arena.honest_still_flows().await;
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_json_malformed_and_oversized() {
+    let arena = arena_with(
+        tcp_builder(DhtModeSetting::Client).accept_legacy_messages(true),
+        DhtModeSetting::Client,
+    )
+    .await;
+    let rejected = arena.rejects(RejectReason::Decode);
+    arena
+        .raw(LEGACY_PROTOCOL, b"{\"type\": \"chat\", \"from\": ")
+        .await;
+    rejected.await;
+    let rejected = arena.rejects(RejectReason::Oversize);
+    arena.raw(LEGACY_PROTOCOL, &vec![b' '; 150_000]).await;
+    rejected.await;
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_json_is_not_served_by_default() {
+    let arena = arena().await;
+    assert!(
+        arena
+            .attacker
+            .open_stream(arena.victim.peer_id(), LEGACY_PROTOCOL)
+            .await
+            .is_err()
+    );
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_identities_from_one_address_are_capped() {
+    // Loopback counted for this test; the arena's two peers hold 2 of 6.
+    let arena = arena_with(
+        tcp_builder(DhtModeSetting::Client).ip_limits(IpLimits {
+            per_ipv4: 6,
+            limit_loopback: true,
+            ..IpLimits::default()
+        }),
+        DhtModeSetting::Client,
+    )
+    .await;
+    let target = common::dial_addr(&arena.victim).await;
+    let mut sybils = Vec::new();
+    let mut accepted = 0;
+    for _ in 0..40 {
+        let sybil = started(tcp_builder(DhtModeSetting::Client)).await;
+        if sybil.connect(target.clone()).await.is_ok() {
+            accepted += 1;
+        }
+        sybils.push(sybil);
+    }
+    assert_eq!(accepted, 4, "6 per address, 2 already taken");
+    let stats = arena.victim.stats().await.unwrap();
+    assert_eq!(stats.connections_denied_per_ip, 36);
+    // The honest peer's existing connection is unaffected.
+    arena.honest_still_flows().await;
+    for sybil in sybils {
+        sybil.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_list_bypasses_penalties() {
+    let attacker = started(tcp_builder(DhtModeSetting::Client)).await;
+    let victim = started(
+        tcp_builder(DhtModeSetting::Client).scoring(p2p_core::ScoringConfig {
+            allow: vec![attacker.peer_id()],
+            ..p2p_core::ScoringConfig::default()
+        }),
+    )
+    .await;
+    attacker
+        .connect(common::dial_addr(&victim).await)
+        .await
+        .unwrap();
+    let mut m = attacker
+        .sign(
+            attacker
+                .message("chat".parse().unwrap())
+                .payload(b"1".to_vec()),
+        )
+        .unwrap();
+    m.payload = b"2".to_vec().into();
+    let rejected = rejection(&victim, attacker.peer_id(), RejectReason::BadSignature);
+    let mut buf = BytesMut::new();
+    encode_message_frame(&ProtobufCodec, &m, &mut buf).unwrap();
+    let mut s = attacker
+        .open_stream(victim.peer_id(), NATIVE_PROTOCOL)
+        .await
+        .unwrap();
+    s.write_all(&buf).await.unwrap();
+    s.close().await.unwrap();
+    rejected.await;
+    assert!(
+        !victim.is_banned(attacker.peer_id()),
+        "allowed peers are not banned"
+    );
+    assert_eq!(victim.peer_score(attacker.peer_id()), 0.0);
+    assert!(victim.is_connected(attacker.peer_id()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_overwrite_by_another_creator_and_announce_flood() {
+    let arena = arena_with(tcp_builder(DhtModeSetting::Server), DhtModeSetting::Server).await;
+    common::wait_table_at_least(&arena.victim, 2).await;
+    common::wait_table_at_least(&arena.attacker, 1).await;
+    common::wait_table_at_least(&arena.honest, 1).await;
+    let ttl = AnnounceOptions {
+        ttl: Some(Duration::from_secs(600)),
+        ..AnnounceOptions::default()
+    };
+    let original = arena
+        .honest
+        .announce("session", "s1", r#"{"owner":"honest"}"#, ttl)
+        .await
+        .unwrap();
+    assert!(original.stored_by >= 1);
+    // The attacker announces under the same key, with itself as creator.
+    let _ = arena
+        .attacker
+        .announce("session", "s1", r#"{"owner":"attacker"}"#, ttl)
+        .await;
+    let found = arena.victim.discover("session", "s1", WAIT).await.unwrap();
+    assert_eq!(found.creator, arena.honest.peer_id(), "not overwritten");
+    let stats = arena.victim.peer_message_stats(&arena.attacker_id());
+    assert!(
+        stats.rejected(RejectReason::InvalidRecord) >= 1,
+        "{stats:?}"
+    );
+
+    // A flood of announcements: 20 at once, then one per 3 s.
+    for i in 0..40 {
+        let _ = arena
+            .attacker
+            .announce("spam", &format!("r{i}"), "{}", ttl)
+            .await;
+    }
+    let stats = arena.victim.peer_message_stats(&arena.attacker_id());
+    assert!(stats.rejected(RejectReason::RateLimited) >= 15, "{stats:?}");
+    arena.honest_still_flows().await;
+    assert!(
+        arena
+            .honest
+            .announce("session", "s2", "{}", ttl)
+            .await
+            .unwrap()
+            .stored_by
+            >= 1,
+        "honest announcements are still stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_oversized_dht_records_from_js_are_refused() {
+    let victim = started(tcp_builder(DhtModeSetting::Server)).await;
+    let js = js_peer::JsPeer::spawn(&["--dht-server"]).await;
+    victim.connect(js.tcp_addr()).await.unwrap();
+    common::wait_table_at_least(&victim, 1).await;
+    js.wait_routing_contains(&[victim.peer_id()]).await;
+    // Unsigned, claiming to be the victim's own record.
+    js.ok(
+        json!({"cmd": "announce", "resourceType": "session", "resourceId": "forged",
+        "data": {"x": 1}, "creatorPeerId": victim.peer_id().to_string(), "force": true}),
+    )
+    .await;
+    // 20 KB of data: over the 16 KiB record limit.
+    js.ok(
+        json!({"cmd": "announce", "resourceType": "session", "resourceId": "big",
+        "data": {"blob": "x".repeat(20_000)}, "force": true}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let refused = victim
+            .peer_message_stats(&js.peer_id)
+            .rejected(RejectReason::InvalidRecord);
+        if refused >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "refused {refused}");
+        let _ = tokio::time::timeout(Duration::from_millis(50), victim.subscribe().recv()).await;
+    }
+    for id in ["forged", "big"] {
+        assert!(
+            victim
+                .discover("session", id, Duration::from_secs(3))
+                .await
+                .is_err()
+        );
+    }
+}
