@@ -23,6 +23,8 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
@@ -35,6 +37,7 @@ use p2p_core::{
     ConnectionLimits, DhtConfig, DhtModeSetting, Event, Node, NodeEvent, TransportKind,
 };
 use serde_json::{Value, json};
+use support::summary;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 /// Set (to the role) in the environment of a child process.
@@ -144,21 +147,6 @@ fn ms(d: Duration) -> f64 {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-/// Median (lower of the two middle values), p90, p99 (nearest rank), min, max.
-fn summary(mut v: Vec<f64>) -> Value {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let rank = |p: f64| v[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
-    json!({
-        "median": rank(50.0),
-        "p90": rank(90.0),
-        "p99": rank(99.0),
-        "min": v[0],
-        "max": v[n - 1],
-        "mean": (v.iter().sum::<f64>() / n as f64 * 1e3).round() / 1e3,
-    })
 }
 
 fn dht(mode: DhtModeSetting) -> DhtConfig {

@@ -172,6 +172,7 @@ pub(crate) struct EventLoop {
     accept_unsigned_records: bool,
     metrics: Option<SwarmMetrics>,
     limiters: Arc<Limiters>,
+    diversity: Option<routing::Diversity>,
     sanctions: mpsc::Receiver<Sanction>,
     ticks: u64,
 }
@@ -297,6 +298,7 @@ impl EventLoop {
                 accept_unsigned_records: config.accept_unsigned_records,
                 metrics: config.metrics.clone(),
                 limiters,
+                diversity: config.dht.diversity,
                 sanctions,
                 ticks: 0,
             },
@@ -859,10 +861,15 @@ impl EventLoop {
                     protocols.clone(),
                     &info.listen_addrs,
                 );
+                let local = routing::Local {
+                    peer: *self.swarm.local_peer_id(),
+                    kad_protocol: &self.kad_protocol,
+                    diversity: self.diversity,
+                };
                 let population = routing::on_identified(
                     &mut self.swarm.behaviour_mut().kad,
                     self.mapper.as_ref(),
-                    &self.kad_protocol,
+                    local,
                     peer_id,
                     &info.protocols,
                     &info.listen_addrs,

@@ -597,3 +597,75 @@ async fn forged_and_oversized_dht_records_from_js_are_refused() {
         );
     }
 }
+
+/// A session protocol's handler that watches for equivocation.
+struct Session {
+    guard: std::sync::Mutex<p2p_protocol::EquivocationGuard>,
+    evidence: tokio::sync::mpsc::Sender<p2p_protocol::Evidence>,
+}
+
+#[async_trait::async_trait]
+impl p2p_core::ProtocolHandler for Session {
+    fn name(&self) -> p2p_core::ProtocolName {
+        "musig2".parse().unwrap()
+    }
+
+    async fn handle_message(
+        &self,
+        message: std::sync::Arc<Message>,
+        _from: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        let slot = p2p_protocol::Slot {
+            session: body["session"].as_str().unwrap().as_bytes().to_vec().into(),
+            round: body["round"].as_u64().unwrap(),
+        };
+        let seen = self.guard.lock().unwrap().observe(slot, &message);
+        if let Ok(p2p_protocol::Observation::Equivocation(evidence)) = seen {
+            self.evidence.send(*evidence).await.unwrap();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_signer_is_caught_with_evidence_anyone_can_verify() {
+    let arena = arena().await;
+    let (tx, mut evidence) = tokio::sync::mpsc::channel(4);
+    arena
+        .victim
+        .register_handler(std::sync::Arc::new(Session {
+            guard: std::sync::Mutex::new(p2p_protocol::EquivocationGuard::new(1024)),
+            evidence: tx,
+        }))
+        .unwrap();
+    let nonce = |node: &Node, round: u64, nonce: &str| {
+        node.sign(
+            node.message("musig2-nonce".parse().unwrap())
+                .protocol("musig2".parse().unwrap())
+                .payload(
+                    json!({"session": "s-42", "round": round, "nonce": nonce})
+                        .to_string()
+                        .into_bytes(),
+                ),
+        )
+        .unwrap()
+    };
+    let victim = arena.victim.peer_id();
+    // Honest: one nonce per round. Attacker: two different nonces for round 1.
+    for m in [nonce(&arena.honest, 1, "H1"), nonce(&arena.honest, 2, "H2")] {
+        arena.honest.send(victim, &m).await.unwrap();
+    }
+    let (first, second) = (nonce(&arena.attacker, 1, "A1"), nonce(&arena.attacker, 1, "A1'"));
+    arena.attacker.send(victim, &first).await.unwrap();
+    arena.attacker.send(victim, &second).await.unwrap();
+    let caught = tokio::time::timeout(WAIT, evidence.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(caught.sender(), arena.attacker_id());
+    assert_eq!((caught.first.clone(), caught.second.clone()), (first, second));
+    caught.verify().unwrap();
+    assert!(evidence.try_recv().is_err(), "the honest signer is not accused");
+    arena.honest_still_flows().await;
+}

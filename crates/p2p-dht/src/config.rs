@@ -67,6 +67,9 @@ pub struct DhtConfig {
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
+    /// Routing-table diversity for peers at public IPs. Default on (2 per
+    /// group per bucket, 3 per table); `None` turns it off.
+    pub diversity: Option<crate::routing::Diversity>,
 }
 
 impl Default for DhtConfig {
@@ -86,6 +89,7 @@ impl Default for DhtConfig {
             max_records: 10_000,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
+            diversity: Some(crate::routing::Diversity::default()),
         }
     }
 }

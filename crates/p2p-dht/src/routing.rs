@@ -7,14 +7,101 @@
 //! us but never enter our table, so queries are never routed to nodes that cannot
 //! answer them. (js kad-dht behaves the same, and it pings a contact before adding
 //! it, which is why lotus-p2p nodes always run ping.)
+//!
+//! [`Diversity`] keeps one network operator from filling the table (an
+//! eclipse): peers reachable only at public IPs of the same group may take a
+//! few places per k-bucket and per table, the rest are refused.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use libp2p::kad::{KBucketKey, RoutingUpdate};
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use crate::Kademlia;
-use crate::mapper::AddressMapper;
+use crate::mapper::{AddressMapper, AddressScope, classify};
+
+/// Routing-table diversity, after go-libp2p's peer-diversity filter: peers are
+/// grouped by the public IP they are reached at (IPv4 /16, IPv6 /32); a group
+/// may hold at most `per_bucket` peers in one k-bucket and `per_table` in the
+/// whole table. Peers with any non-public address (loopback, LAN, DNS) are not
+/// grouped, so LAN and test networks are not policed — it applies in public mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diversity {
+    /// Peers of one group in one k-bucket. Default 2.
+    pub per_bucket: usize,
+    /// Peers of one group in the table. Default 3.
+    pub per_table: usize,
+}
+
+impl Default for Diversity {
+    fn default() -> Self {
+        Self {
+            per_bucket: 2,
+            per_table: 3,
+        }
+    }
+}
+
+/// The IP group of a peer reached at `addrs`: `None` unless every address is
+/// a public IP (then the group of the first).
+fn ip_group<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> Option<Vec<u8>> {
+    let mut group = None;
+    for addr in addrs {
+        if classify(addr) != AddressScope::Public {
+            return None;
+        }
+        if group.is_none() {
+            group = addr.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(prefix(IpAddr::V4(ip))),
+                Protocol::Ip6(ip) => Some(prefix(IpAddr::V6(ip))),
+                _ => None,
+            });
+        }
+    }
+    group
+}
+
+fn prefix(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => [&[4u8][..], v4.octets().get(..2).unwrap_or_default()].concat(),
+        IpAddr::V6(v6) => [&[6u8][..], v6.octets().get(..4).unwrap_or_default()].concat(),
+    }
+}
+
+fn bucket_of(local: &KBucketKey<PeerId>, peer: PeerId) -> u32 {
+    local.distance(&KBucketKey::from(peer)).ilog2().unwrap_or(0)
+}
+
+/// True when adding `peer` (reached at `addrs`) keeps the table diverse.
+fn diverse(
+    kad: &mut Kademlia,
+    local: PeerId,
+    limits: Diversity,
+    peer: PeerId,
+    addrs: &[Multiaddr],
+) -> bool {
+    let Some(group) = ip_group(addrs) else {
+        return true;
+    };
+    let local = KBucketKey::from(local);
+    let target = bucket_of(&local, peer);
+    let (mut in_bucket, mut in_table) = (0, 0);
+    for bucket in kad.kbuckets() {
+        for entry in bucket.iter() {
+            let other = *entry.node.key.preimage();
+            if other == peer || ip_group(entry.node.value.iter()).as_ref() != Some(&group) {
+                continue;
+            }
+            in_table += 1;
+            if bucket_of(&local, other) == target {
+                in_bucket += 1;
+            }
+        }
+    }
+    in_bucket < limits.per_bucket && in_table < limits.per_table
+}
 
 /// What [`on_identified`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,23 +114,41 @@ pub enum Population {
     Added(usize),
     /// The table refused it (bucket full, or pending).
     Refused,
+    /// Its IP group already has its share of the table ([`Diversity`]).
+    NotDiverse,
+}
+
+/// What [`on_identified`] needs to know about the local node.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    /// Our PeerId (k-buckets are relative to it).
+    pub peer: PeerId,
+    /// Our Kademlia protocol.
+    pub kad_protocol: &'a StreamProtocol,
+    /// Diversity limits; `None` turns them off.
+    pub diversity: Option<Diversity>,
 }
 
 /// Adds an identified peer to the routing table when it is a DHT server.
 pub fn on_identified(
     kad: &mut Kademlia,
     mapper: &dyn AddressMapper,
-    kad_protocol: &StreamProtocol,
+    local: Local<'_>,
     peer: PeerId,
     protocols: &[StreamProtocol],
     listen_addrs: &[Multiaddr],
 ) -> Population {
-    if !protocols.contains(kad_protocol) {
+    if !protocols.contains(local.kad_protocol) {
         return Population::NotAServer;
     }
     let addrs = mapper.map(listen_addrs);
     if addrs.is_empty() {
         return Population::NoUsableAddress;
+    }
+    if let Some(limits) = local.diversity {
+        if !diverse(kad, local.peer, limits, peer, &addrs) {
+            return Population::NotDiverse;
+        }
     }
     let mut added = 0;
     for addr in addrs {

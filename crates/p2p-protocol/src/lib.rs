@@ -31,6 +31,7 @@
 
 mod canonical;
 pub mod codec;
+mod equivocation;
 mod framing;
 mod message;
 mod pipeline;
@@ -47,6 +48,7 @@ pub mod proto {
 
 pub use canonical::{MESSAGE_DOMAIN, RECORD_DOMAIN};
 pub use codec::{Codec, CodecError, DecodeError, JsonCodec, ProtobufCodec};
+pub use equivocation::{EquivocationGuard, Evidence, EvidenceError, Observation, Slot, Unsigned};
 pub use framing::{FrameDecoder, FrameError, MAX_VARINT_LEN, encode_frame, encode_message_frame};
 pub use message::{Message, MessageBuilder, MessageId, new_nonce};
 pub use p2p_types::ProtocolLimits;

@@ -1,0 +1,318 @@
+//! Hardening under load (a plain binary; one JSON line per scenario on stdout).
+//!
+//! - `flood`: one victim with the default limits; 4 honest peers send signed
+//!   messages at 50/s each while 20 attackers try to send valid unsigned
+//!   direct messages at 2 000/s each (10× the per-peer limit). Reports honest
+//!   delivery, what the attackers got through, the victim's event-loop lag
+//!   (round trip of a stats request every 20 ms) and process RSS.
+//! - `churn`: 50 memory-transport DHT servers, each announcing one resource;
+//!   15 (30 %) are stopped at random; then every survivor looks up every
+//!   resource, the dead nodes' included.
+//!
+//! Run: `cargo bench -p p2p-core --bench hardening [-- flood|churn]`.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use p2p_core::{
+    AnnounceOptions, DhtConfig, DhtModeSetting, HandlerError, Message, Node, PeerId,
+    ProtocolHandler, ProtocolName, TransportKind,
+};
+use serde_json::{Value, json};
+use support::{rss_kb, summary};
+
+const HONEST: usize = 4;
+const HONEST_RATE: u64 = 50;
+const ATTACKERS: usize = 20;
+const ATTACK_RATE: u64 = 2_000;
+const RUN: Duration = Duration::from_secs(10);
+const DRAIN: Duration = Duration::from_secs(10);
+const NODES: usize = 50;
+const KILLED: usize = 15;
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if run("flood") {
+        println!("{}", rt.block_on(flood()));
+    }
+    if run("churn") {
+        println!("{}", rt.block_on(churn()));
+    }
+}
+
+/// Accepts unsigned direct messages, as a high-rate protocol would.
+struct Bulk;
+
+#[async_trait::async_trait]
+impl ProtocolHandler for Bulk {
+    fn name(&self) -> ProtocolName {
+        "bulk".parse().unwrap()
+    }
+
+    fn accepts_unsigned_direct(&self) -> bool {
+        true
+    }
+
+    async fn handle_message(&self, _: Arc<Message>, _: PeerId) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+async fn tcp_node() -> Node {
+    let node = Node::builder()
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .dht(DhtConfig {
+            mode: DhtModeSetting::Client,
+            ..DhtConfig::default()
+        })
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    node
+}
+
+async fn dial_addr(node: &Node) -> p2p_core::Multiaddr {
+    let addr = node.listen_addrs().await.unwrap().remove(0);
+    addr.with_p2p(node.peer_id()).unwrap()
+}
+
+/// Sends at `rate` per second until `stop`; returns how many were sent.
+async fn pace(rate: u64, stop: Arc<AtomicBool>, mut send: impl AsyncFnMut(u64) -> bool) -> u64 {
+    let started = Instant::now();
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if !send(sent).await {
+            break;
+        }
+        sent += 1;
+    }
+    sent
+}
+
+async fn flood() -> Value {
+    eprintln!("flood: starting {} nodes…", 1 + HONEST + ATTACKERS);
+    let victim = tcp_node().await;
+    victim.register_handler(Arc::new(Bulk)).unwrap();
+    let target = dial_addr(&victim).await;
+    let mut honest = Vec::new();
+    let mut attackers = Vec::new();
+    for i in 0..HONEST + ATTACKERS {
+        let node = tcp_node().await;
+        node.connect(target.clone()).await.unwrap();
+        if i < HONEST {
+            honest.push(node);
+        } else {
+            attackers.push(node);
+        }
+    }
+    let rss_before = rss_kb();
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim_id = victim.peer_id();
+
+    // Event-loop lag probe.
+    let lags = tokio::spawn({
+        let (victim, stop) = (victim.clone(), Arc::clone(&stop));
+        async move {
+            let mut lags = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                victim.stats().await.unwrap();
+                lags.push(asked.elapsed().as_secs_f64() * 1e3);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            lags
+        }
+    });
+    let rss_peak = Arc::new(AtomicU64::new(rss_before));
+    let sampler = tokio::spawn({
+        let (stop, peak) = (Arc::clone(&stop), Arc::clone(&rss_peak));
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kb(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    eprintln!("flood: running {RUN:?}…");
+    let started = Instant::now();
+    let honest_tasks: Vec<_> = honest
+        .iter()
+        .map(|node| {
+            let (node, stop) = (node.clone(), Arc::clone(&stop));
+            tokio::spawn(pace(HONEST_RATE, stop, async move |n| {
+                let m = node
+                    .sign(
+                        node.message("chat".parse().unwrap())
+                            .payload(format!("[{n}]").into_bytes()),
+                    )
+                    .unwrap();
+                node.send(victim_id, &m).await.is_ok()
+            }))
+        })
+        .collect();
+    let attack_tasks: Vec<_> = attackers
+        .iter()
+        .map(|node| {
+            let (node, stop) = (node.clone(), Arc::clone(&stop));
+            tokio::spawn(pace(ATTACK_RATE, stop, async move |n| {
+                let m = node
+                    .message("flood".parse().unwrap())
+                    .to(victim_id)
+                    .protocol("bulk".parse().unwrap())
+                    .payload(format!("[{n}]").into_bytes())
+                    .build();
+                node.send(victim_id, &m).await.is_ok()
+            }))
+        })
+        .collect();
+    tokio::time::sleep(RUN).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut honest_sent = 0;
+    for t in honest_tasks {
+        honest_sent += t.await.unwrap();
+    }
+    let mut attack_sent = 0;
+    for t in attack_tasks {
+        attack_sent += t.await.unwrap();
+    }
+    let sending_s = started.elapsed().as_secs_f64();
+    let lags = lags.await.unwrap();
+    sampler.await.unwrap();
+    // Let what was written drain, bounded.
+    let received = |nodes: &[Node]| -> u64 {
+        nodes
+            .iter()
+            .map(|n| victim.peer_message_stats(&n.peer_id()).received)
+            .sum()
+    };
+    let deadline = Instant::now() + DRAIN;
+    while received(&honest) < honest_sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let honest_received = received(&honest);
+    let attack_received = received(&attackers);
+    let stats = victim.stats().await.unwrap();
+    json!({
+        "scenario": "flood",
+        "honest_peers": HONEST,
+        "honest_rate_each": HONEST_RATE,
+        "attackers": ATTACKERS,
+        "attack_rate_each_offered": ATTACK_RATE,
+        "sending_s": (sending_s * 100.0).round() / 100.0,
+        "honest_sent": honest_sent,
+        "honest_received": honest_received,
+        "honest_delivery": (honest_received as f64 / honest_sent.max(1) as f64 * 1e4).round() / 1e4,
+        "attack_sent": attack_sent,
+        "attack_received": attack_received,
+        "attack_received_per_s": (attack_received as f64 / sending_s).round(),
+        "victim_rejections": stats.messages.rejected_total(),
+        "victim_banned": stats.banned_peers,
+        "event_loop_lag_ms": summary(lags),
+        "process_rss_kb_before_peak": [rss_before, rss_peak.load(Ordering::Relaxed)],
+    })
+}
+
+async fn churn() -> Value {
+    eprintln!("churn: {NODES} nodes…");
+    let memory_node = || async {
+        let node = Node::builder()
+            .transport(TransportKind::Memory)
+            .listen("/memory/0".parse().unwrap())
+            .dht(DhtConfig {
+                mode: DhtModeSetting::Server,
+                ..DhtConfig::default()
+            })
+            .build()
+            .unwrap();
+        node.start().await.unwrap();
+        node
+    };
+    let hub = memory_node().await;
+    let hub_addr = dial_addr(&hub).await;
+    let mut nodes = vec![hub];
+    for _ in 1..NODES {
+        let node = memory_node().await;
+        node.connect(hub_addr.clone()).await.unwrap();
+        nodes.push(node);
+    }
+    // Let the tables fill (bounded), then everyone announces.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &nodes {
+        while node.stats().await.unwrap().dht.routing_table_size < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ttl = AnnounceOptions {
+        ttl: Some(Duration::from_secs(600)),
+        ..AnnounceOptions::default()
+    };
+    let mut replicas = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let a = node
+            .announce("churn", &format!("r{i}"), "{}", ttl)
+            .await
+            .unwrap();
+        replicas.push(a.stored_by as f64);
+    }
+    // Stop 30 %, chosen by a fixed stride (not the hub's neighbours only).
+    let killed: Vec<usize> = (0..KILLED).map(|k| 1 + k * 3).collect();
+    for &k in &killed {
+        nodes[k].stop().await.unwrap();
+    }
+    eprintln!("churn: {} stopped, looking up…", killed.len());
+    let survivors: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !killed.contains(i))
+        .map(|(_, n)| n)
+        .collect();
+    let started = Instant::now();
+    let (mut found, mut missed, mut lookups) = (0u64, 0u64, Vec::new());
+    for (s, node) in survivors.iter().enumerate() {
+        // Each survivor looks up a different third of the resources (a full
+        // cross product of 35 × 50 lookups adds nothing but time).
+        for r in (s % 3..NODES).step_by(3) {
+            let asked = Instant::now();
+            match node
+                .discover("churn", &format!("r{r}"), Duration::from_secs(10))
+                .await
+            {
+                Ok(_) => found += 1,
+                Err(_) => missed += 1,
+            }
+            lookups.push(asked.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    json!({
+        "scenario": "churn",
+        "nodes": NODES,
+        "stopped": killed.len(),
+        "replicas_at_announce": summary(replicas),
+        "lookups": found + missed,
+        "found": found,
+        "missed": missed,
+        "found_ratio": (found as f64 / (found + missed).max(1) as f64 * 1e4).round() / 1e4,
+        "lookup_ms": summary(lookups),
+        "lookup_phase_s": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+    })
+}

@@ -1,0 +1,32 @@
+//! What the scenario benches share: percentile summaries and RSS readings.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+
+/// Median (lower of the two middle values), p90, p99 (nearest rank), min, max.
+pub(crate) fn summary(mut v: Vec<f64>) -> Value {
+    if v.is_empty() {
+        return Value::Null;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let rank = |p: f64| v[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
+    json!({
+        "median": rank(50.0),
+        "p90": rank(90.0),
+        "p99": rank(99.0),
+        "min": v[0],
+        "max": v[n - 1],
+        "mean": (v.iter().sum::<f64>() / n as f64 * 1e3).round() / 1e3,
+    })
+}
+
+/// VmRSS of this process, kB.
+pub(crate) fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,77 @@
+//! Routing-table poisoning from one IP group: however many identities one
+//! operator brings from one /16, only a few reach the table.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use p2p_dht::mapper::PublicOnly;
+use p2p_dht::routing::{Diversity, Local, Population, on_identified};
+use p2p_dht::{DhtConfig, DhtModeSetting, routing_table_size};
+
+fn identify_many(diversity: Option<Diversity>, addr: impl Fn(usize) -> String) -> Vec<Population> {
+    let config = DhtConfig {
+        mode: DhtModeSetting::Server,
+        diversity,
+        ..DhtConfig::default()
+    };
+    let local = PeerId::random();
+    let mut kad = config.behaviour(local);
+    let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
+    let me = Local {
+        peer: local,
+        kad_protocol: &protocol,
+        diversity: config.diversity,
+    };
+    let populations: Vec<Population> = (0..15)
+        .map(|i| {
+            let listen: Multiaddr = addr(i).parse().unwrap();
+            on_identified(
+                &mut kad,
+                &PublicOnly,
+                me,
+                PeerId::random(),
+                std::slice::from_ref(&protocol),
+                &[listen],
+            )
+        })
+        .collect();
+    assert_eq!(routing_table_size(&mut kad), added(&populations));
+    populations
+}
+
+fn added(populations: &[Population]) -> usize {
+    populations
+        .iter()
+        .filter(|p| matches!(p, Population::Added(_)))
+        .count()
+}
+
+#[test]
+fn fifteen_identities_from_one_slash_16_get_three_places() {
+    let p = identify_many(Some(Diversity::default()), |i| {
+        format!("/ip4/45.33.{}.{}/tcp/4001", i / 200, i % 200 + 1)
+    });
+    assert_eq!(added(&p), 3);
+    assert_eq!(
+        p.iter().filter(|p| **p == Population::NotDiverse).count(),
+        12
+    );
+}
+
+#[test]
+fn the_same_identities_spread_over_many_networks_all_get_in() {
+    let p = identify_many(Some(Diversity::default()), |i| {
+        format!("/ip4/45.{}.1.1/tcp/4001", i + 1)
+    });
+    assert_eq!(added(&p), 15);
+}
+
+#[test]
+fn ipv6_groups_by_slash_32_and_the_filter_can_be_turned_off() {
+    let p = identify_many(Some(Diversity::default()), |i| {
+        format!("/ip6/2a01:4f8:{:x}::1/tcp/4001", i + 1)
+    });
+    assert_eq!(added(&p), 3, "one /32");
+    let p = identify_many(None, |i| format!("/ip4/45.33.0.{}/tcp/4001", i + 1));
+    assert_eq!(added(&p), 15);
+}
