@@ -656,7 +656,10 @@ async fn an_equivocating_signer_is_caught_with_evidence_anyone_can_verify() {
     for m in [nonce(&arena.honest, 1, "H1"), nonce(&arena.honest, 2, "H2")] {
         arena.honest.send(victim, &m).await.unwrap();
     }
-    let (first, second) = (nonce(&arena.attacker, 1, "A1"), nonce(&arena.attacker, 1, "A1'"));
+    let (first, second) = (
+        nonce(&arena.attacker, 1, "A1"),
+        nonce(&arena.attacker, 1, "A1'"),
+    );
     arena.attacker.send(victim, &first).await.unwrap();
     arena.attacker.send(victim, &second).await.unwrap();
     let caught = tokio::time::timeout(WAIT, evidence.recv())
@@ -664,8 +667,14 @@ async fn an_equivocating_signer_is_caught_with_evidence_anyone_can_verify() {
         .unwrap()
         .unwrap();
     assert_eq!(caught.sender(), arena.attacker_id());
-    assert_eq!((caught.first.clone(), caught.second.clone()), (first, second));
+    assert_eq!(
+        (caught.first.clone(), caught.second.clone()),
+        (first, second)
+    );
     caught.verify().unwrap();
-    assert!(evidence.try_recv().is_err(), "the honest signer is not accused");
+    assert!(
+        evidence.try_recv().is_err(),
+        "the honest signer is not accused"
+    );
     arena.honest_still_flows().await;
 }
