@@ -694,6 +694,7 @@ fn conn_server(rt: &tokio::runtime::Runtime) {
             .dht(dht(DhtModeSetting::Server))
             .limits(ConnectionLimits {
                 max_established: 2000,
+                max_established_incoming: 2000,
                 max_established_per_peer: 2,
                 max_pending_incoming: 1024,
                 ..ConnectionLimits::default()

@@ -23,6 +23,12 @@ pub struct ConnectionLimits {
     /// needs more than the TypeScript system's 50, and at about 30 KB per idle
     /// connection 256 cost under 10 MB.
     pub max_established: u32,
+    /// Established inbound connections. Default 192: three quarters of the
+    /// total, so strangers dialling in cannot take the places this node needs
+    /// for its own dials (bootstrap, DHT lookups).
+    pub max_established_incoming: u32,
+    /// Established outbound connections. Default 128.
+    pub max_established_outgoing: u32,
     /// Established connections to one peer. Default 2 (one each way during a
     /// simultaneous dial); more only serve to multiply one peer's weight.
     pub max_established_per_peer: u32,
@@ -43,6 +49,8 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_established: 256,
+            max_established_incoming: 192,
+            max_established_outgoing: 128,
             max_established_per_peer: 2,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
@@ -56,6 +64,8 @@ impl ConnectionLimits {
     pub(crate) fn to_libp2p(self) -> libp2p::connection_limits::ConnectionLimits {
         libp2p::connection_limits::ConnectionLimits::default()
             .with_max_established(Some(self.max_established))
+            .with_max_established_incoming(Some(self.max_established_incoming))
+            .with_max_established_outgoing(Some(self.max_established_outgoing))
             .with_max_established_per_peer(Some(self.max_established_per_peer))
             .with_max_pending_incoming(Some(self.max_pending_incoming))
             .with_max_pending_outgoing(Some(self.max_pending_outgoing))

@@ -173,6 +173,8 @@ pub(crate) struct EventLoop {
     metrics: Option<SwarmMetrics>,
     limiters: Arc<Limiters>,
     diversity: Option<routing::Diversity>,
+    creator_quotas: Option<p2p_dht::quotas::CreatorQuotas>,
+    creators: p2p_dht::quotas::CreatorIndex,
     sanctions: mpsc::Receiver<Sanction>,
     ticks: u64,
 }
@@ -299,6 +301,8 @@ impl EventLoop {
                 metrics: config.metrics.clone(),
                 limiters,
                 diversity: config.dht.diversity,
+                creator_quotas: config.dht.creator_quotas,
+                creators: p2p_dht::quotas::CreatorIndex::default(),
                 sanctions,
                 ticks: 0,
             },
@@ -626,10 +630,46 @@ impl EventLoop {
                     }
                 }
             }
+            if let Err(e) = self.admit_creator(&incoming) {
+                tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
+                lock(&self.counters).reject(source, RejectReason::RateLimited);
+                return;
+            }
         }
         if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
             tracing::debug!(peer = %source, error = %e, "inbound record not stored");
         }
+    }
+
+    /// Checks the creator's quota of stored records, pruning records the
+    /// store has dropped since.
+    fn admit_creator(
+        &mut self,
+        record: &ResourceRecord,
+    ) -> Result<(), p2p_dht::quotas::QuotaExceeded> {
+        let Some(quotas) = self.creator_quotas else {
+            return Ok(());
+        };
+        let (limits, accept_unsigned, now) = (
+            self.limits,
+            self.accept_unsigned_records,
+            p2p_protocol::now_ms(),
+        );
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        self.creators
+            .admit(quotas, record.creator, &record.key, |key, creator| {
+                let kad_key = p2p_dht::records::kad_key(key);
+                store.get(&kad_key).is_some_and(|stored| {
+                    p2p_dht::records::check_value(
+                        kad_key.as_ref(),
+                        &stored.value,
+                        now,
+                        &limits,
+                        accept_unsigned,
+                    )
+                    .is_ok_and(|r| r.creator == *creator)
+                })
+            })
     }
 
     fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {

@@ -93,6 +93,18 @@ impl Arena {
         self.raw(NATIVE_PROTOCOL, &buf).await;
     }
 
+    /// The attacker sends `message` normally; the victim rejects it for
+    /// `reason`; the honest peer is unaffected.
+    async fn refused(&self, message: &Message, reason: RejectReason) {
+        let rejected = self.rejects(reason);
+        self.attacker
+            .send(self.victim.peer_id(), message)
+            .await
+            .unwrap();
+        rejected.await;
+        self.honest_still_flows().await;
+    }
+
     /// The honest peer's signed message still arrives, and it was not penalised.
     async fn honest_still_flows(&self) {
         let text = format!("honest {}", rand_suffix());
@@ -286,14 +298,7 @@ async fn skewed(offset_ms: i64) {
                 .payload(b"1".to_vec()),
         )
         .unwrap();
-    let rejected = arena.rejects(RejectReason::ClockSkew);
-    arena
-        .attacker
-        .send(arena.victim.peer_id(), &m)
-        .await
-        .unwrap();
-    rejected.await;
-    arena.honest_still_flows().await;
+    arena.refused(&m, RejectReason::ClockSkew).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,14 +342,7 @@ async fn unknown_handler_protocol() {
                 .payload(b"1".to_vec()),
         )
         .unwrap();
-    let rejected = arena.rejects(RejectReason::UnknownProtocol);
-    arena
-        .attacker
-        .send(arena.victim.peer_id(), &m)
-        .await
-        .unwrap();
-    rejected.await;
-    arena.honest_still_flows().await;
+    arena.refused(&m, RejectReason::UnknownProtocol).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -516,21 +516,7 @@ async fn sixty_four_concurrent_senders_lose_nothing() {
     for t in tasks {
         t.await.unwrap();
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let stats = bob.stats().await.unwrap().messages;
-        assert_eq!(stats.rejected_total(), 0);
-        if stats.received == (SENDERS * EACH) as u64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "received {}",
-            stats.received
-        );
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), bob.subscribe().recv())
-            .await;
-    }
+    common::wait_received(&bob, (SENDERS * EACH) as u64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,21 +628,7 @@ async fn a_sender_over_its_rate_is_slowed_not_dropped_or_punished() {
             .unwrap();
         alice.send(bob.peer_id(), &m).await.unwrap();
     }
-    let deadline = started + WAIT;
-    loop {
-        let stats = bob.stats().await.unwrap().messages;
-        assert_eq!(stats.rejected_total(), 0, "{stats:?}");
-        if stats.received == COUNT {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "received {}",
-            stats.received
-        );
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), bob.subscribe().recv())
-            .await;
-    }
+    common::wait_received(&bob, COUNT).await;
     // 50 at once, then 100 per second: the limiter, not luck, set the pace.
     assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
     assert_eq!(bob.peer_score(alice.peer_id()), 0.0);

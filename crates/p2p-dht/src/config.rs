@@ -70,6 +70,9 @@ pub struct DhtConfig {
     /// Routing-table diversity for peers at public IPs. Default on (2 per
     /// group per bucket, 3 per table); `None` turns it off.
     pub diversity: Option<crate::routing::Diversity>,
+    /// Resource records one creator may have in our store (server mode).
+    /// Default 100 in all, 20 per type; `None` turns it off.
+    pub creator_quotas: Option<crate::quotas::CreatorQuotas>,
 }
 
 impl Default for DhtConfig {
@@ -90,6 +93,7 @@ impl Default for DhtConfig {
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
             diversity: Some(crate::routing::Diversity::default()),
+            creator_quotas: Some(crate::quotas::CreatorQuotas::default()),
         }
     }
 }

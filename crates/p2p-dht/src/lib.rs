@@ -26,6 +26,7 @@
 mod config;
 pub mod mapper;
 pub mod providers;
+pub mod quotas;
 pub mod records;
 pub mod routing;
 mod stats;

@@ -140,3 +140,22 @@ pub fn rejection(
     });
     async move { wait.await.expect("rejection event") }
 }
+
+/// Waits until `node` has accepted `count` messages in all, failing on any
+/// rejection or at the deadline.
+pub async fn wait_received(node: &Node, count: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node.stats().await.unwrap().messages;
+        assert_eq!(stats.rejected_total(), 0, "{stats:?}");
+        if stats.received == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "received {} of {count}",
+            stats.received
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), node.subscribe().recv()).await;
+    }
+}
