@@ -237,11 +237,22 @@ impl Outbound {
         message: &Message,
         choice: WireChoice,
     ) -> Result<(), SendError> {
-        let (result, bytes) = match self.route(peer, choice).await {
+        let mut attempt = match self.route(peer, choice).await {
             Ok(Route::Native(writer)) => self.send_native(writer, message).await,
             Ok(Route::Legacy) => self.send_legacy(peer, message).await,
             Err(e) => (Err(e), 0),
         };
+        // A cached native stream dies with its connection; the first send
+        // after that finds out. Retry once on a fresh stream (redialling if
+        // need be). A frame that did get through is dropped as a duplicate.
+        if matches!(attempt.0, Err(SendError::Io(_))) && choice != WireChoice::LegacyJson {
+            tracing::debug!(%peer, error = ?attempt.0, "native stream failed; retrying on a fresh one");
+            self.forget(&peer);
+            if let Ok(Route::Native(writer)) = self.route(peer, choice).await {
+                attempt = self.send_native(writer, message).await;
+            }
+        }
+        let (result, bytes) = attempt;
         lock(&self.counters).sent(&result, bytes);
         result
     }

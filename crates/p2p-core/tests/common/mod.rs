@@ -37,6 +37,14 @@ pub async fn tcp_node(mode: DhtModeSetting) -> Node {
     started(tcp_builder(mode)).await
 }
 
+/// A builder for a node on the memory transport.
+pub fn memory_builder(mode: DhtModeSetting) -> NodeBuilder {
+    Node::builder()
+        .transport(TransportKind::Memory)
+        .listen("/memory/0".parse().unwrap())
+        .dht(dht(mode))
+}
+
 /// A started node on the memory transport.
 pub async fn memory_node(mode: DhtModeSetting) -> Node {
     let node = Node::builder()
@@ -157,5 +165,15 @@ pub async fn wait_received(node: &Node, count: u64) {
             stats.received
         );
         let _ = tokio::time::timeout(Duration::from_millis(50), node.subscribe().recv()).await;
+    }
+}
+
+/// Logs to the test's output when `RUST_LOG` is set (for chasing failures).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
 }
