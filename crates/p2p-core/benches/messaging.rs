@@ -39,6 +39,8 @@
     clippy::indexing_slicing
 )]
 
+mod support;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -73,11 +75,7 @@ const SIGNED_GOAL: f64 = 0.80;
 const BULK_GOAL: f64 = 0.60;
 
 fn main() {
-    let selected: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let wanted = |name: &str| selected.is_empty() || selected.iter().any(|s| s == name);
+    let wanted = support::scenarios();
     let secs: f64 = std::env::var("LOTUS_MSG_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -21,6 +21,15 @@ pub(crate) fn summary(mut v: Vec<f64>) -> Value {
     })
 }
 
+/// The scenarios named on the command line (flags ignored); all when none is.
+pub(crate) fn scenarios() -> impl Fn(&str) -> bool {
+    let selected: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    move |name: &str| selected.is_empty() || selected.iter().any(|s| s == name)
+}
+
 /// VmRSS of this process, kB.
 pub(crate) fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
