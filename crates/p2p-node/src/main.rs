@@ -3,6 +3,7 @@
 //! ```text
 //! lotus-p2p run [--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--dht-mode client|server|auto]
 //!               [--data-dir <dir>] [--key-file <file>] [--mplex] [--json] [--metrics <ip:port>]
+//!               [--accept-unsigned-records] [--accept-legacy-messages]
 //! lotus-p2p keygen [--key-file <file>] [--force]
 //! lotus-p2p id --key-file <file>
 //! ```
