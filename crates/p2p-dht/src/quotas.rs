@@ -13,6 +13,10 @@ use std::collections::{HashMap, HashSet};
 use libp2p::PeerId;
 use p2p_types::{ResourceKey, ResourceType};
 
+/// Creators indexed before the index is swept against the store (the store
+/// holds at most 10 000 records, so at most that many creators are live).
+const MAX_CREATORS: usize = 10_000;
+
 /// Per-creator limits on stored resource records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreatorQuotas {
@@ -59,6 +63,13 @@ impl CreatorIndex {
         key: &ResourceKey,
         mut stored: impl FnMut(&ResourceKey, &PeerId) -> bool,
     ) -> Result<(), QuotaExceeded> {
+        // Creators whose records all expired would otherwise stay forever.
+        if self.keys.len() >= MAX_CREATORS && !self.keys.contains_key(&creator) {
+            self.keys.retain(|c, keys| {
+                keys.retain(|k| stored(k, c));
+                !keys.is_empty()
+            });
+        }
         let keys = self.keys.entry(creator).or_default();
         if keys.contains(key) {
             return Ok(()); // an update of its own record
