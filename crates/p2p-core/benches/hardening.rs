@@ -73,16 +73,8 @@ impl ProtocolHandler for Bulk {
 }
 
 async fn tcp_node() -> Node {
-    let node = Node::builder()
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .dht(DhtConfig {
-            mode: DhtModeSetting::Client,
-            ..DhtConfig::default()
-        })
-        .build()
-        .unwrap();
-    node.start().await.unwrap();
-    node
+    // The defaults under test.
+    support::tcp_client(p2p_core::RateLimits::default()).await
 }
 
 async fn dial_addr(node: &Node) -> p2p_core::Multiaddr {

@@ -52,8 +52,8 @@ use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use p2p_core::{
-    DhtConfig, DhtModeSetting, Event, HandlerError, Message, MessageStats, Multiaddr, Node,
-    NodeEvent, PeerId, ProtocolHandler, ProtocolName, RejectReason,
+    Event, HandlerError, Message, MessageStats, Multiaddr, Node, NodeEvent, PeerId,
+    ProtocolHandler, ProtocolName, RejectReason,
 };
 use p2p_protocol::{MessageBuilder, Signable};
 use serde_json::{Value, json};
@@ -223,17 +223,7 @@ struct Pair {
 
 async fn tcp_node() -> Node {
     // Capacity, not policy, is measured: no rate limits.
-    let node = Node::builder()
-        .rate_limits(p2p_core::RateLimits::unlimited())
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .dht(DhtConfig {
-            mode: DhtModeSetting::Client,
-            ..DhtConfig::default()
-        })
-        .build()
-        .unwrap();
-    node.start().await.unwrap();
-    node
+    support::tcp_client(p2p_core::RateLimits::unlimited()).await
 }
 
 impl Pair {

@@ -1,7 +1,23 @@
 //! What the scenario benches share: percentile summaries and RSS readings.
 #![allow(dead_code)]
 
+use p2p_core::{DhtConfig, DhtModeSetting, Node, RateLimits};
 use serde_json::{Value, json};
+
+/// A started DHT-client node on TCP loopback (port 0) with `limits`.
+pub(crate) async fn tcp_client(limits: RateLimits) -> Node {
+    let node = Node::builder()
+        .rate_limits(limits)
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .dht(DhtConfig {
+            mode: DhtModeSetting::Client,
+            ..DhtConfig::default()
+        })
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    node
+}
 
 /// Median (lower of the two middle values), p90, p99 (nearest rank), min, max.
 pub(crate) fn summary(mut v: Vec<f64>) -> Value {
