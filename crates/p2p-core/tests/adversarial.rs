@@ -15,8 +15,8 @@ use bytes::BytesMut;
 use common::{WAIT, memory_builder, rejection, started, tcp_builder};
 use futures::AsyncWriteExt;
 use p2p_core::{
-    AnnounceOptions, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message, NATIVE_PROTOCOL,
-    Node, NodeBuilder, NodeEvent, PeerId, RejectReason,
+    AnnounceOptions, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message, MessageBuilder,
+    NATIVE_PROTOCOL, Node, NodeBuilder, NodeEvent, PeerId, RejectReason,
 };
 use p2p_protocol::{ProtobufCodec, Signable, encode_message_frame};
 use serde_json::json;
@@ -87,12 +87,13 @@ impl Arena {
 
     /// A signed message of the attacker's, ready to be tampered with.
     fn signed(&self, text: &str) -> Message {
+        self.signed_with(|b| b.payload(text.as_bytes().to_vec()))
+    }
+
+    /// A signed `chat` message of the attacker's, built further by `build`.
+    fn signed_with(&self, build: impl FnOnce(MessageBuilder) -> MessageBuilder) -> Message {
         self.attacker
-            .sign(
-                self.attacker
-                    .message("chat".parse().unwrap())
-                    .payload(text.as_bytes().to_vec()),
-            )
+            .sign(build(self.attacker.message("chat".parse().unwrap())))
             .unwrap()
     }
 
@@ -313,16 +314,10 @@ async fn wrong_key_type_bans() {
 async fn skewed(offset_ms: i64) {
     let arena = arena().await;
     let now = p2p_protocol::now_ms() as i64;
-    let m = arena
-        .attacker
-        .sign(
-            arena
-                .attacker
-                .message("chat".parse().unwrap())
-                .timestamp_ms((now + offset_ms) as u64)
-                .payload(b"1".to_vec()),
-        )
-        .unwrap();
+    let m = arena.signed_with(|b| {
+        b.timestamp_ms((now + offset_ms) as u64)
+            .payload(b"1".to_vec())
+    });
     arena.refused(&m, RejectReason::ClockSkew).await;
 }
 
@@ -357,16 +352,10 @@ async fn replay_inside_the_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_handler_protocol() {
     let arena = arena().await;
-    let m = arena
-        .attacker
-        .sign(
-            arena
-                .attacker
-                .message("chat".parse().unwrap())
-                .protocol("no-such-handler".parse().unwrap())
-                .payload(b"1".to_vec()),
-        )
-        .unwrap();
+    let m = arena.signed_with(|b| {
+        b.protocol("no-such-handler".parse().unwrap())
+            .payload(b"1".to_vec())
+    });
     arena.refused(&m, RejectReason::UnknownProtocol).await;
 }
 
