@@ -5,9 +5,12 @@
 //!   direct messages at 2 000/s each (10× the per-peer limit). Reports honest
 //!   delivery, what the attackers got through, the victim's event-loop lag
 //!   (round trip of a stats request every 20 ms) and process RSS.
-//! - `churn`: 50 memory-transport DHT servers, each announcing one resource;
-//!   15 (30 %) are stopped at random; then every survivor looks up every
-//!   resource, the dead nodes' included.
+//! - `churn`: 50 memory-transport DHT servers, each announcing one resource
+//!   (TTL 40 s, republished by its owner at half the TTL; stored records
+//!   replicated every 10 s); 15 (30 %) are stopped; every survivor looks up
+//!   a third of the resources, the dead nodes' included. Replication (how
+//!   many live nodes store each record) is counted at announce, right after
+//!   the stop, and again after the republish and a replication run.
 //!
 //! Run: `cargo bench -p p2p-core --bench hardening [-- flood|churn]`.
 #![allow(
@@ -38,6 +41,8 @@ const RUN: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(10);
 const NODES: usize = 50;
 const KILLED: usize = 15;
+const CHURN_TTL: Duration = Duration::from_secs(40);
+const CHURN_REPLICATION: Duration = Duration::from_secs(10);
 
 fn main() {
     let run = support::scenarios();
@@ -220,6 +225,21 @@ async fn flood() -> Value {
     })
 }
 
+/// How many of `nodes` store each of `resources` (their replication).
+async fn replicas(nodes: &[&Node], resources: &[usize]) -> Vec<f64> {
+    let mut counts = Vec::new();
+    for r in resources {
+        let mut count = 0;
+        for node in nodes {
+            if node.stores_record("churn", &format!("r{r}")).await.unwrap() {
+                count += 1;
+            }
+        }
+        counts.push(f64::from(count));
+    }
+    counts
+}
+
 async fn churn() -> Value {
     eprintln!("churn: {NODES} nodes…");
     let memory_node = || async {
@@ -228,6 +248,9 @@ async fn churn() -> Value {
             .listen("/memory/0".parse().unwrap())
             .dht(DhtConfig {
                 mode: DhtModeSetting::Server,
+                // Stored records are re-put to the closest peers this often
+                // (10 min by default): the repair of a dead owner's records.
+                record_replication_interval: CHURN_REPLICATION,
                 ..DhtConfig::default()
             })
             .build()
@@ -250,30 +273,37 @@ async fn churn() -> Value {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let ttl = AnnounceOptions {
-        ttl: Some(Duration::from_secs(600)),
+    // Owners republish at half the TTL.
+    let options = AnnounceOptions {
+        ttl: Some(CHURN_TTL),
+        republish: true,
         ..AnnounceOptions::default()
     };
-    let mut replicas = Vec::new();
+    let announced = Instant::now();
     for (i, node) in nodes.iter().enumerate() {
-        let a = node
-            .announce("churn", &format!("r{i}"), "{}", ttl)
+        node.announce("churn", &format!("r{i}"), "{}", options)
             .await
             .unwrap();
-        replicas.push(a.stored_by as f64);
     }
+    let all: Vec<usize> = (0..NODES).collect();
+    let everyone: Vec<&Node> = nodes.iter().collect();
+    let at_announce = replicas(&everyone, &all).await;
     // Stop 30 %, chosen by a fixed stride (not the hub's neighbours only).
     let killed: Vec<usize> = (0..KILLED).map(|k| 1 + k * 3).collect();
     for &k in &killed {
         nodes[k].stop().await.unwrap();
     }
     eprintln!("churn: {} stopped, looking up…", killed.len());
-    let survivors: Vec<&Node> = nodes
+    let alive: Vec<usize> = all
         .iter()
-        .enumerate()
-        .filter(|(i, _)| !killed.contains(i))
-        .map(|(_, n)| n)
+        .copied()
+        .filter(|i| !killed.contains(i))
         .collect();
+    let survivors: Vec<&Node> = alive.iter().map(|&i| &nodes[i]).collect();
+    let after_kill = (
+        replicas(&survivors, &alive).await,
+        replicas(&survivors, &killed).await,
+    );
     let started = Instant::now();
     let (mut found, mut missed, mut lookups) = (0u64, 0u64, Vec::new());
     for (s, node) in survivors.iter().enumerate() {
@@ -291,16 +321,46 @@ async fn churn() -> Value {
             lookups.push(asked.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let lookup_phase_s = started.elapsed().as_secs_f64();
+    // Past the owners' republish (half the TTL) and a replication run, but
+    // before the dead owners' records expire.
+    let repaired_at = announced + CHURN_TTL / 2 + CHURN_REPLICATION / 2 + Duration::from_secs(2);
+    eprintln!("churn: waiting for republish and replication…");
+    tokio::time::sleep_until(repaired_at.into()).await;
+    let after_repair = (
+        replicas(&survivors, &alive).await,
+        replicas(&survivors, &killed).await,
+    );
+    let stats: Vec<_> = {
+        let mut all = Vec::new();
+        for node in &survivors {
+            all.push(node.stats().await.unwrap());
+        }
+        all
+    };
+    let rejected: u64 = stats.iter().map(|s| s.messages.rejected_total()).sum();
     json!({
         "scenario": "churn",
         "nodes": NODES,
         "stopped": killed.len(),
-        "replicas_at_announce": summary(replicas),
+        "record_ttl_s": CHURN_TTL.as_secs(),
+        "replication_interval_s": CHURN_REPLICATION.as_secs(),
+        "replicas_at_announce": summary(at_announce),
+        "replicas_after_stop": {
+            "owner_alive": summary(after_kill.0),
+            "owner_stopped": summary(after_kill.1),
+        },
+        "replicas_after_republish": {
+            "owner_alive": summary(after_repair.0),
+            "owner_stopped": summary(after_repair.1),
+        },
+        "seconds_after_announce": (repaired_at - announced).as_secs(),
         "lookups": found + missed,
         "found": found,
         "missed": missed,
         "found_ratio": (found as f64 / (found + missed).max(1) as f64 * 1e4).round() / 1e4,
         "lookup_ms": summary(lookups),
-        "lookup_phase_s": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+        "lookup_phase_s": (lookup_phase_s * 100.0).round() / 100.0,
+        "survivor_rejections": rejected,
     })
 }

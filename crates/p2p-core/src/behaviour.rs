@@ -1,10 +1,9 @@
 //! The libp2p behaviours a node runs, in the order they see each connection.
 
+use crate::ip_limits::IpLimiter;
+use crate::kad_limits::LimitedKad;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{allow_block_list, connection_limits, identify, memory_connection_limits, ping};
-use p2p_dht::Kademlia;
-
-use crate::ip_limits::IpLimiter;
 
 /// Everything a node speaks. The guards come first so they refuse
 /// connections before the other behaviours spend anything on them: banned
@@ -20,7 +19,8 @@ pub(crate) struct Behaviour {
     /// Always on: js kad-dht pings a contact before it adds it to its table,
     /// and the round-trip time is reported per peer.
     pub(crate) ping: ping::Behaviour,
-    pub(crate) kad: Kademlia,
+    /// Kademlia, with inbound lookups limited per peer.
+    pub(crate) kad: LimitedKad,
     /// Raw streams per protocol (messaging and handler streams).
     pub(crate) stream: libp2p_stream::Behaviour,
 }

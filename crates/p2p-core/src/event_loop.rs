@@ -30,6 +30,7 @@ use crate::error::NodeError;
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
 use crate::ip_limits::IpLimiter;
+use crate::kad_limits::{KadEvent, LimitedKad};
 use crate::messaging::{Outbound, Sanction, SharedCounters, lock};
 use crate::metrics::SwarmMetrics;
 use crate::peers::{PeerInfo, PeerTable};
@@ -50,10 +51,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Time given to connections to close on stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Sanctions queued for the loop (more are retried by later rejections).
+/// Sanctions queued for the loop. When it is full, a lost disconnect is
+/// retried by the peer's next rejection and a lost ban is applied by the next
+/// reconciliation of the bans.
 const SANCTION_QUEUE: usize = 1024;
 /// Ticks between sweeps of idle rate-limiter state (one minute).
 const FORGET_IDLE_TICKS: u64 = 240;
+/// Ticks between reconciliations of the bans with libp2p's block list (1 s).
+const RECONCILE_BANS_TICKS: u64 = 4;
 /// Most providers one lookup collects (remote answers are not trusted to be small).
 const MAX_PROVIDERS: usize = 1024;
 
@@ -89,6 +94,11 @@ pub(crate) enum Command {
     GetRecord {
         key: p2p_types::ResourceKey,
         reply: Reply<oneshot::Receiver<Lookup>>,
+    },
+    /// Whether our DHT store holds a record under this key.
+    StoresRecord {
+        key: kad::RecordKey,
+        reply: Reply<bool>,
     },
     /// Announce us as a provider of a key; the reply says whether the
     /// closest peers were told (false: the query timed out).
@@ -239,7 +249,7 @@ impl EventLoop {
                     .with_agent_version(config.agent_version.clone()),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
-            kad: config.dht.behaviour(local),
+            kad: LimitedKad::new(config.dht.behaviour(local), Arc::clone(&limiters)),
             stream: libp2p_stream::Behaviour::new(),
         };
         let control = behaviour.stream.new_control();
@@ -347,13 +357,41 @@ impl EventLoop {
     fn on_tick(&mut self) {
         self.redial_bootstrap();
         self.ticks += 1;
-        let expired = lock(&self.counters).scores.expire(Instant::now());
+        let now = Instant::now();
+        let expired = lock(&self.counters).scores.expire(now);
         for peer in expired {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             self.emit(NodeEvent::PeerUnbanned { peer });
         }
+        if self.ticks % RECONCILE_BANS_TICKS == 0 {
+            self.reconcile_bans(now);
+        }
         if self.ticks % FORGET_IDLE_TICKS == 0 {
             self.limiters.forget_idle();
+        }
+    }
+
+    /// Makes libp2p's block list match the bans: blocks a ban whose verdict
+    /// was lost (the sanction queue full) and unblocks a ban lifted early to
+    /// make room for a new one (the bans are capped).
+    fn reconcile_bans(&mut self, now: Instant) {
+        let (block, unblock) = {
+            let counters = lock(&self.counters);
+            counters
+                .scores
+                .reconcile(self.swarm.behaviour().blocked.blocked_peers())
+        };
+        for peer in unblock {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.emit(NodeEvent::PeerUnbanned { peer });
+        }
+        for (peer, until) in block {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.emit(NodeEvent::PeerBanned {
+                peer,
+                reason: None,
+                duration: until.map(|t| t.saturating_duration_since(now)),
+            });
         }
     }
 
@@ -368,7 +406,9 @@ impl EventLoop {
             Verdict::Ban(until) => {
                 tracing::info!(%peer, ?reason, "banning a peer");
                 // Blocking closes its connections and refuses new ones.
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
+                if !self.swarm.behaviour_mut().blocked.block_peer(peer) {
+                    return; // already blocked by a reconciliation
+                }
                 self.emit(NodeEvent::PeerBanned {
                     peer,
                     reason,
@@ -467,6 +507,11 @@ impl EventLoop {
                     .kad
                     .get_record(p2p_dht::records::kad_key(&key));
                 self.pending_gets.insert(id, PendingGet { key, reply: tx });
+            }
+            Command::StoresRecord { key, reply } => {
+                let now = Instant::now();
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let _ = reply.send(store.get(&key).is_some_and(|r| !r.is_expired(now)));
             }
             Command::StartProviding { key, reply } => {
                 let (tx, rx) = oneshot::channel();
@@ -757,7 +802,7 @@ impl EventLoop {
             match &event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
-                SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(KadEvent::Kad(e))) => metrics.record(e),
                 _ => {}
             }
         }
@@ -926,7 +971,10 @@ impl EventLoop {
                 result: Ok(rtt),
                 ..
             }) => self.peers.pinged(peer, rtt),
-            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::Kad(KadEvent::Kad(event)) => self.on_kad_event(event),
+            BehaviourEvent::Kad(KadEvent::Refused { peer }) => {
+                lock(&self.counters).reject(peer, RejectReason::RateLimited);
+            }
             _ => {}
         }
     }

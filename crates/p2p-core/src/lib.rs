@@ -25,6 +25,7 @@ mod events;
 mod handler;
 mod identity;
 mod ip_limits;
+mod kad_limits;
 mod messaging;
 mod metrics;
 mod node;

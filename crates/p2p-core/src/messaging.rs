@@ -136,7 +136,8 @@ impl Counters {
         let verdict = self.scores.penalize(peer, reason, Instant::now());
         if verdict != Verdict::None {
             if let Some(sanctions) = &self.sanctions {
-                // Full means the loop is behind; the next rejection retries.
+                // Full means the loop is behind: the peer's next rejection retries
+                // a disconnect, the loop's reconciliation applies a ban.
                 let _ = sanctions.try_send((peer, reason, verdict));
             }
         }

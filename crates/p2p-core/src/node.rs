@@ -673,6 +673,22 @@ impl Node {
             .map_err(|_| ResourceError::Timeout)?
     }
 
+    /// Whether this node's DHT store holds a copy of the resource's record:
+    /// the announcer keeps its own, and servers keep those whose keys are
+    /// close to their ids. Counting the nodes that say yes measures a
+    /// record's replication; expired records are not counted.
+    pub async fn stores_record(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<bool, ResourceError> {
+        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let key = p2p_dht::records::kad_key(&key);
+        self.request(|reply| Command::StoresRecord { key, reply })
+            .await
+            .map_err(|_| ResourceError::NotStarted)
+    }
+
     /// Finds a resource: the local cache first, else the DHT, where the first
     /// record that verifies (signature, key, creator, expiry) wins.
     pub async fn discover(

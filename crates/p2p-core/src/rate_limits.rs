@@ -1,8 +1,7 @@
 //! Token buckets on the inbound paths (GCRA, from `governor`): messages and
 //! message bytes per peer and for the whole node, inbound streams per peer,
-//! DHT record and provider puts per peer. (Inbound DHT lookups are not
-//! attributed to a peer by libp2p-kad; they are bounded per connection by its
-//! inbound-stream limit.)
+//! DHT record and provider puts per peer, DHT lookups per peer (see the
+//! `kad_limits` module for how they are attributed).
 //!
 //! Defaults, and why:
 //! - **messages per peer 200/s, burst 400**: a MuSig2 or CoinJoin participant
@@ -22,22 +21,32 @@
 //! - **DHT puts per peer 1 per 3 s, burst 20** (the original allowed one
 //!   announcement per 30 s per resource and 100 per peer; republishing a
 //!   handful of resources every half hour stays far below this).
+//! - **DHT lookups asked of us per peer 20/s, burst 100**: one iterative
+//!   lookup asks each contacted peer once or twice; a js kad-dht node
+//!   refreshing its table at start-up sends a few dozen lookups at once, and
+//!   kad's replication job one per stored record. A peer walking our table or
+//!   store as fast as it can is held to 20 answers a second.
 //!
 //! On the native protocol's long-lived, flow-controlled stream a peer over its
 //! message limits is **slowed, not dropped**: its reader waits for tokens and
 //! stops reading meanwhile, so yamux's window fills and the sender's writes
-//! wait (backpressure, no loss, memory bounded by the window). Where there is
+//! wait (backpressure, no loss, memory bounded by the window). The node-wide
+//! buckets are shared round robin among the peers waiting for them, so
+//! flooders holding the node at its limit cannot crowd honest peers out. Where there is
 //! nothing to slow — a stream per message (the TypeScript protocol), new
 //! inbound streams, DHT puts — the excess is dropped with
 //! [`p2p_types::RejectReason::RateLimited`], which also lowers the peer's
 //! score, so a flooder is disconnected and then banned (see the scoring
 //! module).
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use libp2p::PeerId;
+use tokio::sync::Mutex as AsyncMutex;
 
 /// A sustained rate per second and the burst allowed above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +94,8 @@ pub struct RateLimits {
     /// DHT record and provider puts from one peer: one every this long,
     /// with a burst.
     pub peer_dht_puts: Option<(Duration, u32)>,
+    /// DHT lookups (FIND_NODE, GET_VALUE, GET_PROVIDERS) one peer asks of us.
+    pub peer_dht_requests: Option<Rate>,
 }
 
 impl Default for RateLimits {
@@ -96,6 +107,7 @@ impl Default for RateLimits {
             node_bytes: Some(Rate::new(10_000_000, 20_000_000)),
             peer_inbound_streams: Some(Rate::new(20, 64)),
             peer_dht_puts: Some((Duration::from_secs(3), 20)),
+            peer_dht_requests: Some(Rate::new(20, 100)),
         }
     }
 }
@@ -110,6 +122,7 @@ impl RateLimits {
             node_bytes: None,
             peer_inbound_streams: None,
             peer_dht_puts: None,
+            peer_dht_requests: None,
         }
     }
 
@@ -127,6 +140,41 @@ fn keyed(rate: Option<Rate>) -> Option<DefaultKeyedRateLimiter<PeerId>> {
     rate.map(|r| RateLimiter::keyed(r.quota()))
 }
 
+/// Places in the queue for the node's buckets.
+#[derive(Debug, Default)]
+struct Turns {
+    /// One place per waiting peer: a peer's other readers wait behind it.
+    peers: StdMutex<HashMap<PeerId, Arc<AsyncMutex<()>>>>,
+    /// The peers' places, served in arrival order (tokio's mutex is fair).
+    node: AsyncMutex<()>,
+}
+
+impl Turns {
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, Arc<AsyncMutex<()>>>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn place(&self, peer: &PeerId) -> Arc<AsyncMutex<()>> {
+        Arc::clone(self.peers().entry(*peer).or_default())
+    }
+
+    /// Forgets the peer's place once no reader of it holds or waits for it.
+    fn leave(&self, peer: &PeerId, place: Arc<AsyncMutex<()>>) {
+        let mut peers = self.peers();
+        // Ours and the map's: nobody else cloned it (clones happen under this lock).
+        if Arc::strong_count(&place) == 2 {
+            peers.remove(peer);
+        }
+    }
+
+    /// Drops places left behind by readers cancelled while waiting.
+    fn forget_idle(&self) {
+        let mut peers = self.peers();
+        peers.retain(|_, place| Arc::strong_count(place) > 1);
+        peers.shrink_to_fit();
+    }
+}
+
 /// The buckets, shared by the readers, acceptors and event loop.
 #[derive(Debug)]
 pub(crate) struct Limiters {
@@ -136,6 +184,8 @@ pub(crate) struct Limiters {
     node_bytes: Option<DefaultDirectRateLimiter>,
     peer_streams: Option<DefaultKeyedRateLimiter<PeerId>>,
     peer_dht_puts: Option<DefaultKeyedRateLimiter<PeerId>>,
+    peer_dht_requests: Option<DefaultKeyedRateLimiter<PeerId>>,
+    turns: Turns,
 }
 
 fn take_n(limiter: Option<&DefaultKeyedRateLimiter<PeerId>>, peer: &PeerId, n: usize) -> bool {
@@ -157,6 +207,8 @@ impl Limiters {
             peer_dht_puts: limits
                 .peer_dht_puts
                 .map(|(period, burst)| RateLimiter::keyed(Rate::every(period, burst))),
+            peer_dht_requests: keyed(limits.peer_dht_requests),
+            turns: Turns::default(),
         }
     }
 
@@ -180,6 +232,14 @@ impl Limiters {
     /// Waits until `peer` and the node may have one more message of `bytes`:
     /// the backpressure path. False only for a message no bucket could ever
     /// hold (larger than a burst).
+    ///
+    /// The node's buckets are shared **round robin among the peers waiting
+    /// for them**: each peer has one place in a first-come queue (its other
+    /// streams wait behind that place), and whoever is served goes to the
+    /// back. Under a flood the node's rate is split evenly between the
+    /// flooders and the honest peers, and a peer asking for less than its
+    /// share gets all it asks for (max-min fairness), instead of the flooders'
+    /// many retries winning most tokens.
     pub(crate) async fn wait_message(&self, peer: &PeerId, bytes: usize) -> bool {
         let n =
             NonZeroU32::new(u32::try_from(bytes).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
@@ -191,15 +251,23 @@ impl Limiters {
                 return false;
             }
         }
-        if let Some(l) = &self.node_messages {
-            l.until_ready().await;
+        if self.node_messages.is_none() && self.node_bytes.is_none() {
+            return true;
         }
-        if let Some(l) = &self.node_bytes {
-            if l.until_n_ready(n).await.is_err() {
-                return false;
+        let place = self.turns.place(peer);
+        let within = {
+            let _peer_turn = place.lock().await;
+            let _node_turn = self.turns.node.lock().await;
+            if let Some(l) = &self.node_messages {
+                l.until_ready().await;
             }
-        }
-        true
+            match &self.node_bytes {
+                Some(l) => l.until_n_ready(n).await.is_ok(),
+                None => true,
+            }
+        };
+        self.turns.leave(peer, place);
+        within
     }
 
     /// One inbound stream from `peer`.
@@ -212,13 +280,20 @@ impl Limiters {
         take_n(self.peer_dht_puts.as_ref(), peer, 1)
     }
 
+    /// One DHT lookup asked by `peer`.
+    pub(crate) fn dht_request(&self, peer: &PeerId) -> bool {
+        take_n(self.peer_dht_requests.as_ref(), peer, 1)
+    }
+
     /// Drops the state of peers whose buckets are full again (bounds memory).
     pub(crate) fn forget_idle(&self) {
+        self.turns.forget_idle();
         for limiter in [
             &self.peer_messages,
             &self.peer_bytes,
             &self.peer_streams,
             &self.peer_dht_puts,
+            &self.peer_dht_requests,
         ]
         .into_iter()
         .flatten()
@@ -272,5 +347,52 @@ mod tests {
             1_000 * 600 + 2_000
         );
         assert_eq!(RateLimits::unlimited().replay_capacity(window, 7), 7);
+    }
+
+    #[tokio::test]
+    async fn the_node_rate_is_shared_round_robin_between_waiting_peers() {
+        let limits = RateLimits {
+            node_messages: Some(Rate::new(1_000, 1)),
+            ..RateLimits::unlimited()
+        };
+        let limiters = Arc::new(Limiters::new(&limits));
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let grants = Arc::new(StdMutex::new(Vec::new()));
+        let record = |grants: &Arc<StdMutex<Vec<char>>>, c| grants.lock().unwrap().push(c);
+        // The flooder waits on four streams at once, the honest peer on one.
+        let flooding: Vec<_> = (0..4)
+            .map(|_| {
+                let (limiters, grants) = (Arc::clone(&limiters), Arc::clone(&grants));
+                tokio::spawn(async move {
+                    loop {
+                        assert!(limiters.wait_message(&flooder, 1).await);
+                        record(&grants, 'f');
+                    }
+                })
+            })
+            .collect();
+        let honest_task = tokio::spawn({
+            let (limiters, grants) = (Arc::clone(&limiters), Arc::clone(&grants));
+            async move {
+                for _ in 0..20 {
+                    assert!(limiters.wait_message(&honest, 1).await);
+                    record(&grants, 'h');
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), honest_task)
+            .await
+            .expect("honest peer starved")
+            .unwrap();
+        for task in flooding {
+            task.abort();
+        }
+        let grants = grants.lock().unwrap().clone();
+        let first = grants.iter().position(|c| *c == 'h').unwrap();
+        let last = grants.iter().rposition(|c| *c == 'h').unwrap();
+        let flooder_meanwhile = grants[first..last].iter().filter(|c| **c == 'f').count();
+        // Round robin gives the flooder one turn per honest turn (19 here);
+        // a turn per stream would give it 4 times that.
+        assert!(flooder_meanwhile <= 30, "{flooder_meanwhile}: {grants:?}");
     }
 }

@@ -13,7 +13,7 @@
 //! good. The model is Lighthouse's peer manager (score −100..100, disconnect
 //! at −20, ban at −50, 600 s half-life).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -40,6 +40,14 @@ pub struct ScoringConfig {
     /// Peers whose scores are remembered; beyond this the score closest to
     /// zero is forgotten first. Default 8192.
     pub max_tracked: usize,
+    /// Timed bans kept at once; beyond this the ban closest to its end is
+    /// lifted early to make room. Permanent bans (the deny-list, an
+    /// operator's ban without a duration) do not count and are never lifted.
+    /// Default 4096: 16 times the connection limit, so lifting early only
+    /// happens to an attacker who paid for thousands of fresh identities and
+    /// handshakes within one ban duration; about 200 bytes each here and in
+    /// libp2p's block list (≈ 1 MB in all).
+    pub max_bans: usize,
 }
 
 impl Default for ScoringConfig {
@@ -52,6 +60,7 @@ impl Default for ScoringConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             max_tracked: 8192,
+            max_bans: 4096,
         }
     }
 }
@@ -146,7 +155,7 @@ impl PeerScores {
         self.scores.insert(peer, Entry { score, at: now });
         if score < self.config.ban_below {
             let until = now + self.config.ban_duration;
-            self.bans.insert(peer, Some(until));
+            self.insert_ban(peer, Some(until));
             Verdict::Ban(until)
         } else if score < self.config.disconnect_below {
             Verdict::Disconnect
@@ -172,8 +181,29 @@ impl PeerScores {
         if self.is_allowed(&peer) {
             return false;
         }
-        self.bans.insert(peer, until);
+        self.insert_ban(peer, until);
         true
+    }
+
+    /// Records a ban, lifting the timed ban closest to its end first when
+    /// `max_bans` timed bans are in force. Who was lifted is found by the
+    /// event loop's [`PeerScores::reconcile`].
+    fn insert_ban(&mut self, peer: PeerId, until: Option<Instant>) {
+        let timed = self.bans.values().filter(|u| u.is_some()).count();
+        let replaces = self.bans.get(&peer).is_some_and(Option::is_some);
+        if until.is_some() && !replaces && timed >= self.config.max_bans.max(1) {
+            let soonest = self
+                .bans
+                .iter()
+                .filter_map(|(p, u)| u.map(|u| (*p, u)))
+                .min_by_key(|(_, u)| *u)
+                .map(|(p, _)| p);
+            if let Some(lifted) = soonest {
+                self.bans.remove(&lifted);
+                self.scores.remove(&lifted);
+            }
+        }
+        self.bans.insert(peer, until);
     }
 
     /// Lifts a ban and forgets the score.
@@ -210,6 +240,27 @@ impl PeerScores {
     /// Peers banned now (the deny-list included).
     pub(crate) fn banned_list(&self) -> Vec<PeerId> {
         self.bans.keys().copied().collect()
+    }
+
+    /// Compares the bans with what is `blocked` in the swarm: returns the
+    /// peers to block, with their ban's end (a ban whose verdict did not reach
+    /// the event loop), and to unblock (a ban lifted early to make room).
+    pub(crate) fn reconcile(
+        &self,
+        blocked: &HashSet<PeerId>,
+    ) -> (Vec<(PeerId, Option<Instant>)>, Vec<PeerId>) {
+        let block = self
+            .bans
+            .iter()
+            .filter(|(p, _)| !blocked.contains(p))
+            .map(|(p, until)| (*p, *until))
+            .collect();
+        let unblock = blocked
+            .iter()
+            .filter(|p| !self.bans.contains_key(p))
+            .copied()
+            .collect();
+        (block, unblock)
     }
 }
 
@@ -293,5 +344,53 @@ mod tests {
         }
         assert!(scores.scores.len() <= 3);
         assert!(scores.score(&worst, now) < -19.0, "the worst is kept");
+    }
+
+    #[test]
+    fn timed_bans_are_capped_by_lifting_the_soonest_to_end() {
+        let now = Instant::now();
+        let enemy = PeerId::random();
+        let mut scores = PeerScores::new(ScoringConfig {
+            deny: vec![enemy],
+            max_bans: 3,
+            ..ScoringConfig::default()
+        });
+        let minute = Duration::from_secs(60);
+        let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        for (i, peer) in peers.iter().enumerate() {
+            let at = now + minute * u32::try_from(i).unwrap_or(0);
+            assert!(matches!(
+                scores.penalize(*peer, RejectReason::BadSignature, at),
+                Verdict::Ban(_)
+            ));
+        }
+        assert!(
+            scores.ban(PeerId::random(), None),
+            "permanent bans are not capped"
+        );
+        // Three timed bans (the latest), the deny-list entry and the permanent one.
+        assert_eq!(scores.banned(), 5);
+        assert!(!scores.is_banned(&peers[0]) && !scores.is_banned(&peers[1]));
+        assert!(peers[2..].iter().all(|p| scores.is_banned(p)));
+        assert!(scores.is_banned(&enemy));
+
+        // The swarm still blocks the two lifted early and missed the last ban.
+        let blocked: HashSet<PeerId> = [enemy, peers[0], peers[1], peers[2], peers[3]]
+            .into_iter()
+            .chain(
+                scores
+                    .banned_list()
+                    .into_iter()
+                    .filter(|p| !peers.contains(p)),
+            )
+            .collect();
+        let (block, mut unblock) = scores.reconcile(&blocked);
+        unblock.sort();
+        let mut lifted = vec![peers[0], peers[1]];
+        lifted.sort();
+        assert_eq!(unblock, lifted);
+        assert_eq!(block.len(), 1);
+        assert_eq!(block[0].0, peers[4]);
+        assert!(block[0].1.is_some());
     }
 }

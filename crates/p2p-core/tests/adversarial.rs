@@ -16,7 +16,7 @@ use common::{WAIT, memory_builder, rejection, started, tcp_builder};
 use futures::AsyncWriteExt;
 use p2p_core::{
     AnnounceOptions, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message, MessageBuilder,
-    NATIVE_PROTOCOL, Node, NodeBuilder, NodeEvent, PeerId, RejectReason,
+    NATIVE_PROTOCOL, Node, NodeBuilder, NodeEvent, PeerId, Rate, RateLimits, RejectReason,
 };
 use p2p_protocol::{ProtobufCodec, Signable, encode_message_frame};
 use serde_json::json;
@@ -452,6 +452,8 @@ async fn legacy_json_is_not_served_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_identities_from_one_address_are_capped() {
+    // The figure: 200 fresh identities dialling from one address.
+    const SYBILS: u64 = 200;
     // Loopback counted for this test; the arena's two peers hold 2 of 6.
     let arena = arena_with(
         tcp_builder(DhtModeSetting::Client).ip_limits(IpLimits {
@@ -465,7 +467,7 @@ async fn many_identities_from_one_address_are_capped() {
     let target = common::dial_addr(&arena.victim).await;
     let mut sybils = Vec::new();
     let mut accepted = 0;
-    for _ in 0..40 {
+    for _ in 0..SYBILS {
         let sybil = started(tcp_builder(DhtModeSetting::Client)).await;
         if sybil.connect(target.clone()).await.is_ok() {
             accepted += 1;
@@ -474,7 +476,7 @@ async fn many_identities_from_one_address_are_capped() {
     }
     assert_eq!(accepted, 4, "6 per address, 2 already taken");
     let stats = arena.victim.stats().await.unwrap();
-    assert_eq!(stats.connections_denied_per_ip, 36);
+    assert_eq!(stats.connections_denied_per_ip, SYBILS - 4);
     // The honest peer's existing connection is unaffected.
     arena.honest_still_flows().await;
     for sybil in sybils {
@@ -586,6 +588,47 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
             >= 1,
         "honest announcements are still stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_lookup_flood_is_limited_per_peer() {
+    let arena = arena_with(
+        memory_builder(DhtModeSetting::Server).rate_limits(RateLimits {
+            peer_dht_requests: Some(Rate::new(1, 10)),
+            ..RateLimits::default()
+        }),
+        DhtModeSetting::Server,
+    )
+    .await;
+    common::wait_table_at_least(&arena.victim, 2).await;
+    common::wait_table_at_least(&arena.attacker, 1).await;
+    common::wait_table_at_least(&arena.honest, 1).await;
+    // Walking the victim's store: lookups of keys that do not exist, each
+    // one a GET_VALUE the victim must answer.
+    for i in 0..40 {
+        let _ = arena
+            .attacker
+            .discover("probe", &format!("p{i}"), Duration::from_millis(500))
+            .await;
+    }
+    arena
+        .counted_eventually(RejectReason::RateLimited, 20)
+        .await;
+    assert!(arena.victim.peer_score(arena.attacker_id()) <= -40.0);
+    // The honest peer's lookups are its own bucket's: still answered.
+    let ttl = AnnounceOptions {
+        ttl: Some(Duration::from_secs(600)),
+        ..AnnounceOptions::default()
+    };
+    arena
+        .victim
+        .announce("session", "v1", "{}", ttl)
+        .await
+        .unwrap();
+    let found = arena.honest.discover("session", "v1", WAIT).await.unwrap();
+    assert_eq!(found.creator, arena.victim.peer_id());
+    assert_eq!(arena.victim.peer_score(arena.honest.peer_id()), 0.0);
+    arena.honest_still_flows().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
