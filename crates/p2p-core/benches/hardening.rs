@@ -43,6 +43,7 @@ const NODES: usize = 50;
 const KILLED: usize = 15;
 const CHURN_TTL: Duration = Duration::from_secs(40);
 const CHURN_REPLICATION: Duration = Duration::from_secs(10);
+const CHURN_PUT_EVERY: Duration = Duration::from_millis(50);
 
 fn main() {
     let run = support::scenarios();
@@ -253,6 +254,12 @@ async fn churn() -> Value {
                 record_replication_interval: CHURN_REPLICATION,
                 ..DhtConfig::default()
             })
+            // Replication 60× faster than the default needs puts per peer
+            // allowed 60× faster too (one per 3 s by default).
+            .rate_limits(p2p_core::RateLimits {
+                peer_dht_puts: Some((CHURN_PUT_EVERY, 20)),
+                ..p2p_core::RateLimits::default()
+            })
             .build()
             .unwrap();
         node.start().await.unwrap();
@@ -280,10 +287,13 @@ async fn churn() -> Value {
         ..AnnounceOptions::default()
     };
     let announced = Instant::now();
+    let mut stored_by = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        node.announce("churn", &format!("r{i}"), "{}", options)
+        let a = node
+            .announce("churn", &format!("r{i}"), "{}", options)
             .await
             .unwrap();
+        stored_by.push(a.stored_by as f64);
     }
     let all: Vec<usize> = (0..NODES).collect();
     let everyone: Vec<&Node> = nodes.iter().collect();
@@ -338,13 +348,20 @@ async fn churn() -> Value {
         }
         all
     };
-    let rejected: u64 = stats.iter().map(|s| s.messages.rejected_total()).sum();
+    let mut rejected = std::collections::BTreeMap::new();
+    for s in &stats {
+        for (reason, n) in &s.messages.rejected {
+            *rejected.entry(reason.as_str()).or_insert(0u64) += n;
+        }
+    }
     json!({
         "scenario": "churn",
         "nodes": NODES,
         "stopped": killed.len(),
         "record_ttl_s": CHURN_TTL.as_secs(),
         "replication_interval_s": CHURN_REPLICATION.as_secs(),
+        "dht_put_every_ms": CHURN_PUT_EVERY.as_millis(),
+        "stored_by_at_announce": summary(stored_by),
         "replicas_at_announce": summary(at_announce),
         "replicas_after_stop": {
             "owner_alive": summary(after_kill.0),

@@ -26,7 +26,10 @@ pub struct AnnounceOptions {
 pub struct Announced {
     /// The signed record.
     pub record: Arc<ResourceRecord>,
-    /// DHT peers that acknowledged storing it.
+    /// DHT peers that confirmed storing it: the put goes to the
+    /// `replication_factor` closest peers and waits for each to answer (or
+    /// fail, or time out), so this is the record's replication at announce
+    /// time, our own copy not counted.
     pub stored_by: usize,
 }
 

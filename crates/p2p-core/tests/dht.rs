@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{dial_addr, identified, memory_node, table_size, tcp_node, wait_table_at_least};
 use p2p_core::{DhtMode, DhtModeSetting};
@@ -80,4 +80,45 @@ async fn fifty_nodes_on_the_memory_transport_bootstrapped_through_one() {
         sizes.iter().max().unwrap()
     );
     assert_eq!(table_size(&hub).await, expected_hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_counts_replicas_and_a_dead_peer_leaves_the_tables() {
+    let nodes = [
+        memory_node(DhtModeSetting::Server).await,
+        memory_node(DhtModeSetting::Server).await,
+        memory_node(DhtModeSetting::Server).await,
+        memory_node(DhtModeSetting::Server).await,
+    ];
+    let hub = dial_addr(&nodes[0]).await;
+    for node in &nodes[1..] {
+        node.connect(hub.clone()).await.unwrap();
+    }
+    for node in &nodes {
+        wait_table_at_least(node, 3).await;
+    }
+    let options = p2p_core::AnnounceOptions::default();
+    // The put goes to every closest peer and counts each confirmation.
+    let announced = nodes[3].announce("session", "a", "{}", options).await;
+    assert_eq!(announced.unwrap().stored_by, 3);
+    for node in &nodes {
+        assert!(node.stores_record("session", "a").await.unwrap());
+    }
+
+    // A stopped peer stays in kad's tables until a dial to it fails; then it
+    // is dropped, so lookups and puts stop counting on it.
+    let dead = nodes[2].peer_id();
+    nodes[2].stop().await.unwrap();
+    let deadline = Instant::now() + common::WAIT;
+    let mut probe = 0;
+    while table_size(&nodes[1]).await > 2 {
+        assert!(Instant::now() < deadline, "the dead peer is still listed");
+        probe += 1;
+        let _ = nodes[1]
+            .discover("probe", &format!("p{probe}"), Duration::from_millis(500))
+            .await;
+    }
+    assert!(!nodes[1].is_connected(dead).await);
+    let announced = nodes[3].announce("session", "b", "{}", options).await;
+    assert_eq!(announced.unwrap().stored_by, 2, "the two live servers");
 }
