@@ -53,7 +53,9 @@ fn main() {
         .build()
         .unwrap();
     if run("flood") {
-        println!("{}", rt.block_on(flood()));
+        // The baseline: the same honest load with nobody attacking.
+        println!("{}", rt.block_on(flood(0)));
+        println!("{}", rt.block_on(flood(ATTACKERS)));
     }
     if run("churn") {
         println!("{}", rt.block_on(churn()));
@@ -103,14 +105,14 @@ async fn pace(rate: u64, stop: Arc<AtomicBool>, mut send: impl AsyncFnMut(u64) -
     sent
 }
 
-async fn flood() -> Value {
-    eprintln!("flood: starting {} nodes…", 1 + HONEST + ATTACKERS);
+async fn flood(attackers_n: usize) -> Value {
+    eprintln!("flood: starting {} nodes…", 1 + HONEST + attackers_n);
     let victim = tcp_node().await;
     victim.register_handler(Arc::new(Bulk)).unwrap();
     let target = dial_addr(&victim).await;
     let mut honest = Vec::new();
     let mut attackers = Vec::new();
-    for i in 0..HONEST + ATTACKERS {
+    for i in 0..HONEST + attackers_n {
         let node = tcp_node().await;
         node.connect(target.clone()).await.unwrap();
         if i < HONEST {
@@ -185,6 +187,7 @@ async fn flood() -> Value {
     for t in honest_tasks {
         honest_sent += t.await.unwrap();
     }
+    let honest_s = started.elapsed().as_secs_f64();
     let mut attack_sent = 0;
     for t in attack_tasks {
         attack_sent += t.await.unwrap();
@@ -207,10 +210,11 @@ async fn flood() -> Value {
     let attack_received = received(&attackers);
     let stats = victim.stats().await.unwrap();
     json!({
-        "scenario": "flood",
+        "scenario": if attackers_n == 0 { "flood-baseline" } else { "flood" },
         "honest_peers": HONEST,
         "honest_rate_each": HONEST_RATE,
-        "attackers": ATTACKERS,
+        "honest_rate_each_achieved": (honest_received as f64 / HONEST as f64 / honest_s * 10.0).round() / 10.0,
+        "attackers": attackers_n,
         "attack_rate_each_offered": ATTACK_RATE,
         "sending_s": (sending_s * 100.0).round() / 100.0,
         "honest_sent": honest_sent,

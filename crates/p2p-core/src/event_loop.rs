@@ -1001,7 +1001,7 @@ impl EventLoop {
             }) => self.peers.pinged(peer, rtt),
             BehaviourEvent::Kad(KadEvent::Kad(event)) => self.on_kad_event(event),
             BehaviourEvent::Kad(KadEvent::Refused { peer }) => {
-                lock(&self.counters).reject(peer, RejectReason::RateLimited);
+                lock(&self.counters).reject(peer, RejectReason::LookupLimited);
             }
             _ => {}
         }

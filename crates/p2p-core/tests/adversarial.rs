@@ -605,16 +605,18 @@ async fn dht_lookup_flood_is_limited_per_peer() {
     common::wait_table_at_least(&arena.honest, 1).await;
     // Walking the victim's store: lookups of keys that do not exist, each
     // one a GET_VALUE the victim must answer.
+    // (A refused lookup may leave the asker waiting for its own timeout.)
     for i in 0..40 {
         let _ = arena
             .attacker
-            .discover("probe", &format!("p{i}"), Duration::from_millis(500))
+            .discover("probe", &format!("p{i}"), Duration::from_millis(200))
             .await;
     }
     arena
-        .counted_eventually(RejectReason::RateLimited, 20)
+        .counted_eventually(RejectReason::LookupLimited, 20)
         .await;
-    assert!(arena.victim.peer_score(arena.attacker_id()) <= -40.0);
+    // Refused, not scored: honest servers burst lookups when they replicate.
+    assert_eq!(arena.victim.peer_score(arena.attacker_id()), 0.0);
     // The honest peer's lookups are its own bucket's: still answered.
     let ttl = AnnounceOptions {
         ttl: Some(Duration::from_secs(600)),

@@ -40,11 +40,14 @@ pub enum RejectReason {
     StreamTimeout,
     /// A DHT record failed its checks (signature, key, expiry, overwrite).
     InvalidRecord,
+    /// A DHT lookup asked of us (FIND_NODE, GET_VALUE, GET_PROVIDERS) over
+    /// the peer's rate; it was refused.
+    LookupLimited,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -61,6 +64,7 @@ impl RejectReason {
         Self::TooManyStreams,
         Self::StreamTimeout,
         Self::InvalidRecord,
+        Self::LookupLimited,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -82,6 +86,7 @@ impl RejectReason {
             Self::TooManyStreams => "too_many_streams",
             Self::StreamTimeout => "stream_timeout",
             Self::InvalidRecord => "invalid_record",
+            Self::LookupLimited => "lookup_limited",
         }
     }
 }
