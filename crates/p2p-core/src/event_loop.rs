@@ -676,7 +676,7 @@ impl EventLoop {
     fn on_inbound_put(&mut self, source: PeerId, record: kad::Record) {
         use libp2p::kad::store::RecordStore as _;
         if !self.limiters.dht_put(&source) {
-            lock(&self.counters).reject(source, RejectReason::RateLimited);
+            lock(&self.counters).reject(source, RejectReason::DhtRateLimited);
             return;
         }
         let is_resource = p2p_types::ResourceKey::from_bytes(record.key.as_ref()).is_ok();
@@ -1001,7 +1001,7 @@ impl EventLoop {
             }) => self.peers.pinged(peer, rtt),
             BehaviourEvent::Kad(KadEvent::Kad(event)) => self.on_kad_event(event),
             BehaviourEvent::Kad(KadEvent::Refused { peer }) => {
-                lock(&self.counters).reject(peer, RejectReason::LookupLimited);
+                lock(&self.counters).reject(peer, RejectReason::DhtRateLimited);
             }
             _ => {}
         }
@@ -1041,7 +1041,7 @@ impl EventLoop {
                     },
             } => {
                 if !self.limiters.dht_put(&record.provider) {
-                    lock(&self.counters).reject(record.provider, RejectReason::RateLimited);
+                    lock(&self.counters).reject(record.provider, RejectReason::DhtRateLimited);
                     return;
                 }
                 if let Err(e) = self

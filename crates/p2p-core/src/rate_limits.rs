@@ -18,9 +18,12 @@
 //! - **inbound streams per peer 20/s, burst 64**: the native protocol uses one
 //!   long-lived stream; the TypeScript protocol one per message, and the
 //!   TypeScript nodes send at most ~30 before their connection jams.
-//! - **DHT puts per peer 1 per 3 s, burst 20** (the original allowed one
-//!   announcement per 30 s per resource and 100 per peer; republishing a
-//!   handful of resources every half hour stays far below this).
+//! - **DHT puts per peer 1 per 3 s, burst 200** (the original allowed one
+//!   announcement per 30 s per resource and 100 per peer): the sustained rate
+//!   is 200 per 10 minutes, kad's replication interval, and the burst lets a
+//!   neighbour's whole replication run through (kad re-puts every stored
+//!   record at once; a server holding 200 records near our id sends us
+//!   about that many). Storage is bounded separately by the creator quotas.
 //! - **DHT lookups asked of us per peer 20/s, burst 100**: one iterative
 //!   lookup asks each contacted peer once or twice; a js kad-dht node
 //!   refreshing its table at start-up sends a few dozen lookups at once, and
@@ -34,10 +37,12 @@
 //! buckets are shared round robin among the peers waiting for them, so
 //! flooders holding the node at its limit cannot crowd honest peers out. Where there is
 //! nothing to slow — a stream per message (the TypeScript protocol), new
-//! inbound streams, DHT puts — the excess is dropped with
+//! inbound streams — the excess is dropped with
 //! [`p2p_types::RejectReason::RateLimited`], which also lowers the peer's
 //! score, so a flooder is disconnected and then banned (see the scoring
-//! module).
+//! module). DHT puts and lookups over their rate are refused with
+//! [`p2p_types::RejectReason::DhtRateLimited`], counted but not scored:
+//! honest servers burst them whenever kad replicates.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -106,7 +111,7 @@ impl Default for RateLimits {
             node_messages: Some(Rate::new(1_000, 2_000)),
             node_bytes: Some(Rate::new(10_000_000, 20_000_000)),
             peer_inbound_streams: Some(Rate::new(20, 64)),
-            peer_dht_puts: Some((Duration::from_secs(3), 20)),
+            peer_dht_puts: Some((Duration::from_secs(3), 200)),
             peer_dht_requests: Some(Rate::new(20, 100)),
         }
     }

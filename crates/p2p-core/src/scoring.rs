@@ -68,8 +68,8 @@ impl Default for ScoringConfig {
 /// Points a rejection costs. Forgery bans at once; malformed input, a stream
 /// left hanging or a flood disconnects after a few; what honest peers also do
 /// now and then (a duplicate from a race, a clock slightly off, an unknown
-/// handler of a newer version) costs little; our own saturation and refused
-/// DHT lookups cost nothing.
+/// handler of a newer version) costs little; our own saturation and DHT
+/// requests refused for their rate cost nothing.
 pub fn penalty(reason: RejectReason) -> f64 {
     match reason {
         RejectReason::SpoofedSender | RejectReason::BadSignature => 60.0,
@@ -82,10 +82,11 @@ pub fn penalty(reason: RejectReason) -> f64 {
         RejectReason::MissingSignature | RejectReason::TooManyStreams => 5.0,
         RejectReason::RateLimited => 2.0,
         RejectReason::ClockSkew | RejectReason::Duplicate | RejectReason::UnknownProtocol => 1.0,
-        // Refusing a lookup costs us a stream reset, and honest servers
-        // burst lookups when kad replicates their whole store (up to 100
-        // queries at once): refused and counted, never scored.
-        RejectReason::HandlerBusy | RejectReason::Banned | RejectReason::LookupLimited => 0.0,
+        // Refusing a DHT request costs us next to nothing, and honest servers
+        // burst lookups and puts when kad replicates their whole store (up
+        // to 100 queries at once, a put per record): refused and counted,
+        // never scored.
+        RejectReason::HandlerBusy | RejectReason::Banned | RejectReason::DhtRateLimited => 0.0,
         // A reason added later costs like malformed input until it is placed.
         _ => 10.0,
     }

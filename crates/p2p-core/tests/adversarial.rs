@@ -527,7 +527,11 @@ async fn the_allow_list_bypasses_penalties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_overwrite_by_another_creator_and_announce_flood() {
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Server),
+        // Puts: 20 at once, then one per 3 s (the default burst is 200).
+        memory_builder(DhtModeSetting::Server).rate_limits(RateLimits {
+            peer_dht_puts: Some((Duration::from_secs(3), 20)),
+            ..RateLimits::default()
+        }),
         DhtModeSetting::Server,
     )
     .await;
@@ -567,15 +571,16 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
         .counted_eventually(RejectReason::InvalidRecord, 1)
         .await;
 
-    // A flood of announcements: 20 at once, then one per 3 s.
+    // A flood of announcements (two types, within the creator quotas of 20
+    // per type): 20 pass at once, the rest are refused for their rate.
     for i in 0..40 {
         let _ = arena
             .attacker
-            .announce("spam", &format!("r{i}"), "{}", ttl)
+            .announce(&format!("spam{}", i % 2), &format!("r{i}"), "{}", ttl)
             .await;
     }
     arena
-        .counted_eventually(RejectReason::RateLimited, 15)
+        .counted_eventually(RejectReason::DhtRateLimited, 15)
         .await;
     arena.honest_still_flows().await;
     assert!(
@@ -613,7 +618,7 @@ async fn dht_lookup_flood_is_limited_per_peer() {
             .await;
     }
     arena
-        .counted_eventually(RejectReason::LookupLimited, 20)
+        .counted_eventually(RejectReason::DhtRateLimited, 20)
         .await;
     // Refused, not scored: honest servers burst lookups when they replicate.
     assert_eq!(arena.victim.peer_score(arena.attacker_id()), 0.0);

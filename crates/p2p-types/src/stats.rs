@@ -40,9 +40,9 @@ pub enum RejectReason {
     StreamTimeout,
     /// A DHT record failed its checks (signature, key, expiry, overwrite).
     InvalidRecord,
-    /// A DHT lookup asked of us (FIND_NODE, GET_VALUE, GET_PROVIDERS) over
-    /// the peer's rate; it was refused.
-    LookupLimited,
+    /// A DHT request (a lookup, or a record or provider put) over the peer's
+    /// rate; it was refused.
+    DhtRateLimited,
 }
 
 impl RejectReason {
@@ -64,7 +64,7 @@ impl RejectReason {
         Self::TooManyStreams,
         Self::StreamTimeout,
         Self::InvalidRecord,
-        Self::LookupLimited,
+        Self::DhtRateLimited,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -86,7 +86,7 @@ impl RejectReason {
             Self::TooManyStreams => "too_many_streams",
             Self::StreamTimeout => "stream_timeout",
             Self::InvalidRecord => "invalid_record",
-            Self::LookupLimited => "lookup_limited",
+            Self::DhtRateLimited => "dht_rate_limited",
         }
     }
 }
