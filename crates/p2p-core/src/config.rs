@@ -131,6 +131,14 @@ pub struct NodeConfig {
     /// stream may idle between messages, not inside one). Default 10 s:
     /// 100 000 bytes at 10 KB/s, the slowest link worth serving.
     pub stream_timeout: Duration,
+    /// Number the messages [`crate::Node::message`] builds, so receivers
+    /// accept each once per (sender, protocol) for as long as they keep its
+    /// window, beyond the seen-set's 10 minutes (see
+    /// [`p2p_protocol::sequence`]). Default false. Numbers count up by one
+    /// from the clock in microseconds at the node's creation, so a restarted
+    /// node continues above its old ones. For native peers only: the TypeScript JSON format cannot carry a
+    /// number, so a numbered message cannot be sent to a TypeScript node.
+    pub sequence_numbers: bool,
 }
 
 impl Default for NodeConfig {
@@ -156,6 +164,7 @@ impl Default for NodeConfig {
             rate_limits: RateLimits::default(),
             scoring: ScoringConfig::default(),
             accept_legacy_messages: false,
+            sequence_numbers: false,
             stream_timeout: Duration::from_secs(10),
         }
     }
@@ -271,6 +280,12 @@ impl NodeBuilder {
     /// Serves (or not) the TypeScript system's message protocol.
     pub fn accept_legacy_messages(mut self, accept: bool) -> Self {
         self.config.accept_legacy_messages = accept;
+        self
+    }
+
+    /// Numbers (or not) the messages the node builds.
+    pub fn sequence_numbers(mut self, on: bool) -> Self {
+        self.config.sequence_numbers = on;
         self
     }
 

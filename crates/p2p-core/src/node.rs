@@ -2,6 +2,7 @@
 //! the swarm through a bounded channel.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -57,6 +58,8 @@ struct Inner {
     limiters: Arc<Limiters>,
     /// Announced and discovered resources, kept across runs.
     resources: ResourceCache,
+    /// The next sequence number to give out (see `Node::message`).
+    sequence: AtomicU64,
     /// The running task; the lock serialises start and stop.
     running: Mutex<Option<Running>>,
     /// What calls need of the running node, for cheap access.
@@ -131,6 +134,7 @@ impl Node {
                 handlers: Handlers::default(),
                 counters,
                 resources,
+                sequence: AtomicU64::new(p2p_protocol::now_ms().saturating_mul(1_000).max(1)),
                 running: Mutex::new(None),
                 live: StdMutex::new(None),
             }),
@@ -461,9 +465,24 @@ impl Node {
         removed
     }
 
-    /// A message builder from this node.
+    /// A message builder from this node (numbered when
+    /// [`NodeConfig::sequence_numbers`] is on).
     pub fn message(&self, kind: MessageType) -> MessageBuilder {
-        MessageBuilder::new(kind, self.peer_id())
+        let builder = MessageBuilder::new(kind, self.peer_id());
+        if self.inner.config.sequence_numbers {
+            builder.sequence(self.next_sequence())
+        } else {
+            builder
+        }
+    }
+
+    /// The next sequence number: one above the last. Numbers start from the
+    /// clock in microseconds when the node is made, so a restarted process
+    /// continues above its old numbers (unless it sent more than a million a
+    /// second), while consecutive messages stay one apart and a late one
+    /// still fits the receiver's window.
+    fn next_sequence(&self) -> u64 {
+        self.inner.sequence.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Builds and signs a message with this node's key.

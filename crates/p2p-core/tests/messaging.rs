@@ -634,3 +634,44 @@ async fn a_sender_over_its_rate_is_slowed_not_dropped_or_punished() {
     assert_eq!(bob.peer_score(alice.peer_id()), 0.0);
     assert!(bob.is_connected(alice.peer_id()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_messages_are_accepted_once_per_sender_and_protocol() {
+    let (alice, bob) = common::connect_pair(
+        common::started(common::tcp_builder(DhtModeSetting::Client).sequence_numbers(true)).await,
+        tcp_node(DhtModeSetting::Client).await,
+    )
+    .await;
+    let first = alice
+        .sign(alice.message(kind("chat")).payload(&b"first"[..]))
+        .unwrap();
+    let second = alice
+        .sign(alice.message(kind("chat")).payload(&b"second"[..]))
+        .unwrap();
+    let (n1, n2) = (first.sequence.unwrap(), second.sequence.unwrap());
+    assert_eq!(n2, n1 + 1, "numbers count up by one");
+    // Out of order inside the window is fine.
+    let got = message_from(&bob, alice.peer_id(), b"second");
+    alice.send(bob.peer_id(), &second).await.unwrap();
+    got.await;
+    let got = message_from(&bob, alice.peer_id(), b"first");
+    alice.send(bob.peer_id(), &first).await.unwrap();
+    got.await;
+
+    // A fresh message (new nonce, new id, so the seen-set passes it) reusing
+    // a number is a replay; so is one older than the window.
+    for sequence in [n1, n1.saturating_sub(1_000)] {
+        let replay = alice
+            .sign(
+                MessageBuilder::new(kind("chat"), alice.peer_id())
+                    .payload(&b"again"[..])
+                    .sequence(sequence),
+            )
+            .unwrap();
+        let refused = rejection(&bob, alice.peer_id(), RejectReason::Duplicate);
+        alice.send(bob.peer_id(), &replay).await.unwrap();
+        refused.await;
+    }
+    let stats = bob.stats().await.unwrap().messages;
+    assert_eq!(stats.rejected(RejectReason::Duplicate), 2);
+}

@@ -37,6 +37,7 @@ mod message;
 mod pipeline;
 mod record;
 mod replay;
+pub mod sequence;
 mod sign;
 mod validate;
 
@@ -55,6 +56,7 @@ pub use p2p_types::ProtocolLimits;
 pub use pipeline::{Accepted, Checker, Inbound, InboundError, InboundPolicy};
 pub use record::{RecordError, ResourceRecord};
 pub use replay::{ReplayError, ReplayGuard};
+pub use sequence::{SequenceError, SequenceWindows};
 pub use sign::{SignError, Signable, VerifyError, sign, verify};
 pub use validate::{ValidationError, validate_message, validate_record};
 

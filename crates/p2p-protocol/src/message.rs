@@ -28,6 +28,9 @@ pub struct Message {
     pub timestamp_ms: u64,
     /// Sender-chosen unique bytes (the TypeScript system's `messageId`).
     pub nonce: Bytes,
+    /// The sender's sequence number for this protocol, if it numbers its
+    /// messages (see [`crate::sequence`]). Signed when present.
+    pub sequence: Option<u64>,
     /// Signature over [`Message::signing_bytes`], if signed.
     pub signature: Option<Bytes>,
     /// The sender's protobuf-encoded public key, carried only when the PeerId
@@ -80,6 +83,12 @@ impl Message {
         sink.field(&self.payload);
         sink.int(self.timestamp_ms);
         sink.field(&self.nonce);
+        // Appended only when present, so unnumbered messages keep the bytes
+        // (and signatures) they always had; the nonce before it is
+        // length-prefixed, so the two forms cannot be confused.
+        if let Some(sequence) = self.sequence {
+            sink.int(sequence);
+        }
     }
 
     /// The message id (hashes the canonical bytes without allocating them).
@@ -156,6 +165,7 @@ pub struct MessageBuilder {
     payload: Bytes,
     timestamp_ms: Option<u64>,
     nonce: Option<Bytes>,
+    sequence: Option<u64>,
 }
 
 impl MessageBuilder {
@@ -169,6 +179,7 @@ impl MessageBuilder {
             payload: Bytes::new(),
             timestamp_ms: None,
             nonce: None,
+            sequence: None,
         }
     }
 
@@ -202,6 +213,15 @@ impl MessageBuilder {
         self
     }
 
+    /// Numbers the message: receivers accept each number once per (sender,
+    /// protocol), in any order within a window of
+    /// [`crate::sequence::WINDOW`] (see [`crate::sequence`]). Numbers start
+    /// at 1: 0 is the wire's "none" and leaves the message unnumbered.
+    pub fn sequence(mut self, sequence: u64) -> Self {
+        self.sequence = (sequence != 0).then_some(sequence);
+        self
+    }
+
     /// The unsigned message.
     pub fn build(self) -> Message {
         let timestamp_ms = self.timestamp_ms.unwrap_or_else(crate::now_ms);
@@ -213,6 +233,7 @@ impl MessageBuilder {
             payload: self.payload,
             timestamp_ms,
             nonce: self.nonce.unwrap_or_else(|| new_nonce(timestamp_ms)),
+            sequence: self.sequence,
             signature: None,
             public_key: None,
         }

@@ -18,6 +18,7 @@ use p2p_types::{ProtocolLimits, RejectReason};
 use crate::codec::{Codec, CodecError};
 use crate::message::{Message, MessageId};
 use crate::replay::{ReplayError, ReplayGuard};
+use crate::sequence::{SequenceError, SequenceWindows};
 use crate::sign::{self, Signable, VerifyError};
 use crate::validate::{ValidationError, validate_message};
 
@@ -35,6 +36,10 @@ pub struct InboundPolicy {
     /// How long ids are remembered. Default twice the clock skew (see
     /// [`ReplayGuard`]).
     pub replay_window: Duration,
+    /// Most (sender, protocol) sequence windows kept for numbered messages.
+    /// Default 10 000 (≈ 100 bytes each, 1 MB); beyond it the oldest is
+    /// forgotten and its sender falls back on the seen-set.
+    pub sequence_windows: usize,
 }
 
 impl Default for InboundPolicy {
@@ -45,6 +50,7 @@ impl Default for InboundPolicy {
             require_signature: true,
             replay_capacity: 100_000,
             replay_window: limits.max_clock_skew.saturating_mul(2),
+            sequence_windows: 10_000,
         }
     }
 }
@@ -91,6 +97,9 @@ pub enum InboundError {
     /// Seen before.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// Its sequence number was seen before or is older than the window.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
 }
 
 impl InboundError {
@@ -104,7 +113,7 @@ impl InboundError {
             Self::SpoofedSender { .. } => RejectReason::SpoofedSender,
             Self::Signature(VerifyError::Unsigned) => RejectReason::MissingSignature,
             Self::Signature(_) => RejectReason::BadSignature,
-            Self::Replay(_) => RejectReason::Duplicate,
+            Self::Replay(_) | Self::Sequence(_) => RejectReason::Duplicate,
         }
     }
 }
@@ -225,6 +234,7 @@ impl Checker {
 pub struct Inbound {
     policy: InboundPolicy,
     guard: ReplayGuard,
+    sequences: SequenceWindows,
     checker: Checker,
 }
 
@@ -234,6 +244,7 @@ impl Inbound {
         let guard = ReplayGuard::new(policy.replay_capacity, policy.replay_window);
         let checker = Checker::new(&policy);
         Self {
+            sequences: SequenceWindows::new(policy.sequence_windows),
             policy,
             guard,
             checker,
@@ -256,9 +267,16 @@ impl Inbound {
     }
 
     /// The last step: admits a message that passed a [`Checker`] unless its id
-    /// was seen inside the window.
+    /// was seen inside the window, or its sequence number (if numbered) was
+    /// seen or fell below its (sender, protocol) window.
     pub fn admit(&mut self, accepted: &Accepted, now_ms: u64) -> Result<(), InboundError> {
-        Ok(self.guard.check_and_insert(accepted.id, now_ms)?)
+        self.guard.check_and_insert(accepted.id, now_ms)?;
+        let m = &accepted.message;
+        if let Some(sequence) = m.sequence {
+            self.sequences
+                .check(m.from, m.protocol.as_ref(), sequence)?;
+        }
+        Ok(())
     }
 
     /// Runs every check on one message body from `remote` at `now_ms`, with the

@@ -140,9 +140,21 @@ fn any_message() -> impl Strategy<Value = Message> {
         bytes(0..=64),
         proptest::option::of(bytes(1..=128)),
         proptest::option::of(bytes(1..=64)),
+        proptest::option::of(1..=u64::MAX),
     )
         .prop_map(
-            |(kind, from, to, protocol, payload, timestamp_ms, nonce, signature, public_key)| {
+            |(
+                kind,
+                from,
+                to,
+                protocol,
+                payload,
+                timestamp_ms,
+                nonce,
+                signature,
+                public_key,
+                sequence,
+            )| {
                 Message {
                     kind,
                     from,
@@ -151,6 +163,7 @@ fn any_message() -> impl Strategy<Value = Message> {
                     payload,
                     timestamp_ms,
                     nonce,
+                    sequence,
                     signature,
                     public_key,
                 }
@@ -164,6 +177,7 @@ fn json_message() -> impl Strategy<Value = Message> {
         m.payload = payload;
         m.nonce = nonce;
         m.public_key = None;
+        m.sequence = None; // the TypeScript format has no sequence number
         m
     })
 }
@@ -281,6 +295,8 @@ enum Mutation {
     NonceFlip(Index, u8),
     From(PeerId),
     SignatureFlip(Index, u8),
+    /// Another sequence number, or none (or one if there was none).
+    Sequence(u64),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -293,6 +309,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Mutation::NonceFlip(i, x)),
         peer_id().prop_map(Mutation::From),
         (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Mutation::SignatureFlip(i, x)),
+        (1..=u64::MAX).prop_map(Mutation::Sequence),
     ]
 }
 
@@ -324,6 +341,13 @@ fn mutate(message: &Message, mutation: &Mutation) -> Message {
         Mutation::From(from) => m.from = other(&m.from, from, KEY_PEERS[0], KEY_PEERS[1]),
         Mutation::SignatureFlip(at, mask) => {
             m.signature = Some(flip(m.signature.as_ref().unwrap(), at, *mask));
+        }
+        Mutation::Sequence(n) => {
+            m.sequence = match m.sequence {
+                Some(current) if current == *n => None,
+                None => Some(*n),
+                Some(_) => Some(*n),
+            };
         }
     }
     m
@@ -527,20 +551,26 @@ fn signable_message() -> impl Strategy<Value = (usize, Message)> {
         bytes(1..=128),
         any::<u64>(),
         bytes(1..=32),
+        any::<u64>(),
     )
-        .prop_map(|(signer, kind, to, protocol, payload, timestamp, nonce)| {
-            let mut builder = MessageBuilder::new(kind, KEY_PEERS[signer])
-                .payload(payload)
-                .timestamp_ms(timestamp)
-                .nonce(nonce);
-            if let Some(to) = to {
-                builder = builder.to(to);
-            }
-            if let Some(protocol) = protocol {
-                builder = builder.protocol(protocol);
-            }
-            (signer, builder.build())
-        })
+        .prop_map(
+            |(signer, kind, to, protocol, payload, timestamp, nonce, sequence)| {
+                // Half the messages numbered (0 leaves one unnumbered).
+                let sequence = if sequence % 2 == 0 { 0 } else { sequence };
+                let mut builder = MessageBuilder::new(kind, KEY_PEERS[signer])
+                    .payload(payload)
+                    .timestamp_ms(timestamp)
+                    .nonce(nonce)
+                    .sequence(sequence);
+                if let Some(to) = to {
+                    builder = builder.to(to);
+                }
+                if let Some(protocol) = protocol {
+                    builder = builder.protocol(protocol);
+                }
+                (signer, builder.build())
+            },
+        )
 }
 
 proptest! {

@@ -212,6 +212,12 @@ impl Codec for JsonCodec {
     }
 
     fn encode_message(&self, m: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+        if m.sequence.is_some() {
+            return Err(CodecError::Unrepresentable {
+                field: "sequence",
+                reason: "the TypeScript message format has no sequence number",
+            });
+        }
         let out = MessageOut {
             kind: m.kind.as_str(),
             from: m.from.to_base58(),
@@ -251,6 +257,7 @@ impl Codec for JsonCodec {
             timestamp_ms: millis("timestamp", m.timestamp)?
                 .ok_or(DecodeError::Missing("timestamp"))?,
             nonce: Bytes::from(required("messageId", m.message_id)?.into_owned()),
+            sequence: None,
             signature: signature_in(m.signature)?,
             public_key: None,
         })

@@ -28,6 +28,7 @@ impl From<&Message> for proto::Envelope {
             payload: m.payload.clone(),
             timestamp_ms: m.timestamp_ms,
             nonce: m.nonce.clone(),
+            sequence: m.sequence.unwrap_or_default(),
             signature: m.signature.clone().unwrap_or_default(),
             public_key: m.public_key.clone().unwrap_or_default(),
         }
@@ -54,6 +55,7 @@ impl TryFrom<proto::Envelope> for Message {
             payload: e.payload,
             timestamp_ms: e.timestamp_ms,
             nonce: e.nonce,
+            sequence: (e.sequence != 0).then_some(e.sequence),
             signature: non_empty(e.signature),
             public_key: non_empty(e.public_key),
         })

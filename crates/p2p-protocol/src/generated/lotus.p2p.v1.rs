@@ -39,6 +39,12 @@ pub struct Envelope {
     /// (it is checked against `from` instead).
     #[prost(bytes = "bytes", tag = "9")]
     pub public_key: ::prost::bytes::Bytes,
+    /// The sender's sequence number for this message's protocol; 0 means none.
+    /// When set, it is appended to the canonical bytes (so unnumbered messages
+    /// keep their signatures) and receivers accept each number once per
+    /// (sender, protocol), within a window of 64 below the highest seen. Signed.
+    #[prost(uint64, tag = "10")]
+    pub sequence: u64,
 }
 /// A signed resource announcement, stored in the DHT under the key
 /// `resource:<type>:<id>` (the TypeScript system's key format).
