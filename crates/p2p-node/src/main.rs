@@ -3,7 +3,7 @@
 //! ```text
 //! lotus-p2p run [--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--dht-mode client|server|auto]
 //!               [--data-dir <dir>] [--key-file <file>] [--mplex] [--json] [--metrics <ip:port>]
-//!               [--accept-unsigned-records] [--accept-legacy-messages]
+//!               [--accept-unsigned-records] [--accept-legacy-messages] [--sequence-numbers]
 //! lotus-p2p keygen [--key-file <file>] [--force]
 //! lotus-p2p id --key-file <file>
 //! ```
@@ -100,6 +100,10 @@ struct RunArgs {
     /// messages from TypeScript nodes; sending to them works without it.
     #[arg(long)]
     accept_legacy_messages: bool,
+    /// Number outgoing messages per protocol, so peers refuse replays past
+    /// their seen-set (native peers only: the TypeScript format has no number).
+    #[arg(long)]
+    sequence_numbers: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -164,6 +168,7 @@ fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>)
         mplex: args.mplex,
         accept_unsigned_records: args.accept_unsigned_records,
         accept_legacy_messages: args.accept_legacy_messages,
+        sequence_numbers: args.sequence_numbers,
         dht: DhtConfig {
             mode: match args.dht_mode {
                 DhtModeArg::Client => DhtModeSetting::Client,
