@@ -281,6 +281,59 @@ async fn forgery(tamper: impl FnOnce(&mut Message, &Arena), reason: RejectReason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_bans_are_capped_and_a_lifted_ban_is_unblocked() {
+    // Room for one timed ban: a second lifts the one closest to its end.
+    let arena = arena_with(
+        memory_builder(DhtModeSetting::Client).scoring(p2p_core::ScoringConfig {
+            max_bans: 1,
+            ..p2p_core::ScoringConfig::default()
+        }),
+        DhtModeSetting::Client,
+    )
+    .await;
+    let (victim, attacker) = (&arena.victim, arena.attacker_id());
+    assert!(
+        victim
+            .ban(attacker, Some(Duration::from_secs(60)))
+            .await
+            .unwrap()
+    );
+    let unbanned = victim.wait_for(
+        WAIT,
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerUnbanned { peer }) if *peer == attacker),
+    );
+    let newcomer = PeerId::random();
+    assert!(
+        victim
+            .ban(newcomer, Some(Duration::from_secs(3600)))
+            .await
+            .unwrap()
+    );
+    assert!(!victim.is_banned(attacker) && victim.is_banned(newcomer));
+    assert_eq!(victim.stats().await.unwrap().banned_peers, 1);
+    // The swarm's block list follows: the lifted peer may connect again
+    // (once it has seen the ban close its old connection).
+    unbanned.await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while arena.attacker.is_connected(victim.peer_id()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ban never closed it"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), arena.attacker.subscribe().recv())
+            .await;
+    }
+    let seen = common::connected_to(victim, attacker);
+    arena
+        .attacker
+        .connect(common::dial_addr(victim).await)
+        .await
+        .unwrap();
+    seen.await;
+    arena.honest_still_flows().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_sender_bans() {
     forgery(
         |m, a| m.from = a.honest.peer_id(),
