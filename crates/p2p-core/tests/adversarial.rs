@@ -53,6 +53,20 @@ async fn arena_with(victim: NodeBuilder, peers: DhtModeSetting) -> Arena {
     }
 }
 
+/// An arena of three DHT servers, the victim with `limits`, once every
+/// routing table knows the others.
+async fn dht_arena(limits: RateLimits) -> Arena {
+    let arena = arena_with(
+        memory_builder(DhtModeSetting::Server).rate_limits(limits),
+        DhtModeSetting::Server,
+    )
+    .await;
+    common::wait_table_at_least(&arena.victim, 2).await;
+    common::wait_table_at_least(&arena.attacker, 1).await;
+    common::wait_table_at_least(&arena.honest, 1).await;
+    arena
+}
+
 async fn arena() -> Arena {
     arena_with(
         memory_builder(DhtModeSetting::Client).stream_timeout(Duration::from_millis(300)),
@@ -579,18 +593,12 @@ async fn the_allow_list_bypasses_penalties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_overwrite_by_another_creator_and_announce_flood() {
-    let arena = arena_with(
-        // Puts: 20 at once, then one per 3 s (the default burst is 200).
-        memory_builder(DhtModeSetting::Server).rate_limits(RateLimits {
-            peer_dht_puts: Some((Duration::from_secs(3), 20)),
-            ..RateLimits::default()
-        }),
-        DhtModeSetting::Server,
-    )
+    // Puts: 20 at once, then one per 3 s (the default burst is 200).
+    let arena = dht_arena(RateLimits {
+        peer_dht_puts: Some((Duration::from_secs(3), 20)),
+        ..RateLimits::default()
+    })
     .await;
-    common::wait_table_at_least(&arena.victim, 2).await;
-    common::wait_table_at_least(&arena.attacker, 1).await;
-    common::wait_table_at_least(&arena.honest, 1).await;
     let ttl = AnnounceOptions {
         ttl: Some(Duration::from_secs(600)),
         ..AnnounceOptions::default()
@@ -650,17 +658,11 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dht_lookup_flood_is_limited_per_peer() {
-    let arena = arena_with(
-        memory_builder(DhtModeSetting::Server).rate_limits(RateLimits {
-            peer_dht_requests: Some(Rate::new(1, 10)),
-            ..RateLimits::default()
-        }),
-        DhtModeSetting::Server,
-    )
+    let arena = dht_arena(RateLimits {
+        peer_dht_requests: Some(Rate::new(1, 10)),
+        ..RateLimits::default()
+    })
     .await;
-    common::wait_table_at_least(&arena.victim, 2).await;
-    common::wait_table_at_least(&arena.attacker, 1).await;
-    common::wait_table_at_least(&arena.honest, 1).await;
     // Walking the victim's store: lookups of keys that do not exist, each
     // one a GET_VALUE the victim must answer.
     // (A refused lookup may leave the asker waiting for its own timeout.)
