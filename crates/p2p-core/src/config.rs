@@ -131,12 +131,13 @@ pub struct NodeConfig {
     /// stream may idle between messages, not inside one). Default 10 s:
     /// 100 000 bytes at 10 KB/s, the slowest link worth serving.
     pub stream_timeout: Duration,
-    /// Number the messages [`crate::Node::message`] builds, so receivers
-    /// accept each once per (sender, protocol) for as long as they keep its
-    /// window, beyond the seen-set's 10 minutes (see
-    /// [`p2p_protocol::sequence`]). Default false. Numbers count up by one
-    /// from the clock in microseconds at the node's creation, so a restarted
-    /// node continues above its old ones. For native peers only: the TypeScript JSON format cannot carry a
+    /// Number the messages [`crate::Node::sign`] signs, per protocol, so
+    /// receivers accept each once per (sender, protocol) for as long as they
+    /// keep its window, beyond the seen-set's 10 minutes (see
+    /// [`p2p_protocol::sequence`]). Default false. Each protocol counts up by
+    /// one from the clock in microseconds at its first number, so a
+    /// restarted node continues above its old ones. Messages to one peer on
+    /// one protocol may arrive up to 64 numbers out of order. For native peers only: the TypeScript JSON format cannot carry a
     /// number, so a numbered message cannot be sent to a TypeScript node.
     pub sequence_numbers: bool,
 }

@@ -575,8 +575,10 @@ impl EventLoop {
             }
             Command::Unban { peer, reply } => {
                 let lifted = lock(&self.counters).scores.unban(&peer);
-                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                if lifted {
+                // Blocked but no longer banned: a ban lifted to make room
+                // that the reconciliation has not unblocked yet.
+                let unblocked = self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                if lifted || unblocked {
                     self.emit(NodeEvent::PeerUnbanned { peer });
                 }
                 let _ = reply.send(lifted);

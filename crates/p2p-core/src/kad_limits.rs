@@ -4,12 +4,20 @@
 //! reports them without naming the asking peer, so a peer could make a
 //! server walk its routing table and store as fast as it can send. This
 //! behaviour wraps kad and sees each request, with its peer, before kad does:
-//! a request within the peer's bucket goes on to kad; one over it is refused
-//! (its stream is reset, so the asker's query moves on to other peers, and
-//! kad does no work for it) and reported as [`KadEvent::Refused`], which the
-//! node counts as [`p2p_types::RejectReason::RateLimited`] against the peer
-//! (stats and score). Record and provider puts are limited where they are
+//! a request within the peer's bucket goes on to kad; one over it gets an
+//! empty answer (no closer peers, no record, no providers) without kad doing
+//! any work, so the asker's query moves on to other peers at once, and is
+//! reported as [`KadEvent::Refused`], which the node counts as
+//! [`p2p_types::RejectReason::DhtRateLimited`] against the peer in its stats.
+//! It does not lower the peer's score: refusing costs us a short reply, and
+//! honest servers burst lookups when kad replicates their store. Record and
+//! provider puts are limited (the same way, unscored) where they are
 //! validated, in the event loop.
+//!
+//! An empty answer rather than kad's `Reset`: a reset stream is left in kad's
+//! handler un-woken and, with no inbound timeout in kad, keeps one of the
+//! connection's 32 inbound-stream slots until the connection closes — 32
+//! refusals would cut the peer off the DHT on that connection.
 //!
 //! kad's connection-handler types are private to it; they are reached here
 //! through the swarm's `THandlerInEvent`/`THandlerOutEvent` aliases, so a kad
@@ -151,20 +159,29 @@ impl NetworkBehaviour for LimitedKad {
         connection: ConnectionId,
         event: HandlerOut,
     ) {
-        let lookup = match &event {
-            HandlerOut::FindNodeReq { request_id, .. }
-            | HandlerOut::GetProvidersReq { request_id, .. }
-            | HandlerOut::GetRecord { request_id, .. } => Some(*request_id),
+        let empty_answer = match &event {
+            HandlerOut::FindNodeReq { request_id, .. } => Some(HandlerIn::FindNodeRes {
+                closer_peers: Vec::new(),
+                request_id: *request_id,
+            }),
+            HandlerOut::GetProvidersReq { request_id, .. } => Some(HandlerIn::GetProvidersRes {
+                closer_peers: Vec::new(),
+                provider_peers: Vec::new(),
+                request_id: *request_id,
+            }),
+            HandlerOut::GetRecord { request_id, .. } => Some(HandlerIn::GetRecordRes {
+                record: None,
+                closer_peers: Vec::new(),
+                request_id: *request_id,
+            }),
             _ => None,
         };
-        if let Some(request_id) = lookup {
+        if let Some(answer) = empty_answer {
             if !self.limiters.dht_request(&peer) {
-                // Resetting closes the request's stream: kad never sees it,
-                // and the asker's query fails over to another peer.
                 self.queued.push_back(ToSwarm::NotifyHandler {
                     peer_id: peer,
                     handler: NotifyHandler::One(connection),
-                    event: HandlerIn::Reset(request_id),
+                    event: answer,
                 });
                 self.queued
                     .push_back(ToSwarm::GenerateEvent(KadEvent::Refused { peer }));

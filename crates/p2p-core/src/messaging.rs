@@ -671,15 +671,21 @@ impl Processor {
     }
 
     fn on_checked(&mut self, peer: PeerId, accepted: Accepted, len: usize, wire: Wire) {
+        // Before admission, so a message for no handler takes no place in the
+        // seen-set and opens no sequence window.
+        let handler = match &accepted.message.protocol {
+            Some(name) => match self.handlers.get(name) {
+                Some(registered) => Some(registered),
+                None => return self.reject(peer, RejectReason::UnknownProtocol),
+            },
+            None => None,
+        };
         if let Err(error) = self.inbound.admit(&accepted, p2p_protocol::now_ms()) {
             tracing::debug!(%peer, %error, "inbound message refused");
             return self.reject(peer, error.reason());
         }
         let message = Arc::new(accepted.message);
-        if let Some(name) = &message.protocol {
-            let Some(registered) = self.handlers.get(name) else {
-                return self.reject(peer, RejectReason::UnknownProtocol);
-            };
+        if let Some(registered) = handler {
             if let Err(reason) = registered.offer(Job::Message(Arc::clone(&message), peer)) {
                 return self.reject(peer, reason);
             }

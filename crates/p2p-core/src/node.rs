@@ -2,7 +2,6 @@
 //! the swarm through a bounded channel.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -58,8 +57,8 @@ struct Inner {
     limiters: Arc<Limiters>,
     /// Announced and discovered resources, kept across runs.
     resources: ResourceCache,
-    /// The next sequence number to give out (see `Node::message`).
-    sequence: AtomicU64,
+    /// The next sequence number per protocol (see `Node::sign`).
+    sequences: StdMutex<HashMap<Option<ProtocolName>, u64>>,
     /// The running task; the lock serialises start and stop.
     running: Mutex<Option<Running>>,
     /// What calls need of the running node, for cheap access.
@@ -134,7 +133,7 @@ impl Node {
                 handlers: Handlers::default(),
                 counters,
                 resources,
-                sequence: AtomicU64::new(p2p_protocol::now_ms().saturating_mul(1_000).max(1)),
+                sequences: StdMutex::default(),
                 running: Mutex::new(None),
                 live: StdMutex::new(None),
             }),
@@ -465,29 +464,39 @@ impl Node {
         removed
     }
 
-    /// A message builder from this node (numbered when
-    /// [`NodeConfig::sequence_numbers`] is on).
+    /// A message builder from this node.
     pub fn message(&self, kind: MessageType) -> MessageBuilder {
-        let builder = MessageBuilder::new(kind, self.peer_id());
-        if self.inner.config.sequence_numbers {
-            builder.sequence(self.next_sequence())
-        } else {
-            builder
-        }
+        MessageBuilder::new(kind, self.peer_id())
     }
 
-    /// The next sequence number: one above the last. Numbers start from the
-    /// clock in microseconds when the node is made, so a restarted process
-    /// continues above its old numbers (unless it sent more than a million a
-    /// second), while consecutive messages stay one apart and a late one
-    /// still fits the receiver's window.
-    fn next_sequence(&self) -> u64 {
-        self.inner.sequence.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Builds and signs a message with this node's key.
+    /// Builds and signs a message with this node's key; numbers it first
+    /// when [`NodeConfig::sequence_numbers`] is on and it has no number.
     pub fn sign(&self, builder: MessageBuilder) -> Result<Message, SignError> {
-        builder.sign(&self.inner.keypair)
+        let mut message = builder.build();
+        if self.inner.config.sequence_numbers && message.sequence.is_none() {
+            message.sequence = Some(self.next_sequence(message.protocol.as_ref()));
+        }
+        p2p_protocol::sign(&mut message, &self.inner.keypair)?;
+        Ok(message)
+    }
+
+    /// The next sequence number for `protocol`: one above its last. Each
+    /// protocol counts from the clock in microseconds at its first number, so
+    /// a restarted process continues above its old numbers (unless it sent
+    /// more than a million a second), while consecutive messages stay one
+    /// apart and a late one still fits the receiver's window.
+    fn next_sequence(&self, protocol: Option<&ProtocolName>) -> u64 {
+        let mut counters = self
+            .inner
+            .sequences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let next = counters
+            .entry(protocol.cloned())
+            .or_insert_with(|| p2p_protocol::now_ms().saturating_mul(1_000).max(1));
+        let sequence = *next;
+        *next = next.saturating_add(1);
+        sequence
     }
 
     /// Sends `message` to `peer` (native protocol if it speaks it, else the

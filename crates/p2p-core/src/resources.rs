@@ -26,10 +26,12 @@ pub struct AnnounceOptions {
 pub struct Announced {
     /// The signed record.
     pub record: Arc<ResourceRecord>,
-    /// DHT peers that confirmed storing it: the put goes to the
+    /// DHT peers that acknowledged the put: it goes to the
     /// `replication_factor` closest peers and waits for each to answer (or
-    /// fail, or time out), so this is the record's replication at announce
-    /// time, our own copy not counted.
+    /// fail, or time out); our own copy is not counted. kad acknowledges
+    /// before the receiving node validates, so a peer that refuses the record
+    /// (invalid, over its rate or quota) is counted too; `Node::stores_record`
+    /// on a peer tells what it holds.
     pub stored_by: usize,
 }
 

@@ -665,8 +665,9 @@ async fn dht_lookup_flood_is_limited_per_peer() {
     .await;
     // Walking the victim's store: lookups of keys that do not exist, each
     // one a GET_VALUE the victim must answer.
-    // (A refused lookup may leave the asker waiting for its own timeout.)
-    for i in 0..40 {
+    // A refused lookup gets an empty answer at once, so this takes well
+    // under the 40 s it would take to refill 40 tokens.
+    for i in 0..60 {
         let _ = arena
             .attacker
             .discover("probe", &format!("p{i}"), Duration::from_millis(200))
@@ -691,6 +692,20 @@ async fn dht_lookup_flood_is_limited_per_peer() {
     assert_eq!(found.creator, arena.victim.peer_id());
     assert_eq!(arena.victim.peer_score(arena.honest.peer_id()), 0.0);
     arena.honest_still_flows().await;
+    // Dozens of refusals leave the attacker's connection usable for the DHT
+    // (no inbound-stream slot is left behind): its own put still lands.
+    assert!(arena.attacker.is_connected(arena.victim.peer_id()).await);
+    arena
+        .attacker
+        .announce("session", "a1", "{}", ttl)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !arena.victim.stores_record("session", "a1").await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "put never stored");
+        let _ =
+            tokio::time::timeout(Duration::from_millis(20), arena.victim.subscribe().recv()).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

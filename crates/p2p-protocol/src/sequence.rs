@@ -10,10 +10,12 @@
 //! its time window and capacity, a window refuses an old number for as long as
 //! it is kept. Messages without a number are not affected.
 //!
-//! Memory is bounded by a number of windows (oldest-created forgotten first;
-//! a forgotten sender falls back on the seen-set alone).
+//! Memory is bounded by a number of windows; the least recently used is
+//! forgotten first (a forgotten sender falls back on the seen-set alone), so
+//! identities made up to flush the table push out idle senders before
+//! active ones.
 
-use std::collections::{HashMap, VecDeque};
+use hashlink::LruCache;
 
 use libp2p_identity::PeerId;
 use p2p_types::ProtocolName;
@@ -85,18 +87,14 @@ type Key = (PeerId, Option<ProtocolName>);
 /// The windows of the senders seen lately, bounded in number.
 #[derive(Debug, Clone)]
 pub struct SequenceWindows {
-    windows: HashMap<Key, Window>,
-    order: VecDeque<Key>,
-    capacity: usize,
+    windows: LruCache<Key, Window>,
 }
 
 impl SequenceWindows {
     /// At most `capacity` windows (at least one).
     pub fn new(capacity: usize) -> Self {
         Self {
-            windows: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            windows: LruCache::new(capacity.max(1)),
         }
     }
 
@@ -122,12 +120,7 @@ impl SequenceWindows {
         if let Some(window) = self.windows.get_mut(&key) {
             return window.check(sequence);
         }
-        if self.windows.len() >= self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.windows.remove(&oldest);
-            }
-        }
-        self.order.push_back(key.clone());
+        // A full cache drops its least recently used window.
         self.windows.insert(key, Window::new(sequence));
         Ok(())
     }
