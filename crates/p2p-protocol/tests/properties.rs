@@ -140,21 +140,9 @@ fn any_message() -> impl Strategy<Value = Message> {
         bytes(0..=64),
         proptest::option::of(bytes(1..=128)),
         proptest::option::of(bytes(1..=64)),
-        proptest::option::of(1..=u64::MAX),
     )
         .prop_map(
-            |(
-                kind,
-                from,
-                to,
-                protocol,
-                payload,
-                timestamp_ms,
-                nonce,
-                signature,
-                public_key,
-                sequence,
-            )| {
+            |(kind, from, to, protocol, payload, timestamp_ms, nonce, signature, public_key)| {
                 Message {
                     kind,
                     from,
@@ -163,12 +151,18 @@ fn any_message() -> impl Strategy<Value = Message> {
                     payload,
                     timestamp_ms,
                     nonce,
-                    sequence,
+                    sequence: None,
                     signature,
                     public_key,
                 }
             },
         )
+        .prop_flat_map(|m| {
+            proptest::option::of(1..=u64::MAX).prop_map(move |sequence| Message {
+                sequence,
+                ..m.clone()
+            })
+        })
 }
 
 /// Any message the JSON format carries: JSON payload, text nonce, no carried key.
