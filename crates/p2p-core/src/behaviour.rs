@@ -1,9 +1,10 @@
 //! The libp2p behaviours a node runs, in the order they see each connection.
 
-use crate::ip_limits::IpLimiter;
-use crate::kad_limits::LimitedKad;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{allow_block_list, connection_limits, identify, memory_connection_limits, ping};
+
+use crate::ip_limits::IpLimiter;
+use crate::kad_limits::LimitedKad;
 
 /// Everything a node speaks. The guards come first so they refuse
 /// connections before the other behaviours spend anything on them: banned

@@ -137,8 +137,9 @@ pub struct NodeConfig {
     /// [`p2p_protocol::sequence`]). Default false. Each protocol counts up by
     /// one from the clock in microseconds at its first number, so a
     /// restarted node continues above its old ones. Messages to one peer on
-    /// one protocol may arrive up to 64 numbers out of order. For native peers only: the TypeScript JSON format cannot carry a
-    /// number, so a numbered message cannot be sent to a TypeScript node.
+    /// one protocol may arrive up to 64 numbers out of order. For native
+    /// peers only: the TypeScript JSON format cannot carry a number, so a
+    /// numbered message cannot be sent to a TypeScript node.
     pub sequence_numbers: bool,
 }
 
@@ -284,7 +285,7 @@ impl NodeBuilder {
         self
     }
 
-    /// Numbers (or not) the messages the node builds.
+    /// Numbers (or not) the messages the node signs.
     pub fn sequence_numbers(mut self, on: bool) -> Self {
         self.config.sequence_numbers = on;
         self

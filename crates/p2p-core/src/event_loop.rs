@@ -86,7 +86,7 @@ pub(crate) enum Command {
     },
     Stats(Reply<NodeStats>),
     /// Put a record to the closest peers in the DHT; the reply says how many
-    /// confirmed storing it.
+    /// acknowledged it.
     PutRecord {
         record: kad::Record,
         reply: Reply<oneshot::Receiver<usize>>,
@@ -507,10 +507,9 @@ impl EventLoop {
                     .behaviour_mut()
                     .kad
                     // Every one of the closest peers, not the first to answer:
-                    // a quorum met early ends the query, and the puts still
-                    // waiting for a dial are dropped with it (measured: 16 of
-                    // 20 replicas after churn). Peers that fail or time out
-                    // only lower the count in the reply.
+                    // the reply then counts every acknowledgement, and no put
+                    // still waiting for a dial is dropped by a quorum met
+                    // early. Peers that fail or time out only lower the count.
                     .put_record(record, kad::Quorum::All)
                 {
                     Ok(id) => {
