@@ -1,9 +1,9 @@
-//! Drives the js-libp2p reference peer (`shared/interop/js-peer`, see its
-//! README) from Rust tests: a Node process with commands on stdin and JSON
+//! Drives the js-libp2p reference peer (`interop/js-peer` in this repository,
+//! see its README) from Rust tests: a Node process with commands on stdin and JSON
 //! lines on stdout.
 //!
 //! - The peer's directory is found through `LOTUS_JS_PEER_DIR`, else at
-//!   `<repo root>/../shared/interop/js-peer`. It is copied once per test
+//!   `<workspace root>/interop/js-peer`. It is copied once per test
 //!   binary into `<target>/tmp/js-peer/<pid>/` and installed there with
 //!   `npm ci` (the source stays read-only). Copies left by test binaries that
 //!   are no longer running are removed on the next run.
@@ -56,8 +56,8 @@ pub fn installed_dir() -> &'static Path {
         Ok(dir) => dir,
         Err(reason) => panic!(
             "the js interop tests cannot run: {reason}\n\
-             (they need Node >= 20, npm, and shared/interop/js-peer; \
-             set LOTUS_JS_PEER_DIR to the js-peer directory if it lives elsewhere)"
+             (they need Node.js >= 20 and npm on the PATH, and the repository's \
+             interop/js-peer; LOTUS_JS_PEER_DIR overrides where it is)"
         ),
     }
 }
@@ -66,8 +66,8 @@ pub fn installed_dir() -> &'static Path {
 fn source_dir() -> PathBuf {
     match std::env::var_os("LOTUS_JS_PEER_DIR") {
         Some(dir) => PathBuf::from(dir),
-        // CARGO_MANIFEST_DIR is <repo>/crates/p2p-core.
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/interop/js-peer"),
+        // CARGO_MANIFEST_DIR is <workspace>/crates/<crate>.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/js-peer"),
     }
 }
 
@@ -135,11 +135,9 @@ fn run_bounded(
 fn install() -> Result<PathBuf, String> {
     let mut node = std::process::Command::new("node");
     node.arg("--version");
-    let version = run_bounded(
-        node,
-        "`node --version` (is Node.js installed?)",
-        VERSION_TIMEOUT,
-    )?;
+    let version = run_bounded(node, "`node --version`", VERSION_TIMEOUT).map_err(|e| {
+        format!("Node.js 20 or newer is required and `node` could not be run ({e})")
+    })?;
     let version = version.trim().to_owned();
     let major: u32 = version
         .trim_start_matches('v')
@@ -154,7 +152,8 @@ fn install() -> Result<PathBuf, String> {
     }
     let mut npm = std::process::Command::new("npm");
     npm.arg("--version");
-    run_bounded(npm, "`npm --version` (is npm installed?)", VERSION_TIMEOUT)?;
+    run_bounded(npm, "`npm --version`", VERSION_TIMEOUT)
+        .map_err(|e| format!("npm is required and `npm` could not be run ({e})"))?;
 
     let source = source_dir();
     for file in [
