@@ -5,6 +5,7 @@ use libp2p::{allow_block_list, connection_limits, identify, memory_connection_li
 
 use crate::ip_limits::IpLimiter;
 use crate::kad_limits::LimitedKad;
+use crate::streams;
 
 /// Everything a node speaks. The guards come first so they refuse
 /// connections before the other behaviours spend anything on them: banned
@@ -23,5 +24,5 @@ pub(crate) struct Behaviour {
     /// Kademlia, with inbound lookups limited per peer.
     pub(crate) kad: LimitedKad,
     /// Raw streams per protocol (messaging and handler streams).
-    pub(crate) stream: libp2p_stream::Behaviour,
+    pub(crate) stream: streams::Behaviour,
 }

@@ -37,7 +37,7 @@ use crate::peers::{PeerInfo, PeerTable};
 use crate::rate_limits::Limiters;
 use crate::resources::ResourceError;
 use crate::scoring::Verdict;
-use crate::transport;
+use crate::{streams, transport};
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ProtocolLimits, RejectReason};
 
@@ -226,7 +226,7 @@ impl EventLoop {
             Arc<Limiters>,
         ),
         ready: oneshot::Sender<Result<(), NodeError>>,
-    ) -> Result<(Self, libp2p_stream::Control), NodeError> {
+    ) -> Result<(Self, streams::Control), NodeError> {
         let (events, handlers, counters, limiters) = shared;
         let local = keypair.public().to_peer_id();
         let transport = transport::build(config.transport, keypair, config.mplex)?;
@@ -253,9 +253,9 @@ impl EventLoop {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad: LimitedKad::new(config.dht.behaviour(local), Arc::clone(&limiters)),
-            stream: libp2p_stream::Behaviour::new(),
+            stream: streams::Behaviour::new(),
         };
-        let control = behaviour.stream.new_control();
+        let control = behaviour.stream.control();
         let mut swarm = Swarm::new(
             transport,
             behaviour,
@@ -367,10 +367,10 @@ impl EventLoop {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             self.emit(NodeEvent::PeerUnbanned { peer });
         }
-        if self.ticks % RECONCILE_BANS_TICKS == 0 {
+        if self.ticks.is_multiple_of(RECONCILE_BANS_TICKS) {
             self.reconcile_bans(now);
         }
-        if self.ticks % FORGET_IDLE_TICKS == 0 {
+        if self.ticks.is_multiple_of(FORGET_IDLE_TICKS) {
             self.limiters.forget_idle();
         }
     }
@@ -648,16 +648,14 @@ impl EventLoop {
                 }
             }
             kad::QueryResult::GetProviders(result) => {
-                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
-                    if let Some((found, _)) = self.pending_providers.get_mut(&id) {
-                        let room = MAX_PROVIDERS.saturating_sub(found.len());
-                        found.extend(providers.into_iter().take(room));
-                    }
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                    && let Some((found, _)) = self.pending_providers.get_mut(&id)
+                {
+                    let room = MAX_PROVIDERS.saturating_sub(found.len());
+                    found.extend(providers.into_iter().take(room));
                 }
-                if last {
-                    if let Some((found, reply)) = self.pending_providers.remove(&id) {
-                        let _ = reply.send(found.into_iter().collect());
-                    }
+                if last && let Some((found, reply)) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(found.into_iter().collect());
                 }
             }
             _ => {}
@@ -665,10 +663,8 @@ impl EventLoop {
     }
 
     fn finish_get_if(&mut self, id: kad::QueryId, last: bool) {
-        if last {
-            if let Some(pending) = self.pending_gets.remove(&id) {
-                let _ = pending.reply.send(Err(ResourceError::NotFound));
-            }
+        if last && let Some(pending) = self.pending_gets.remove(&id) {
+            let _ = pending.reply.send(Err(ResourceError::NotFound));
         }
     }
 
@@ -692,14 +688,13 @@ impl EventLoop {
             };
             let store = self.swarm.behaviour_mut().kad.store_mut();
             let existing = store.get(&record.key).map(|r| r.value.clone());
-            if let Some(existing) = existing {
-                if let Ok(current) = self.check_value(record.key.as_ref(), &existing) {
-                    if current.creator != incoming.creator {
-                        tracing::debug!(peer = %source, "refused overwrite by another creator");
-                        lock(&self.counters).reject(source, RejectReason::InvalidRecord);
-                        return;
-                    }
-                }
+            if let Some(existing) = existing
+                && let Ok(current) = self.check_value(record.key.as_ref(), &existing)
+                && current.creator != incoming.creator
+            {
+                tracing::debug!(peer = %source, "refused overwrite by another creator");
+                lock(&self.counters).reject(source, RejectReason::InvalidRecord);
+                return;
             }
             if let Err(e) = self.admit_creator(&incoming) {
                 tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
@@ -873,11 +868,11 @@ impl EventLoop {
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                if let Some(index) = self.bootstrap_dials.remove(&connection_id) {
-                    if let Some(entry) = self.bootstrap.get_mut(index) {
-                        entry.peer = Some(peer_id);
-                        entry.failures = 0;
-                    }
+                if let Some(index) = self.bootstrap_dials.remove(&connection_id)
+                    && let Some(entry) = self.bootstrap.get_mut(index)
+                {
+                    entry.peer = Some(peer_id);
+                    entry.failures = 0;
                 }
                 if num_established.get() == 1 {
                     self.handlers.notify(Job::Connected, peer_id);
@@ -913,12 +908,12 @@ impl EventLoop {
                         reason: error_chain(&error),
                     }));
                 }
-                if let Some(index) = self.bootstrap_dials.remove(&connection_id) {
-                    if let Some(entry) = self.bootstrap.get_mut(index) {
-                        tracing::debug!(address = %entry.address, %error, "bootstrap dial failed");
-                        entry.failures += 1;
-                        entry.schedule_redial();
-                    }
+                if let Some(index) = self.bootstrap_dials.remove(&connection_id)
+                    && let Some(entry) = self.bootstrap.get_mut(index)
+                {
+                    tracing::debug!(address = %entry.address, %error, "bootstrap dial failed");
+                    entry.failures += 1;
+                    entry.schedule_redial();
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -1003,6 +998,12 @@ impl EventLoop {
             BehaviourEvent::Kad(KadEvent::Kad(event)) => self.on_kad_event(event),
             BehaviourEvent::Kad(KadEvent::Refused { peer }) => {
                 lock(&self.counters).reject(peer, RejectReason::DhtRateLimited);
+            }
+            BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
+                tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
+                let reason = RejectReason::AcceptQueueFull;
+                lock(&self.counters).reject(peer, reason);
+                self.emit(NodeEvent::MessageRejected { peer, reason });
             }
             _ => {}
         }

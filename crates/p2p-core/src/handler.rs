@@ -126,13 +126,12 @@ impl Handlers {
         if map.contains_key(&name) {
             return Err(RegisterError::Duplicate(name));
         }
-        if let Some(protocol) = handler.stream_protocol() {
-            if map
+        if let Some(protocol) = handler.stream_protocol()
+            && map
                 .values()
                 .any(|r| r.handler.stream_protocol().as_ref() == Some(&protocol))
-            {
-                return Err(RegisterError::DuplicateStream(protocol));
-            }
+        {
+            return Err(RegisterError::DuplicateStream(protocol));
         }
         let (jobs, queue) = mpsc::channel(HANDLER_QUEUE);
         tokio::spawn(worker(Arc::clone(&handler), queue));

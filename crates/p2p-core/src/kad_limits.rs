@@ -176,17 +176,17 @@ impl NetworkBehaviour for LimitedKad {
             }),
             _ => None,
         };
-        if let Some(answer) = empty_answer {
-            if !self.limiters.dht_request(&peer) {
-                self.queued.push_back(ToSwarm::NotifyHandler {
-                    peer_id: peer,
-                    handler: NotifyHandler::One(connection),
-                    event: answer,
-                });
-                self.queued
-                    .push_back(ToSwarm::GenerateEvent(KadEvent::Refused { peer }));
-                return;
-            }
+        if let Some(answer) = empty_answer
+            && !self.limiters.dht_request(&peer)
+        {
+            self.queued.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: answer,
+            });
+            self.queued
+                .push_back(ToSwarm::GenerateEvent(KadEvent::Refused { peer }));
+            return;
         }
         self.inner
             .on_connection_handler_event(peer, connection, event);

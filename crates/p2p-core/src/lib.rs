@@ -26,13 +26,16 @@ mod handler;
 mod identity;
 mod ip_limits;
 mod kad_limits;
+mod legacy_lanes;
 mod messaging;
 mod metrics;
+mod mplex_pacing;
 mod node;
 mod peers;
 mod rate_limits;
 mod resources;
 mod scoring;
+mod streams;
 mod transport;
 
 pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};

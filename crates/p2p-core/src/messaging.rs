@@ -34,8 +34,10 @@ use tokio::sync::{Mutex, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
+use crate::legacy_lanes::LegacyLanes;
 use crate::rate_limits::Limiters;
 use crate::scoring::{PeerScores, ScoringConfig, Verdict};
+use crate::streams::{self, Incoming, IncomingStreams, OpenError, Target};
 
 /// The native message protocol.
 pub const NATIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/p2p/1.0.0");
@@ -91,6 +93,19 @@ pub enum SendError {
     /// Opening or writing the stream failed.
     #[error("stream: {0}")]
     Io(String),
+    /// The peer reset the stream instead of reading the message (a
+    /// TypeScript node does this over its inbound stream limit).
+    #[error("the peer reset the stream: {0}")]
+    Reset(String),
+}
+
+impl From<OpenError> for SendError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Unsupported(protocol) => SendError::Unsupported(protocol),
+            OpenError::Io(reason) => SendError::Io(reason),
+        }
+    }
 }
 
 /// A penalty that calls for action by the event loop.
@@ -122,10 +137,11 @@ impl Counters {
     }
 
     fn peer(&mut self, peer: PeerId) -> &mut MessageStats {
-        if !self.per_peer.contains_key(&peer) && self.per_peer.len() >= MAX_PEER_STATS {
-            if let Some(evict) = self.per_peer.keys().next().copied() {
-                self.per_peer.remove(&evict);
-            }
+        if !self.per_peer.contains_key(&peer)
+            && self.per_peer.len() >= MAX_PEER_STATS
+            && let Some(evict) = self.per_peer.keys().next().copied()
+        {
+            self.per_peer.remove(&evict);
         }
         self.per_peer.entry(peer).or_default()
     }
@@ -134,12 +150,12 @@ impl Counters {
         self.total.record_rejection(reason);
         self.peer(peer).record_rejection(reason);
         let verdict = self.scores.penalize(peer, reason, Instant::now());
-        if verdict != Verdict::None {
-            if let Some(sanctions) = &self.sanctions {
-                // Full means the loop is behind: the peer's next rejection retries
-                // a disconnect, the loop's reconciliation applies a ban.
-                let _ = sanctions.try_send((peer, reason, verdict));
-            }
+        if verdict != Verdict::None
+            && let Some(sanctions) = &self.sanctions
+        {
+            // Full means the loop is behind: the peer's next rejection retries
+            // a disconnect, the loop's reconciliation applies a ban.
+            let _ = sanctions.try_send((peer, reason, verdict));
         }
     }
 
@@ -204,26 +220,29 @@ type RouteSlot = Arc<Mutex<Option<Route>>>;
 /// Outbound side: per-peer writers over one stream control.
 #[derive(Clone)]
 pub(crate) struct Outbound {
-    control: libp2p_stream::Control,
+    control: streams::Control,
     routes: Arc<StdMutex<HashMap<PeerId, RouteSlot>>>,
+    legacy: LegacyLanes,
     counters: SharedCounters,
 }
 
 impl Outbound {
-    pub(crate) fn new(control: libp2p_stream::Control, counters: SharedCounters) -> Self {
+    pub(crate) fn new(control: streams::Control, counters: SharedCounters) -> Self {
         Self {
+            legacy: LegacyLanes::new(control.clone()),
             control,
             routes: Arc::default(),
             counters,
         }
     }
 
-    /// Forgets a peer's route (its writer ends with its connection).
+    /// Forgets a peer's routes (its writer ends with its connection).
     pub(crate) fn forget(&self, peer: &PeerId) {
         self.routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(peer);
+        self.legacy.forget(peer);
     }
 
     fn slot(&self, peer: PeerId) -> RouteSlot {
@@ -271,28 +290,18 @@ impl Outbound {
             Some(Route::Legacy) if choice == WireChoice::Auto => return Ok(Route::Legacy),
             _ => {}
         }
-        match self
-            .control
-            .clone()
-            .open_stream(peer, NATIVE_PROTOCOL)
-            .await
-        {
-            Ok(stream) => {
+        match self.control.open(peer, NATIVE_PROTOCOL, Target::Any).await {
+            Ok(opened) => {
                 let (writer, frames) = mpsc::channel(WRITER_QUEUE);
-                tokio::spawn(write_frames(stream, frames));
+                tokio::spawn(write_frames(opened.stream, frames));
                 *route = Some(Route::Native(writer.clone()));
                 Ok(Route::Native(writer))
             }
-            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))
-                if choice == WireChoice::Auto =>
-            {
+            Err(OpenError::Unsupported(_)) if choice == WireChoice::Auto => {
                 *route = Some(Route::Legacy);
                 Ok(Route::Legacy)
             }
-            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => {
-                Err(SendError::Unsupported(p))
-            }
-            Err(e) => Err(SendError::Io(e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -326,29 +335,7 @@ impl Outbound {
             return (Err(SendError::Encode(e.to_string())), 0);
         }
         let len = buf.len();
-        let result = async {
-            let mut stream = self
-                .control
-                .clone()
-                .open_stream(peer, LEGACY_PROTOCOL)
-                .await
-                .map_err(|e| match e {
-                    libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
-                        SendError::Unsupported(p)
-                    }
-                    e => SendError::Io(e.to_string()),
-                })?;
-            stream
-                .write_all(&buf)
-                .await
-                .map_err(|e| SendError::Io(e.to_string()))?;
-            stream
-                .close()
-                .await
-                .map_err(|e| SendError::Io(e.to_string()))
-        }
-        .await;
-        (result, len)
+        (self.legacy.send(peer, buf.freeze()).await, len)
     }
 }
 
@@ -424,7 +411,7 @@ impl Drop for StreamSlot {
 /// Accepts inbound streams of `wire`'s protocol and spawns a bounded reader
 /// for each.
 pub(crate) async fn accept(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: IncomingStreams,
     wire: Wire,
     items: mpsc::Sender<Item>,
     checks: Checks,
@@ -434,7 +421,7 @@ pub(crate) async fn accept(
         Wire::Native => MAX_NATIVE_STREAMS_PER_PEER,
         Wire::LegacyJson => MAX_LEGACY_STREAMS_PER_PEER,
     };
-    while let Some((peer, stream)) = incoming.next().await {
+    while let Some(Incoming { peer, stream }) = incoming.next().await {
         if !checks.limiters.stream(&peer) {
             let _ = items.try_send(Item::Rejected {
                 peer,
@@ -685,10 +672,10 @@ impl Processor {
             return self.reject(peer, error.reason());
         }
         let message = Arc::new(accepted.message);
-        if let Some(registered) = handler {
-            if let Err(reason) = registered.offer(Job::Message(Arc::clone(&message), peer)) {
-                return self.reject(peer, reason);
-            }
+        if let Some(registered) = handler
+            && let Err(reason) = registered.offer(Job::Message(Arc::clone(&message), peer))
+        {
+            return self.reject(peer, reason);
         }
         lock(&self.counters).received(peer, len);
         let _ = self.events.send(Event::Message {
@@ -703,7 +690,7 @@ impl Processor {
 
 /// Semaphore-bounded raw-stream acceptor for one handler.
 pub(crate) async fn accept_raw(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: IncomingStreams,
     handler: Arc<dyn crate::ProtocolHandler>,
     counters: SharedCounters,
     limiters: Arc<Limiters>,
@@ -711,7 +698,7 @@ pub(crate) async fn accept_raw(
     /// Raw streams one handler serves at once.
     const MAX_RAW_STREAMS: usize = 64;
     let permits = Arc::new(Semaphore::new(MAX_RAW_STREAMS));
-    while let Some((peer, stream)) = incoming.next().await {
+    while let Some(Incoming { peer, stream }) = incoming.next().await {
         if !limiters.stream(&peer) {
             lock(&counters).reject(peer, RejectReason::RateLimited);
             continue;

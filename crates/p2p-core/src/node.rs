@@ -26,6 +26,7 @@ use crate::messaging::{
 use crate::peers::PeerInfo;
 use crate::rate_limits::Limiters;
 use crate::resources::{AnnounceOptions, Announced, Cached, ResourceCache, ResourceError};
+use crate::streams;
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ResourceKey, ResourceType};
 
@@ -70,7 +71,7 @@ struct Inner {
 struct Live {
     commands: mpsc::Sender<Command>,
     outbound: Outbound,
-    control: libp2p_stream::Control,
+    control: streams::Control,
 }
 
 struct Running {
@@ -166,7 +167,7 @@ impl Node {
             Arc::clone(&inner.counters),
             Arc::clone(&inner.limiters),
         );
-        let (mut event_loop, mut control) =
+        let (mut event_loop, control) =
             EventLoop::new(&inner.config, &inner.keypair, shared, ready_tx)?;
         let outbound = Outbound::new(control.clone(), Arc::clone(&inner.counters));
         event_loop.set_outbound(outbound.clone());
@@ -212,7 +213,7 @@ impl Node {
         }
         let raw = Arc::new(StdMutex::new(HashMap::new()));
         for registered in inner.handlers.all() {
-            self.accept_raw(&mut control, &raw, registered.handler);
+            self.accept_raw(&control, &raw, registered.handler);
         }
 
         let task = tokio::spawn(event_loop.run(command_rx));
@@ -253,7 +254,7 @@ impl Node {
     /// Starts accepting `handler`'s raw streams, if it wants them.
     fn accept_raw(
         &self,
-        control: &mut libp2p_stream::Control,
+        control: &streams::Control,
         raw: &StdMutex<HashMap<ProtocolName, JoinHandle<()>>>,
         handler: Arc<dyn ProtocolHandler>,
     ) {
@@ -437,10 +438,10 @@ impl Node {
         let registered = self.inner.handlers.register(handler)?;
         // Lock order: `running` is never awaited here; use try_lock and fall back
         // to start's own registration pass when a start/stop is in progress.
-        if let Ok(running) = self.inner.running.try_lock() {
-            if let (Some(running), Some(mut live)) = (running.as_ref(), self.live()) {
-                self.accept_raw(&mut live.control, &running.raw, registered.handler);
-            }
+        if let Ok(running) = self.inner.running.try_lock()
+            && let (Some(running), Some(live)) = (running.as_ref(), self.live())
+        {
+            self.accept_raw(&live.control, &running.raw, registered.handler);
         }
         Ok(())
     }
@@ -449,17 +450,15 @@ impl Node {
     /// false if no handler had that name.
     pub fn unregister_handler(&self, name: &ProtocolName) -> bool {
         let removed = self.inner.handlers.unregister(name).is_some();
-        if let Ok(running) = self.inner.running.try_lock() {
-            if let Some(running) = running.as_ref() {
-                if let Some(task) = running
-                    .raw
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name)
-                {
-                    task.abort();
-                }
-            }
+        if let Ok(running) = self.inner.running.try_lock()
+            && let Some(running) = running.as_ref()
+            && let Some(task) = running
+                .raw
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name)
+        {
+            task.abort();
         }
         removed
     }
@@ -597,14 +596,12 @@ impl Node {
         peer: PeerId,
         protocol: libp2p::StreamProtocol,
     ) -> Result<libp2p::Stream, SendError> {
-        let mut control = self.live().ok_or(SendError::NotStarted)?.control;
+        let control = self.live().ok_or(SendError::NotStarted)?.control;
         control
-            .open_stream(peer, protocol)
+            .open(peer, protocol, streams::Target::Any)
             .await
-            .map_err(|e| match e {
-                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => SendError::Unsupported(p),
-                e => SendError::Io(e.to_string()),
-            })
+            .map(|opened| opened.stream)
+            .map_err(SendError::from)
     }
 
     /// Announces a resource: a record signed by this node, kept in the local

@@ -251,10 +251,10 @@ impl Limiters {
         if let Some(l) = &self.peer_messages {
             l.until_key_ready(peer).await;
         }
-        if let Some(l) = &self.peer_bytes {
-            if l.until_key_n_ready(peer, n).await.is_err() {
-                return false;
-            }
+        if let Some(l) = &self.peer_bytes
+            && l.until_key_n_ready(peer, n).await.is_err()
+        {
+            return false;
         }
         if self.node_messages.is_none() && self.node_bytes.is_none() {
             return true;

@@ -86,7 +86,10 @@ pub fn penalty(reason: RejectReason) -> f64 {
         // burst lookups and puts when kad replicates their whole store (up
         // to 100 queries at once, a put per record): refused and counted,
         // never scored.
-        RejectReason::HandlerBusy | RejectReason::Banned | RejectReason::DhtRateLimited => 0.0,
+        RejectReason::HandlerBusy
+        | RejectReason::Banned
+        | RejectReason::DhtRateLimited
+        | RejectReason::AcceptQueueFull => 0.0,
         // A reason added later costs like malformed input until it is placed.
         _ => 10.0,
     }

@@ -1,14 +1,18 @@
 //! Transports: TCP + WebSocket (+ DNS) for real networks, in-memory for tests
-//! and simulation; always Noise, with yamux (and mplex on request).
+//! and simulation; always Noise, with yamux (and mplex on request, its new
+//! outbound streams paced: see [`crate::mplex_pacing`]).
 
 use std::time::Duration;
 
+use futures::future::Either;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::{SelectUpgrade, Version};
 use libp2p::futures::{AsyncRead, AsyncWrite};
 use libp2p::identity::Keypair;
 use libp2p::{PeerId, Transport, dns, noise, tcp, websocket, yamux};
+
+use crate::mplex_pacing::Paced;
 
 /// Which transport a node runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +81,12 @@ where
                 libp2p_mplex::Config::default(),
             ))
             .timeout(UPGRADE_TIMEOUT)
+            .map(|(peer, muxer), _| match muxer {
+                Either::Left(yamux) => (peer, StreamMuxerBox::new(yamux)),
+                // The TypeScript nodes' mplex closes connections that open
+                // streams too fast: pace ours.
+                Either::Right(mplex) => (peer, StreamMuxerBox::new(Paced::new(mplex))),
+            })
             .boxed()
     } else {
         authenticated

@@ -145,10 +145,10 @@ pub fn on_identified(
     if addrs.is_empty() {
         return Population::NoUsableAddress;
     }
-    if let Some(limits) = local.diversity {
-        if !diverse(kad, local.peer, limits, peer, &addrs) {
-            return Population::NotDiverse;
-        }
+    if let Some(limits) = local.diversity
+        && !diverse(kad, local.peer, limits, peer, &addrs)
+    {
+        return Population::NotDiverse;
     }
     let mut added = 0;
     for addr in addrs {

@@ -124,10 +124,10 @@ impl EquivocationGuard {
                 second: message.clone(),
             })));
         }
-        if self.order.len() >= self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
+        if self.order.len() >= self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
         }
         self.order.push_back(key.clone());
         self.seen.insert(key, (id, message.clone()));

@@ -137,10 +137,10 @@ impl KeyCache {
     fn resolve(&mut self, message: &Message) -> Result<&PublicKey, VerifyError> {
         if !self.keys.contains_key(&message.from) {
             let key = sign::signer_key(&message.from, message.public_key.as_deref())?;
-            if self.order.len() >= Self::CAPACITY {
-                if let Some(oldest) = self.order.pop_front() {
-                    self.keys.remove(&oldest);
-                }
+            if self.order.len() >= Self::CAPACITY
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.keys.remove(&oldest);
             }
             self.order.push_back(message.from);
             self.keys.insert(message.from, key);

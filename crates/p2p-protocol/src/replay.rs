@@ -60,11 +60,11 @@ impl ReplayGuard {
         if !self.seen.insert(id) {
             return Err(ReplayError { id });
         }
-        if self.order.len() >= self.capacity {
-            if let Some((_, oldest)) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-                self.early_evictions += 1;
-            }
+        if self.order.len() >= self.capacity
+            && let Some((_, oldest)) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+            self.early_evictions += 1;
         }
         self.order.push_back((now_ms, id));
         Ok(())

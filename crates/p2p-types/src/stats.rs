@@ -43,11 +43,14 @@ pub enum RejectReason {
     /// A DHT request (a lookup, or a record or provider put) over the peer's
     /// rate; it was refused.
     DhtRateLimited,
+    /// An inbound stream arrived while its protocol's accept queue was full
+    /// (the node is overloaded, not the peer at fault); it was reset.
+    AcceptQueueFull,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 17] = [
+    pub const ALL: [RejectReason; 18] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -65,6 +68,7 @@ impl RejectReason {
         Self::StreamTimeout,
         Self::InvalidRecord,
         Self::DhtRateLimited,
+        Self::AcceptQueueFull,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -87,6 +91,7 @@ impl RejectReason {
             Self::StreamTimeout => "stream_timeout",
             Self::InvalidRecord => "invalid_record",
             Self::DhtRateLimited => "dht_rate_limited",
+            Self::AcceptQueueFull => "accept_queue_full",
         }
     }
 }

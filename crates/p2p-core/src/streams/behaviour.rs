@@ -1,0 +1,207 @@
+//! The swarm side of [`super::Control`]: tracks each peer's connections,
+//! routes open requests to one of them (dialling when asked or needed) and
+//! reports refused inbound streams.
+
+use std::collections::{HashMap, VecDeque};
+use std::task::{Context, Poll};
+
+use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
+use libp2p::swarm::behaviour::ConnectionEstablished;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, DialError, DialFailure,
+    FromSwarm, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent,
+    ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+
+use super::handler::{Handler, Open, Refused};
+use super::{
+    Control, Event, OpenError, OpenRequest, REQUEST_QUEUE, Request, SharedRegistry, Target,
+};
+
+pub(crate) struct Behaviour {
+    registry: SharedRegistry,
+    control: Control,
+    requests: mpsc::Receiver<Request>,
+    /// Each peer's established connections, oldest first.
+    connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Requests waiting for a (new) connection to their peer.
+    waiting: HashMap<PeerId, Vec<OpenRequest>>,
+    actions: VecDeque<ToSwarm<Event, Open>>,
+}
+
+impl Behaviour {
+    pub(crate) fn new() -> Self {
+        let registry = SharedRegistry::default();
+        let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
+        Self {
+            control: Control {
+                registry: SharedRegistry::clone(&registry),
+                requests: sender,
+            },
+            registry,
+            requests,
+            connections: HashMap::new(),
+            waiting: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// A handle for accepting and opening streams.
+    pub(crate) fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    fn route(&mut self, request: OpenRequest) {
+        let connections = self.connections.get(&request.peer);
+        let chosen = match request.target {
+            Target::Any => connections.and_then(|c| c.last().copied()),
+            Target::Connection(id) => {
+                if !connections.is_some_and(|c| c.contains(&id)) {
+                    let _ = request
+                        .reply
+                        .send(Err(OpenError::Io("connection closed".to_owned())));
+                    return;
+                }
+                Some(id)
+            }
+            Target::Fresh => None,
+        };
+        match chosen {
+            Some(connection) => self.open_on(connection, request),
+            None => {
+                let condition = match request.target {
+                    Target::Fresh => PeerCondition::Always,
+                    _ => PeerCondition::DisconnectedAndNotDialing,
+                };
+                self.actions.push_back(ToSwarm::Dial {
+                    opts: DialOpts::peer_id(request.peer).condition(condition).build(),
+                });
+                self.waiting.entry(request.peer).or_default().push(request);
+            }
+        }
+    }
+
+    fn open_on(&mut self, connection: ConnectionId, request: OpenRequest) {
+        self.actions.push_back(ToSwarm::NotifyHandler {
+            peer_id: request.peer,
+            handler: NotifyHandler::One(connection),
+            event: Open {
+                protocol: request.protocol,
+                reply: request.reply,
+            },
+        });
+    }
+
+    fn handler(&self, peer: PeerId, connection: ConnectionId) -> Handler {
+        Handler::new(peer, connection, SharedRegistry::clone(&self.registry))
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer, connection))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer, connection))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            }) => {
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .push(connection_id);
+                for request in self.waiting.remove(&peer_id).unwrap_or_default() {
+                    self.open_on(connection_id, request);
+                }
+            }
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            }) => {
+                if let Some(connections) = self.connections.get_mut(&peer_id) {
+                    connections.retain(|c| *c != connection_id);
+                    if connections.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
+                }
+            }
+            FromSwarm::DialFailure(DialFailure {
+                peer_id: Some(peer),
+                error,
+                ..
+            }) => {
+                // Another dial to the peer is under way: wait for its outcome.
+                if matches!(error, DialError::DialPeerConditionFalse(_)) {
+                    return;
+                }
+                let reason = error.to_string();
+                for request in self.waiting.remove(&peer).unwrap_or_default() {
+                    let _ = request
+                        .reply
+                        .send(Err(OpenError::Io(format!("dial failed: {reason}"))));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            Refused::QueueFull(protocol) => self
+                .actions
+                .push_back(ToSwarm::GenerateEvent(Event::Refused { peer, protocol })),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(action) = self.actions.pop_front() {
+                return Poll::Ready(action);
+            }
+            match self.requests.poll_recv(cx) {
+                Poll::Ready(Some(Request::Open(request))) => self.route(request),
+                Poll::Ready(Some(Request::Close(peer_id, connection))) => {
+                    self.actions.push_back(ToSwarm::CloseConnection {
+                        peer_id,
+                        connection: CloseConnection::One(connection),
+                    });
+                }
+                // The behaviour holds a sender itself, so this never ends.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Raw streams per protocol, ours end to end: the messaging protocols and
+//! handlers' raw streams are accepted and opened here.
+//!
+//! - **Inbound**: a negotiated stream is handed to its protocol's queue
+//!   ([`INBOUND_QUEUE`] deep), which the protocol's accept loop drains. Only a
+//!   full queue refuses a stream, and that refusal is an [`Event::Refused`]
+//!   attributed to the peer, never a silent drop. (libp2p-stream 0.5, used
+//!   before, kept one waiting stream per connection and dropped the rest
+//!   without a trace: a burst of TypeScript messages, one stream each, lost
+//!   most of them.)
+//! - **Outbound**: [`Control::open`] opens a stream to a peer on one of its
+//!   connections (dialling if there is none) and says which connection it
+//!   used; [`Target`] picks an existing connection, a given one, or a fresh
+//!   one. [`Control::close_connection`] retires a connection.
+
+mod behaviour;
+mod handler;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
+
+use futures::channel::mpsc as futures_mpsc;
+use libp2p::swarm::ConnectionId;
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+pub(crate) use behaviour::Behaviour;
+
+/// Streams of one protocol waiting for its accept loop, across all peers.
+/// Far above what the per-peer caps let in at once (32 TypeScript streams,
+/// 4 native, 64 per handler), so only a stalled accept loop fills it.
+pub(crate) const INBOUND_QUEUE: usize = 1024;
+/// Open requests waiting for the behaviour.
+const REQUEST_QUEUE: usize = 1024;
+
+/// A negotiated inbound stream.
+pub(crate) struct Incoming {
+    pub(crate) peer: PeerId,
+    pub(crate) stream: Stream,
+}
+
+/// The inbound streams of one protocol. Dropping it stops accepting the
+/// protocol (new streams are then refused in negotiation).
+pub(crate) struct IncomingStreams(futures_mpsc::Receiver<Incoming>);
+
+impl futures::Stream for IncomingStreams {
+    type Item = Incoming;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Incoming>> {
+        futures::StreamExt::poll_next_unpin(&mut self.0, cx)
+    }
+}
+
+/// Which connection an outbound stream goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The peer's newest connection; a dial if there is none.
+    Any,
+    /// This connection only (an error if it is gone).
+    Connection(ConnectionId),
+    /// A new connection, dialled for this stream.
+    Fresh,
+}
+
+/// An outbound stream and the connection it runs on.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) stream: Stream,
+    pub(crate) connection: ConnectionId,
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// The peer does not speak the protocol.
+    #[error("peer does not support {0}")]
+    Unsupported(StreamProtocol),
+    /// No connection could be had, or the stream failed to open.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What the behaviour reports to the event loop.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// An inbound stream was refused because its protocol's queue was full.
+    Refused {
+        peer: PeerId,
+        protocol: StreamProtocol,
+    },
+}
+
+/// A request for an outbound stream.
+pub(crate) struct OpenRequest {
+    peer: PeerId,
+    protocol: StreamProtocol,
+    target: Target,
+    reply: oneshot::Sender<Result<Opened, OpenError>>,
+}
+
+impl fmt::Debug for OpenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenRequest")
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Control`] asks of the behaviour.
+#[derive(Debug)]
+enum Request {
+    Open(OpenRequest),
+    Close(PeerId, ConnectionId),
+}
+
+/// The protocols accepted, and where their streams go. Shared by the
+/// behaviour's connection handlers (which read it) and the controls (which
+/// register).
+#[derive(Default)]
+pub(crate) struct Registry {
+    queues: HashMap<StreamProtocol, futures_mpsc::Sender<Incoming>>,
+}
+
+pub(crate) type SharedRegistry = Arc<StdMutex<Registry>>;
+
+fn lock(registry: &SharedRegistry) -> std::sync::MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// The protocols whose accept loop is still there.
+    fn protocols(&mut self) -> Vec<StreamProtocol> {
+        self.queues.retain(|_, queue| !queue.is_closed());
+        self.queues.keys().cloned().collect()
+    }
+
+    /// Queues an inbound stream; false if its protocol's queue is full or gone.
+    fn deliver(&mut self, protocol: &StreamProtocol, incoming: Incoming) -> bool {
+        match self.queues.get_mut(protocol) {
+            Some(queue) => queue.try_send(incoming).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// The protocol already has an accept loop.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is already accepted")]
+pub(crate) struct AlreadyAccepted(StreamProtocol);
+
+/// The cloneable handle to the behaviour.
+#[derive(Clone)]
+pub(crate) struct Control {
+    registry: SharedRegistry,
+    requests: mpsc::Sender<Request>,
+}
+
+impl Control {
+    /// Starts accepting `protocol`; its streams arrive on the returned stream.
+    pub(crate) fn accept(
+        &self,
+        protocol: StreamProtocol,
+    ) -> Result<IncomingStreams, AlreadyAccepted> {
+        let mut registry = lock(&self.registry);
+        if registry
+            .queues
+            .get(&protocol)
+            .is_some_and(|queue| !queue.is_closed())
+        {
+            return Err(AlreadyAccepted(protocol));
+        }
+        let (queue, incoming) = futures_mpsc::channel(INBOUND_QUEUE);
+        registry.queues.insert(protocol, queue);
+        Ok(IncomingStreams(incoming))
+    }
+
+    /// Opens a stream to `peer` on `protocol`, on the connection `target` picks.
+    pub(crate) async fn open(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+        target: Target,
+    ) -> Result<Opened, OpenError> {
+        let (reply, opened) = oneshot::channel();
+        let request = OpenRequest {
+            peer,
+            protocol,
+            target,
+            reply,
+        };
+        let stopped = || OpenError::Io("node stopped".to_owned());
+        self.requests
+            .send(Request::Open(request))
+            .await
+            .map_err(|_| stopped())?;
+        opened.await.map_err(|_| stopped())?
+    }
+
+    /// Closes one connection to `peer` (its streams end with it).
+    pub(crate) async fn close_connection(&self, peer: PeerId, connection: ConnectionId) {
+        let _ = self.requests.send(Request::Close(peer, connection)).await;
+    }
+}
