@@ -3,14 +3,21 @@
 //! - `codegen [--check]`: regenerate the Rust code for `proto/` (protox + prost-build,
 //!   no system `protoc`), or fail if the committed code is stale.
 //! - `fuzz <target> [--seconds N]`: run one cargo-fuzz target of p2p-protocol on nightly.
-//! - `bench`: run the criterion benchmarks and the TypeScript pipeline baseline,
-//!   then the two-node messaging bench (with its js-libp2p baseline), then the
-//!   node scenarios (dial, RSS, connections, 50-node network) and their js-libp2p
-//!   dial/RSS baseline (xtask/bench/js-dial.mjs).
-//! - `ci`: what `.ci/run` runs: fmt check, clippy, codegen check, the tests.
+//! - `fuzz-check`: type-check the fuzz crate (excluded from the workspace) on
+//!   the default toolchain, so its targets keep compiling against p2p-protocol.
+//! - `bench [--quick]`: run the criterion benchmarks and the TypeScript pipeline
+//!   baseline, then the two-node messaging bench (with its js-libp2p baseline),
+//!   then the node scenarios (dial, RSS, connections, 50-node network) and their
+//!   js-libp2p dial/RSS baseline (xtask/bench/js-dial.mjs), then the hardening
+//!   scenarios (flood, churn). `--quick` runs every one of them in its quick
+//!   mode (criterion's `--test`, `LOTUS_BENCH_QUICK=1` for the scenario benches,
+//!   small counts for the Node.js baselines): a smoke test that each completes,
+//!   failing if one does not; its figures mean nothing.
+//! - `ci`: fmt check, clippy, codegen check, fuzz-check, the tests, `bench --quick`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -27,11 +34,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
         Some("fuzz") => fuzz(&root, args.get(1..).unwrap_or_default()),
-        Some("bench") => bench(&root),
+        Some("fuzz-check") => fuzz_check(&root),
+        Some("bench") => bench(&root, args.iter().any(|a| a == "--quick")),
         Some("ci") => ci(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask codegen [--check] | fuzz <{}> [--seconds N] | bench | ci",
+                "usage: cargo xtask codegen [--check] | fuzz <{}> [--seconds N] | fuzz-check \
+                 | bench [--quick] | ci",
                 FUZZ_TARGETS.join("|")
             );
             bail!("unknown or missing task")
@@ -131,43 +140,131 @@ fn fuzz(root: &Path, args: &[String]) -> Result<()> {
     )
 }
 
+/// Type-checks the fuzz targets with the default (stable) toolchain:
+/// libfuzzer-sys builds there (its build script compiles libFuzzer with the
+/// system C++ compiler), only running the targets needs nightly and
+/// cargo-fuzz. `--locked`: the fuzz crate's own Cargo.lock must be current.
+fn fuzz_check(root: &Path) -> Result<()> {
+    run(
+        root,
+        "cargo",
+        &[
+            "check",
+            "--locked",
+            "--manifest-path",
+            "crates/p2p-protocol/fuzz/Cargo.toml",
+        ],
+    )
+}
+
+/// The environment variable that puts the scenario benches of p2p-core in
+/// their quick mode (read by `crates/p2p-core/benches/support`).
+const BENCH_QUICK_ENV: &str = "LOTUS_BENCH_QUICK";
+
 /// The criterion pipeline benchmarks, then the TypeScript pipeline baseline in
 /// Node.js in the same invocation (skipped with a note when Node.js is absent),
 /// then the messaging bench of p2p-core, then its node bench and the js-libp2p
-/// dial/RSS baseline (skipped with a note without Node.js, npm or the peer).
-fn bench(root: &Path) -> Result<()> {
+/// dial/RSS baseline (skipped with a note without Node.js, npm or the peer),
+/// then its hardening bench. Everything is built first, so the times printed
+/// at the end are the runs' (unless the sources change meanwhile).
+///
+/// `quick`: every bench and baseline still runs, each cut to seconds; a
+/// failure of any (the js baselines included, when Node.js is there) fails
+/// the task.
+fn bench(root: &Path, quick: bool) -> Result<()> {
+    // Quick mode only proves the scenarios complete, so it builds with the
+    // test profile (dependencies optimised, shared with `cargo test`) instead
+    // of a second, release-like build of the whole tree.
+    let profile: &[&str] = if quick { &["--profile", "dev"] } else { &[] };
+    let cargo_bench = |rest: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec!["bench"];
+        args.extend_from_slice(profile);
+        args.extend_from_slice(rest);
+        args
+    };
     run(
         root,
         "cargo",
-        &["bench", "-p", "p2p-protocol", "--bench", "pipeline"],
+        &cargo_bench(&["-p", "p2p-protocol", "-p", "p2p-core", "--no-run"]),
     )?;
-    let script = root.join("xtask/bench/ts-pipeline.mjs");
-    let script = script.to_str().context("non-UTF-8 path")?;
-    if Command::new("node").arg("--version").output().is_ok() {
-        run(root, "node", &[script])?;
-    } else {
-        eprintln!("node not found: TypeScript baseline skipped");
-    }
+    let quick_env = |command: &mut Command| {
+        if quick {
+            command.env(BENCH_QUICK_ENV, "1");
+        } else {
+            command.env_remove(BENCH_QUICK_ENV);
+        }
+    };
+    let mut times: Vec<(&str, Duration)> = Vec::new();
+    let mut timed = |name, step: &mut dyn FnMut() -> Result<()>| {
+        let started = Instant::now();
+        let result = step();
+        times.push((name, started.elapsed()));
+        result
+    };
+    let node = succeeds("node", &["--version"]);
+
+    timed("pipeline (criterion)", &mut || {
+        let mut args = cargo_bench(&["-p", "p2p-protocol", "--bench", "pipeline"]);
+        if quick {
+            // Criterion's own smoke mode: every benchmark once, unmeasured.
+            args.extend(["--", "--test"]);
+        }
+        run(root, "cargo", &args)
+    })?;
+    timed("TypeScript pipeline baseline", &mut || {
+        if !node {
+            eprintln!("node not found: TypeScript baseline skipped");
+            return Ok(());
+        }
+        let script = root.join("xtask/bench/ts-pipeline.mjs");
+        let mut command = Command::new("node");
+        command.arg(script);
+        if quick {
+            command.env("TS_PIPELINE_MESSAGES", "20000");
+        }
+        run_command(root, &mut command)
+    })?;
     // Two nodes on TCP loopback; the bench also runs the js-libp2p messaging
     // baseline (xtask/bench/js-messaging.mjs) when Node.js is installed.
-    run(
-        root,
-        "cargo",
-        &["bench", "-p", "p2p-core", "--bench", "messaging"],
-    )?;
     // Node scenarios: dial latency, idle RSS, RSS per connection, 50-node
     // network (one JSON line each), then their js-libp2p dial/RSS baseline.
-    run(
-        root,
-        "cargo",
-        &["bench", "-p", "p2p-core", "--bench", "node"],
-    )?;
-    if succeeds("node", &["--version"]) && succeeds("npm", &["--version"]) {
-        js_dial(root)
-    } else {
-        eprintln!("node or npm not found: js-libp2p dial baseline skipped");
-        Ok(())
+    for (name, bench) in [
+        ("messaging (+ js-libp2p flood)", "messaging"),
+        ("node", "node"),
+    ] {
+        timed(name, &mut || {
+            let mut command = Command::new("cargo");
+            command.args(cargo_bench(&["-p", "p2p-core", "--bench", bench]));
+            quick_env(&mut command);
+            run_command(root, &mut command)
+        })?;
     }
+    timed("js-libp2p dial/RSS baseline", &mut || {
+        if node && succeeds("npm", &["--version"]) {
+            js_dial(root, quick)
+        } else {
+            eprintln!("node or npm not found: js-libp2p dial baseline skipped");
+            Ok(())
+        }
+    })?;
+    timed("hardening", &mut || {
+        let mut command = Command::new("cargo");
+        command.args(cargo_bench(&["-p", "p2p-core", "--bench", "hardening"]));
+        quick_env(&mut command);
+        run_command(root, &mut command)
+    })?;
+
+    let total: Duration = times.iter().map(|(_, t)| *t).sum();
+    eprintln!(
+        "\nbench{}: every step completed; wall time of each (after the build above; \
+         a step also holds any rebuild cargo made for a change since):",
+        if quick { " --quick" } else { "" }
+    );
+    for (name, time) in &times {
+        eprintln!("  {:>7.1} s  {name}", time.as_secs_f64());
+    }
+    eprintln!("  {:>7.1} s  total", total.as_secs_f64());
+    Ok(())
 }
 
 /// True if `program args` runs and exits successfully.
@@ -179,16 +276,13 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
 }
 
 /// The js-libp2p reference peer (for its pinned dependencies): `LOTUS_JS_PEER_DIR`,
-/// else `interop/js-peer` in or next to the workspace.
+/// else the workspace's `interop/js-peer`.
 fn js_peer_dir(root: &Path) -> Option<PathBuf> {
     let mut candidates: Vec<PathBuf> = std::env::var_os("LOTUS_JS_PEER_DIR")
         .map(PathBuf::from)
         .into_iter()
         .collect();
     candidates.push(root.join("interop/js-peer"));
-    if let Some(parent) = root.parent() {
-        candidates.push(parent.join("shared/interop/js-peer"));
-    }
     candidates
         .into_iter()
         .find(|dir| dir.join("package-lock.json").is_file() && dir.join("polyfill.mjs").is_file())
@@ -196,9 +290,15 @@ fn js_peer_dir(root: &Path) -> Option<PathBuf> {
 
 /// The js-libp2p dial/RSS baseline (xtask/bench/js-dial.mjs), run from a copy
 /// of the reference peer's manifest in target/js-dial-bench; `npm ci` runs
-/// there when nothing is installed yet or the lockfile changed.
-fn js_dial(root: &Path) -> Result<()> {
+/// there when nothing is installed yet or the lockfile changed. Skipped with a
+/// note when the peer or `npm ci` is missing, except in `quick` mode (5 dials),
+/// where a failing `npm ci` fails the task.
+fn js_dial(root: &Path, quick: bool) -> Result<()> {
     let Some(peer) = js_peer_dir(root) else {
+        ensure!(
+            !quick,
+            "js-libp2p reference peer not found (set LOTUS_JS_PEER_DIR)"
+        );
         eprintln!(
             "js-libp2p reference peer not found (set LOTUS_JS_PEER_DIR): js dial baseline skipped"
         );
@@ -223,17 +323,19 @@ fn js_dial(root: &Path) -> Result<()> {
     if !installed {
         let install = run(&work, "npm", &["ci", "--no-audit", "--no-fund"]);
         if let Err(e) = install {
-            eprintln!("npm ci failed ({e:#}): js-libp2p dial baseline skipped");
             // Not "installed" next time.
             let _ = std::fs::remove_dir_all(work.join("node_modules"));
+            ensure!(!quick, "npm ci for the js-libp2p dial baseline: {e:#}");
+            eprintln!("npm ci failed ({e:#}): js-libp2p dial baseline skipped");
             return Ok(());
         }
     }
-    run(
-        &work,
-        "node",
-        &["--import", "./polyfill.mjs", "js-dial.mjs"],
-    )
+    let mut command = Command::new("node");
+    command.args(["--import", "./polyfill.mjs", "js-dial.mjs"]);
+    if quick {
+        command.env("DIALS", "5");
+    }
+    run_command(&work, &mut command)
 }
 
 fn ci(root: &Path) -> Result<()> {
@@ -251,20 +353,35 @@ fn ci(root: &Path) -> Result<()> {
         ],
     )?;
     codegen(root, true)?;
-    run(root, "cargo", &["test", "--workspace"])
+    fuzz_check(root)?;
+    run(root, "cargo", &["test", "--workspace"])?;
+    bench(root, true)
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
-    eprintln!("$ {program} {}", args.join(" "));
-    let status = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(dir, &mut command)
+}
+
+/// Runs `command` in `dir`, failing unless it exits successfully.
+fn run_command(dir: &Path, command: &mut Command) -> Result<()> {
+    let shown = {
+        let envs: Vec<String> = command
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
+            .collect();
+        let words: Vec<String> = std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        envs.into_iter().chain(words).collect::<Vec<_>>().join(" ")
+    };
+    eprintln!("$ {shown}");
+    let status = command
         .current_dir(dir)
         .status()
-        .with_context(|| format!("starting {program}"))?;
-    ensure!(
-        status.success(),
-        "{program} {} failed: {status}",
-        args.join(" ")
-    );
+        .with_context(|| format!("starting {shown}"))?;
+    ensure!(status.success(), "{shown} failed: {status}");
     Ok(())
 }

@@ -13,6 +13,8 @@
 //!   the stop, and again after the republish and a replication run.
 //!
 //! Run: `cargo bench -p p2p-core --bench hardening [-- flood|churn]`.
+//! `LOTUS_BENCH_QUICK=1` (see `support::quick`) runs both with the smaller
+//! numbers of [`QUICK`]: a smoke test that they complete, not a measurement.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -35,15 +37,48 @@ use support::{rss_kb, summary};
 
 const HONEST: usize = 4;
 const HONEST_RATE: u64 = 50;
-const ATTACKERS: usize = 20;
 const ATTACK_RATE: u64 = 2_000;
-const RUN: Duration = Duration::from_secs(10);
 const DRAIN: Duration = Duration::from_secs(10);
-const NODES: usize = 50;
-const KILLED: usize = 15;
-const CHURN_TTL: Duration = Duration::from_secs(40);
-const CHURN_REPLICATION: Duration = Duration::from_secs(10);
 const CHURN_PUT_EVERY: Duration = Duration::from_millis(50);
+
+/// The sizes and durations of the scenarios.
+struct Scale {
+    attackers: usize,
+    /// How long the flood runs.
+    run: Duration,
+    /// DHT servers in the churn scenario, and how many of them are stopped.
+    nodes: usize,
+    killed: usize,
+    churn_ttl: Duration,
+    churn_replication: Duration,
+    /// Waited past the republish and half a replication interval.
+    churn_slack: Duration,
+}
+
+const FULL: Scale = Scale {
+    attackers: 20,
+    run: Duration::from_secs(10),
+    nodes: 50,
+    killed: 15,
+    churn_ttl: Duration::from_secs(40),
+    churn_replication: Duration::from_secs(10),
+    churn_slack: Duration::from_secs(2),
+};
+
+/// Quick mode: the same shapes, smaller and shorter.
+const QUICK: Scale = Scale {
+    attackers: 4,
+    run: Duration::from_secs(1),
+    nodes: 15,
+    killed: 4,
+    churn_ttl: Duration::from_secs(6),
+    churn_replication: Duration::from_secs(2),
+    churn_slack: Duration::from_millis(500),
+};
+
+fn scale() -> &'static Scale {
+    support::pick(&FULL, &QUICK)
+}
 
 fn main() {
     let run = support::scenarios();
@@ -55,7 +90,7 @@ fn main() {
     if run("flood") {
         // The baseline: the same honest load with nobody attacking.
         println!("{}", rt.block_on(flood(0)));
-        println!("{}", rt.block_on(flood(ATTACKERS)));
+        println!("{}", rt.block_on(flood(scale().attackers)));
     }
     if run("churn") {
         println!("{}", rt.block_on(churn()));
@@ -149,7 +184,8 @@ async fn flood(attackers_n: usize) -> Value {
             }
         }
     });
-    eprintln!("flood: running {RUN:?}…");
+    let run = scale().run;
+    eprintln!("flood: running {run:?}…");
     let started = Instant::now();
     let honest_tasks: Vec<_> = honest
         .iter()
@@ -181,7 +217,7 @@ async fn flood(attackers_n: usize) -> Value {
             }))
         })
         .collect();
-    tokio::time::sleep(RUN).await;
+    tokio::time::sleep(run).await;
     stop.store(true, Ordering::Relaxed);
     let mut honest_sent = 0;
     for t in honest_tasks {
@@ -246,7 +282,15 @@ async fn replicas(nodes: &[&Node], resources: &[usize]) -> Vec<f64> {
 }
 
 async fn churn() -> Value {
-    eprintln!("churn: {NODES} nodes…");
+    let Scale {
+        nodes: nodes_n,
+        killed: killed_n,
+        churn_ttl,
+        churn_replication,
+        churn_slack,
+        ..
+    } = *scale();
+    eprintln!("churn: {nodes_n} nodes…");
     let memory_node = || async {
         let node = Node::builder()
             .transport(TransportKind::Memory)
@@ -255,7 +299,7 @@ async fn churn() -> Value {
                 mode: DhtModeSetting::Server,
                 // Stored records are re-put to the closest peers this often
                 // (10 min by default): the repair of a dead owner's records.
-                record_replication_interval: CHURN_REPLICATION,
+                record_replication_interval: churn_replication,
                 ..DhtConfig::default()
             })
             // Replication 60× faster than the default needs puts per peer
@@ -272,7 +316,7 @@ async fn churn() -> Value {
     let hub = memory_node().await;
     let hub_addr = dial_addr(&hub).await;
     let mut nodes = vec![hub];
-    for _ in 1..NODES {
+    for _ in 1..nodes_n {
         let node = memory_node().await;
         node.connect(hub_addr.clone()).await.unwrap();
         nodes.push(node);
@@ -286,7 +330,7 @@ async fn churn() -> Value {
     }
     // Owners republish at half the TTL.
     let options = AnnounceOptions {
-        ttl: Some(CHURN_TTL),
+        ttl: Some(churn_ttl),
         republish: true,
         ..AnnounceOptions::default()
     };
@@ -299,11 +343,11 @@ async fn churn() -> Value {
             .unwrap();
         stored_by.push(a.stored_by as f64);
     }
-    let all: Vec<usize> = (0..NODES).collect();
+    let all: Vec<usize> = (0..nodes_n).collect();
     let everyone: Vec<&Node> = nodes.iter().collect();
     let at_announce = replicas(&everyone, &all).await;
     // Stop 30 %, chosen by a fixed stride (not the hub's neighbours only).
-    let killed: Vec<usize> = (0..KILLED).map(|k| 1 + k * 3).collect();
+    let killed: Vec<usize> = (0..killed_n).map(|k| 1 + k * 3).collect();
     for &k in &killed {
         nodes[k].stop().await.unwrap();
     }
@@ -323,7 +367,7 @@ async fn churn() -> Value {
     for (s, node) in survivors.iter().enumerate() {
         // Each survivor looks up a different third of the resources (a full
         // cross product of 35 × 50 lookups adds nothing but time).
-        for r in (s % 3..NODES).step_by(3) {
+        for r in (s % 3..nodes_n).step_by(3) {
             let asked = Instant::now();
             match node
                 .discover("churn", &format!("r{r}"), Duration::from_secs(10))
@@ -338,7 +382,7 @@ async fn churn() -> Value {
     let lookup_phase_s = started.elapsed().as_secs_f64();
     // Past the owners' republish (half the TTL) and a replication run, but
     // before the dead owners' records expire.
-    let repaired_at = announced + CHURN_TTL / 2 + CHURN_REPLICATION / 2 + Duration::from_secs(2);
+    let repaired_at = announced + churn_ttl / 2 + churn_replication / 2 + churn_slack;
     eprintln!("churn: waiting for republish and replication…");
     tokio::time::sleep_until(repaired_at.into()).await;
     let after_repair = (
@@ -360,10 +404,10 @@ async fn churn() -> Value {
     }
     json!({
         "scenario": "churn",
-        "nodes": NODES,
+        "nodes": nodes_n,
         "stopped": killed.len(),
-        "record_ttl_s": CHURN_TTL.as_secs(),
-        "replication_interval_s": CHURN_REPLICATION.as_secs(),
+        "record_ttl_s": churn_ttl.as_secs(),
+        "replication_interval_s": churn_replication.as_secs(),
         "dht_put_every_ms": CHURN_PUT_EVERY.as_millis(),
         "stored_by_at_announce": summary(stored_by),
         "replicas_at_announce": summary(at_announce),

@@ -30,6 +30,9 @@
 //!
 //! Run: `cargo bench -p p2p-core --bench messaging [-- <scenario>...]`.
 //! `LOTUS_MSG_BENCH_SECS` sets the length of each timed run (default 3 s).
+//! `LOTUS_BENCH_QUICK=1` (see `support::quick`) runs every scenario briefly
+//! (0.25 s runs, 50 warm-up messages, 0.1 s verify baselines, a 50-message js
+//! flood) and fails if the js baseline fails: a smoke test, not a measurement.
 //! Messages/s is "delivered to the receiver's handler", measured from the
 //! first send to the last delivery. Every wait is bounded.
 #![allow(
@@ -67,7 +70,9 @@ const BULK_LEN: usize = 64 * 1024;
 const HANDLER: &str = "bench";
 const RAW_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus-bench/raw/1.0.0");
 /// Messages sent (and delivered) before a measurement starts.
-const WARMUP: u64 = 500;
+fn warmup() -> u64 {
+    support::pick(500, 50)
+}
 /// Latency samples, at most (the run is also bounded in time).
 const LATENCY_SAMPLES: usize = 20_000;
 /// Goals.
@@ -79,7 +84,7 @@ fn main() {
     let secs: f64 = std::env::var("LOTUS_MSG_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+        .unwrap_or(support::pick(3.0, 0.25));
     let run_for = Duration::from_secs_f64(secs);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -281,15 +286,27 @@ impl Pair {
     }
 
     /// Waits (bounded) until the handler has seen `target` messages in all;
-    /// returns when that happened, or `None` on timeout.
-    async fn until_delivered(&self, target: u64) -> Option<Instant> {
+    /// returns when that happened, or `None` on timeout or as soon as the
+    /// receiver has rejected (since the snapshot `before`) as many as are
+    /// missing: those will never arrive, so waiting out the bound for them
+    /// would only add its 30 s to the run.
+    async fn until_delivered(&self, target: u64, before: &MessageStats) -> Option<Instant> {
         let deadline = Instant::now() + WAIT;
+        let mut stats_asked = Instant::now();
         loop {
             if self.delivered() >= target {
                 return Some(Instant::now());
             }
             if Instant::now() > deadline {
                 return None;
+            }
+            if stats_asked.elapsed() >= Duration::from_millis(100) {
+                let rejected =
+                    self.receiver_stats().await.rejected_total() - before.rejected_total();
+                if self.delivered() + rejected >= target {
+                    return None;
+                }
+                stats_asked = Instant::now();
             }
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
@@ -299,16 +316,18 @@ impl Pair {
         self.receiver.stats().await.unwrap().messages
     }
 
-    /// Sends `WARMUP` messages and waits for them.
+    /// Sends [`warmup`] messages and waits for them.
     async fn warm_up(&self, payload: &Bytes) {
+        let stats = self.receiver_stats().await;
         let before = self.delivered();
-        for _ in 0..WARMUP {
+        let warmup = warmup();
+        for _ in 0..warmup {
             self.sender
                 .send(self.receiver.peer_id(), &self.unsigned(payload))
                 .await
                 .unwrap();
         }
-        self.until_delivered(before + WARMUP)
+        self.until_delivered(before + warmup, &stats)
             .await
             .expect("warm-up messages delivered");
     }
@@ -512,7 +531,9 @@ async fn unsigned(pair: &Pair, concurrency: usize, run_for: Duration) -> Value {
     let make = pair.unsigned_direct(body.clone());
     let cpu = Cpu::now();
     let run = flood(pair, concurrency, run_for, make).await;
-    let done = pair.until_delivered(delivered_before + run.sent).await;
+    let done = pair
+        .until_delivered(delivered_before + run.sent, &stats_before)
+        .await;
     let cpu = cpu.since();
     // Anything still in flight (rejected or late) settles before we count.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -655,7 +676,7 @@ struct Verify {
 fn signed(rt: &tokio::runtime::Runtime, pair: &Pair, run_for: Duration) -> Value {
     eprintln!("signed 256 B, concurrency 64: verify baseline…");
     // The nodes are idle here; the verification runs on the main thread.
-    let verify_before = verify_rate(1.0);
+    let verify_before = verify_rate(support::pick(1.0, 0.1));
     // Pre-sign enough for the run at the verify rate, on both cores.
     let count =
         ((verify_before.per_cpu_s * run_for.as_secs_f64() * 1.1) as usize).clamp(10_000, 400_000);
@@ -695,7 +716,9 @@ fn signed(rt: &tokio::runtime::Runtime, pair: &Pair, run_for: Duration) -> Value
         eprintln!("signed 256 B, concurrency 64: sending…");
         let cpu = Cpu::now();
         let run = flood(pair, 64, run_for, next).await;
-        let done = pair.until_delivered(delivered_before + run.sent).await;
+        let done = pair
+            .until_delivered(delivered_before + run.sent, &stats_before)
+            .await;
         let cpu = cpu.since();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let received = pair.delivered() - delivered_before;
@@ -714,7 +737,7 @@ fn signed(rt: &tokio::runtime::Runtime, pair: &Pair, run_for: Duration) -> Value
         )
     });
     let (run, received, rejected, by_reason, elapsed, all_delivered, (evictions, cpu)) = value;
-    let verify_after = verify_rate(1.0);
+    let verify_after = verify_rate(support::pick(1.0, 0.1));
     // One core's rate: verifications per CPU-second of the verifying thread,
     // so other load on the machine does not lower the baseline.
     let verify = (verify_before.per_cpu_s + verify_after.per_cpu_s) / 2.0;
@@ -811,7 +834,9 @@ async fn bulk(pair: &Pair, concurrency: usize, run_for: Duration, raw_mib: f64) 
     let make = pair.unsigned_direct(body.clone());
     let cpu = Cpu::now();
     let run = flood(pair, concurrency, run_for, make).await;
-    let done = pair.until_delivered(delivered_before + run.sent).await;
+    let done = pair
+        .until_delivered(delivered_before + run.sent, &stats_before)
+        .await;
     let cpu = cpu.since();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let received = pair.delivered() - delivered_before;
@@ -847,6 +872,9 @@ async fn bulk(pair: &Pair, concurrency: usize, run_for: Duration, raw_mib: f64) 
 // ------------------------------------------------------------ js baseline
 
 /// Runs `xtask/bench/js-messaging.mjs` (bounded), its stdout passed through.
+/// Without Node.js it is skipped with a note. A failure or a timeout is
+/// reported as a skipped line, and in quick mode it fails the bench (quick mode
+/// is there to show that every scenario, this one included, still runs).
 fn js_baseline() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("xtask/bench/js-messaging.mjs");
@@ -858,42 +886,35 @@ fn js_baseline() {
         return;
     }
     eprintln!("TypeScript baseline: {}", script.display());
-    let mut child = match Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(&script)
         .current_dir(&root)
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-    {
+        .stderr(Stdio::inherit());
+    if support::quick() {
+        command.env("LOTUS_JS_FLOOD_COUNT", "50");
+    }
+    let failed = |why: String| {
+        println!("{}", json!({"scenario": "js_flood", "skipped": why}));
+        assert!(!support::quick(), "js baseline: {why}");
+    };
+    let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(e) => {
-            println!(
-                "{}",
-                json!({"scenario": "js_flood", "skipped": format!("cannot start node: {e}")})
-            );
-            return;
-        }
+        Err(e) => return failed(format!("cannot start node: {e}")),
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                if !status.success() {
-                    eprintln!("js baseline exited with {status}");
-                }
-                return;
-            }
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => return failed(format!("exited with {status}")),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             _ => {
                 eprintln!("js baseline over its time bound: killing it");
                 let _ = child.kill();
                 let _ = child.wait();
-                println!(
-                    "{}",
-                    json!({"scenario": "js_flood", "skipped": "timed out"})
-                );
-                return;
+                return failed("timed out".to_owned());
             }
         }
     }

@@ -7,8 +7,11 @@
 //!   outruns the network waits (backpressure) instead of losing messages.
 //! - Legacy, [`LEGACY_PROTOCOL`] (`/lotus/message/1.0.0`): one JSON message per
 //!   stream, read to EOF, capped in size and time; we close our side after
-//!   reading (the TypeScript node never did, which capped it at 32 messages per
-//!   connection).
+//!   reading. The TypeScript node never closes its side, and refuses a 33rd
+//!   open one per connection: sending to it goes through
+//!   [`crate::legacy_lanes`], which moves to a fresh connection before that.
+//! - Streams arrive through [`crate::streams`]: every one is accepted, or
+//!   refused with a counted reason attributed to its peer.
 //! - Inbound: each stream reader splits bytes into message bodies and runs the
 //!   stateless checks on them (size → decode → validate → sender bound to the
 //!   connection → signature), so signature verification runs on every core.

@@ -7,6 +7,10 @@
 //!
 //! Every message in a run is distinct (its own nonce), so the seen-set does real
 //! inserts and evictions rather than rejecting duplicates.
+//!
+//! Quick (smoke) run, as `cargo xtask bench --quick` does it: criterion's own
+//! test mode, `cargo bench -p p2p-protocol --bench pipeline -- --test`, runs
+//! every benchmark once without measuring.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;

@@ -1,8 +1,30 @@
-//! What the scenario benches share: percentile summaries and RSS readings.
+//! What the scenario benches share: the quick switch, percentile summaries
+//! and RSS readings.
 #![allow(dead_code)]
+
+use std::sync::OnceLock;
 
 use p2p_core::{DhtConfig, DhtModeSetting, Node, RateLimits};
 use serde_json::{Value, json};
+
+/// The environment variable that turns every scenario bench into its quick
+/// (smoke) mode: `LOTUS_BENCH_QUICK=1` (any value but empty or `0`). Quick
+/// mode runs every scenario with counts and durations cut so that each takes
+/// seconds: it shows the scenario still completes (a failure panics, so the
+/// process exits non-zero); its figures mean nothing. It is inherited by the
+/// child processes a bench starts.
+pub(crate) const QUICK_ENV: &str = "LOTUS_BENCH_QUICK";
+
+/// True in quick mode. The one place [`QUICK_ENV`] is read.
+pub(crate) fn quick() -> bool {
+    static QUICK: OnceLock<bool> = OnceLock::new();
+    *QUICK.get_or_init(|| std::env::var(QUICK_ENV).is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// `full` normally, `quick` in quick mode.
+pub(crate) fn pick<T>(full: T, quick: T) -> T {
+    if self::quick() { quick } else { full }
+}
 
 /// A started DHT-client node on TCP loopback (port 0) with `limits`.
 pub(crate) async fn tcp_client(limits: RateLimits) -> Node {
