@@ -231,3 +231,66 @@ async fn a_message_stream_reset_after_negotiation_is_a_send_failure() {
     assert_eq!(js_valid(&js).await, 0);
     drop(held);
 }
+
+/// Counts the raw streams it is handed, reading each to its end.
+struct StreamCounter(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+
+const RAW: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/lotus/test-raw/1.0.0");
+
+#[async_trait::async_trait]
+impl p2p_core::ProtocolHandler for StreamCounter {
+    fn name(&self) -> p2p_core::ProtocolName {
+        "raw-counter".parse().unwrap()
+    }
+    fn stream_protocol(&self) -> Option<libp2p::StreamProtocol> {
+        Some(RAW)
+    }
+    async fn handle_message(
+        &self,
+        _: std::sync::Arc<p2p_core::Message>,
+        _: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        Ok(())
+    }
+    async fn handle_stream(
+        &self,
+        mut stream: libp2p::Stream,
+        _: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        use futures::AsyncReadExt;
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await?;
+        self.0.send(got)?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_raw_streams_reaches_the_handler_whole() {
+    let js = typescript_node(&[]).await;
+    let node = NodeBuilder::from_config(config(DhtModeSetting::Client))
+        .build()
+        .unwrap();
+    let (seen, mut streams) = tokio::sync::mpsc::unbounded_channel();
+    node.register_handler(std::sync::Arc::new(StreamCounter(seen)))
+        .unwrap();
+    node.start().await.unwrap();
+    js.ok(json!({"cmd": "dial", "target": our_addr(&node).await, "timeout": 20_000}))
+        .await;
+
+    let flood = js
+        .ok(json!({
+            "cmd": "flood", "target": node.peer_id().to_string(), "protocolId": RAW.as_ref(),
+            "count": 40, "hex": "0102", "concurrency": 40,
+        }))
+        .await;
+    assert_eq!(flood["succeeded"].as_u64(), Some(40), "{flood}");
+    for n in 0..40 {
+        let got = tokio::time::timeout(WAIT, streams.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stream {n} of 40 never reached the handler"));
+        assert_eq!(got, Some(vec![1, 2]));
+    }
+    let stats = node.stats().await.unwrap().messages;
+    assert_eq!(stats.rejected_total(), 0, "{stats:?}");
+}
