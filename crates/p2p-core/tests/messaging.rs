@@ -195,10 +195,10 @@ async fn an_oversized_message_is_rejected_counted_and_the_sender_can_go_on() {
         let _ = alice.send(bob.peer_id(), &ok).await;
         let got = tokio::time::timeout(std::time::Duration::from_secs(1), async {
             loop {
-                if let Ok(Event::Message { from, .. }) = events.recv().await {
-                    if from == alice.peer_id() {
-                        return;
-                    }
+                if let Ok(Event::Message { from, .. }) = events.recv().await
+                    && from == alice.peer_id()
+                {
+                    return;
                 }
             }
         })

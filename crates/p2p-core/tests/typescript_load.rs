@@ -102,10 +102,10 @@ fn disconnections(
 ) -> Vec<String> {
     let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
-        if let Event::Node(NodeEvent::PeerDisconnected { peer: p, cause, .. }) = &event {
-            if *p == peer {
-                seen.push(format!("{cause:?}"));
-            }
+        if let Event::Node(NodeEvent::PeerDisconnected { peer: p, cause, .. }) = &event
+            && *p == peer
+        {
+            seen.push(format!("{cause:?}"));
         }
     }
     seen
