@@ -731,7 +731,7 @@ impl Node {
                 .request(|reply| Command::GetRecord { key, reply })
                 .await
                 .map_err(|_| ResourceError::NotStarted)?;
-            found.await.map_err(|_| ResourceError::NotStarted)?
+            Ok::<_, ResourceError>(found.await.map_err(|_| ResourceError::NotStarted)??)
         };
         let (record, source) = tokio::time::timeout(timeout, lookup)
             .await

@@ -59,6 +59,14 @@ pub enum ResourceError {
     CacheFull,
 }
 
+impl From<p2p_dht::LookupError> for ResourceError {
+    fn from(e: p2p_dht::LookupError) -> Self {
+        match e {
+            p2p_dht::LookupError::NotFound => Self::NotFound,
+        }
+    }
+}
+
 /// One cached record.
 #[derive(Debug, Clone)]
 pub(crate) struct Cached {

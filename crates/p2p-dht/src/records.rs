@@ -82,6 +82,35 @@ pub fn check_value(
     }
 }
 
+/// How this node checks DHT values: its protocol limits and whether unsigned
+/// (TypeScript) records are accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Validation {
+    pub(crate) limits: ProtocolLimits,
+    pub(crate) accept_unsigned: bool,
+}
+
+impl Validation {
+    /// [`check_value`] now.
+    pub(crate) fn check(
+        &self,
+        kad_key: &[u8],
+        value: &[u8],
+    ) -> Result<ResourceRecord, RecordCheckError> {
+        self.check_at(kad_key, value, p2p_protocol::now_ms())
+    }
+
+    /// [`check_value`] at `now_ms`.
+    pub(crate) fn check_at(
+        &self,
+        kad_key: &[u8],
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<ResourceRecord, RecordCheckError> {
+        check_value(kad_key, value, now_ms, &self.limits, self.accept_unsigned)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,42 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, Quorum, Record, RecordKey};
-use support::{Net, RawKad, node, raw_kad};
+use libp2p::{PeerId, StreamProtocol};
+use p2p_dht::routing::Population;
+use p2p_dht::{Behaviour, DhtRate, DhtRates, MapperPolicy, records};
+use p2p_protocol::ResourceRecord;
+use p2p_types::{RejectReason, ResourceKey};
+use support::{Net, RawKad, dht_config, dht_node, node, raw_kad};
+use tokio::sync::oneshot;
+
+fn resource(ty: &str, id: &str) -> ResourceKey {
+    ResourceKey::new(ty.parse().unwrap(), id.parse().unwrap())
+}
+
+/// A record of `keypair`'s, live for ten minutes.
+fn signed(keypair: &Keypair, key: &ResourceKey) -> ResourceRecord {
+    let now = p2p_protocol::now_ms();
+    ResourceRecord::new(
+        key.clone(),
+        keypair.public().to_peer_id(),
+        &b"{\"a\":1}"[..],
+        now,
+        Some(now + 600_000),
+    )
+    .sign(keypair)
+    .unwrap()
+}
+
+/// Takes the answer out of `rx` once it has come.
+fn answer<T>(rx: &mut oneshot::Receiver<T>) -> Option<T> {
+    rx.try_recv().ok()
+}
 
 /// The scaffolding itself: two plain kad servers connect, one puts a record,
 /// the other holds it.
@@ -50,4 +83,197 @@ async fn two_raw_kad_servers_replicate_a_record_over_the_memory_transport() {
     use libp2p::kad::store::RecordStore as _;
     let held = net.nodes[1].swarm.behaviour_mut().store_mut().get(&key);
     assert_eq!(held.map(|r| r.value.clone()), Some(b"v".to_vec()));
+}
+
+/// A record put by one server lands at another, and a third node's lookup
+/// finds it there, verified; every kad event passes the observer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_put_by_one_server_is_found_by_another_node() {
+    let publisher = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(publisher.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: Vec::new(),
+    };
+    let observed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&observed);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+    net.connect(0, 1).await;
+    net.connect(2, 1).await;
+    let (server, server_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    for i in [0, 2] {
+        assert!(
+            net.nodes[i]
+                .swarm
+                .behaviour_mut()
+                .add_address(server, server_addr.clone())
+        );
+    }
+    let key = resource("session", "s1");
+    let record = signed(&publisher, &key);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let stored_by = net.drive_until("put answered", |_| answer(&mut rx)).await;
+    assert!(stored_by >= 1, "{stored_by}");
+    let publisher_id = net.nodes[0].id();
+    net.drive_until("the server stores it", |net| {
+        net.nodes[1].events.iter().any(|e| matches!(
+            e,
+            p2p_dht::Event::RecordStored { peer, key: k } if *peer == publisher_id && *k == records::kad_key(&key)
+        )).then_some(())
+    })
+    .await;
+    assert!(
+        net.nodes[1]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&key))
+    );
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2].swarm.behaviour_mut().get(key.clone(), tx);
+    let (found, from) = net
+        .drive_until("lookup answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(found, record);
+    assert_eq!(from, Some(server));
+    assert!(
+        observed.load(Ordering::Relaxed) > 0,
+        "the observer saw kad's events"
+    );
+    assert!(net.nodes[2].events.iter().any(|e| matches!(
+        e,
+        p2p_dht::Event::QueryFinished {
+            kind: p2p_dht::QueryKind::GetRecord,
+            ..
+        }
+    )));
+}
+
+/// A plain kad peer puts a forged (unsigned) record under a resource key:
+/// refused as invalid, not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_record_from_a_raw_kad_peer_is_refused() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&victim, victim_addr);
+    let attacker = net.raw[0].id();
+    let value = format!(
+        r#"{{"resourceId":"s1","resourceType":"session","creatorPeerId":"{victim}","data":{{}},"createdAt":{}}}"#,
+        p2p_protocol::now_ms()
+    );
+    let key = RecordKey::new(b"resource:session:s1");
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .put_record(Record::new(key.clone(), value.into_bytes()), Quorum::One)
+        .unwrap();
+    net.drive_until("the refusal", |net| {
+        (net.nodes[0].rejections(attacker, RejectReason::InvalidRecord) == 1).then_some(())
+    })
+    .await;
+    assert!(!net.nodes[0].swarm.behaviour_mut().stores(&key));
+}
+
+/// A plain kad peer floods lookups: past its burst each gets an empty answer
+/// at once (its queries all end well within the wait, none times out), and
+/// each refusal is reported as an unscored DhtRateLimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_flood_is_answered_empty_past_the_peer_rate() {
+    let rates = DhtRates {
+        peer_requests: Some(DhtRate::per_second(1, 10)),
+        ..DhtRates::default()
+    };
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(rates)).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let attacker = net.raw[0].id();
+    let kad = net.raw[0].swarm.behaviour_mut();
+    kad.add_address(&victim, victim_addr);
+    for i in 0..40 {
+        kad.get_record(RecordKey::new(&format!("resource:probe:p{i}")));
+    }
+    net.drive_until("every probe answered", |net| {
+        let done = net.raw[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, kad::Event::OutboundQueryProgressed { step, .. } if step.last))
+            .count();
+        (done == 40).then_some(())
+    })
+    .await;
+    let refused = net.nodes[0].rejections(attacker, RejectReason::DhtRateLimited);
+    assert!((20..=30).contains(&refused), "{refused} of 40 refused");
+    assert!(net.raw[0].connected.contains(&victim), "still connected");
+}
+
+/// Identify tells the behaviour a peer's protocols and addresses: only DHT
+/// servers enter the table, and only with addresses the mapper keeps.
+#[test]
+fn only_identified_servers_with_kept_addresses_enter_the_table() {
+    let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
+    let other = StreamProtocol::new("/ipfs/id/1.0.0");
+    let loopback = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+    let mut dht = Behaviour::new(PeerId::random(), dht_config(DhtRates::default()));
+    assert_eq!(
+        dht.on_identified(
+            PeerId::random(),
+            std::slice::from_ref(&other),
+            std::slice::from_ref(&loopback)
+        ),
+        Population::NotAServer
+    );
+    assert_eq!(
+        dht.on_identified(
+            PeerId::random(),
+            &[other, protocol.clone()],
+            std::slice::from_ref(&loopback)
+        ),
+        Population::Added(1)
+    );
+    assert_eq!(dht.routing_table_size(), 1);
+    // A node listening on a public address keeps only public addresses.
+    let mut config = dht_config(DhtRates::default());
+    config.dht.mapper = MapperPolicy::Auto;
+    config.listen = vec!["/ip4/0.0.0.0/tcp/4001".parse().unwrap()];
+    let mut public = Behaviour::new(PeerId::random(), config);
+    assert_eq!(
+        public.on_identified(
+            PeerId::random(),
+            std::slice::from_ref(&protocol),
+            &[loopback]
+        ),
+        Population::NoUsableAddress
+    );
+    assert_eq!(public.stats().routing_table_size, 0);
 }

@@ -182,3 +182,37 @@ impl<B: NetworkBehaviour> Net<B> {
         .await;
     }
 }
+
+/// A server-mode [`p2p_dht::Behaviour`] keeping every address (memory
+/// addresses included), with `rates`.
+pub fn dht_config(rates: p2p_dht::DhtRates) -> p2p_dht::BehaviourConfig {
+    p2p_dht::BehaviourConfig {
+        dht: p2p_dht::DhtConfig {
+            mode: p2p_dht::DhtModeSetting::Server,
+            mapper: p2p_dht::MapperPolicy::Passthrough,
+            ..p2p_dht::DhtConfig::default()
+        },
+        rates,
+        ..p2p_dht::BehaviourConfig::default()
+    }
+}
+
+/// A swarm of our behaviour with `config`.
+pub async fn dht_node(
+    keypair: Keypair,
+    config: p2p_dht::BehaviourConfig,
+) -> Node<p2p_dht::Behaviour> {
+    node(keypair, |id| p2p_dht::Behaviour::new(id, config)).await
+}
+
+impl Node<p2p_dht::Behaviour> {
+    /// Refusals this node reported against `peer` for `reason`.
+    pub fn rejections(&self, peer: PeerId, reason: p2p_types::RejectReason) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(e, p2p_dht::Event::Rejected { peer: p, reason: r } if *p == peer && *r == reason)
+            })
+            .count()
+    }
+}
