@@ -187,8 +187,13 @@ impl Behaviour {
     /// time out only lower the count). The reply is 0 when the record cannot
     /// even be stored locally.
     pub fn put(&mut self, record: kad::Record, reply: Reply<usize>) {
+        let key = record.key.clone();
         match self.kad.put_record(record, kad::Quorum::All) {
-            Ok(id) => self.queries.insert(id, Pending::Put(reply)),
+            Ok(id) => {
+                // Our record replaced whatever the index knew under the key.
+                self.kad.store_mut().forget(&key);
+                self.queries.insert(id, Pending::Put(reply));
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "record not stored locally");
                 let _ = reply.send(0);

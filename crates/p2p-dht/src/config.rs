@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
+use libp2p::kad::{self, store::MemoryStoreConfig};
 use libp2p::{PeerId, StreamProtocol};
 
 use crate::Kademlia;
@@ -121,7 +121,7 @@ impl DhtConfig {
 
     /// A kad behaviour for `local` with this configuration, in the configured mode.
     pub fn behaviour(&self, local: PeerId) -> Kademlia {
-        let store = MemoryStore::with_config(
+        let store = crate::store::Store::new(
             local,
             MemoryStoreConfig {
                 max_records: self.max_records,

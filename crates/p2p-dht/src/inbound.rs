@@ -6,29 +6,25 @@
 //! behaviour.
 
 use libp2p::PeerId;
+use std::time::Instant;
+
 use libp2p::kad::{self, store::RecordStore as _};
-use p2p_protocol::ResourceRecord;
 use p2p_types::{RejectReason, ResourceKey};
 
 use crate::Kademlia;
 use crate::behaviour::Event;
-use crate::quotas::{CreatorIndex, CreatorQuotas, QuotaExceeded};
-use crate::records::{self, Validation};
+use crate::quotas::CreatorQuotas;
+use crate::records::Validation;
 
 /// The rules for inbound records and the state they keep.
 pub(crate) struct Inbound {
     pub(crate) validation: Validation,
     quotas: Option<CreatorQuotas>,
-    creators: CreatorIndex,
 }
 
 impl Inbound {
     pub(crate) fn new(validation: Validation, quotas: Option<CreatorQuotas>) -> Self {
-        Self {
-            validation,
-            quotas,
-            creators: CreatorIndex::default(),
-        }
+        Self { validation, quotas }
     }
 
     /// A record `source` asks us to store; returns what happened to it, if
@@ -62,19 +58,19 @@ impl Inbound {
                 tracing::debug!(peer = %source, "refused overwrite by another creator");
                 return rejected(RejectReason::InvalidRecord);
             }
-            if let Err(e) = self.admit_creator(kad, &incoming) {
+            if let Some(quotas) = self.quotas
+                && let Err(e) =
+                    kad.store_mut()
+                        .admit(quotas, incoming.creator, &incoming.key, Instant::now())
+            {
                 tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
                 return rejected(RejectReason::RateLimited);
             }
+            let stored = store(kad, source, record);
+            kad.store_mut().settle(&incoming.key);
+            return stored;
         }
-        let key = record.key.clone();
-        match kad.store_mut().put(record) {
-            Ok(()) => Some(Event::RecordStored { peer: source, key }),
-            Err(e) => {
-                tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-                None
-            }
-        }
+        store(kad, source, record)
     }
 
     /// A provider record `record.provider` sent us (kad checked that the
@@ -84,27 +80,15 @@ impl Inbound {
             tracing::debug!(error = %e, "inbound provider record not stored");
         }
     }
+}
 
-    /// Checks the creator's quota of stored records, pruning records the
-    /// store has dropped since.
-    fn admit_creator(
-        &mut self,
-        kad: &mut Kademlia,
-        record: &ResourceRecord,
-    ) -> Result<(), QuotaExceeded> {
-        let Some(quotas) = self.quotas else {
-            return Ok(());
-        };
-        let (validation, now) = (self.validation, p2p_protocol::now_ms());
-        let store = kad.store_mut();
-        self.creators
-            .admit(quotas, record.creator, &record.key, |key, creator| {
-                let kad_key = records::kad_key(key);
-                store.get(&kad_key).is_some_and(|stored| {
-                    validation
-                        .check_at(kad_key.as_ref(), &stored.value, now)
-                        .is_ok_and(|r| r.creator == *creator)
-                })
-            })
+fn store(kad: &mut Kademlia, source: PeerId, record: kad::Record) -> Option<Event> {
+    let key = record.key.clone();
+    match kad.store_mut().put(record) {
+        Ok(()) => Some(Event::RecordStored { peer: source, key }),
+        Err(e) => {
+            tracing::debug!(peer = %source, error = %e, "inbound record not stored");
+            None
+        }
     }
 }

@@ -38,6 +38,7 @@ mod rates;
 pub mod records;
 pub mod routing;
 mod stats;
+pub mod store;
 
 pub use behaviour::{Behaviour, BehaviourConfig, Event, KadObserver};
 pub use config::{DEFAULT_PROTOCOL, DhtConfig, DhtModeSetting};
@@ -47,4 +48,4 @@ pub use rates::{DhtRate, DhtRates};
 pub use stats::{dht_stats, routing_table_size};
 
 /// The Kademlia behaviour type lotus-p2p runs.
-pub type Kademlia = libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>;
+pub type Kademlia = libp2p::kad::Behaviour<store::Store>;

@@ -277,3 +277,59 @@ fn only_identified_servers_with_kept_addresses_enter_the_table() {
     );
     assert_eq!(public.stats().routing_table_size, 0);
 }
+
+/// A creator over its quota of stored records is refused (counted as
+/// RateLimited, as before the move); its records within the quota are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_over_a_creators_quota_are_refused() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.creator_quotas = Some(p2p_dht::quotas::CreatorQuotas {
+        per_creator: 3,
+        per_type: 3,
+    });
+    let creator = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let sender = net.raw[0].id();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let keys: Vec<ResourceKey> = (0..5)
+        .map(|i| resource("session", &format!("s{i}")))
+        .collect();
+    for key in &keys {
+        let record = signed(&creator, key);
+        let kad_record =
+            records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+        net.raw[0]
+            .swarm
+            .behaviour_mut()
+            .put_record(kad_record, Quorum::One)
+            .unwrap();
+    }
+    net.drive_until("every put handled", |net| {
+        let stored = net.nodes[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .count();
+        let refused = net.nodes[0].rejections(sender, RejectReason::RateLimited);
+        (stored + refused == 5).then_some((stored, refused))
+    })
+    .await;
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    let held = keys
+        .iter()
+        .filter(|k| dht.stores(&records::kad_key(k)))
+        .count();
+    assert_eq!(held, 3);
+    assert_eq!(
+        net.nodes[0].rejections(sender, RejectReason::RateLimited),
+        2
+    );
+}
