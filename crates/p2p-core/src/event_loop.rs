@@ -82,7 +82,7 @@ pub(crate) enum Command {
     /// acknowledged it.
     PutRecord {
         record: kad::Record,
-        reply: Reply<oneshot::Receiver<usize>>,
+        reply: Reply<oneshot::Receiver<p2p_dht::Put>>,
     },
     /// Look a resource up in the DHT; the first record that verifies wins.
     GetRecord {

@@ -48,7 +48,7 @@ use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason, ResourceKey};
 
 use crate::inbound::Inbound;
 use crate::mapper::AddressMapper;
-use crate::queries::{Lookup, Pending, Queries, QueryKind, Reply};
+use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
 use crate::records::Validation;
 use crate::routing::{self, Diversity, Population};
@@ -167,7 +167,7 @@ impl Behaviour {
             protocol: config.dht.protocol.clone(),
             mapper: config.dht.mapper.resolve(&config.listen),
             diversity: config.dht.diversity,
-            inbound: Inbound::new(validation, config.dht.creator_quotas),
+            inbound: Inbound::new(local, validation, config.dht.creator_quotas),
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
             connected: HashSet::new(),
@@ -184,9 +184,10 @@ impl Behaviour {
     /// Puts `record` to every one of the closest peers (not the first to
     /// answer: the reply then counts every acknowledgement, and no put still
     /// waiting for a dial is dropped by a quorum met early; peers that fail or
-    /// time out only lower the count). The reply is 0 when the record cannot
-    /// even be stored locally.
-    pub fn put(&mut self, record: kad::Record, reply: Reply<usize>) {
+    /// time out only lower the count). The reply is [`NotStored`] when the
+    /// record cannot be stored locally (too large, or our own places are
+    /// all taken); others' records never take them.
+    pub fn put(&mut self, record: kad::Record, reply: Reply<Put>) {
         let key = record.key.clone();
         match self.kad.put_record(record, kad::Quorum::All) {
             Ok(id) => {
@@ -196,7 +197,7 @@ impl Behaviour {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "record not stored locally");
-                let _ = reply.send(0);
+                let _ = reply.send(Err(NotStored(e)));
             }
         }
     }
@@ -214,6 +215,21 @@ impl Behaviour {
             .store_mut()
             .get(key)
             .is_some_and(|r| !r.is_expired(now))
+    }
+
+    /// Remote providers of `key` in our store (not ourselves).
+    pub fn stored_providers(&mut self, key: &kad::RecordKey) -> Vec<PeerId> {
+        self.kad.store_mut().remote_providers(key)
+    }
+
+    /// Whether our store holds our own provider record for `key`.
+    pub fn provides(&mut self, key: &kad::RecordKey) -> bool {
+        let local = self.local;
+        self.kad
+            .store_mut()
+            .providers(key)
+            .iter()
+            .any(|p| p.provider == local)
     }
 
     /// Announces us as a provider of `key`; the reply says whether the

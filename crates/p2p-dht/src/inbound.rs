@@ -1,6 +1,8 @@
 //! What other peers ask us (a server) to store: records and provider records.
 //!
-//! A resource record must be valid (see [`crate::records::check_value`]), may
+//! Only resource keys (`resource:<type>:<id>`) are served: a record under any
+//! other key is refused ([`RejectReason::UnservedKey`], not scored), as js
+//! kad-dht refuses keys it has no validator for. A resource record must be valid (see [`crate::records::check_value`]), may
 //! not replace a live record of another creator, and must fit its creator's
 //! quota ([`crate::quotas`]). The put rate is checked before this, by the
 //! behaviour.
@@ -18,13 +20,22 @@ use crate::records::Validation;
 
 /// The rules for inbound records and the state they keep.
 pub(crate) struct Inbound {
+    local: PeerId,
     pub(crate) validation: Validation,
     quotas: Option<CreatorQuotas>,
 }
 
 impl Inbound {
-    pub(crate) fn new(validation: Validation, quotas: Option<CreatorQuotas>) -> Self {
-        Self { validation, quotas }
+    pub(crate) fn new(
+        local: PeerId,
+        validation: Validation,
+        quotas: Option<CreatorQuotas>,
+    ) -> Self {
+        Self {
+            local,
+            validation,
+            quotas,
+        }
     }
 
     /// A record `source` asks us to store; returns what happened to it, if
@@ -33,7 +44,7 @@ impl Inbound {
         &mut self,
         kad: &mut Kademlia,
         source: PeerId,
-        record: kad::Record,
+        mut record: kad::Record,
     ) -> Option<Event> {
         let rejected = |reason| {
             Some(Event::Rejected {
@@ -41,36 +52,50 @@ impl Inbound {
                 reason,
             })
         };
-        let is_resource = ResourceKey::from_bytes(record.key.as_ref()).is_ok();
-        if is_resource {
-            let incoming = match self.validation.check(record.key.as_ref(), &record.value) {
-                Ok(incoming) => incoming,
-                Err(e) => {
-                    tracing::debug!(peer = %source, error = %e, "refused inbound record");
-                    return rejected(RejectReason::InvalidRecord);
-                }
-            };
-            let existing = kad.store_mut().get(&record.key).map(|r| r.value.clone());
-            if let Some(existing) = existing
-                && let Ok(current) = self.validation.check(record.key.as_ref(), &existing)
-                && current.creator != incoming.creator
-            {
-                tracing::debug!(peer = %source, "refused overwrite by another creator");
+        if ResourceKey::from_bytes(record.key.as_ref()).is_err() {
+            tracing::debug!(peer = %source, "refused a record under a key we do not serve");
+            return rejected(RejectReason::UnservedKey);
+        }
+        let incoming = match self.validation.check(record.key.as_ref(), &record.value) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::debug!(peer = %source, error = %e, "refused inbound record");
                 return rejected(RejectReason::InvalidRecord);
             }
-            if let Some(quotas) = self.quotas
-                && let Err(e) =
-                    kad.store_mut()
-                        .admit(quotas, incoming.creator, &incoming.key, Instant::now())
-            {
-                tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
-                return rejected(RejectReason::RateLimited);
-            }
-            let stored = store(kad, source, record);
-            kad.store_mut().settle(&incoming.key);
-            return stored;
+        };
+        let existing = kad.store_mut().get(&record.key).map(|r| r.value.clone());
+        if let Some(existing) = existing
+            && let Ok(current) = self.validation.check(record.key.as_ref(), &existing)
+            && current.creator != incoming.creator
+        {
+            tracing::debug!(peer = %source, "refused overwrite by another creator");
+            return rejected(RejectReason::InvalidRecord);
         }
-        store(kad, source, record)
+        if let Some(quotas) = self.quotas
+            && let Err(e) =
+                kad.store_mut()
+                    .admit(quotas, incoming.creator, &incoming.key, Instant::now())
+        {
+            tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
+            return rejected(RejectReason::RateLimited);
+        }
+        // Only a record we signed is ours (it has our own places in the
+        // store and kad republishes it as ours); the publisher field is the
+        // sender's word.
+        let ours = incoming.creator == self.local && incoming.signature.is_some();
+        if record.publisher == Some(self.local) && !ours {
+            record.publisher = Some(source);
+        }
+        let key = record.key.clone();
+        let stored = match kad.store_mut().put(record) {
+            Ok(()) => Some(Event::RecordStored { peer: source, key }),
+            Err(e) => {
+                tracing::debug!(peer = %source, error = %e, "inbound record not stored");
+                None
+            }
+        };
+        kad.store_mut().settle(&incoming.key);
+        stored
     }
 
     /// A provider record `record.provider` sent us (kad checked that the
@@ -78,17 +103,6 @@ impl Inbound {
     pub(crate) fn add_provider(&mut self, kad: &mut Kademlia, record: kad::ProviderRecord) {
         if let Err(e) = kad.store_mut().add_provider(record) {
             tracing::debug!(error = %e, "inbound provider record not stored");
-        }
-    }
-}
-
-fn store(kad: &mut Kademlia, source: PeerId, record: kad::Record) -> Option<Event> {
-    let key = record.key.clone();
-    match kad.store_mut().put(record) {
-        Ok(()) => Some(Event::RecordStored { peer: source, key }),
-        Err(e) => {
-            tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-            None
         }
     }
 }

@@ -43,7 +43,7 @@ pub mod store;
 pub use behaviour::{Behaviour, BehaviourConfig, Event, KadObserver};
 pub use config::{DEFAULT_PROTOCOL, DhtConfig, DhtModeSetting};
 pub use mapper::{AddressMapper, AddressScope, MapperPolicy};
-pub use queries::{Lookup, LookupError, QueryKind, Reply};
+pub use queries::{Lookup, LookupError, NotStored, Put, QueryKind, Reply};
 pub use rates::{DhtRate, DhtRates};
 pub use stats::{dht_stats, routing_table_size};
 

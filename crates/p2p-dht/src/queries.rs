@@ -34,6 +34,15 @@ pub enum LookupError {
 /// What a record lookup yields.
 pub type Lookup = Result<Found, LookupError>;
 
+/// Our own record could not be stored in our own store (it is then put to
+/// no one).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("record not stored locally: {0}")]
+pub struct NotStored(#[from] pub kad::store::Error);
+
+/// What a put yields: how many of the closest peers acknowledged it.
+pub type Put = Result<usize, NotStored>;
+
 /// What a finished query was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryKind {
@@ -71,7 +80,7 @@ impl QueryKind {
 /// A query of ours and who waits for its answer.
 pub(crate) enum Pending {
     /// The reply counts the closest peers that acknowledged the record.
-    Put(Reply<usize>),
+    Put(Reply<Put>),
     /// The first record that verifies for `key` wins.
     Get {
         key: ResourceKey,
@@ -128,7 +137,7 @@ impl Queries {
                         Err(kad::PutRecordError::QuorumFailed { success, .. })
                         | Err(kad::PutRecordError::Timeout { success, .. }) => success.len(),
                     };
-                    let _ = reply.send(stored_by);
+                    let _ = reply.send(Ok(stored_by));
                 }
             }
             kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {

@@ -123,7 +123,10 @@ async fn a_record_put_by_one_server_is_found_by_another_node() {
         records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
     let (tx, mut rx) = oneshot::channel();
     net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
-    let stored_by = net.drive_until("put answered", |_| answer(&mut rx)).await;
+    let stored_by = net
+        .drive_until("put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
     assert!(stored_by >= 1, "{stored_by}");
     let publisher_id = net.nodes[0].id();
     net.drive_until("the server stores it", |net| {
@@ -332,4 +335,166 @@ async fn records_over_a_creators_quota_are_refused() {
         net.nodes[0].rejections(sender, RejectReason::RateLimited),
         2
     );
+}
+
+/// A record under a key that is not a resource key (another network's
+/// namespace, or junk to fill the store) is refused, unscored, and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_under_a_key_we_do_not_serve_is_refused() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let sender = net.raw[0].id();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let key = RecordKey::new(b"/junk/0001");
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .put_record(Record::new(key.clone(), vec![0; 1000]), Quorum::One)
+        .unwrap();
+    net.drive_until("the refusal", |net| {
+        (net.nodes[0].rejections(sender, RejectReason::UnservedKey) == 1).then_some(())
+    })
+    .await;
+    assert!(!net.nodes[0].swarm.behaviour_mut().stores(&key));
+}
+
+/// Others fill every place the store gives them; our own announcement is
+/// still stored locally (before: kad's shared store refused it and the
+/// announce reported success anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_records_cannot_crowd_out_our_own() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.max_records = 3;
+    let (server_key, creator) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(server_key.clone(), config).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let theirs: Vec<ResourceKey> = (0..4).map(|i| resource("ad", &format!("a{i}"))).collect();
+    for key in &theirs {
+        let record = signed(&creator, key);
+        let kad_record =
+            records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+        net.raw[0]
+            .swarm
+            .behaviour_mut()
+            .put_record(kad_record, Quorum::One)
+            .unwrap();
+    }
+    net.drive_until("the store full of theirs", |net| {
+        let dht = net.nodes[0].swarm.behaviour_mut();
+        let held = theirs
+            .iter()
+            .filter(|k| dht.stores(&records::kad_key(k)))
+            .count();
+        (held == 3).then_some(())
+    })
+    .await;
+    let own = resource("session", "mine");
+    let record = signed(&server_key, &own);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let put = net
+        .drive_until("own put answered", |_| answer(&mut rx))
+        .await;
+    assert!(put.is_ok(), "{put:?}");
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&own))
+    );
+}
+
+/// Six peers provide 200 keys each (the attack on the 1 024 shared
+/// provider keys): each keeps at most its per-peer share, and our own
+/// provider record is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_floods_are_capped_per_peer_and_our_own_provide_is_kept() {
+    const PEERS: usize = 6;
+    const KEYS: usize = 200;
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(
+                Keypair::generate_ed25519(),
+                dht_config(DhtRates::unlimited()),
+            )
+            .await,
+        ],
+        raw: Vec::new(),
+    };
+    for _ in 0..PEERS {
+        net.raw.push(
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        );
+    }
+    let adds = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&adds);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |e| {
+            if let kad::Event::InboundRequest {
+                request: kad::InboundRequest::AddProvider { .. },
+            } = e
+            {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let keys = |p: usize| -> Vec<RecordKey> {
+        (0..KEYS)
+            .map(|i| RecordKey::new(&format!("provided-{p}-{i}")))
+            .collect()
+    };
+    for p in 0..PEERS {
+        net.connect_raw(p, 0).await;
+        let kad = net.raw[p].swarm.behaviour_mut();
+        kad.add_address(&server, server_addr.clone());
+        for key in keys(p) {
+            kad.start_providing(key).unwrap();
+        }
+    }
+    let per_peer = p2p_dht::DhtConfig::default().max_provider_keys_per_peer;
+    net.drive_until("every provider record handled", |_| {
+        (adds.load(Ordering::Relaxed) == PEERS * KEYS).then_some(())
+    })
+    .await;
+    let own = RecordKey::new(b"our-own-offer");
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().provide(own.clone(), tx);
+    net.drive_until("own provide answered", |_| answer(&mut rx))
+        .await;
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    assert!(dht.provides(&own), "our own provider record is kept");
+    for p in 0..PEERS {
+        let held = keys(p)
+            .iter()
+            .filter(|k| !dht.stored_providers(k).is_empty())
+            .count();
+        assert!(held <= per_peer, "peer {p} holds {held} keys");
+    }
 }

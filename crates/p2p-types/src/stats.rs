@@ -46,11 +46,14 @@ pub enum RejectReason {
     /// An inbound stream arrived while its protocol's accept queue was full
     /// (the node is overloaded, not the peer at fault); it was reset.
     AcceptQueueFull,
+    /// A DHT record under a key this node does not serve (only
+    /// `resource:<type>:<id>` keys are stored); refused, not stored.
+    UnservedKey,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -69,6 +72,7 @@ impl RejectReason {
         Self::InvalidRecord,
         Self::DhtRateLimited,
         Self::AcceptQueueFull,
+        Self::UnservedKey,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -92,6 +96,7 @@ impl RejectReason {
             Self::InvalidRecord => "invalid_record",
             Self::DhtRateLimited => "dht_rate_limited",
             Self::AcceptQueueFull => "accept_queue_full",
+            Self::UnservedKey => "unserved_key",
         }
     }
 }
