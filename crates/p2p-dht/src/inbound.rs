@@ -2,15 +2,21 @@
 //!
 //! Only resource keys (`resource:<type>:<id>`) are served: a record under any
 //! other key is refused ([`RejectReason::UnservedKey`], not scored), as js
-//! kad-dht refuses keys it has no validator for. A resource record must be valid (see [`crate::records::check_value`]), may
-//! not replace a live record of another creator, and must fit its creator's
-//! quota ([`crate::quotas`]). The put rate is checked before this, by the
-//! behaviour.
+//! kad-dht refuses keys it has no validator for. A resource record must be
+//! valid (see [`crate::records::check_value`]); it may not replace a live
+//! record of another creator, a newer version, or (unsigned) a signed record;
+//! and it must fit its creator's quota ([`crate::quotas`]). It is stored no
+//! longer than its own `expiresAt`. Refusals an honest server replicating its
+//! store can cause (expired, conflicting, over quota) are reported with
+//! unscored reasons; only forged and malformed records as
+//! [`RejectReason::InvalidRecord`]. The put rate is checked before this, by
+//! the behaviour.
+
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use std::time::Instant;
-
 use libp2p::kad::{self, store::RecordStore as _};
+use p2p_protocol::ResourceRecord;
 use p2p_types::{RejectReason, ResourceKey};
 
 use crate::Kademlia;
@@ -56,28 +62,45 @@ impl Inbound {
             tracing::debug!(peer = %source, "refused a record under a key we do not serve");
             return rejected(RejectReason::UnservedKey);
         }
-        let incoming = match self.validation.check(record.key.as_ref(), &record.value) {
+        let now_ms = p2p_protocol::now_ms();
+        let incoming = match self
+            .validation
+            .check_at(record.key.as_ref(), &record.value, now_ms)
+        {
             Ok(incoming) => incoming,
             Err(e) => {
                 tracing::debug!(peer = %source, error = %e, "refused inbound record");
-                return rejected(RejectReason::InvalidRecord);
+                return rejected(e.reject_reason());
             }
         };
+        let signed = incoming.signature.is_some();
         let existing = kad.store_mut().get(&record.key).map(|r| r.value.clone());
         if let Some(existing) = existing
-            && let Ok(current) = self.validation.check(record.key.as_ref(), &existing)
-            && current.creator != incoming.creator
+            && let Ok(current) = self
+                .validation
+                .check_at(record.key.as_ref(), &existing, now_ms)
+            && let Some(why) = conflict(&current, &incoming)
         {
-            tracing::debug!(peer = %source, "refused overwrite by another creator");
-            return rejected(RejectReason::InvalidRecord);
+            tracing::debug!(peer = %source, why, "refused a record that may not replace ours");
+            return rejected(RejectReason::RecordConflict);
         }
         if let Some(quotas) = self.quotas
-            && let Err(e) =
-                kad.store_mut()
-                    .admit(quotas, incoming.creator, &incoming.key, Instant::now())
+            && let Err(e) = kad.store_mut().admit(
+                quotas,
+                incoming.creator,
+                &incoming.key,
+                signed,
+                Instant::now(),
+            )
         {
             tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
-            return rejected(RejectReason::RateLimited);
+            return rejected(RejectReason::RecordQuota);
+        }
+        // Stored no longer than the record itself lives, so we never hold
+        // (and replicate) a record others must refuse as expired.
+        if let Some(expires_ms) = incoming.expires_ms {
+            let at = Instant::now() + Duration::from_millis(expires_ms.saturating_sub(now_ms));
+            record.expires = Some(record.expires.map_or(at, |kad| kad.min(at)));
         }
         // Only a record we signed is ours (it has our own places in the
         // store and kad republishes it as ours); the publisher field is the
@@ -104,5 +127,21 @@ impl Inbound {
         if let Err(e) = kad.store_mut().add_provider(record) {
             tracing::debug!(error = %e, "inbound provider record not stored");
         }
+    }
+}
+
+/// Why `incoming` may not replace `current` (both valid now), if it may not:
+/// only the creator writes its record, versions only move forward (the
+/// signed `created` time), and an unsigned record never replaces a signed one.
+fn conflict(current: &ResourceRecord, incoming: &ResourceRecord) -> Option<&'static str> {
+    let (current_signed, signed) = (current.signature.is_some(), incoming.signature.is_some());
+    if current.creator != incoming.creator {
+        Some("another creator's record")
+    } else if current_signed && !signed {
+        Some("an unsigned record over a signed one")
+    } else if current_signed == signed && incoming.created_ms < current.created_ms {
+        Some("an older version")
+    } else {
+        None
     }
 }

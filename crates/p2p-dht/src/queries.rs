@@ -153,15 +153,16 @@ impl Queries {
                             query.finish();
                         }
                     }
-                    Ok(_) | Err(_) => {
+                    checked => {
                         // An invalid value does not end the lookup: another
                         // peer may hold the real record.
                         tracing::debug!(peer = ?found.peer, "DHT returned an invalid record");
+                        let reason = match checked {
+                            Err(e) => e.reject_reason(),
+                            Ok(_) => RejectReason::InvalidRecord,
+                        };
                         if let Some(peer) = found.peer {
-                            events.push(Event::Rejected {
-                                peer,
-                                reason: RejectReason::InvalidRecord,
-                            });
+                            events.push(Event::Rejected { peer, reason });
                         }
                         self.not_found_if(id, last);
                     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use libp2p::kad::{Record, RecordKey};
 use p2p_protocol::{Codec, CodecError, JsonCodec, RecordError, ResourceRecord, VerifyError};
-use p2p_types::{ProtocolLimits, ResourceKey};
+use p2p_types::{ProtocolLimits, RejectReason, ResourceKey};
 
 /// The kad key of a resource.
 pub fn kad_key(key: &ResourceKey) -> RecordKey {
@@ -53,6 +53,21 @@ pub enum RecordCheckError {
     /// The record is for another key, invalid, expired, or badly signed.
     #[error(transparent)]
     Record(#[from] RecordError),
+}
+
+impl RecordCheckError {
+    /// How a refusal for this error is reported: a record past its expiry is
+    /// what an honest server replicating its store may send
+    /// ([`RejectReason::RecordExpired`], not scored); anything else is forged
+    /// or malformed ([`RejectReason::InvalidRecord`]).
+    pub fn reject_reason(&self) -> RejectReason {
+        match self {
+            Self::Record(RecordError::Invalid(p2p_protocol::ValidationError::Expired {
+                ..
+            })) => RejectReason::RecordExpired,
+            _ => RejectReason::InvalidRecord,
+        }
+    }
 }
 
 /// Decodes the value stored under `kad_key` and checks it at `now_ms`.

@@ -13,7 +13,9 @@
 //! - **The creator index is exact**: it learns of every record the store
 //!   drops (kad removes expired records through [`RecordStore::remove`]),
 //!   and the behaviour records the creator of every resource record it
-//!   admits.
+//!   admits. Unsigned records (accepted only with `accept_unsigned`) name a
+//!   creator nobody vouches for, so they are counted in an index of their
+//!   own and never use a signed creator's quota.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -57,6 +59,8 @@ pub struct Store {
     /// Keys each remote peer provides.
     provided_by: HashMap<PeerId, HashSet<RecordKey>>,
     creators: CreatorIndex,
+    /// Unsigned records, by the creator they name.
+    unsigned: CreatorIndex,
 }
 
 impl std::fmt::Debug for Store {
@@ -88,6 +92,7 @@ impl Store {
             others_provider_keys: 0,
             provided_by: HashMap::new(),
             creators: CreatorIndex::default(),
+            unsigned: CreatorIndex::default(),
         }
     }
 
@@ -99,27 +104,40 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The creators of the resource records stored.
+    /// The creators of the signed resource records stored.
     pub fn creators(&self) -> &CreatorIndex {
         &self.creators
     }
 
-    /// Admits `creator`'s record under `key` to the index if its quotas allow
-    /// (see [`CreatorIndex::admit`]); store it next with [`RecordStore::put`],
-    /// then call [`Store::settle`].
+    /// The creators named by the unsigned resource records stored.
+    pub fn unsigned_creators(&self) -> &CreatorIndex {
+        &self.unsigned
+    }
+
+    /// Admits `creator`'s record under `key` (`signed` or not) to its index
+    /// if its quotas allow (see [`CreatorIndex::admit`]); store it next with
+    /// [`RecordStore::put`], then call [`Store::settle`].
     pub(crate) fn admit(
         &mut self,
         quotas: CreatorQuotas,
         creator: PeerId,
         key: &ResourceKey,
+        signed: bool,
         now: Instant,
     ) -> std::result::Result<(), QuotaExceeded> {
         let records = &self.records;
-        self.creators.admit(quotas, creator, key, |key, _| {
+        let (index, other) = if signed {
+            (&mut self.creators, &mut self.unsigned)
+        } else {
+            (&mut self.unsigned, &mut self.creators)
+        };
+        index.admit(quotas, creator, key, |key, _| {
             records
                 .get(&kad_key(key))
                 .is_some_and(|r| !r.is_expired(now))
-        })
+        })?;
+        other.remove(key);
+        Ok(())
     }
 
     /// After a put of an admitted record: if it was not stored (the store
@@ -127,6 +145,7 @@ impl Store {
     pub(crate) fn settle(&mut self, key: &ResourceKey) {
         if self.records.get(&kad_key(key)).is_none() {
             self.creators.remove(key);
+            self.unsigned.remove(key);
         }
     }
 
@@ -135,6 +154,7 @@ impl Store {
     pub(crate) fn forget(&mut self, key: &RecordKey) {
         if let Ok(key) = ResourceKey::from_bytes(key.as_ref()) {
             self.creators.remove(&key);
+            self.unsigned.remove(&key);
         }
     }
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, Quorum, Record, RecordKey};
@@ -281,8 +281,8 @@ fn only_identified_servers_with_kept_addresses_enter_the_table() {
     assert_eq!(public.stats().routing_table_size, 0);
 }
 
-/// A creator over its quota of stored records is refused (counted as
-/// RateLimited, as before the move); its records within the quota are stored.
+/// A creator over its quota of stored records is refused (RecordQuota, not
+/// scored); its records within the quota are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_over_a_creators_quota_are_refused() {
     let mut config = dht_config(DhtRates::default());
@@ -321,7 +321,7 @@ async fn records_over_a_creators_quota_are_refused() {
             .iter()
             .filter(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
             .count();
-        let refused = net.nodes[0].rejections(sender, RejectReason::RateLimited);
+        let refused = net.nodes[0].rejections(sender, RejectReason::RecordQuota);
         (stored + refused == 5).then_some((stored, refused))
     })
     .await;
@@ -332,7 +332,7 @@ async fn records_over_a_creators_quota_are_refused() {
         .count();
     assert_eq!(held, 3);
     assert_eq!(
-        net.nodes[0].rejections(sender, RejectReason::RateLimited),
+        net.nodes[0].rejections(sender, RejectReason::RecordQuota),
         2
     );
 }
@@ -497,4 +497,278 @@ async fn provider_floods_are_capped_per_peer_and_our_own_provide_is_kept() {
             .count();
         assert!(held <= per_peer, "peer {p} holds {held} keys");
     }
+}
+
+/// A record of `keypair`'s created `age_ms` ago, live for `ttl_ms` from now.
+fn version(
+    keypair: &Keypair,
+    key: &ResourceKey,
+    data: &str,
+    age_ms: u64,
+    ttl_ms: u64,
+) -> ResourceRecord {
+    let now = p2p_protocol::now_ms();
+    ResourceRecord::new(
+        key.clone(),
+        keypair.public().to_peer_id(),
+        data.as_bytes().to_vec(),
+        now - age_ms,
+        Some(now + ttl_ms),
+    )
+    .sign(keypair)
+    .unwrap()
+}
+
+/// An unsigned (TypeScript) record naming `creator`.
+fn unsigned(creator: PeerId, key: &ResourceKey) -> Record {
+    let value = format!(
+        r#"{{"resourceId":"{}","resourceType":"{}","creatorPeerId":"{creator}","data":{{"by":"impostor"}},"createdAt":{}}}"#,
+        key.resource_id(),
+        key.resource_type(),
+        p2p_protocol::now_ms()
+    );
+    Record::new(records::kad_key(key), value.into_bytes())
+}
+
+/// Puts `record` from raw peer `from` to `nodes[to]` only.
+fn raw_put(net: &mut Net<Behaviour>, from: usize, to: usize, record: Record) {
+    let target = net.nodes[to].id();
+    net.raw[from]
+        .swarm
+        .behaviour_mut()
+        .put_record_to(record, std::iter::once(target), Quorum::One);
+}
+
+/// Connects raw peer `from` to `nodes[to]` and puts the node in its table.
+async fn raw_link(net: &mut Net<Behaviour>, from: usize, to: usize) {
+    net.connect_raw(from, to).await;
+    let (id, addr) = (net.nodes[to].id(), net.nodes[to].addr.clone());
+    net.raw[from].swarm.behaviour_mut().add_address(&id, addr);
+}
+
+/// Our own store's record under `key`, through a lookup from the node itself.
+async fn held(net: &mut Net<Behaviour>, node: usize, key: &ResourceKey) -> ResourceRecord {
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[node].swarm.behaviour_mut().get(key.clone(), tx);
+    net.drive_until("local lookup", |_| answer(&mut rx))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Three honest servers replicate every second. Two of them were given
+/// different creators' records under one key, and one was given a record
+/// that expires in 1.5 s (with no kad TTL, so kad alone would keep it an
+/// hour). Rounds of replication later, no server has reported another for
+/// anything scored: the conflicts are RecordConflict, and the expired record
+/// is neither kept nor replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_between_honest_servers_is_never_scored() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.record_replication_interval = Duration::from_secs(1);
+    let mut net: Net<Behaviour> = Net {
+        nodes: Vec::new(),
+        raw: Vec::new(),
+    };
+    for _ in 0..3 {
+        net.nodes
+            .push(dht_node(Keypair::generate_ed25519(), config.clone()).await);
+    }
+    let (x, y) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    net.raw
+        .push(node(x.clone(), |id| raw_kad(id, kad::Mode::Client)).await);
+    net.raw
+        .push(node(y.clone(), |id| raw_kad(id, kad::Mode::Client)).await);
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    net.connect(1, 2).await;
+    let servers: Vec<(PeerId, libp2p::Multiaddr)> =
+        net.nodes.iter().map(|n| (n.id(), n.addr.clone())).collect();
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        for (j, (peer, addr)) in servers.iter().enumerate() {
+            if i != j {
+                assert!(node.swarm.behaviour_mut().add_address(*peer, addr.clone()));
+            }
+        }
+    }
+    raw_link(&mut net, 0, 0).await;
+    raw_link(&mut net, 1, 1).await;
+    let contested = resource("round", "r1");
+    let now = p2p_protocol::now_ms();
+    let put = |record: &ResourceRecord| {
+        let mut kad = records::to_kad_record(record, now, Instant::now()).unwrap();
+        kad.expires = None;
+        kad
+    };
+    raw_put(
+        &mut net,
+        0,
+        0,
+        put(&version(&x, &contested, "{}", 0, 600_000)),
+    );
+    raw_put(
+        &mut net,
+        1,
+        1,
+        put(&version(&y, &contested, "{}", 0, 600_000)),
+    );
+    let brief = resource("session", "brief");
+    raw_put(&mut net, 0, 0, put(&version(&x, &brief, "{}", 0, 1_500)));
+    let (a, b) = (servers[0].0, servers[1].0);
+    net.drive_until("rounds of replication", |net| {
+        let conflicts = net.nodes[0].rejections(b, RejectReason::RecordConflict)
+            + net.nodes[1].rejections(a, RejectReason::RecordConflict);
+        (conflicts >= 4).then_some(())
+    })
+    .await;
+    let ids: Vec<PeerId> = servers.iter().map(|(p, _)| *p).collect();
+    for node in &net.nodes {
+        for event in &node.events {
+            if let p2p_dht::Event::Rejected { peer, reason } = event {
+                assert!(
+                    !ids.contains(peer) || p2p_core_penalty_free(*reason),
+                    "an honest server reported for {reason:?}"
+                );
+            }
+        }
+    }
+    for node in &mut net.nodes {
+        assert!(!node.swarm.behaviour_mut().stores(&records::kad_key(&brief)));
+    }
+}
+
+/// The reasons the node does not score (see p2p-core's scoring module).
+fn p2p_core_penalty_free(reason: RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::RecordExpired
+            | RejectReason::RecordConflict
+            | RejectReason::RecordQuota
+            | RejectReason::DhtRateLimited
+            | RejectReason::UnservedKey
+    )
+}
+
+/// A creator's older version, still unexpired, cannot be put back over its
+/// newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_version_cannot_replace_a_newer_one() {
+    let creator = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    raw_link(&mut net, 0, 0).await;
+    let key = resource("session", "s1");
+    let now = p2p_protocol::now_ms();
+    let newer = version(&creator, &key, r#"{"v":2}"#, 0, 600_000);
+    let older = version(&creator, &key, r#"{"v":1}"#, 10_000, 600_000);
+    let sender = net.raw[0].id();
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&newer, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the newer stored", |net| {
+        net.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .then_some(())
+    })
+    .await;
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&older, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the rollback refused", |net| {
+        (net.nodes[0].rejections(sender, RejectReason::RecordConflict) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(held(&mut net, 0, &key).await, newer);
+}
+
+/// With unsigned records accepted, an unsigned record naming a signed
+/// creator neither replaces its record nor uses its quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_records_cannot_impersonate_a_signed_creator() {
+    let mut config = dht_config(DhtRates::default());
+    config.accept_unsigned = true;
+    config.dht.creator_quotas = Some(p2p_dht::quotas::CreatorQuotas {
+        per_creator: 2,
+        per_type: 2,
+    });
+    let creator = Keypair::generate_ed25519();
+    let victim = creator.public().to_peer_id();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![
+            node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await,
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    raw_link(&mut net, 0, 0).await;
+    raw_link(&mut net, 1, 0).await;
+    let impostor = net.raw[1].id();
+    let now = p2p_protocol::now_ms();
+    let (s1, s2) = (resource("session", "s1"), resource("session", "s2"));
+    let original = signed(&creator, &s1);
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&original, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the signed record stored", |net| {
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&s1))
+            .then_some(())
+    })
+    .await;
+    for id in ["s1", "u1", "u2"] {
+        raw_put(&mut net, 1, 0, unsigned(victim, &resource("session", id)));
+    }
+    net.drive_until("the impostor's puts handled", |net| {
+        let stored = net.nodes[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, p2p_dht::Event::RecordStored { peer, .. } if *peer == impostor))
+            .count();
+        (net.nodes[0].rejections(impostor, RejectReason::RecordConflict) == 1 && stored == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        held(&mut net, 0, &s1).await,
+        original,
+        "the signed record stays"
+    );
+    // The victim's own second record still fits its quota of 2.
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&signed(&creator, &s2), now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the victim's second record stored", |net| {
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&s2))
+            .then_some(())
+    })
+    .await;
+    let creator_id = net.raw[0].id();
+    assert_eq!(
+        net.nodes[0].rejections(creator_id, RejectReason::RecordQuota),
+        0
+    );
 }

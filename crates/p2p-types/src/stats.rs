@@ -49,11 +49,21 @@ pub enum RejectReason {
     /// A DHT record under a key this node does not serve (only
     /// `resource:<type>:<id>` keys are stored); refused, not stored.
     UnservedKey,
+    /// A DHT record past its own expiry (an honest server replicating a
+    /// record that just expired sends these); refused, not stored.
+    RecordExpired,
+    /// A DHT record that may not replace the one we hold: another creator's,
+    /// an older version, or an unsigned record over a signed one (honest
+    /// servers holding different records replicate these); refused.
+    RecordConflict,
+    /// A DHT record over its creator's quota of our store (an honest server
+    /// replicating a busy creator's records sends these); refused.
+    RecordQuota,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 22] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -73,6 +83,9 @@ impl RejectReason {
         Self::DhtRateLimited,
         Self::AcceptQueueFull,
         Self::UnservedKey,
+        Self::RecordExpired,
+        Self::RecordConflict,
+        Self::RecordQuota,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -97,6 +110,9 @@ impl RejectReason {
             Self::DhtRateLimited => "dht_rate_limited",
             Self::AcceptQueueFull => "accept_queue_full",
             Self::UnservedKey => "unserved_key",
+            Self::RecordExpired => "record_expired",
+            Self::RecordConflict => "record_conflict",
+            Self::RecordQuota => "record_quota",
         }
     }
 }
