@@ -379,7 +379,9 @@ impl Behaviour {
                     });
                     return;
                 }
-                self.inbound.add_provider(&mut self.kad, record);
+                if let Some(event) = self.inbound.add_provider(&mut self.kad, record) {
+                    self.emit(event);
+                }
             }
             kad::Event::OutboundQueryProgressed {
                 id,

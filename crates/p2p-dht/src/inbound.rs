@@ -122,10 +122,23 @@ impl Inbound {
     }
 
     /// A provider record `record.provider` sent us (kad checked that the
-    /// provider is the sender).
-    pub(crate) fn add_provider(&mut self, kad: &mut Kademlia, record: kad::ProviderRecord) {
-        if let Err(e) = kad.store_mut().add_provider(record) {
-            tracing::debug!(error = %e, "inbound provider record not stored");
+    /// provider is the sender). One over the provider's share of our store
+    /// is refused as [`RejectReason::RecordQuota`] (not scored).
+    pub(crate) fn add_provider(
+        &mut self,
+        kad: &mut Kademlia,
+        record: kad::ProviderRecord,
+    ) -> Option<Event> {
+        let peer = record.provider;
+        match kad.store_mut().add_provider(record) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "inbound provider record not stored");
+                Some(Event::Rejected {
+                    peer,
+                    reason: RejectReason::RecordQuota,
+                })
+            }
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Kademlia for lotus-p2p.
 //!
 //! - [`Behaviour`]: the node's DHT as one libp2p `NetworkBehaviour`: kad with
-//!   every rule below applied (inbound lookup and put rates, record
-//!   validation, creator quotas, routing-table population, our queries and
-//!   their answers). It emits [`Event`]s; the node keeps no DHT state.
+//!   every rule below applied (inbound lookup and put rates, only resource
+//!   keys served, record validation, versions and creator quotas,
+//!   routing-table population, our queries and their answers). It emits
+//!   [`Event`]s; the node keeps no DHT state.
+//! - [`store`]: kad's memory store with places kept for our own records and
+//!   provider keys, per-peer provider caps, and the exact creator index.
+//! - [`queries`]: our queries and what each answers.
 //! - [`DhtConfig`]: the protocol id (`/lotus/kad/1.0.0`), the mode (client,
 //!   server, auto), record and provider TTLs, replication, query timeout and
 //!   periodic bootstrap, with documented defaults; [`DhtConfig::behaviour`]

@@ -427,8 +427,8 @@ async fn others_records_cannot_crowd_out_our_own() {
 }
 
 /// Six peers provide 200 keys each (the attack on the 1 024 shared
-/// provider keys): each keeps at most its per-peer share, and our own
-/// provider record is still stored.
+/// provider keys): each keeps at most its per-peer share (the rest refused,
+/// RecordQuota), and our own provider record is still stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_floods_are_capped_per_peer_and_our_own_provide_is_kept() {
     const PEERS: usize = 6;
@@ -488,14 +488,19 @@ async fn provider_floods_are_capped_per_peer_and_our_own_provide_is_kept() {
     net.nodes[0].swarm.behaviour_mut().provide(own.clone(), tx);
     net.drive_until("own provide answered", |_| answer(&mut rx))
         .await;
-    let dht = net.nodes[0].swarm.behaviour_mut();
-    assert!(dht.provides(&own), "our own provider record is kept");
+    assert!(
+        net.nodes[0].swarm.behaviour_mut().provides(&own),
+        "our own provider record is kept"
+    );
     for p in 0..PEERS {
+        let dht = net.nodes[0].swarm.behaviour_mut();
         let held = keys(p)
             .iter()
             .filter(|k| !dht.stored_providers(k).is_empty())
             .count();
         assert!(held <= per_peer, "peer {p} holds {held} keys");
+        let refused = net.nodes[0].rejections(net.raw[p].id(), RejectReason::RecordQuota);
+        assert_eq!(held + refused, KEYS, "the rest refused as over quota");
     }
 }
 

@@ -57,7 +57,8 @@ pub enum RejectReason {
     /// servers holding different records replicate these); refused.
     RecordConflict,
     /// A DHT record over its creator's quota of our store (an honest server
-    /// replicating a busy creator's records sends these); refused.
+    /// replicating a busy creator's records sends these), or a provider
+    /// record over its provider's share; refused.
     RecordQuota,
 }
 
