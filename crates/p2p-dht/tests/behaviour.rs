@@ -777,3 +777,25 @@ async fn unsigned_records_cannot_impersonate_a_signed_creator() {
         0
     );
 }
+
+/// A contact none of whose addresses can be dialled leaves the routing table
+/// (kad alone keeps a contact's last address even when it fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_contact_leaves_the_routing_table() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: Vec::new(),
+    };
+    let ghost = PeerId::random();
+    // These swarms speak only the memory transport: a TCP address fails at
+    // once with a transport error, without touching the network.
+    let nowhere: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    assert!(dht.add_address(ghost, nowhere));
+    assert_eq!(dht.routing_table_size(), 1);
+    net.nodes[0].swarm.dial(ghost).unwrap();
+    net.drive_until("the ghost dropped", |net| {
+        (net.nodes[0].swarm.behaviour_mut().routing_table_size() == 0).then_some(())
+    })
+    .await;
+}
