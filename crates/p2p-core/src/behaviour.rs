@@ -4,7 +4,6 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{allow_block_list, connection_limits, identify, memory_connection_limits, ping};
 
 use crate::ip_limits::IpLimiter;
-use crate::kad_limits::LimitedKad;
 use crate::streams;
 
 /// Everything a node speaks. The guards come first so they refuse
@@ -21,8 +20,8 @@ pub(crate) struct Behaviour {
     /// Always on: js kad-dht pings a contact before it adds it to its table,
     /// and the round-trip time is reported per peer.
     pub(crate) ping: ping::Behaviour,
-    /// Kademlia, with inbound lookups limited per peer.
-    pub(crate) kad: LimitedKad,
+    /// Kademlia with every DHT rule (see `p2p_dht::Behaviour`).
+    pub(crate) dht: p2p_dht::Behaviour,
     /// Raw streams per protocol (messaging and handler streams).
     pub(crate) stream: streams::Behaviour,
 }

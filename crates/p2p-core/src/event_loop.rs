@@ -2,7 +2,7 @@
 //! from the [`crate::Node`] handle, and never awaits anything but those two
 //! sources and a timer, so no peer and no caller can stall it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,17 +11,15 @@ use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, store::RecordStore};
+use libp2p::kad;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify,
+    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify,
     memory_connection_limits, ping,
 };
-use p2p_dht::mapper::AddressMapper;
-use p2p_dht::routing;
-use p2p_types::{DhtMode, DisconnectCause, NodeEvent, NodeStats};
+use p2p_types::{DisconnectCause, NodeEvent, NodeStats};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
@@ -30,16 +28,13 @@ use crate::error::NodeError;
 use crate::events::Event;
 use crate::handler::{Handlers, Job};
 use crate::ip_limits::IpLimiter;
-use crate::kad_limits::{KadEvent, LimitedKad};
 use crate::messaging::{Outbound, Sanction, SharedCounters, lock};
 use crate::metrics::SwarmMetrics;
 use crate::peers::{PeerInfo, PeerTable};
 use crate::rate_limits::Limiters;
-use crate::resources::ResourceError;
 use crate::scoring::Verdict;
 use crate::{streams, transport};
-use p2p_protocol::ResourceRecord;
-use p2p_types::{ProtocolLimits, RejectReason};
+use p2p_types::RejectReason;
 
 /// Disconnected peers remembered for `peer_info` and stats.
 const MAX_KNOWN_PEERS: usize = 1024;
@@ -59,8 +54,6 @@ const SANCTION_QUEUE: usize = 1024;
 const FORGET_IDLE_TICKS: u64 = 240;
 /// Ticks between reconciliations of the bans with libp2p's block list (1 s).
 const RECONCILE_BANS_TICKS: u64 = 4;
-/// Most providers one lookup collects (remote answers are not trusted to be small).
-const MAX_PROVIDERS: usize = 1024;
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -89,12 +82,12 @@ pub(crate) enum Command {
     /// acknowledged it.
     PutRecord {
         record: kad::Record,
-        reply: Reply<oneshot::Receiver<usize>>,
+        reply: Reply<oneshot::Receiver<p2p_dht::Put>>,
     },
     /// Look a resource up in the DHT; the first record that verifies wins.
     GetRecord {
         key: p2p_types::ResourceKey,
-        reply: Reply<oneshot::Receiver<Lookup>>,
+        reply: Reply<oneshot::Receiver<p2p_dht::Lookup>>,
     },
     /// Whether our DHT store holds a record under this key.
     StoresRecord {
@@ -124,16 +117,6 @@ pub(crate) enum Command {
         reply: Reply<bool>,
     },
     Stop(Reply<()>),
-}
-
-/// What a DHT lookup yields: the verified record and the peer that had it
-/// (`None`: our own store).
-type Lookup = Result<(ResourceRecord, Option<PeerId>), ResourceError>;
-
-/// A discovery in progress.
-struct PendingGet {
-    key: p2p_types::ResourceKey,
-    reply: oneshot::Sender<Lookup>,
 }
 
 /// A bootstrap peer and its redial state.
@@ -167,27 +150,14 @@ pub(crate) struct EventLoop {
     /// releases its port on removal, not on drop).
     listeners: Vec<ListenerId>,
     peers: PeerTable,
-    mapper: Arc<dyn AddressMapper>,
-    kad_protocol: StreamProtocol,
     advertise_listen_addrs: bool,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     max_pending_dials: usize,
     pending_disconnects: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     bootstrap: Vec<BootstrapPeer>,
     bootstrap_dials: HashMap<ConnectionId, usize>,
-    pending_puts: HashMap<kad::QueryId, oneshot::Sender<usize>>,
-    /// Peers a record is put to (kad's k).
-    replication_factor: usize,
-    pending_gets: HashMap<kad::QueryId, PendingGet>,
-    pending_provides: HashMap<kad::QueryId, oneshot::Sender<bool>>,
-    pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
-    limits: ProtocolLimits,
-    accept_unsigned_records: bool,
     metrics: Option<SwarmMetrics>,
     limiters: Arc<Limiters>,
-    diversity: Option<routing::Diversity>,
-    creator_quotas: Option<p2p_dht::quotas::CreatorQuotas>,
-    creators: p2p_dht::quotas::CreatorIndex,
     sanctions: mpsc::Receiver<Sanction>,
     ticks: u64,
 }
@@ -240,6 +210,7 @@ impl EventLoop {
             }
             Arc::clone(&counters.denied_per_ip)
         };
+        let listen = config.listen_addrs();
         let behaviour = Behaviour {
             blocked,
             limits: connection_limits::Behaviour::new(config.limits.to_libp2p()),
@@ -252,7 +223,7 @@ impl EventLoop {
                     .with_agent_version(config.agent_version.clone()),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
-            kad: LimitedKad::new(config.dht.behaviour(local), Arc::clone(&limiters)),
+            dht: dht_behaviour(config, local, &listen),
             stream: streams::Behaviour::new(),
         };
         let control = behaviour.stream.control();
@@ -263,7 +234,6 @@ impl EventLoop {
             libp2p::swarm::Config::with_tokio_executor()
                 .with_idle_connection_timeout(config.idle_connection_timeout),
         );
-        let listen = config.listen_addrs();
         let mut listeners_pending = HashMap::new();
         for address in &listen {
             let id = swarm
@@ -295,8 +265,6 @@ impl EventLoop {
                 listeners: listeners_pending.keys().copied().collect(),
                 listeners_pending,
                 peers: PeerTable::new(MAX_KNOWN_PEERS),
-                mapper: config.dht.mapper.resolve(&listen),
-                kad_protocol: config.dht.protocol.clone(),
                 advertise_listen_addrs: config
                     .advertise_listen_addrs
                     .unwrap_or_else(|| p2p_dht::mapper::auto_is_passthrough(&listen)),
@@ -305,18 +273,8 @@ impl EventLoop {
                 pending_disconnects: HashMap::new(),
                 bootstrap,
                 bootstrap_dials: HashMap::new(),
-                pending_puts: HashMap::new(),
-                replication_factor: config.dht.replication_factor.get(),
-                pending_gets: HashMap::new(),
-                pending_provides: HashMap::new(),
-                pending_providers: HashMap::new(),
-                limits: config.inbound.limits,
-                accept_unsigned_records: config.accept_unsigned_records,
                 metrics: config.metrics.clone(),
                 limiters,
-                diversity: config.dht.diversity,
-                creator_quotas: config.dht.creator_quotas,
-                creators: p2p_dht::quotas::CreatorIndex::default(),
                 sanctions,
                 ticks: 0,
             },
@@ -396,21 +354,6 @@ impl EventLoop {
                 reason: None,
                 duration: until.map(|t| t.saturating_duration_since(now)),
             });
-        }
-    }
-
-    /// Drops a peer none of whose addresses answered from the routing table.
-    /// kad keeps a contact's last address even when it fails, so after churn
-    /// every table still lists the dead and every FIND_NODE answer spends a
-    /// share of its 20 places on them: lookups then reach fewer live peers
-    /// and puts store fewer replicas (measured: 15 of 20 after stopping 30 %
-    /// of a 50-node network). A live peer re-enters on its next identify.
-    fn forget_unreachable(&mut self, peer: PeerId) {
-        if self.swarm.is_connected(&peer) {
-            return;
-        }
-        if self.swarm.behaviour_mut().kad.remove_peer(&peer).is_some() {
-            tracing::debug!(%peer, "unreachable peer dropped from the routing table");
         }
     }
 
@@ -502,58 +445,25 @@ impl EventLoop {
             Command::PutRecord { record, reply } => {
                 let (tx, rx) = oneshot::channel();
                 let _ = reply.send(rx);
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    // Every one of the closest peers, not the first to answer:
-                    // the reply then counts every acknowledgement, and no put
-                    // still waiting for a dial is dropped by a quorum met
-                    // early. Peers that fail or time out only lower the count.
-                    .put_record(record, kad::Quorum::All)
-                {
-                    Ok(id) => {
-                        self.pending_puts.insert(id, tx);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "record not stored locally");
-                        let _ = tx.send(0);
-                    }
-                }
+                self.swarm.behaviour_mut().dht.put(record, tx);
             }
             Command::GetRecord { key, reply } => {
                 let (tx, rx) = oneshot::channel();
                 let _ = reply.send(rx);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_record(p2p_dht::records::kad_key(&key));
-                self.pending_gets.insert(id, PendingGet { key, reply: tx });
+                self.swarm.behaviour_mut().dht.get(key, tx);
             }
             Command::StoresRecord { key, reply } => {
-                let now = Instant::now();
-                let store = self.swarm.behaviour_mut().kad.store_mut();
-                let _ = reply.send(store.get(&key).is_some_and(|r| !r.is_expired(now)));
+                let _ = reply.send(self.swarm.behaviour_mut().dht.stores(&key));
             }
             Command::StartProviding { key, reply } => {
                 let (tx, rx) = oneshot::channel();
                 let _ = reply.send(rx);
-                match self.swarm.behaviour_mut().kad.start_providing(key) {
-                    Ok(id) => {
-                        self.pending_provides.insert(id, tx);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "provider record not stored locally");
-                        let _ = tx.send(false);
-                    }
-                }
+                self.swarm.behaviour_mut().dht.provide(key, tx);
             }
             Command::GetProviders { key, reply } => {
                 let (tx, rx) = oneshot::channel();
                 let _ = reply.send(rx);
-                let id = self.swarm.behaviour_mut().kad.get_providers(key);
-                self.pending_providers.insert(id, (HashSet::new(), tx));
+                self.swarm.behaviour_mut().dht.get_providers(key, tx);
             }
             Command::Ban {
                 peer,
@@ -587,155 +497,6 @@ impl EventLoop {
                 let _ = reply.send(());
             }
         }
-    }
-
-    /// Checks a DHT value for `kad_key` the way every reader must.
-    fn check_value(
-        &self,
-        kad_key: &[u8],
-        value: &[u8],
-    ) -> Result<ResourceRecord, p2p_dht::records::RecordCheckError> {
-        p2p_dht::records::check_value(
-            kad_key,
-            value,
-            p2p_protocol::now_ms(),
-            &self.limits,
-            self.accept_unsigned_records,
-        )
-    }
-
-    fn on_query_progress(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
-        match result {
-            kad::QueryResult::PutRecord(result) => {
-                if let Some(reply) = self.pending_puts.remove(&id) {
-                    let stored_by = match result {
-                        // The quorum is all of the closest peers.
-                        Ok(_) => self.replication_factor,
-                        Err(kad::PutRecordError::QuorumFailed { success, .. })
-                        | Err(kad::PutRecordError::Timeout { success, .. }) => success.len(),
-                    };
-                    let _ = reply.send(stored_by);
-                }
-            }
-            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
-                let Some(pending) = self.pending_gets.get(&id) else {
-                    return;
-                };
-                match self.check_value(found.record.key.as_ref(), &found.record.value) {
-                    Ok(record) if record.key == pending.key => {
-                        if let Some(pending) = self.pending_gets.remove(&id) {
-                            let _ = pending.reply.send(Ok((record, found.peer)));
-                        }
-                        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                            query.finish();
-                        }
-                    }
-                    Ok(_) | Err(_) => {
-                        // An invalid value does not end the lookup: another
-                        // peer may hold the real record.
-                        tracing::debug!(peer = ?found.peer, "DHT returned an invalid record");
-                        if let Some(peer) = found.peer {
-                            lock(&self.counters).reject(peer, RejectReason::InvalidRecord);
-                        }
-                        self.finish_get_if(id, last);
-                    }
-                }
-            }
-            kad::QueryResult::GetRecord(_) => self.finish_get_if(id, last),
-            kad::QueryResult::StartProviding(result) => {
-                if let Some(reply) = self.pending_provides.remove(&id) {
-                    let _ = reply.send(result.is_ok());
-                }
-            }
-            kad::QueryResult::GetProviders(result) => {
-                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
-                    && let Some((found, _)) = self.pending_providers.get_mut(&id)
-                {
-                    let room = MAX_PROVIDERS.saturating_sub(found.len());
-                    found.extend(providers.into_iter().take(room));
-                }
-                if last && let Some((found, reply)) = self.pending_providers.remove(&id) {
-                    let _ = reply.send(found.into_iter().collect());
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn finish_get_if(&mut self, id: kad::QueryId, last: bool) {
-        if last && let Some(pending) = self.pending_gets.remove(&id) {
-            let _ = pending.reply.send(Err(ResourceError::NotFound));
-        }
-    }
-
-    /// A peer asks us (a server) to store a record: resource records must be
-    /// valid and may not replace a live record of another creator.
-    fn on_inbound_put(&mut self, source: PeerId, record: kad::Record) {
-        use libp2p::kad::store::RecordStore as _;
-        if !self.limiters.dht_put(&source) {
-            lock(&self.counters).reject(source, RejectReason::DhtRateLimited);
-            return;
-        }
-        let is_resource = p2p_types::ResourceKey::from_bytes(record.key.as_ref()).is_ok();
-        if is_resource {
-            let incoming = match self.check_value(record.key.as_ref(), &record.value) {
-                Ok(incoming) => incoming,
-                Err(e) => {
-                    tracing::debug!(peer = %source, error = %e, "refused inbound record");
-                    lock(&self.counters).reject(source, RejectReason::InvalidRecord);
-                    return;
-                }
-            };
-            let store = self.swarm.behaviour_mut().kad.store_mut();
-            let existing = store.get(&record.key).map(|r| r.value.clone());
-            if let Some(existing) = existing
-                && let Ok(current) = self.check_value(record.key.as_ref(), &existing)
-                && current.creator != incoming.creator
-            {
-                tracing::debug!(peer = %source, "refused overwrite by another creator");
-                lock(&self.counters).reject(source, RejectReason::InvalidRecord);
-                return;
-            }
-            if let Err(e) = self.admit_creator(&incoming) {
-                tracing::debug!(peer = %source, error = %e, "refused record over its creator's quota");
-                lock(&self.counters).reject(source, RejectReason::RateLimited);
-                return;
-            }
-        }
-        if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
-            tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-        }
-    }
-
-    /// Checks the creator's quota of stored records, pruning records the
-    /// store has dropped since.
-    fn admit_creator(
-        &mut self,
-        record: &ResourceRecord,
-    ) -> Result<(), p2p_dht::quotas::QuotaExceeded> {
-        let Some(quotas) = self.creator_quotas else {
-            return Ok(());
-        };
-        let (limits, accept_unsigned, now) = (
-            self.limits,
-            self.accept_unsigned_records,
-            p2p_protocol::now_ms(),
-        );
-        let store = self.swarm.behaviour_mut().kad.store_mut();
-        self.creators
-            .admit(quotas, record.creator, &record.key, |key, creator| {
-                let kad_key = p2p_dht::records::kad_key(key);
-                store.get(&kad_key).is_some_and(|stored| {
-                    p2p_dht::records::check_value(
-                        kad_key.as_ref(),
-                        &stored.value,
-                        now,
-                        &limits,
-                        accept_unsigned,
-                    )
-                    .is_ok_and(|r| r.creator == *creator)
-                })
-            })
     }
 
     fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {
@@ -802,8 +563,7 @@ impl EventLoop {
 
     fn stats(&mut self) -> NodeStats {
         let info = self.swarm.network_info();
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let in_flight = kad.iter_queries().count();
+        let dht = self.swarm.behaviour_mut().dht.stats();
         let counters = lock(&self.counters);
         NodeStats {
             connected_peers: info.num_peers(),
@@ -811,7 +571,7 @@ impl EventLoop {
             connections: info.connection_counters().num_established() as usize,
             listen_addrs: self.swarm.listeners().count(),
             messages: counters.total.clone(),
-            dht: p2p_dht::dht_stats(&mut self.swarm.behaviour_mut().kad, in_flight),
+            dht,
             banned_peers: counters.scores.banned(),
             connections_denied_per_ip: counters.denied_per_ip.load(Ordering::Relaxed),
         }
@@ -823,7 +583,6 @@ impl EventLoop {
             match &event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
-                SwarmEvent::Behaviour(BehaviourEvent::Kad(KadEvent::Kad(e))) => metrics.record(e),
                 _ => {}
             }
         }
@@ -896,12 +655,9 @@ impl EventLoop {
             ),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
-                peer_id,
                 error,
+                ..
             } => {
-                if let (Some(peer), DialError::Transport(_)) = (peer_id, &error) {
-                    self.forget_unreachable(peer);
-                }
                 if let Some((address, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(NodeError::Dial {
                         address,
@@ -970,15 +726,7 @@ impl EventLoop {
                     protocols.clone(),
                     &info.listen_addrs,
                 );
-                let local = routing::Local {
-                    peer: *self.swarm.local_peer_id(),
-                    kad_protocol: &self.kad_protocol,
-                    diversity: self.diversity,
-                };
-                let population = routing::on_identified(
-                    &mut self.swarm.behaviour_mut().kad,
-                    self.mapper.as_ref(),
-                    local,
+                let population = self.swarm.behaviour_mut().dht.on_identified(
                     peer_id,
                     &info.protocols,
                     &info.listen_addrs,
@@ -995,10 +743,7 @@ impl EventLoop {
                 result: Ok(rtt),
                 ..
             }) => self.peers.pinged(peer, rtt),
-            BehaviourEvent::Kad(KadEvent::Kad(event)) => self.on_kad_event(event),
-            BehaviourEvent::Kad(KadEvent::Refused { peer }) => {
-                lock(&self.counters).reject(peer, RejectReason::DhtRateLimited);
-            }
+            BehaviourEvent::Dht(event) => self.on_dht_event(event),
             BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
                 tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
                 let reason = RejectReason::AcceptQueueFull;
@@ -1009,54 +754,46 @@ impl EventLoop {
         }
     }
 
-    fn on_kad_event(&mut self, event: kad::Event) {
+    fn on_dht_event(&mut self, event: p2p_dht::Event) {
         match event {
-            kad::Event::RoutingUpdated { peer, .. } => {
-                let size = p2p_dht::routing_table_size(&mut self.swarm.behaviour_mut().kad);
+            p2p_dht::Event::RoutingUpdated { peer, table_size } => {
                 self.emit(NodeEvent::RoutingUpdated {
                     peer,
-                    routing_table_size: size,
+                    routing_table_size: table_size,
                 });
             }
-            kad::Event::ModeChanged { new_mode } => self.emit(NodeEvent::DhtModeChanged {
-                mode: match new_mode {
-                    kad::Mode::Client => DhtMode::Client,
-                    kad::Mode::Server => DhtMode::Server,
-                },
-            }),
-            kad::Event::InboundRequest {
-                request:
-                    kad::InboundRequest::PutRecord {
-                        source,
-                        record: Some(record),
-                        ..
-                    },
-            } => self.on_inbound_put(source, record),
-            kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            } => self.on_query_progress(id, result, step.last),
-            kad::Event::InboundRequest {
-                request:
-                    kad::InboundRequest::AddProvider {
-                        record: Some(record),
-                        ..
-                    },
-            } => {
-                if !self.limiters.dht_put(&record.provider) {
-                    lock(&self.counters).reject(record.provider, RejectReason::DhtRateLimited);
-                    return;
-                }
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .store_mut()
-                    .add_provider(record)
-                {
-                    tracing::debug!(error = %e, "inbound provider record not stored");
-                }
+            p2p_dht::Event::ModeChanged { mode } => self.emit(NodeEvent::DhtModeChanged { mode }),
+            p2p_dht::Event::Rejected { peer, reason } => {
+                lock(&self.counters).reject(peer, reason);
             }
-            _ => {}
+            p2p_dht::Event::RecordStored { .. } | p2p_dht::Event::QueryFinished { .. } => {}
         }
     }
+}
+
+/// The DHT behaviour for `config`, with the node's DHT rates and, when the
+/// node records metrics, libp2p's kad metrics fed every kad event.
+fn dht_behaviour(config: &NodeConfig, local: PeerId, listen: &[Multiaddr]) -> p2p_dht::Behaviour {
+    let rates = &config.rate_limits;
+    let mut dht = p2p_dht::Behaviour::new(
+        local,
+        p2p_dht::BehaviourConfig {
+            dht: config.dht.clone(),
+            limits: config.inbound.limits,
+            accept_unsigned: config.accept_unsigned_records,
+            rates: p2p_dht::DhtRates {
+                peer_puts: rates
+                    .peer_dht_puts
+                    .map(|(every, burst)| p2p_dht::DhtRate { every, burst }),
+                peer_requests: rates
+                    .peer_dht_requests
+                    .map(|r| p2p_dht::DhtRate::per_second(r.per_second, r.burst)),
+            },
+            listen: listen.to_vec(),
+        },
+    );
+    if let Some(metrics) = config.metrics.clone() {
+        dht.set_kad_observer(move |event| metrics.record(event));
+    }
+    dht
 }

@@ -25,7 +25,6 @@ mod events;
 mod handler;
 mod identity;
 mod ip_limits;
-mod kad_limits;
 mod legacy_lanes;
 mod messaging;
 mod metrics;

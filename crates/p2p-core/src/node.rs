@@ -656,7 +656,14 @@ impl Node {
             })
             .await
             .map_err(|_| ResourceError::NotStarted)?;
-        let stored_by = stored.await.unwrap_or(0);
+        let stored_by = match stored.await {
+            Ok(Ok(stored_by)) => stored_by,
+            Ok(Err(e)) => {
+                tracing::debug!(key = %record.key, error = %e, "announce not stored");
+                return Err(ResourceError::NotStored);
+            }
+            Err(_) => 0,
+        };
         let _ = self.inner.events.send(Event::ResourceAnnounced {
             key: record.key.clone(),
             stored_by,
@@ -731,7 +738,7 @@ impl Node {
                 .request(|reply| Command::GetRecord { key, reply })
                 .await
                 .map_err(|_| ResourceError::NotStarted)?;
-            found.await.map_err(|_| ResourceError::NotStarted)?
+            Ok::<_, ResourceError>(found.await.map_err(|_| ResourceError::NotStarted)??)
         };
         let (record, source) = tokio::time::timeout(timeout, lookup)
             .await

@@ -1,7 +1,8 @@
 //! Token buckets on the inbound paths (GCRA, from `governor`): messages and
-//! message bytes per peer and for the whole node, inbound streams per peer,
-//! DHT record and provider puts per peer, DHT lookups per peer (see the
-//! `kad_limits` module for how they are attributed).
+//! message bytes per peer and for the whole node, inbound streams per peer.
+//! The DHT's rates ([`RateLimits::peer_dht_puts`],
+//! [`RateLimits::peer_dht_requests`]) are configured here too and enforced by
+//! `p2p_dht::Behaviour`, which owns them.
 //!
 //! Defaults, and why:
 //! - **messages per peer 200/s, burst 400**: a MuSig2 or CoinJoin participant
@@ -18,17 +19,8 @@
 //! - **inbound streams per peer 20/s, burst 64**: the native protocol uses one
 //!   long-lived stream; the TypeScript protocol one per message, and the
 //!   TypeScript nodes send at most ~30 before their connection jams.
-//! - **DHT puts per peer 1 per 3 s, burst 200** (the original allowed one
-//!   announcement per 30 s per resource and 100 per peer): the sustained rate
-//!   is 200 per 10 minutes, kad's replication interval, and the burst lets a
-//!   neighbour's whole replication run through (kad re-puts every stored
-//!   record at once; a server holding 200 records near our id sends us
-//!   about that many). Storage is bounded separately by the creator quotas.
-//! - **DHT lookups asked of us per peer 20/s, burst 100**: one iterative
-//!   lookup asks each contacted peer once or twice; a js kad-dht node
-//!   refreshing its table at start-up sends a few dozen lookups at once, and
-//!   kad's replication job one per stored record. A peer walking our table or
-//!   store as fast as it can is held to 20 answers a second.
+//! - **DHT puts per peer 1 per 3 s, burst 200**, **DHT lookups asked of us
+//!   per peer 20/s, burst 100**: see `p2p_dht::DhtRates` for why.
 //!
 //! On the native protocol's long-lived, flow-controlled stream a peer over its
 //! message limits is **slowed, not dropped**: its reader waits for tokens and
@@ -66,14 +58,6 @@ impl Rate {
     /// `per_second` sustained, `burst` at once.
     pub const fn new(per_second: u32, burst: u32) -> Self {
         Self { per_second, burst }
-    }
-
-    /// One event every `period`, `burst` at once.
-    fn every(period: Duration, burst: u32) -> Quota {
-        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst)
     }
 
     fn quota(self) -> Quota {
@@ -188,8 +172,6 @@ pub(crate) struct Limiters {
     node_messages: Option<DefaultDirectRateLimiter>,
     node_bytes: Option<DefaultDirectRateLimiter>,
     peer_streams: Option<DefaultKeyedRateLimiter<PeerId>>,
-    peer_dht_puts: Option<DefaultKeyedRateLimiter<PeerId>>,
-    peer_dht_requests: Option<DefaultKeyedRateLimiter<PeerId>>,
     turns: Turns,
 }
 
@@ -209,10 +191,6 @@ impl Limiters {
             node_messages: limits.node_messages.map(|r| RateLimiter::direct(r.quota())),
             node_bytes: limits.node_bytes.map(|r| RateLimiter::direct(r.quota())),
             peer_streams: keyed(limits.peer_inbound_streams),
-            peer_dht_puts: limits
-                .peer_dht_puts
-                .map(|(period, burst)| RateLimiter::keyed(Rate::every(period, burst))),
-            peer_dht_requests: keyed(limits.peer_dht_requests),
             turns: Turns::default(),
         }
     }
@@ -280,28 +258,12 @@ impl Limiters {
         take_n(self.peer_streams.as_ref(), peer, 1)
     }
 
-    /// One DHT record put from `peer`.
-    pub(crate) fn dht_put(&self, peer: &PeerId) -> bool {
-        take_n(self.peer_dht_puts.as_ref(), peer, 1)
-    }
-
-    /// One DHT lookup asked by `peer`.
-    pub(crate) fn dht_request(&self, peer: &PeerId) -> bool {
-        take_n(self.peer_dht_requests.as_ref(), peer, 1)
-    }
-
     /// Drops the state of peers whose buckets are full again (bounds memory).
     pub(crate) fn forget_idle(&self) {
         self.turns.forget_idle();
-        for limiter in [
-            &self.peer_messages,
-            &self.peer_bytes,
-            &self.peer_streams,
-            &self.peer_dht_puts,
-            &self.peer_dht_requests,
-        ]
-        .into_iter()
-        .flatten()
+        for limiter in [&self.peer_messages, &self.peer_bytes, &self.peer_streams]
+            .into_iter()
+            .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();

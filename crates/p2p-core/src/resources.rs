@@ -57,6 +57,19 @@ pub enum ResourceError {
     /// The local cache is full of live announcements.
     #[error("local resource cache is full")]
     CacheFull,
+    /// Our own DHT store did not take the record (too large, or our own
+    /// places are all taken), so it was put to no one. It stays in the local
+    /// cache.
+    #[error("record not stored in the DHT")]
+    NotStored,
+}
+
+impl From<p2p_dht::LookupError> for ResourceError {
+    fn from(e: p2p_dht::LookupError) -> Self {
+        match e {
+            p2p_dht::LookupError::NotFound => Self::NotFound,
+        }
+    }
 }
 
 /// One cached record.

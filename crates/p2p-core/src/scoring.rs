@@ -85,11 +85,20 @@ pub fn penalty(reason: RejectReason) -> f64 {
         // Refusing a DHT request costs us next to nothing, and honest servers
         // burst lookups and puts when kad replicates their whole store (up
         // to 100 queries at once, a put per record): refused and counted,
-        // never scored.
+        // never scored. A key we do not serve is another network's
+        // namespace (js kad-dht puts `/pk/`, `/ipns/` records), not an attack.
+        // A record that expired, conflicts with ours or is over its creator's
+        // quota is what an honest server replicating its store sends: scoring
+        // it would make honest servers ban each other. Only forged and
+        // malformed records (InvalidRecord) are scored.
         RejectReason::HandlerBusy
         | RejectReason::Banned
         | RejectReason::DhtRateLimited
-        | RejectReason::AcceptQueueFull => 0.0,
+        | RejectReason::AcceptQueueFull
+        | RejectReason::UnservedKey
+        | RejectReason::RecordExpired
+        | RejectReason::RecordConflict
+        | RejectReason::RecordQuota => 0.0,
         // A reason added later costs like malformed input until it is placed.
         _ => 10.0,
     }

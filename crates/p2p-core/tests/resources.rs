@@ -441,3 +441,21 @@ async fn the_running_node_sweeps_expired_entries_on_its_own() {
     assert!(node.resource("cache", "brief").is_none());
     assert!(node.resource("cache", "ticker").is_some());
 }
+
+/// An announcement our own DHT store does not take (here larger than the
+/// store's value limit) is an error, not an `Ok` with nobody storing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_our_store_refuses_is_an_error() {
+    let node = common::started(Node::builder().dht(p2p_core::DhtConfig {
+        max_value_bytes: 256,
+        ..common::dht(DhtModeSetting::Server)
+    }))
+    .await;
+    let data = json!({ "blob": "x".repeat(1000) }).to_string();
+    let result = node.announce("session", "big", data, ttl(600)).await;
+    assert!(
+        matches!(result, Err(ResourceError::NotStored)),
+        "{result:?}"
+    );
+    assert!(!node.stores_record("session", "big").await.unwrap());
+}

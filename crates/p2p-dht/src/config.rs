@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use libp2p::kad::{self, store::MemoryStore, store::MemoryStoreConfig};
+use libp2p::kad;
 use libp2p::{PeerId, StreamProtocol};
 
 use crate::Kademlia;
@@ -60,8 +60,16 @@ pub struct DhtConfig {
     /// Periodic bootstrap (refresh) interval. Default 5 minutes (libp2p's).
     pub bootstrap_interval: Option<Duration>,
     /// Most records stored for others. Default 10 000 (≈ 160 MB worst case at
-    /// the value limit; ~10 MB for typical 1 KB adverts).
+    /// the value limit; ~10 MB for typical 1 KB adverts). Our own records
+    /// have as many places of their own, so others' cannot crowd them out.
     pub max_records: usize,
+    /// Most keys others provide in our store. Default 1 024 (libp2p-kad's).
+    /// Keys we provide have as many places of their own.
+    pub max_provider_keys: usize,
+    /// Most keys one other peer provides in our store. Default 64: a peer
+    /// offers a few names; without a cap, a handful of peers could take
+    /// every place.
+    pub max_provider_keys_per_peer: usize,
     /// Largest record value stored. Default 16 384 bytes (one kad packet).
     pub max_value_bytes: usize,
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
@@ -90,6 +98,8 @@ impl Default for DhtConfig {
             query_timeout: Duration::from_secs(10),
             bootstrap_interval: Some(Duration::from_secs(300)),
             max_records: 10_000,
+            max_provider_keys: 1024,
+            max_provider_keys_per_peer: 64,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
             diversity: Some(crate::routing::Diversity::default()),
@@ -121,12 +131,13 @@ impl DhtConfig {
 
     /// A kad behaviour for `local` with this configuration, in the configured mode.
     pub fn behaviour(&self, local: PeerId) -> Kademlia {
-        let store = MemoryStore::with_config(
+        let store = crate::store::Store::new(
             local,
-            MemoryStoreConfig {
-                max_records: self.max_records,
-                max_value_bytes: self.max_value_bytes,
-                ..MemoryStoreConfig::default()
+            crate::store::StoreLimits {
+                records: self.max_records,
+                value_bytes: self.max_value_bytes,
+                provider_keys: self.max_provider_keys,
+                provider_keys_per_peer: self.max_provider_keys_per_peer,
             },
         );
         let mut kad = kad::Behaviour::with_config(local, store, self.kad_config());

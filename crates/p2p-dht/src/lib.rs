@@ -1,5 +1,13 @@
 //! Kademlia for lotus-p2p.
 //!
+//! - [`Behaviour`]: the node's DHT as one libp2p `NetworkBehaviour`: kad with
+//!   every rule below applied (inbound lookup and put rates, only resource
+//!   keys served, record validation, versions and creator quotas,
+//!   routing-table population, our queries and their answers). It emits
+//!   [`Event`]s; the node keeps no DHT state.
+//! - [`store`]: kad's memory store with places kept for our own records and
+//!   provider keys, per-peer provider caps, and the exact creator index.
+//! - [`queries`]: our queries and what each answers.
 //! - [`DhtConfig`]: the protocol id (`/lotus/kad/1.0.0`), the mode (client,
 //!   server, auto), record and provider TTLs, replication, query timeout and
 //!   periodic bootstrap, with documented defaults; [`DhtConfig::behaviour`]
@@ -23,17 +31,25 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod behaviour;
 mod config;
+mod inbound;
 pub mod mapper;
 pub mod providers;
+pub mod queries;
 pub mod quotas;
+mod rates;
 pub mod records;
 pub mod routing;
 mod stats;
+pub mod store;
 
+pub use behaviour::{Behaviour, BehaviourConfig, Event, KadObserver};
 pub use config::{DEFAULT_PROTOCOL, DhtConfig, DhtModeSetting};
 pub use mapper::{AddressMapper, AddressScope, MapperPolicy};
+pub use queries::{Lookup, LookupError, NotStored, Put, QueryKind, Reply};
+pub use rates::{DhtRate, DhtRates};
 pub use stats::{dht_stats, routing_table_size};
 
 /// The Kademlia behaviour type lotus-p2p runs.
-pub type Kademlia = libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>;
+pub type Kademlia = libp2p::kad::Behaviour<store::Store>;

@@ -4,18 +4,20 @@
 //! 100 per peer, 20 per type). Without this, one identity could fill the
 //! store's 10 000 slots and push everyone else's records out.
 //!
-//! The store forgets expired records without telling anyone, so the counts are
-//! kept as sets of keys and pruned against the store when a creator reaches a
-//! limit: a creator is refused only when its records *still stored* fill it.
+//! [`CreatorIndex`] is exact: it knows the creator of every record admitted
+//! to the store and is told when the store drops one
+//! ([`crate::store::Store`] calls [`CreatorIndex::remove`]), so admitting a
+//! record costs a few hash-map operations whatever the number of creators,
+//! with no decoding and no signature check. The only records it may count
+//! that no longer matter are ones past their expiry that the store has not
+//! dropped yet (kad drops them lazily); those are pruned, with the caller's
+//! cheap `stored` check, only for a creator at its limit — at most
+//! `per_creator` checks.
 
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
 use p2p_types::{ResourceKey, ResourceType};
-
-/// Creators indexed before the index is swept against the store (the store
-/// holds at most 10 000 records, so at most that many creators are live).
-const MAX_CREATORS: usize = 10_000;
 
 /// Per-creator limits on stored resource records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +48,53 @@ pub enum QuotaExceeded {
     Type(usize),
 }
 
-/// The keys each creator has in the store.
+/// One creator's keys, counted per type.
+#[derive(Debug, Default)]
+struct Held {
+    keys: HashSet<ResourceKey>,
+    per_type: HashMap<ResourceType, usize>,
+}
+
+impl Held {
+    fn of_type(&self, ty: &ResourceType) -> usize {
+        self.per_type.get(ty).copied().unwrap_or(0)
+    }
+
+    fn full(&self, quotas: CreatorQuotas, ty: &ResourceType) -> bool {
+        self.keys.len() >= quotas.per_creator || self.of_type(ty) >= quotas.per_type
+    }
+
+    fn add(&mut self, key: ResourceKey) {
+        let ty = key.resource_type().clone();
+        if self.keys.insert(key) {
+            *self.per_type.entry(ty).or_default() += 1;
+        }
+    }
+
+    fn take(&mut self, key: &ResourceKey) {
+        if self.keys.remove(key)
+            && let Some(n) = self.per_type.get_mut(key.resource_type())
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_type.remove(key.resource_type());
+            }
+        }
+    }
+}
+
+/// Who created each stored resource record, and what each creator holds.
 #[derive(Debug, Default)]
 pub struct CreatorIndex {
-    keys: HashMap<PeerId, HashSet<ResourceKey>>,
+    owners: HashMap<ResourceKey, PeerId>,
+    creators: HashMap<PeerId, Held>,
 }
 
 impl CreatorIndex {
-    /// Admits `key` for `creator` under `quotas`, or says which limit it hits.
-    /// `stored(key, creator)` tells whether the store still holds that record
-    /// of that creator (used to forget records the store dropped).
+    /// Admits `key` for `creator` under `quotas` and records it, or says
+    /// which limit it hits. `stored(key, creator)` tells whether the store
+    /// still holds a live record under `key`; it is asked only about the
+    /// creator's own keys, and only when the creator is at a limit.
     pub fn admit(
         &mut self,
         quotas: CreatorQuotas,
@@ -63,41 +102,71 @@ impl CreatorIndex {
         key: &ResourceKey,
         mut stored: impl FnMut(&ResourceKey, &PeerId) -> bool,
     ) -> Result<(), QuotaExceeded> {
-        // Creators whose records all expired would otherwise stay forever.
-        if self.keys.len() >= MAX_CREATORS && !self.keys.contains_key(&creator) {
-            self.keys.retain(|c, keys| {
-                keys.retain(|k| stored(k, c));
-                !keys.is_empty()
-            });
-        }
-        let keys = self.keys.entry(creator).or_default();
-        if keys.contains(key) {
+        if self.owners.get(key) == Some(&creator) {
             return Ok(()); // an update of its own record
         }
-        let of_type = |keys: &HashSet<ResourceKey>, ty: &ResourceType| {
-            keys.iter().filter(|k| k.resource_type() == ty).count()
-        };
-        let full = |keys: &HashSet<ResourceKey>| {
-            keys.len() >= quotas.per_creator
-                || of_type(keys, key.resource_type()) >= quotas.per_type
-        };
-        if full(keys) {
-            keys.retain(|k| stored(k, &creator));
+        let ty = key.resource_type();
+        if let Some(held) = self.creators.get(&creator)
+            && held.full(quotas, ty)
+        {
+            let gone: Vec<ResourceKey> = held
+                .keys
+                .iter()
+                .filter(|k| !stored(k, &creator))
+                .cloned()
+                .collect();
+            for k in &gone {
+                self.remove(k);
+            }
         }
-        if keys.len() >= quotas.per_creator {
-            return Err(QuotaExceeded::Creator(keys.len()));
+        if let Some(held) = self.creators.get(&creator) {
+            if held.keys.len() >= quotas.per_creator {
+                return Err(QuotaExceeded::Creator(held.keys.len()));
+            }
+            let same_type = held.of_type(ty);
+            if same_type >= quotas.per_type {
+                return Err(QuotaExceeded::Type(same_type));
+            }
         }
-        let same_type = of_type(keys, key.resource_type());
-        if same_type >= quotas.per_type {
-            return Err(QuotaExceeded::Type(same_type));
-        }
-        keys.insert(key.clone());
+        self.insert(creator, key.clone());
         Ok(())
+    }
+
+    /// Records that the store holds `creator`'s record under `key` (the
+    /// key's previous creator, if any, no longer holds it).
+    pub fn insert(&mut self, creator: PeerId, key: ResourceKey) {
+        if let Some(previous) = self.owners.insert(key.clone(), creator)
+            && previous != creator
+        {
+            self.detach(previous, &key);
+        }
+        self.creators.entry(creator).or_default().add(key);
+    }
+
+    /// Forgets the record under `key` (the store dropped or replaced it).
+    pub fn remove(&mut self, key: &ResourceKey) {
+        if let Some(owner) = self.owners.remove(key) {
+            self.detach(owner, key);
+        }
+    }
+
+    fn detach(&mut self, creator: PeerId, key: &ResourceKey) {
+        if let Some(held) = self.creators.get_mut(&creator) {
+            held.take(key);
+            if held.keys.is_empty() {
+                self.creators.remove(&creator);
+            }
+        }
     }
 
     /// Creators indexed.
     pub fn creators(&self) -> usize {
-        self.keys.len()
+        self.creators.len()
+    }
+
+    /// Records indexed.
+    pub fn records(&self) -> usize {
+        self.owners.len()
     }
 }
 
@@ -140,5 +209,49 @@ mod tests {
         let only_b = |k: &ResourceKey, _: &PeerId| k.resource_type().as_str() == "b";
         index.admit(quotas, greedy, &key("c", 0), only_b).unwrap();
         index.admit(quotas, greedy, &key("a", 7), only_b).unwrap();
+    }
+
+    #[test]
+    fn admitting_a_new_creator_checks_at_most_its_own_records() {
+        let quotas = CreatorQuotas::default();
+        let mut index = CreatorIndex::default();
+        for i in 0..10_000 {
+            index
+                .admit(quotas, PeerId::random(), &key("a", i), |_, _| true)
+                .unwrap();
+        }
+        let mut calls = 0;
+        let counting = |_: &ResourceKey, _: &PeerId| {
+            calls += 1;
+            true
+        };
+        index
+            .admit(quotas, PeerId::random(), &key("a", 10_000), counting)
+            .unwrap();
+        assert!(calls <= quotas.per_creator, "{calls} store checks");
+    }
+
+    #[test]
+    fn the_index_follows_removals_and_replacements_exactly() {
+        let quotas = CreatorQuotas {
+            per_creator: 2,
+            per_type: 2,
+        };
+        let mut index = CreatorIndex::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let never = |_: &ResourceKey, _: &PeerId| -> bool { panic!("no prune needed") };
+        index.admit(quotas, a, &key("x", 0), never).unwrap();
+        index.admit(quotas, a, &key("x", 1), never).unwrap();
+        // The store dropped one: room again, without asking the store.
+        index.remove(&key("x", 0));
+        index.admit(quotas, a, &key("x", 2), never).unwrap();
+        // Another creator's record replaced one of a's (it had expired).
+        index.insert(b, key("x", 1));
+        index.admit(quotas, a, &key("x", 3), never).unwrap();
+        assert_eq!((index.creators(), index.records()), (2, 3));
+        for k in [1, 2, 3] {
+            index.remove(&key("x", k));
+        }
+        assert_eq!((index.creators(), index.records()), (0, 0));
     }
 }

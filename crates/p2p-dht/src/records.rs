@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use libp2p::kad::{Record, RecordKey};
 use p2p_protocol::{Codec, CodecError, JsonCodec, RecordError, ResourceRecord, VerifyError};
-use p2p_types::{ProtocolLimits, ResourceKey};
+use p2p_types::{ProtocolLimits, RejectReason, ResourceKey};
 
 /// The kad key of a resource.
 pub fn kad_key(key: &ResourceKey) -> RecordKey {
@@ -55,6 +55,21 @@ pub enum RecordCheckError {
     Record(#[from] RecordError),
 }
 
+impl RecordCheckError {
+    /// How a refusal for this error is reported: a record past its expiry is
+    /// what an honest server replicating its store may send
+    /// ([`RejectReason::RecordExpired`], not scored); anything else is forged
+    /// or malformed ([`RejectReason::InvalidRecord`]).
+    pub fn reject_reason(&self) -> RejectReason {
+        match self {
+            Self::Record(RecordError::Invalid(p2p_protocol::ValidationError::Expired {
+                ..
+            })) => RejectReason::RecordExpired,
+            _ => RejectReason::InvalidRecord,
+        }
+    }
+}
+
 /// Decodes the value stored under `kad_key` and checks it at `now_ms`.
 pub fn check_value(
     kad_key: &[u8],
@@ -79,6 +94,35 @@ pub fn check_value(
         Ok(()) => Ok(record),
         Err(RecordError::Signature(VerifyError::Unsigned)) if accept_unsigned => Ok(record),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// How this node checks DHT values: its protocol limits and whether unsigned
+/// (TypeScript) records are accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Validation {
+    pub(crate) limits: ProtocolLimits,
+    pub(crate) accept_unsigned: bool,
+}
+
+impl Validation {
+    /// [`check_value`] now.
+    pub(crate) fn check(
+        &self,
+        kad_key: &[u8],
+        value: &[u8],
+    ) -> Result<ResourceRecord, RecordCheckError> {
+        self.check_at(kad_key, value, p2p_protocol::now_ms())
+    }
+
+    /// [`check_value`] at `now_ms`.
+    pub(crate) fn check_at(
+        &self,
+        kad_key: &[u8],
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<ResourceRecord, RecordCheckError> {
+        check_value(kad_key, value, now_ms, &self.limits, self.accept_unsigned)
     }
 }
 

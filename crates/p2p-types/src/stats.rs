@@ -46,11 +46,25 @@ pub enum RejectReason {
     /// An inbound stream arrived while its protocol's accept queue was full
     /// (the node is overloaded, not the peer at fault); it was reset.
     AcceptQueueFull,
+    /// A DHT record under a key this node does not serve (only
+    /// `resource:<type>:<id>` keys are stored); refused, not stored.
+    UnservedKey,
+    /// A DHT record past its own expiry (an honest server replicating a
+    /// record that just expired sends these); refused, not stored.
+    RecordExpired,
+    /// A DHT record that may not replace the one we hold: another creator's,
+    /// an older version, or an unsigned record over a signed one (honest
+    /// servers holding different records replicate these); refused.
+    RecordConflict,
+    /// A DHT record over its creator's quota of our store (an honest server
+    /// replicating a busy creator's records sends these), or a provider
+    /// record over its provider's share; refused.
+    RecordQuota,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 22] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -69,6 +83,10 @@ impl RejectReason {
         Self::InvalidRecord,
         Self::DhtRateLimited,
         Self::AcceptQueueFull,
+        Self::UnservedKey,
+        Self::RecordExpired,
+        Self::RecordConflict,
+        Self::RecordQuota,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -92,6 +110,10 @@ impl RejectReason {
             Self::InvalidRecord => "invalid_record",
             Self::DhtRateLimited => "dht_rate_limited",
             Self::AcceptQueueFull => "accept_queue_full",
+            Self::UnservedKey => "unserved_key",
+            Self::RecordExpired => "record_expired",
+            Self::RecordConflict => "record_conflict",
+            Self::RecordQuota => "record_quota",
         }
     }
 }

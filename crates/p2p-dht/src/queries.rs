@@ -1,0 +1,212 @@
+//! Our own queries: what each one answers when it ends.
+//!
+//! Every query the node started through [`crate::Behaviour`] has one entry in
+//! one map, keyed by kad's `QueryId`, holding the caller's reply channel. The
+//! behaviour answers the caller itself; nothing outside it tracks a query.
+
+use std::collections::{HashMap, HashSet};
+
+use libp2p::{PeerId, kad};
+use p2p_protocol::ResourceRecord;
+use p2p_types::{RejectReason, ResourceKey};
+
+use crate::Kademlia;
+use crate::behaviour::Event;
+use crate::records::Validation;
+
+/// Most providers one lookup collects (remote answers are not trusted to be small).
+pub const MAX_PROVIDERS: usize = 1024;
+
+/// Where an answer goes.
+pub type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
+/// A verified record and the peer that had it (`None`: our own store).
+pub type Found = (ResourceRecord, Option<PeerId>);
+
+/// Why a lookup found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No peer asked held a valid record for the key.
+    #[error("resource not found")]
+    NotFound,
+}
+
+/// What a record lookup yields.
+pub type Lookup = Result<Found, LookupError>;
+
+/// Our own record could not be stored in our own store (it is then put to
+/// no one).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("record not stored locally: {0}")]
+pub struct NotStored(#[from] pub kad::store::Error);
+
+/// What a put yields: how many of the closest peers acknowledged it.
+pub type Put = Result<usize, NotStored>;
+
+/// What a finished query was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// A routing-table refresh.
+    Bootstrap,
+    /// A search for the closest peers to a key.
+    ClosestPeers,
+    /// A record lookup.
+    GetRecord,
+    /// A record put (ours, or kad's republication).
+    PutRecord,
+    /// A provider lookup.
+    GetProviders,
+    /// A provider announcement (ours, or kad's republication).
+    Provide,
+}
+
+impl QueryKind {
+    fn of(result: &kad::QueryResult) -> Self {
+        match result {
+            kad::QueryResult::Bootstrap(_) => Self::Bootstrap,
+            kad::QueryResult::GetClosestPeers(_) => Self::ClosestPeers,
+            kad::QueryResult::GetRecord(_) => Self::GetRecord,
+            kad::QueryResult::PutRecord(_) | kad::QueryResult::RepublishRecord(_) => {
+                Self::PutRecord
+            }
+            kad::QueryResult::GetProviders(_) => Self::GetProviders,
+            kad::QueryResult::StartProviding(_) | kad::QueryResult::RepublishProvider(_) => {
+                Self::Provide
+            }
+        }
+    }
+}
+
+/// A query of ours and who waits for its answer.
+pub(crate) enum Pending {
+    /// The reply counts the closest peers that acknowledged the record.
+    Put(Reply<Put>),
+    /// The first record that verifies for `key` wins.
+    Get {
+        key: ResourceKey,
+        reply: Reply<Lookup>,
+    },
+    /// The reply says whether the closest peers were told.
+    Provide(Reply<bool>),
+    /// Every provider found, up to [`MAX_PROVIDERS`].
+    Providers {
+        found: HashSet<PeerId>,
+        reply: Reply<Vec<PeerId>>,
+    },
+}
+
+/// The map of our queries.
+pub(crate) struct Queries {
+    pending: HashMap<kad::QueryId, Pending>,
+    /// Peers a record is put to (kad's k): a put that reached them all
+    /// reports this many.
+    replication_factor: usize,
+}
+
+impl Queries {
+    pub(crate) fn new(replication_factor: usize) -> Self {
+        Self {
+            pending: HashMap::new(),
+            replication_factor,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, id: kad::QueryId, pending: Pending) {
+        self.pending.insert(id, pending);
+    }
+
+    /// Handles one step of a query; returns the events it causes.
+    pub(crate) fn progress(
+        &mut self,
+        kad: &mut Kademlia,
+        validation: &Validation,
+        id: kad::QueryId,
+        result: kad::QueryResult,
+        step: &kad::ProgressStep,
+        stats: kad::QueryStats,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        let kind = QueryKind::of(&result);
+        let last = step.last;
+        match result {
+            kad::QueryResult::PutRecord(result) => {
+                if let Some(Pending::Put(reply)) = self.pending.remove(&id) {
+                    let stored_by = match result {
+                        // The quorum is all of the closest peers.
+                        Ok(_) => self.replication_factor,
+                        Err(kad::PutRecordError::QuorumFailed { success, .. })
+                        | Err(kad::PutRecordError::Timeout { success, .. }) => success.len(),
+                    };
+                    let _ = reply.send(Ok(stored_by));
+                }
+            }
+            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                let Some(Pending::Get { key, .. }) = self.pending.get(&id) else {
+                    return finished(events, last, id, kind, stats);
+                };
+                match validation.check(found.record.key.as_ref(), &found.record.value) {
+                    Ok(record) if record.key == *key => {
+                        if let Some(Pending::Get { reply, .. }) = self.pending.remove(&id) {
+                            let _ = reply.send(Ok((record, found.peer)));
+                        }
+                        if let Some(mut query) = kad.query_mut(&id) {
+                            query.finish();
+                        }
+                    }
+                    checked => {
+                        // An invalid value does not end the lookup: another
+                        // peer may hold the real record.
+                        tracing::debug!(peer = ?found.peer, "DHT returned an invalid record");
+                        let reason = match checked {
+                            Err(e) => e.reject_reason(),
+                            Ok(_) => RejectReason::InvalidRecord,
+                        };
+                        if let Some(peer) = found.peer {
+                            events.push(Event::Rejected { peer, reason });
+                        }
+                        self.not_found_if(id, last);
+                    }
+                }
+            }
+            kad::QueryResult::GetRecord(_) => self.not_found_if(id, last),
+            kad::QueryResult::StartProviding(result) => {
+                if let Some(Pending::Provide(reply)) = self.pending.remove(&id) {
+                    let _ = reply.send(result.is_ok());
+                }
+            }
+            kad::QueryResult::GetProviders(result) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                    && let Some(Pending::Providers { found, .. }) = self.pending.get_mut(&id)
+                {
+                    let room = MAX_PROVIDERS.saturating_sub(found.len());
+                    found.extend(providers.into_iter().take(room));
+                }
+                if last && let Some(Pending::Providers { found, reply }) = self.pending.remove(&id)
+                {
+                    let _ = reply.send(found.into_iter().collect());
+                }
+            }
+            _ => {}
+        }
+        finished(events, last, id, kind, stats)
+    }
+
+    fn not_found_if(&mut self, id: kad::QueryId, last: bool) {
+        if last && let Some(Pending::Get { reply, .. }) = self.pending.remove(&id) {
+            let _ = reply.send(Err(LookupError::NotFound));
+        }
+    }
+}
+
+fn finished(
+    mut events: Vec<Event>,
+    last: bool,
+    id: kad::QueryId,
+    kind: QueryKind,
+    stats: kad::QueryStats,
+) -> Vec<Event> {
+    if last {
+        events.push(Event::QueryFinished { id, kind, stats });
+    }
+    events
+}

@@ -1,0 +1,801 @@
+//! DHT behaviours on in-memory swarms, without a node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, Quorum, Record, RecordKey};
+use libp2p::{PeerId, StreamProtocol};
+use p2p_dht::routing::Population;
+use p2p_dht::{Behaviour, DhtRate, DhtRates, MapperPolicy, records};
+use p2p_protocol::ResourceRecord;
+use p2p_types::{RejectReason, ResourceKey};
+use support::{Net, RawKad, dht_config, dht_node, node, raw_kad};
+use tokio::sync::oneshot;
+
+fn resource(ty: &str, id: &str) -> ResourceKey {
+    ResourceKey::new(ty.parse().unwrap(), id.parse().unwrap())
+}
+
+/// A record of `keypair`'s, live for ten minutes.
+fn signed(keypair: &Keypair, key: &ResourceKey) -> ResourceRecord {
+    let now = p2p_protocol::now_ms();
+    ResourceRecord::new(
+        key.clone(),
+        keypair.public().to_peer_id(),
+        &b"{\"a\":1}"[..],
+        now,
+        Some(now + 600_000),
+    )
+    .sign(keypair)
+    .unwrap()
+}
+
+/// Takes the answer out of `rx` once it has come.
+fn answer<T>(rx: &mut oneshot::Receiver<T>) -> Option<T> {
+    rx.try_recv().ok()
+}
+
+/// The scaffolding itself: two plain kad servers connect, one puts a record,
+/// the other holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_raw_kad_servers_replicate_a_record_over_the_memory_transport() {
+    let mut net: Net<RawKad> = Net {
+        nodes: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Server)
+            })
+            .await,
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Server)
+            })
+            .await,
+        ],
+        raw: Vec::new(),
+    };
+    net.connect(0, 1).await;
+    let (b, b_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    net.nodes[0].swarm.behaviour_mut().add_address(&b, b_addr);
+    let key = RecordKey::new(b"k");
+    let id = net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .put_record(Record::new(key.clone(), b"v".to_vec()), Quorum::One)
+        .unwrap();
+    let put = net
+        .drive_until("put result", |net| {
+            net.nodes[0].events.iter().find_map(|e| match e {
+                kad::Event::OutboundQueryProgressed {
+                    id: done,
+                    result: kad::QueryResult::PutRecord(result),
+                    ..
+                } if *done == id => Some(result.clone()),
+                _ => None,
+            })
+        })
+        .await;
+    assert!(put.is_ok(), "{put:?}");
+    use libp2p::kad::store::RecordStore as _;
+    let held = net.nodes[1].swarm.behaviour_mut().store_mut().get(&key);
+    assert_eq!(held.map(|r| r.value.clone()), Some(b"v".to_vec()));
+}
+
+/// A record put by one server lands at another, and a third node's lookup
+/// finds it there, verified; every kad event passes the observer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_put_by_one_server_is_found_by_another_node() {
+    let publisher = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(publisher.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: Vec::new(),
+    };
+    let observed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&observed);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+    net.connect(0, 1).await;
+    net.connect(2, 1).await;
+    let (server, server_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    for i in [0, 2] {
+        assert!(
+            net.nodes[i]
+                .swarm
+                .behaviour_mut()
+                .add_address(server, server_addr.clone())
+        );
+    }
+    let key = resource("session", "s1");
+    let record = signed(&publisher, &key);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let stored_by = net
+        .drive_until("put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert!(stored_by >= 1, "{stored_by}");
+    let publisher_id = net.nodes[0].id();
+    net.drive_until("the server stores it", |net| {
+        net.nodes[1].events.iter().any(|e| matches!(
+            e,
+            p2p_dht::Event::RecordStored { peer, key: k } if *peer == publisher_id && *k == records::kad_key(&key)
+        )).then_some(())
+    })
+    .await;
+    assert!(
+        net.nodes[1]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&key))
+    );
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2].swarm.behaviour_mut().get(key.clone(), tx);
+    let (found, from) = net
+        .drive_until("lookup answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(found, record);
+    assert_eq!(from, Some(server));
+    assert!(
+        observed.load(Ordering::Relaxed) > 0,
+        "the observer saw kad's events"
+    );
+    assert!(net.nodes[2].events.iter().any(|e| matches!(
+        e,
+        p2p_dht::Event::QueryFinished {
+            kind: p2p_dht::QueryKind::GetRecord,
+            ..
+        }
+    )));
+}
+
+/// A plain kad peer puts a forged (unsigned) record under a resource key:
+/// refused as invalid, not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_record_from_a_raw_kad_peer_is_refused() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&victim, victim_addr);
+    let attacker = net.raw[0].id();
+    let value = format!(
+        r#"{{"resourceId":"s1","resourceType":"session","creatorPeerId":"{victim}","data":{{}},"createdAt":{}}}"#,
+        p2p_protocol::now_ms()
+    );
+    let key = RecordKey::new(b"resource:session:s1");
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .put_record(Record::new(key.clone(), value.into_bytes()), Quorum::One)
+        .unwrap();
+    net.drive_until("the refusal", |net| {
+        (net.nodes[0].rejections(attacker, RejectReason::InvalidRecord) == 1).then_some(())
+    })
+    .await;
+    assert!(!net.nodes[0].swarm.behaviour_mut().stores(&key));
+}
+
+/// A plain kad peer floods lookups: past its burst each gets an empty answer
+/// at once (its queries all end well within the wait, none times out), and
+/// each refusal is reported as an unscored DhtRateLimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_flood_is_answered_empty_past_the_peer_rate() {
+    let rates = DhtRates {
+        peer_requests: Some(DhtRate::per_second(1, 10)),
+        ..DhtRates::default()
+    };
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(rates)).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let attacker = net.raw[0].id();
+    let kad = net.raw[0].swarm.behaviour_mut();
+    kad.add_address(&victim, victim_addr);
+    for i in 0..40 {
+        kad.get_record(RecordKey::new(&format!("resource:probe:p{i}")));
+    }
+    net.drive_until("every probe answered", |net| {
+        let done = net.raw[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, kad::Event::OutboundQueryProgressed { step, .. } if step.last))
+            .count();
+        (done == 40).then_some(())
+    })
+    .await;
+    let refused = net.nodes[0].rejections(attacker, RejectReason::DhtRateLimited);
+    assert!((20..=30).contains(&refused), "{refused} of 40 refused");
+    assert!(net.raw[0].connected.contains(&victim), "still connected");
+}
+
+/// Identify tells the behaviour a peer's protocols and addresses: only DHT
+/// servers enter the table, and only with addresses the mapper keeps.
+#[test]
+fn only_identified_servers_with_kept_addresses_enter_the_table() {
+    let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
+    let other = StreamProtocol::new("/ipfs/id/1.0.0");
+    let loopback = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+    let mut dht = Behaviour::new(PeerId::random(), dht_config(DhtRates::default()));
+    assert_eq!(
+        dht.on_identified(
+            PeerId::random(),
+            std::slice::from_ref(&other),
+            std::slice::from_ref(&loopback)
+        ),
+        Population::NotAServer
+    );
+    assert_eq!(
+        dht.on_identified(
+            PeerId::random(),
+            &[other, protocol.clone()],
+            std::slice::from_ref(&loopback)
+        ),
+        Population::Added(1)
+    );
+    assert_eq!(dht.routing_table_size(), 1);
+    // A node listening on a public address keeps only public addresses.
+    let mut config = dht_config(DhtRates::default());
+    config.dht.mapper = MapperPolicy::Auto;
+    config.listen = vec!["/ip4/0.0.0.0/tcp/4001".parse().unwrap()];
+    let mut public = Behaviour::new(PeerId::random(), config);
+    assert_eq!(
+        public.on_identified(
+            PeerId::random(),
+            std::slice::from_ref(&protocol),
+            &[loopback]
+        ),
+        Population::NoUsableAddress
+    );
+    assert_eq!(public.stats().routing_table_size, 0);
+}
+
+/// A creator over its quota of stored records is refused (RecordQuota, not
+/// scored); its records within the quota are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_over_a_creators_quota_are_refused() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.creator_quotas = Some(p2p_dht::quotas::CreatorQuotas {
+        per_creator: 3,
+        per_type: 3,
+    });
+    let creator = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let sender = net.raw[0].id();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let keys: Vec<ResourceKey> = (0..5)
+        .map(|i| resource("session", &format!("s{i}")))
+        .collect();
+    for key in &keys {
+        let record = signed(&creator, key);
+        let kad_record =
+            records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+        net.raw[0]
+            .swarm
+            .behaviour_mut()
+            .put_record(kad_record, Quorum::One)
+            .unwrap();
+    }
+    net.drive_until("every put handled", |net| {
+        let stored = net.nodes[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .count();
+        let refused = net.nodes[0].rejections(sender, RejectReason::RecordQuota);
+        (stored + refused == 5).then_some((stored, refused))
+    })
+    .await;
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    let held = keys
+        .iter()
+        .filter(|k| dht.stores(&records::kad_key(k)))
+        .count();
+    assert_eq!(held, 3);
+    assert_eq!(
+        net.nodes[0].rejections(sender, RejectReason::RecordQuota),
+        2
+    );
+}
+
+/// A record under a key that is not a resource key (another network's
+/// namespace, or junk to fill the store) is refused, unscored, and not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_under_a_key_we_do_not_serve_is_refused() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let sender = net.raw[0].id();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let key = RecordKey::new(b"/junk/0001");
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .put_record(Record::new(key.clone(), vec![0; 1000]), Quorum::One)
+        .unwrap();
+    net.drive_until("the refusal", |net| {
+        (net.nodes[0].rejections(sender, RejectReason::UnservedKey) == 1).then_some(())
+    })
+    .await;
+    assert!(!net.nodes[0].swarm.behaviour_mut().stores(&key));
+}
+
+/// Others fill every place the store gives them; our own announcement is
+/// still stored locally (before: kad's shared store refused it and the
+/// announce reported success anyway).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_records_cannot_crowd_out_our_own() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.max_records = 3;
+    let (server_key, creator) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(server_key.clone(), config).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    net.connect_raw(0, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&server, server_addr);
+    let theirs: Vec<ResourceKey> = (0..4).map(|i| resource("ad", &format!("a{i}"))).collect();
+    for key in &theirs {
+        let record = signed(&creator, key);
+        let kad_record =
+            records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+        net.raw[0]
+            .swarm
+            .behaviour_mut()
+            .put_record(kad_record, Quorum::One)
+            .unwrap();
+    }
+    net.drive_until("the store full of theirs", |net| {
+        let dht = net.nodes[0].swarm.behaviour_mut();
+        let held = theirs
+            .iter()
+            .filter(|k| dht.stores(&records::kad_key(k)))
+            .count();
+        (held == 3).then_some(())
+    })
+    .await;
+    let own = resource("session", "mine");
+    let record = signed(&server_key, &own);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let put = net
+        .drive_until("own put answered", |_| answer(&mut rx))
+        .await;
+    assert!(put.is_ok(), "{put:?}");
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&own))
+    );
+}
+
+/// Six peers provide 200 keys each (the issue's attack on the 1 024 shared
+/// provider keys): each keeps at most its per-peer share (the rest refused,
+/// RecordQuota), and our own provider record is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_floods_are_capped_per_peer_and_our_own_provide_is_kept() {
+    const PEERS: usize = 6;
+    const KEYS: usize = 200;
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(
+                Keypair::generate_ed25519(),
+                dht_config(DhtRates::unlimited()),
+            )
+            .await,
+        ],
+        raw: Vec::new(),
+    };
+    for _ in 0..PEERS {
+        net.raw.push(
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        );
+    }
+    let adds = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&adds);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |e| {
+            if let kad::Event::InboundRequest {
+                request: kad::InboundRequest::AddProvider { .. },
+            } = e
+            {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let keys = |p: usize| -> Vec<RecordKey> {
+        (0..KEYS)
+            .map(|i| RecordKey::new(&format!("provided-{p}-{i}")))
+            .collect()
+    };
+    for p in 0..PEERS {
+        net.connect_raw(p, 0).await;
+        let kad = net.raw[p].swarm.behaviour_mut();
+        kad.add_address(&server, server_addr.clone());
+        for key in keys(p) {
+            kad.start_providing(key).unwrap();
+        }
+    }
+    let per_peer = p2p_dht::DhtConfig::default().max_provider_keys_per_peer;
+    net.drive_until("every provider record handled", |_| {
+        (adds.load(Ordering::Relaxed) == PEERS * KEYS).then_some(())
+    })
+    .await;
+    let own = RecordKey::new(b"our-own-offer");
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().provide(own.clone(), tx);
+    net.drive_until("own provide answered", |_| answer(&mut rx))
+        .await;
+    assert!(
+        net.nodes[0].swarm.behaviour_mut().provides(&own),
+        "our own provider record is kept"
+    );
+    for p in 0..PEERS {
+        let dht = net.nodes[0].swarm.behaviour_mut();
+        let held = keys(p)
+            .iter()
+            .filter(|k| !dht.stored_providers(k).is_empty())
+            .count();
+        assert!(held <= per_peer, "peer {p} holds {held} keys");
+        let refused = net.nodes[0].rejections(net.raw[p].id(), RejectReason::RecordQuota);
+        assert_eq!(held + refused, KEYS, "the rest refused as over quota");
+    }
+}
+
+/// A record of `keypair`'s created `age_ms` ago, live for `ttl_ms` from now.
+fn version(
+    keypair: &Keypair,
+    key: &ResourceKey,
+    data: &str,
+    age_ms: u64,
+    ttl_ms: u64,
+) -> ResourceRecord {
+    let now = p2p_protocol::now_ms();
+    ResourceRecord::new(
+        key.clone(),
+        keypair.public().to_peer_id(),
+        data.as_bytes().to_vec(),
+        now - age_ms,
+        Some(now + ttl_ms),
+    )
+    .sign(keypair)
+    .unwrap()
+}
+
+/// An unsigned (TypeScript) record naming `creator`.
+fn unsigned(creator: PeerId, key: &ResourceKey) -> Record {
+    let value = format!(
+        r#"{{"resourceId":"{}","resourceType":"{}","creatorPeerId":"{creator}","data":{{"by":"impostor"}},"createdAt":{}}}"#,
+        key.resource_id(),
+        key.resource_type(),
+        p2p_protocol::now_ms()
+    );
+    Record::new(records::kad_key(key), value.into_bytes())
+}
+
+/// Puts `record` from raw peer `from` to `nodes[to]` only.
+fn raw_put(net: &mut Net<Behaviour>, from: usize, to: usize, record: Record) {
+    let target = net.nodes[to].id();
+    net.raw[from]
+        .swarm
+        .behaviour_mut()
+        .put_record_to(record, std::iter::once(target), Quorum::One);
+}
+
+/// Connects raw peer `from` to `nodes[to]` and puts the node in its table.
+async fn raw_link(net: &mut Net<Behaviour>, from: usize, to: usize) {
+    net.connect_raw(from, to).await;
+    let (id, addr) = (net.nodes[to].id(), net.nodes[to].addr.clone());
+    net.raw[from].swarm.behaviour_mut().add_address(&id, addr);
+}
+
+/// Our own store's record under `key`, through a lookup from the node itself.
+async fn held(net: &mut Net<Behaviour>, node: usize, key: &ResourceKey) -> ResourceRecord {
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[node].swarm.behaviour_mut().get(key.clone(), tx);
+    net.drive_until("local lookup", |_| answer(&mut rx))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Three honest servers replicate every second. Two of them were given
+/// different creators' records under one key, and one was given a record
+/// that expires in 1.5 s (with no kad TTL, so kad alone would keep it an
+/// hour). Rounds of replication later, no server has reported another for
+/// anything scored: the conflicts are RecordConflict, and the expired record
+/// is neither kept nor replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_between_honest_servers_is_never_scored() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.record_replication_interval = Duration::from_secs(1);
+    let mut net: Net<Behaviour> = Net {
+        nodes: Vec::new(),
+        raw: Vec::new(),
+    };
+    for _ in 0..3 {
+        net.nodes
+            .push(dht_node(Keypair::generate_ed25519(), config.clone()).await);
+    }
+    let (x, y) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+    net.raw
+        .push(node(x.clone(), |id| raw_kad(id, kad::Mode::Client)).await);
+    net.raw
+        .push(node(y.clone(), |id| raw_kad(id, kad::Mode::Client)).await);
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    net.connect(1, 2).await;
+    let servers: Vec<(PeerId, libp2p::Multiaddr)> =
+        net.nodes.iter().map(|n| (n.id(), n.addr.clone())).collect();
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        for (j, (peer, addr)) in servers.iter().enumerate() {
+            if i != j {
+                assert!(node.swarm.behaviour_mut().add_address(*peer, addr.clone()));
+            }
+        }
+    }
+    raw_link(&mut net, 0, 0).await;
+    raw_link(&mut net, 1, 1).await;
+    let contested = resource("round", "r1");
+    let now = p2p_protocol::now_ms();
+    let put = |record: &ResourceRecord| {
+        let mut kad = records::to_kad_record(record, now, Instant::now()).unwrap();
+        kad.expires = None;
+        kad
+    };
+    raw_put(
+        &mut net,
+        0,
+        0,
+        put(&version(&x, &contested, "{}", 0, 600_000)),
+    );
+    raw_put(
+        &mut net,
+        1,
+        1,
+        put(&version(&y, &contested, "{}", 0, 600_000)),
+    );
+    let brief = resource("session", "brief");
+    raw_put(&mut net, 0, 0, put(&version(&x, &brief, "{}", 0, 1_500)));
+    let (a, b) = (servers[0].0, servers[1].0);
+    net.drive_until("rounds of replication", |net| {
+        let conflicts = net.nodes[0].rejections(b, RejectReason::RecordConflict)
+            + net.nodes[1].rejections(a, RejectReason::RecordConflict);
+        (conflicts >= 4).then_some(())
+    })
+    .await;
+    let ids: Vec<PeerId> = servers.iter().map(|(p, _)| *p).collect();
+    for node in &net.nodes {
+        for event in &node.events {
+            if let p2p_dht::Event::Rejected { peer, reason } = event {
+                assert!(
+                    !ids.contains(peer) || p2p_core_penalty_free(*reason),
+                    "an honest server reported for {reason:?}"
+                );
+            }
+        }
+    }
+    for node in &mut net.nodes {
+        assert!(!node.swarm.behaviour_mut().stores(&records::kad_key(&brief)));
+    }
+}
+
+/// The reasons the node does not score (see p2p-core's scoring module).
+fn p2p_core_penalty_free(reason: RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::RecordExpired
+            | RejectReason::RecordConflict
+            | RejectReason::RecordQuota
+            | RejectReason::DhtRateLimited
+            | RejectReason::UnservedKey
+    )
+}
+
+/// A creator's older version, still unexpired, cannot be put back over its
+/// newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_version_cannot_replace_a_newer_one() {
+    let creator = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    raw_link(&mut net, 0, 0).await;
+    let key = resource("session", "s1");
+    let now = p2p_protocol::now_ms();
+    let newer = version(&creator, &key, r#"{"v":2}"#, 0, 600_000);
+    let older = version(&creator, &key, r#"{"v":1}"#, 10_000, 600_000);
+    let sender = net.raw[0].id();
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&newer, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the newer stored", |net| {
+        net.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .then_some(())
+    })
+    .await;
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&older, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the rollback refused", |net| {
+        (net.nodes[0].rejections(sender, RejectReason::RecordConflict) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(held(&mut net, 0, &key).await, newer);
+}
+
+/// With unsigned records accepted, an unsigned record naming a signed
+/// creator neither replaces its record nor uses its quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_records_cannot_impersonate_a_signed_creator() {
+    let mut config = dht_config(DhtRates::default());
+    config.accept_unsigned = true;
+    config.dht.creator_quotas = Some(p2p_dht::quotas::CreatorQuotas {
+        per_creator: 2,
+        per_type: 2,
+    });
+    let creator = Keypair::generate_ed25519();
+    let victim = creator.public().to_peer_id();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![
+            node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await,
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Client)
+            })
+            .await,
+        ],
+    };
+    raw_link(&mut net, 0, 0).await;
+    raw_link(&mut net, 1, 0).await;
+    let impostor = net.raw[1].id();
+    let now = p2p_protocol::now_ms();
+    let (s1, s2) = (resource("session", "s1"), resource("session", "s2"));
+    let original = signed(&creator, &s1);
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&original, now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the signed record stored", |net| {
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&s1))
+            .then_some(())
+    })
+    .await;
+    for id in ["s1", "u1", "u2"] {
+        raw_put(&mut net, 1, 0, unsigned(victim, &resource("session", id)));
+    }
+    net.drive_until("the impostor's puts handled", |net| {
+        let stored = net.nodes[0]
+            .events
+            .iter()
+            .filter(|e| matches!(e, p2p_dht::Event::RecordStored { peer, .. } if *peer == impostor))
+            .count();
+        (net.nodes[0].rejections(impostor, RejectReason::RecordConflict) == 1 && stored == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        held(&mut net, 0, &s1).await,
+        original,
+        "the signed record stays"
+    );
+    // The victim's own second record still fits its quota of 2.
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&signed(&creator, &s2), now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the victim's second record stored", |net| {
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&s2))
+            .then_some(())
+    })
+    .await;
+    let creator_id = net.raw[0].id();
+    assert_eq!(
+        net.nodes[0].rejections(creator_id, RejectReason::RecordQuota),
+        0
+    );
+}
+
+/// A contact none of whose addresses can be dialled leaves the routing table
+/// (kad alone keeps a contact's last address even when it fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_contact_leaves_the_routing_table() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: Vec::new(),
+    };
+    let ghost = PeerId::random();
+    // These swarms speak only the memory transport: a TCP address fails at
+    // once with a transport error, without touching the network.
+    let nowhere: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    assert!(dht.add_address(ghost, nowhere));
+    assert_eq!(dht.routing_table_size(), 1);
+    net.nodes[0].swarm.dial(ghost).unwrap();
+    net.drive_until("the ghost dropped", |net| {
+        (net.nodes[0].swarm.behaviour_mut().routing_table_size() == 0).then_some(())
+    })
+    .await;
+}
