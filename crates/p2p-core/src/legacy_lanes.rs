@@ -136,8 +136,10 @@ impl LegacyLanes {
                 if let Some(old) = previous {
                     tracing::debug!(%peer, old = %old.connection, new = %lane.connection,
                         "message streams move to a fresh connection");
-                    old.retired.store(true, Ordering::Release);
-                    if old.in_flight.load(Ordering::Acquire) == 0 {
+                    // SeqCst with `Sending::done`: of the two sides (marking
+                    // retired, ending the last send) at least one sees the other.
+                    old.retired.store(true, Ordering::SeqCst);
+                    if old.in_flight.load(Ordering::SeqCst) == 0 {
                         self.retire(old);
                     }
                 }
@@ -175,8 +177,8 @@ impl<'a> Sending<'a> {
         let Some(lane) = self.lane.take() else {
             return;
         };
-        let before = lane.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 && lane.retired.load(Ordering::Acquire) {
+        let before = lane.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 && lane.retired.load(Ordering::SeqCst) {
             let (control, peer, connection) = (self.control.clone(), lane.peer, lane.connection);
             tokio::spawn(async move { control.close_connection(peer, connection).await });
         }
