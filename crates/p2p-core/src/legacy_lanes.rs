@@ -140,7 +140,7 @@ impl LegacyLanes {
                     // retired, ending the last send) at least one sees the other.
                     old.retired.store(true, Ordering::SeqCst);
                     if old.in_flight.load(Ordering::SeqCst) == 0 {
-                        self.retire(old);
+                        close(&self.control, old);
                     }
                 }
                 *current = Some(Arc::clone(&lane));
@@ -151,11 +151,12 @@ impl LegacyLanes {
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok((opened.stream, lane))
     }
+}
 
-    fn retire(&self, lane: &Lane) {
-        let (control, peer, connection) = (self.control.clone(), lane.peer, lane.connection);
-        tokio::spawn(async move { control.close_connection(peer, connection).await });
-    }
+/// Closes a retired lane's connection.
+fn close(control: &streams::Control, lane: &Lane) {
+    let (control, peer, connection) = (control.clone(), lane.peer, lane.connection);
+    tokio::spawn(async move { control.close_connection(peer, connection).await });
 }
 
 /// A send in progress on a lane: ends the in-flight count (retiring the lane
@@ -179,8 +180,7 @@ impl<'a> Sending<'a> {
         };
         let before = lane.in_flight.fetch_sub(1, Ordering::SeqCst);
         if before == 1 && lane.retired.load(Ordering::SeqCst) {
-            let (control, peer, connection) = (self.control.clone(), lane.peer, lane.connection);
-            tokio::spawn(async move { control.close_connection(peer, connection).await });
+            close(self.control, &lane);
         }
     }
 }
