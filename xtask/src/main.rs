@@ -165,8 +165,9 @@ const BENCH_QUICK_ENV: &str = "LOTUS_BENCH_QUICK";
 /// Node.js in the same invocation (skipped with a note when Node.js is absent),
 /// then the messaging bench of p2p-core, then its node bench and the js-libp2p
 /// dial/RSS baseline (skipped with a note without Node.js, npm or the peer),
-/// then its hardening bench. Everything is built first, so the times printed
-/// at the end are the runs' (unless the sources change meanwhile).
+/// then its hardening bench, then its DHT-at-scale bench (`dht_scale`).
+/// Everything is built first, so the times printed at the end are the runs'
+/// (unless the sources change meanwhile).
 ///
 /// `quick`: every bench and baseline still runs, each cut to seconds; a
 /// failure of any (the js baselines included, when Node.js is there) fails
@@ -250,6 +251,14 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     timed("hardening", &mut || {
         let mut command = Command::new("cargo");
         command.args(cargo_bench(&["-p", "p2p-core", "--bench", "hardening"]));
+        quick_env(&mut command);
+        run_command(root, &mut command)
+    })?;
+    // N DHT servers on the memory transport (issue 13 §3): network up,
+    // lookups before and after 30 % churn, memory per node, and the plot.
+    timed("dht_scale", &mut || {
+        let mut command = Command::new("cargo");
+        command.args(cargo_bench(&["-p", "p2p-core", "--bench", "dht_scale"]));
         quick_env(&mut command);
         run_command(root, &mut command)
     })?;

@@ -1,0 +1,927 @@
+//! The DHT at scale (issue 13 §3), a plain scenario binary (not criterion):
+//! N full `p2p_core::Node`s, DHT Server mode, on the memory transport, all in
+//! one child process per network size (so its RSS is the network's).
+//!
+//! Per size the child:
+//! 1. starts N nodes (not timed), then every node i > 0 dials 3 random
+//!    earlier nodes (fewer for the first three; no hub, which would hit the
+//!    inbound connection limits); *network up* is the time from the first
+//!    dial until every routing table holds min(20, N − 1) peers (polled with
+//!    `Node::stats` every 100 ms, bounded);
+//! 2. reads the process RSS: memory per node = (RSS − RSS before the first
+//!    node) / N;
+//! 3. announces `resources` records, each from a random node;
+//! 4. runs `lookups` lookups (`Node::discover`) of random resources from
+//!    `queriers` nodes (never the announcer), each querier sequentially, the
+//!    queriers in parallel; after each lookup the querier forgets the record
+//!    (`Node::withdraw`, which only drops the local cache) so that the next
+//!    lookup of it goes to the DHT again;
+//! 5. stops 30 % of the nodes (random, announcers included, queriers never)
+//!    and runs the same lookups again, at once.
+//!
+//! Requests per lookup: kad's `QueryStats` are not exposed by `Node`. The
+//! queriers (only they) are built with `SwarmMetrics`, whose libp2p-metrics
+//! histogram `kad_query_result_num_requests{type="get_record"}` observes
+//! `QueryStats::num_requests` on every progress event of a get-record query;
+//! the prometheus-client `Registry` has no reader besides its text encoder
+//! (a crate p2p-core does not depend on), so the bench reads the histogram's
+//! sum and count from the registry's `Debug` form before and after each
+//! lookup. kad reports a query's stats at the found record and again when the
+//! query is finished (at once, by p2p-dht), with the same request count, so
+//! requests = Δsum / Δcount. If that parse fails the figure is `null` and
+//! `requests_per_lookup_source` says so.
+//!
+//! One JSON line per size on stdout (the child's phase lines merged, so a
+//! size that dies part-way still reports what it measured), then a summary
+//! line; progress on stderr. The plot (success rate and latency against
+//! network size) is written to `target/dht_scale.svg` and, in full mode when
+//! every size ran, to `docs/dht_scale.svg`.
+//!
+//! `LOTUS_BENCH_QUICK=1`: sizes 10 and 30, 40 lookups; seconds.
+//!
+//! Run: `cargo bench -p p2p-core --bench dht_scale [-- <size>...]`. The binary
+//! re-executes itself with `LOTUS_DHT_SCALE_CHILD=<size>`. Every wait is
+//! bounded; a child that exceeds its bound is killed and reported.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::Multiaddr;
+use p2p_core::{
+    AnnounceOptions, ConnectionLimits, DhtConfig, DhtModeSetting, Node, Registry, SwarmMetrics,
+    TransportKind,
+};
+use serde_json::{Map, Value, json};
+use support::summary;
+
+const CHILD_ENV: &str = "LOTUS_DHT_SCALE_CHILD";
+const RESOURCE_TYPE: &str = "bench-scale";
+
+struct Scale {
+    sizes: &'static [usize],
+    /// Records announced (each by a random node).
+    resources: usize,
+    /// Lookups before churn, and again after.
+    lookups: usize,
+    /// Nodes that look up (each sequentially; they run in parallel).
+    queriers: usize,
+    /// Dials each node makes to earlier nodes.
+    dials_per_node: usize,
+    lookup_timeout: Duration,
+    /// Bound on one lookup phase: no lookup starts after it (those not run
+    /// are reported as `not_run`).
+    lookup_phase_budget: Duration,
+    /// Bound on the network coming up.
+    up_wait: Duration,
+    /// Bound on one child process (one size).
+    child_wait: Duration,
+    settle: Duration,
+}
+
+const FULL: Scale = Scale {
+    sizes: &[10, 50, 200, 1000],
+    resources: 100,
+    lookups: 1000,
+    queriers: 8,
+    dials_per_node: 3,
+    lookup_timeout: Duration::from_secs(10),
+    lookup_phase_budget: Duration::from_secs(240),
+    up_wait: Duration::from_secs(180),
+    child_wait: Duration::from_secs(1500),
+    settle: Duration::from_secs(2),
+};
+
+/// Quick mode (`LOTUS_BENCH_QUICK=1`): two small networks, a few lookups.
+const QUICK: Scale = Scale {
+    sizes: &[10, 30],
+    resources: 10,
+    lookups: 40,
+    queriers: 4,
+    dials_per_node: 3,
+    lookup_timeout: Duration::from_secs(5),
+    lookup_phase_budget: Duration::from_secs(30),
+    up_wait: Duration::from_secs(30),
+    child_wait: Duration::from_secs(120),
+    settle: Duration::from_millis(200),
+};
+
+fn scale() -> &'static Scale {
+    support::pick(&FULL, &QUICK)
+}
+
+fn main() {
+    if let Ok(size) = std::env::var(CHILD_ENV) {
+        let n: usize = size.parse().expect("child size");
+        child(n);
+        return;
+    }
+    let selected: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes: Vec<usize> = if selected.is_empty() {
+        scale().sizes.to_vec()
+    } else {
+        selected.clone()
+    };
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for &n in &sizes {
+        eprintln!("dht_scale: {n} nodes (child process)");
+        let started = Instant::now();
+        let result = run_child(n);
+        eprintln!(
+            "dht_scale: {n} nodes done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if result.get("error").is_some() {
+            failed.push(n);
+        }
+        println!("{result}");
+        results.push(result);
+    }
+    let target = workspace().join("target/dht_scale.svg");
+    let svg = plot(&results);
+    std::fs::write(&target, &svg).unwrap();
+    let mut written = vec![target.display().to_string()];
+    if !support::quick() && selected.is_empty() {
+        let docs = workspace().join("docs/dht_scale.svg");
+        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+        std::fs::write(&docs, &svg).unwrap();
+        written.push(docs.display().to_string());
+    }
+    println!(
+        "{}",
+        json!({"scenario": "dht_scale_summary", "sizes": sizes, "failed_sizes": failed, "plot": written})
+    );
+    if !failed.is_empty() {
+        eprintln!("dht_scale: sizes {failed:?} did not run to the end");
+        std::process::exit(1);
+    }
+}
+
+fn workspace() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+// ------------------------------------------------------------------ parent
+
+/// Runs one size in a child process; merges its JSON lines into one object.
+fn run_child(n: usize) -> Value {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .env(CHILD_ENV, n.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut merged = Map::new();
+    merged.insert("scenario".into(), json!("dht_scale"));
+    merged.insert("nodes".into(), json!(n));
+    let deadline = Instant::now() + scale().child_wait;
+    let mut error = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(fields)) => merged.extend(fields),
+                _ => eprintln!("{line}"),
+            },
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                error = Some(format!(
+                    "child did not finish within {:?}; killed",
+                    scale().child_wait
+                ));
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    if error.is_none() && !status.success() {
+        error = Some(format!("child exited with {status}"));
+    }
+    if error.is_none() && merged.get("phase").and_then(Value::as_str) != Some("done") {
+        error = Some("child ended before its last phase".into());
+    }
+    if let Some(error) = error {
+        merged.insert("error".into(), json!(error));
+    }
+    merged.remove("phase");
+    Value::Object(merged)
+}
+
+// ------------------------------------------------------------------ child
+
+fn child(n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(network(n));
+}
+
+fn emit(line: Value) {
+    println!("{line}");
+}
+
+/// splitmix64: reproducible choices without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// VmRSS, RssAnon and VmHWM of this process (kB), and its CPU time (s).
+fn proc_status() -> Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    json!({
+        "rss_kb": field("VmRSS:"),
+        "anon_kb": field("RssAnon:"),
+        "hwm_kb": field("VmHWM:"),
+        "cpu_s": cpu_seconds(),
+    })
+}
+
+/// User + system CPU time of this process, seconds (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `after` starts at field 3.
+    let tick = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    round2((tick(11) + tick(12)) / 100.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+async fn start_node(metrics: Option<SwarmMetrics>) -> Node {
+    let mut builder = Node::builder()
+        .transport(TransportKind::Memory)
+        .listen("/memory/0".parse().unwrap())
+        .dht(DhtConfig {
+            mode: DhtModeSetting::Server,
+            ..DhtConfig::default()
+        })
+        // The whole network shares this process: libp2p's process-memory
+        // connection limit (1 GiB by default) would refuse dials of every
+        // node once the network passes it, an artefact of the harness.
+        .limits(ConnectionLimits {
+            max_process_memory: None,
+            ..ConnectionLimits::default()
+        });
+    if let Some(metrics) = metrics {
+        builder = builder.metrics(metrics);
+    }
+    let node = builder.build().unwrap();
+    node.start().await.unwrap();
+    node
+}
+
+async fn dial_addr(node: &Node) -> Multiaddr {
+    let addr = node.listen_addrs().await.unwrap().remove(0);
+    addr.with_p2p(node.peer_id()).unwrap()
+}
+
+async fn table_sizes(nodes: &[Node]) -> Vec<usize> {
+    futures::stream::iter(nodes)
+        .map(|n| async move {
+            n.stats()
+                .await
+                .map(|s| s.dht.routing_table_size)
+                .unwrap_or(0)
+        })
+        .buffered(64)
+        .collect()
+        .await
+}
+
+fn usize_summary(v: &[usize]) -> Value {
+    summary(v.iter().map(|&x| x as f64).collect())
+}
+
+/// `sum` and `count` of the get-record request histogram in a querier's
+/// registry (see the module doc), or `None` if its `Debug` form does not
+/// have the expected shape.
+fn get_record_requests(registry: &Registry) -> Option<(f64, u64)> {
+    let text = format!("{registry:?}");
+    let start = text.find("\"query_result_num_requests\"")?;
+    let rest = &text[start..];
+    let end = rest[1..].find("Descriptor {").map_or(rest.len(), |e| e + 1);
+    let family = &rest[..end];
+    let Some(at) = family.find("GetRecord }") else {
+        // No get-record query finished yet.
+        return Some((0.0, 0));
+    };
+    let hist = &family[at..];
+    let number = |key: &str| -> Option<&str> {
+        let from = hist.find(key)? + key.len();
+        let tail = &hist[from..];
+        let len = tail.find([',', ' ', '}']).unwrap_or(tail.len());
+        Some(&tail[..len])
+    };
+    Some((
+        number("sum: ")?.parse().ok()?,
+        number("count: ")?.parse().ok()?,
+    ))
+}
+
+struct Lookup {
+    ok: bool,
+    timed_out: bool,
+    latency: Duration,
+    requests: Option<f64>,
+}
+
+/// `lookups` lookups of random resources (never by their announcer), spread
+/// over `queriers`, each querier sequential.
+#[allow(clippy::too_many_arguments)]
+async fn lookups(
+    nodes: &[Node],
+    registries: &[Option<Registry>],
+    queriers: &[usize],
+    announced: &[(usize, String)],
+    count: usize,
+    rng: &mut Rng,
+) -> Vec<Lookup> {
+    let s = scale();
+    let phase = Instant::now();
+    // The plan: per querier, a list of resources.
+    let mut plan: Vec<Vec<usize>> = vec![Vec::new(); queriers.len()];
+    for k in 0..count {
+        let q = k % queriers.len();
+        let resource = loop {
+            let r = rng.below(announced.len());
+            if announced[r].0 != queriers[q] || announced.len() == 1 {
+                break r;
+            }
+        };
+        plan[q].push(resource);
+    }
+    let runs = queriers.iter().zip(plan).map(|(&q, resources)| {
+        let node = &nodes[q];
+        let registry = registries[q].as_ref();
+        async move {
+            let mut out = Vec::with_capacity(resources.len());
+            for r in resources {
+                if phase.elapsed() > s.lookup_phase_budget {
+                    break;
+                }
+                let (announcer, id) = &announced[r];
+                let creator = nodes[*announcer].peer_id();
+                let before = registry.and_then(get_record_requests);
+                let started = Instant::now();
+                let found = node.discover(RESOURCE_TYPE, id, s.lookup_timeout).await;
+                let latency = started.elapsed();
+                let after = registry.and_then(get_record_requests);
+                let requests = match (before, after) {
+                    (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => {
+                        Some((s1 - s0) / (c1 - c0) as f64)
+                    }
+                    _ => None,
+                };
+                let timed_out = matches!(found, Err(p2p_core::ResourceError::Timeout));
+                let ok = found.is_ok_and(|rec| rec.creator == creator);
+                node.withdraw(RESOURCE_TYPE, id);
+                out.push(Lookup {
+                    ok,
+                    timed_out,
+                    latency,
+                    requests,
+                });
+            }
+            out
+        }
+    });
+    futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn lookup_report(results: &[Lookup], planned: usize, wall: Duration) -> Value {
+    let n = results.len();
+    let ok = results.iter().filter(|l| l.ok).count();
+    let latency: Vec<f64> = results
+        .iter()
+        .filter(|l| l.ok)
+        .map(|l| ms(l.latency))
+        .collect();
+    let requests: Vec<f64> = results.iter().filter_map(|l| l.requests).collect();
+    json!({
+        "lookups": n,
+        "not_run": planned - n,
+        "succeeded": ok,
+        "success_rate": if n == 0 { 0.0 } else { (ok as f64 / n as f64 * 1e4).round() / 1e4 },
+        "timed_out": results.iter().filter(|l| l.timed_out).count(),
+        "latency_ms_of_successes": summary(latency),
+        "requests_per_lookup": summary(requests.clone()),
+        "lookups_with_request_count": requests.len(),
+        "lookups_with_zero_requests": requests.iter().filter(|&&r| r == 0.0).count(),
+        "wall_s": round2(wall.as_secs_f64()),
+    })
+}
+
+async fn network(n: usize) {
+    let s = scale();
+    let child_started = Instant::now();
+    let t = || round2(child_started.elapsed().as_secs_f64());
+    let mut rng = Rng(0x00d7_5ca1e ^ n as u64);
+    let baseline = proc_status();
+    let stop_count = n * 3 / 10;
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+    let stopped: Vec<usize> = order[..stop_count].to_vec();
+    let queriers: Vec<usize> = order[stop_count..]
+        .iter()
+        .copied()
+        .take(s.queriers)
+        .collect();
+
+    // 1. Start the nodes (queriers with metrics).
+    let started = Instant::now();
+    let mut nodes = Vec::with_capacity(n);
+    let mut registries: Vec<Option<Registry>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let (metrics, registry) = if queriers.contains(&i) {
+            let mut registry = Registry::default();
+            (Some(SwarmMetrics::register(&mut registry)), Some(registry))
+        } else {
+            (None, None)
+        };
+        nodes.push(start_node(metrics).await);
+        registries.push(registry);
+        if (i + 1) % 200 == 0 {
+            eprintln!("  {} nodes started", i + 1);
+        }
+    }
+    let start_time = started.elapsed();
+    let mut addrs = Vec::with_capacity(n);
+    for node in &nodes {
+        addrs.push(dial_addr(node).await);
+    }
+    let started_status = proc_status();
+    emit(json!({
+        "phase": "started",
+        "t_started_s": t(),
+        "start_nodes_ms": ms(start_time),
+        "queriers": queriers.len(),
+        "rss_baseline": baseline,
+        "rss_nodes_started_not_connected": started_status,
+    }));
+
+    // 2. Every node dials a few random earlier nodes.
+    let mut dials = Vec::new();
+    for i in 1..n {
+        let mut earlier: Vec<usize> = (0..i).collect();
+        rng.shuffle(&mut earlier);
+        for &j in earlier.iter().take(s.dials_per_node) {
+            dials.push((i, j));
+        }
+    }
+    let dial_count = dials.len();
+    let up_started = Instant::now();
+    let dial_results: Vec<bool> = futures::stream::iter(dials)
+        .map(|(i, j)| {
+            let node = nodes[i].clone();
+            let addr = addrs[j].clone();
+            async move {
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(30), node.connect(addr)).await,
+                    Ok(Ok(_))
+                )
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let dials_done = up_started.elapsed();
+    let dial_failures = dial_results.iter().filter(|ok| !**ok).count();
+    let target = 20.min(n - 1);
+    let mut up = None;
+    let mut sizes;
+    loop {
+        sizes = table_sizes(&nodes).await;
+        if sizes.iter().all(|&x| x >= target) {
+            up = Some(up_started.elapsed());
+            break;
+        }
+        if up_started.elapsed() > s.up_wait {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "  network up: {:?} (dials {:?}, {dial_failures} failed)",
+        up, dials_done
+    );
+    tokio::time::sleep(s.settle).await;
+    let up_status = proc_status();
+    let per_node_kb =
+        (up_status["rss_kb"].as_f64().unwrap() - baseline["rss_kb"].as_f64().unwrap()) / n as f64;
+    let connections: Vec<usize> = futures::stream::iter(&nodes)
+        .map(|n| async move { n.stats().await.map(|s| s.connections).unwrap_or(0) })
+        .buffered(64)
+        .collect()
+        .await;
+    emit(json!({
+        "phase": "up",
+        "t_up_s": t(),
+        "dials": dial_count,
+        "dial_failures": dial_failures,
+        "dials_done_ms": ms(dials_done),
+        "table_target": target,
+        "network_up_ms": up.map(ms),
+        "network_up_bound_s": s.up_wait.as_secs(),
+        "tables_when_up": usize_summary(&sizes),
+        "tables_below_target": sizes.iter().filter(|&&x| x < target).count(),
+        "connections_per_node": usize_summary(&connections),
+        "rss_up": up_status,
+        "memory_per_node_kb": per_node_kb.round(),
+        "memory_per_node_mb": round2(per_node_kb * 1024.0 / 1e6),
+    }));
+
+    // 3. Announce resources from random nodes.
+    let announce_started = Instant::now();
+    let plan: Vec<(usize, String)> = (0..s.resources)
+        .map(|r| (rng.below(n), format!("r{r}")))
+        .collect();
+    let outcomes: Vec<Option<usize>> = futures::stream::iter(plan.iter().cloned())
+        .map(|(i, id)| {
+            let node = nodes[i].clone();
+            async move {
+                let data = format!("{{\"r\":\"{id}\"}}");
+                match tokio::time::timeout(
+                    Duration::from_secs(30),
+                    node.announce(RESOURCE_TYPE, &id, data, AnnounceOptions::default()),
+                )
+                .await
+                {
+                    Ok(Ok(a)) => Some(a.stored_by),
+                    _ => None,
+                }
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let announce_wall = announce_started.elapsed();
+    let announced: Vec<(usize, String)> = plan
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| o.is_some())
+        .map(|(p, _)| p.clone())
+        .collect();
+    let stored_by: Vec<usize> = outcomes.iter().flatten().copied().collect();
+    emit(json!({
+        "phase": "announced",
+        "t_announced_s": t(),
+        "announce": {
+            "resources": s.resources,
+            "announced": announced.len(),
+            "stored_by": usize_summary(&stored_by),
+            "wall_s": round2(announce_wall.as_secs_f64()),
+        },
+    }));
+    assert!(!announced.is_empty(), "no resource could be announced");
+
+    // 4. Lookups.
+    let wall = Instant::now();
+    let before = lookups(
+        &nodes,
+        &registries,
+        &queriers,
+        &announced,
+        s.lookups,
+        &mut rng,
+    )
+    .await;
+    let before = lookup_report(&before, s.lookups, wall.elapsed());
+    let after_lookups = proc_status();
+    let per_node_after_kb = (after_lookups["rss_kb"].as_f64().unwrap()
+        - baseline["rss_kb"].as_f64().unwrap())
+        / n as f64;
+    eprintln!("  before churn: {before}");
+    emit(json!({
+        "phase": "before_churn",
+        "t_before_churn_s": t(),
+        "before_churn": before,
+        "rss_after_lookups": after_lookups,
+        "memory_per_node_mb_after_lookups": round2(per_node_after_kb * 1024.0 / 1e6),
+        "requests_per_lookup_source": "libp2p-metrics kad_query_result_num_requests{type=get_record} of the querier, read from the Registry's Debug form (kad QueryStats are not exposed by Node)",
+    }));
+
+    // 5. Churn: stop 30 % (never a querier), then the same lookups at once.
+    let stop_started = Instant::now();
+    futures::future::join_all(stopped.iter().map(|&i| {
+        let node = nodes[i].clone();
+        async move {
+            let _ = tokio::time::timeout(Duration::from_secs(30), node.stop()).await;
+        }
+    }))
+    .await;
+    let stop_time = stop_started.elapsed();
+    let announcers_stopped = announced
+        .iter()
+        .filter(|(a, _)| stopped.contains(a))
+        .count();
+    let wall = Instant::now();
+    let after = lookups(
+        &nodes,
+        &registries,
+        &queriers,
+        &announced,
+        s.lookups,
+        &mut rng,
+    )
+    .await;
+    let after = lookup_report(&after, s.lookups, wall.elapsed());
+    eprintln!("  after churn: {after}");
+    emit(json!({
+        "phase": "after_churn",
+        "t_after_churn_s": t(),
+        "stopped": stop_count,
+        "stop_ms": ms(stop_time),
+        "resources_whose_announcer_stopped": announcers_stopped,
+        "after_churn": after,
+    }));
+    let cpu = cpu_seconds();
+    for (i, node) in nodes.iter().enumerate() {
+        if !stopped.contains(&i) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
+        }
+    }
+    emit(json!({"phase": "done", "t_done_s": t(), "child_cpu_s": cpu, "final": proc_status()}));
+}
+
+// ------------------------------------------------------------------ plot
+
+/// Two panels against network size (log scale): success rate before and
+/// after churn, and lookup latency p50/p99 (log scale).
+fn plot(results: &[Value]) -> String {
+    let (w, h) = (860.0, 360.0);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{w}" height="{h}" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="14">lotus-p2p DHT at scale: N memory-transport DHT servers in one process (issue 13 §3)</text>"#,
+        w / 2.0
+    );
+    let sizes: Vec<f64> = results.iter().filter_map(|r| r["nodes"].as_f64()).collect();
+    let (xmin, xmax) = (
+        sizes.iter().copied().fold(f64::MAX, f64::min).min(10.0),
+        sizes.iter().copied().fold(0.0, f64::max).max(1000.0),
+    );
+    let series = |phase: &str, field: &dyn Fn(&Value) -> Option<f64>| -> Vec<(f64, f64)> {
+        results
+            .iter()
+            .filter_map(|r| Some((r["nodes"].as_f64()?, field(&r[phase])?)))
+            .collect()
+    };
+    let rate = |v: &Value| v["success_rate"].as_f64().map(|x| x * 100.0);
+    let p50 = |v: &Value| v["latency_ms_of_successes"]["median"].as_f64();
+    let p99 = |v: &Value| v["latency_ms_of_successes"]["p99"].as_f64();
+    let success = [
+        ("before churn", "#1f77b4", "", series("before_churn", &rate)),
+        (
+            "after 30 % stopped",
+            "#d62728",
+            "5,3",
+            series("after_churn", &rate),
+        ),
+    ];
+    let mut ymin_rate = 90.0_f64;
+    for (_, _, _, s) in &success {
+        for &(_, y) in s {
+            ymin_rate = ymin_rate.min((y / 10.0).floor() * 10.0);
+        }
+    }
+    panel(
+        &mut svg,
+        60.0,
+        "lookups that succeeded (%)",
+        (xmin, xmax),
+        (ymin_rate, 100.0),
+        false,
+        &success,
+    );
+    let latency = [
+        (
+            "p50 before churn",
+            "#1f77b4",
+            "",
+            series("before_churn", &p50),
+        ),
+        (
+            "p99 before churn",
+            "#1f77b4",
+            "2,2",
+            series("before_churn", &p99),
+        ),
+        (
+            "p50 after churn",
+            "#d62728",
+            "",
+            series("after_churn", &p50),
+        ),
+        (
+            "p99 after churn",
+            "#d62728",
+            "2,2",
+            series("after_churn", &p99),
+        ),
+    ];
+    let all: Vec<f64> = latency
+        .iter()
+        .flat_map(|(_, _, _, s)| s.iter().map(|p| p.1))
+        .filter(|y| *y > 0.0)
+        .collect();
+    let lo = all.iter().copied().fold(f64::MAX, f64::min);
+    let hi = all.iter().copied().fold(0.0, f64::max);
+    let (lo, hi) = if all.is_empty() {
+        (0.1, 1000.0)
+    } else {
+        (
+            10f64.powf(lo.log10().floor()),
+            10f64.powf(hi.log10().ceil().max(lo.log10().floor() + 1.0)),
+        )
+    };
+    panel(
+        &mut svg,
+        480.0,
+        "lookup latency (ms, log scale)",
+        (xmin, xmax),
+        (lo, hi),
+        true,
+        &latency,
+    );
+    let _ = writeln!(svg, "</svg>");
+    svg
+}
+
+type Series<'a> = (&'a str, &'a str, &'a str, Vec<(f64, f64)>);
+
+fn panel(
+    svg: &mut String,
+    left: f64,
+    title: &str,
+    (xmin, xmax): (f64, f64),
+    (ymin, ymax): (f64, f64),
+    log_y: bool,
+    series: &[Series<'_>],
+) {
+    let (top, pw, ph) = (50.0, 340.0, 230.0);
+    let x = |v: f64| left + (v.log10() - xmin.log10()) / (xmax.log10() - xmin.log10()) * pw;
+    let y = |v: f64| {
+        let f = if log_y {
+            (v.max(ymin).log10() - ymin.log10()) / (ymax.log10() - ymin.log10())
+        } else {
+            (v - ymin) / (ymax - ymin)
+        };
+        top + ph - f.clamp(0.0, 1.0) * ph
+    };
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle">{title}</text><rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##,
+        left + pw / 2.0,
+        top - 8.0
+    );
+    // x ticks: decades and the measured sizes.
+    let mut ticks: Vec<f64> = vec![10.0, 100.0, 1000.0];
+    ticks.retain(|t| *t >= xmin && *t <= xmax);
+    for t in ticks {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0}" x2="{0}" y1="{top}" y2="{1}" stroke="#ddd"/><text x="{0}" y="{2}" text-anchor="middle">{t}</text>"##,
+            x(t),
+            top + ph,
+            top + ph + 16.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">nodes in the network (log scale)</text>"#,
+        left + pw / 2.0,
+        top + ph + 34.0
+    );
+    let yticks: Vec<f64> = if log_y {
+        let mut v = Vec::new();
+        let mut t = ymin;
+        while t <= ymax * 1.0001 {
+            v.push(t);
+            t *= 10.0;
+        }
+        v
+    } else {
+        (0..=4)
+            .map(|i| ymin + (ymax - ymin) * i as f64 / 4.0)
+            .collect()
+    };
+    for t in yticks {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{0}" y1="{1}" y2="{1}" stroke="#ddd"/><text x="{2}" y="{3}" text-anchor="end">{4}</text>"##,
+            left + pw,
+            y(t),
+            left - 4.0,
+            y(t) + 4.0,
+            if log_y {
+                format!("{t}")
+            } else {
+                format!("{t:.1}")
+            }
+        );
+    }
+    for (k, (name, color, dash, points)) in series.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(px, py)| format!("{:.1},{:.1}", x(px), y(py)))
+            .collect();
+        if !path.is_empty() {
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+                path.join(" ")
+            );
+        }
+        for &(px, py) in points {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{name}: {py} at {px} nodes</title></circle>"#,
+                x(px),
+                y(py)
+            );
+        }
+        let ly = top + ph + 50.0 + (k / 2) as f64 * 14.0;
+        let lx = left + (k % 2) as f64 * 170.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{lx}" x2="{}" y1="{}" y2="{}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{}" y="{ly}">{name}</text>"#,
+            lx + 20.0,
+            ly - 4.0,
+            ly - 4.0,
+            lx + 24.0
+        );
+    }
+}
