@@ -28,10 +28,11 @@ pub struct Announced {
     pub record: Arc<ResourceRecord>,
     /// DHT peers that acknowledged the put: it goes to the
     /// `replication_factor` closest peers and waits for each to answer (or
-    /// fail, or time out); our own copy is not counted. kad acknowledges
-    /// before the receiving node validates, so a peer that refuses the record
-    /// (invalid, over its rate or quota) is counted too; `Node::stores_record`
-    /// on a peer tells what it holds.
+    /// fail, or time out); our own copy is not counted. A lotus-p2p peer
+    /// acknowledges only once the record is in its store (one that refuses
+    /// it, as invalid, conflicting, over a rate or quota, answers empty and
+    /// is not counted); another implementation's acknowledgement is its own
+    /// word.
     pub stored_by: usize,
 }
 

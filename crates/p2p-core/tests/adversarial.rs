@@ -620,8 +620,8 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
         original.stored_by, 2,
         "the victim and the attacker acknowledged"
     );
-    // kad acknowledges a put before the victim validates and stores it;
-    // wait until it has.
+    // The victim acknowledged only once it stored the record; its store
+    // says so too.
     let deadline = tokio::time::Instant::now() + WAIT;
     while arena.victim.stats().await.unwrap().dht.records_stored == 0 {
         assert!(
@@ -660,8 +660,7 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
         .counted_eventually(RejectReason::DhtRateLimited, 15)
         .await;
     arena.honest_still_flows().await;
-    // Honest announcements are still stored (an acknowledgement alone would
-    // not tell: kad acknowledges before the victim validates).
+    // Honest announcements are still stored.
     arena
         .honest
         .announce("session", "s2", "{}", ttl)

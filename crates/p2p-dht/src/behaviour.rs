@@ -18,7 +18,10 @@
 //! - **inbound records and provider records**: their rate ([`DhtRates`]), and
 //!   for resource records validation ([`crate::records::check_value`]), no
 //!   overwrite of a live record by another creator, and the creator quotas
-//!   ([`crate::quotas`]);
+//!   ([`crate::quotas`]). A put is taken from kad's handler before kad sees
+//!   it and is acknowledged only once the record is in our store; a refused
+//!   one gets an empty answer, which the putter does not count as stored
+//!   (see `on_inbound_put`);
 //! - **routing-table population** from identify ([`Behaviour::on_identified`],
 //!   see [`crate::routing`]), through the address mapper and the diversity
 //!   limits, and the removal of peers none of whose addresses answer;
@@ -34,7 +37,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
@@ -142,6 +145,10 @@ pub struct Behaviour {
     connected: HashSet<PeerId>,
     observer: Option<KadObserver>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
+    /// kad's lifetime of a record others put (before distance scaling).
+    record_ttl: Duration,
+    /// kad's k.
+    replication_factor: usize,
 }
 
 impl fmt::Debug for Behaviour {
@@ -173,6 +180,8 @@ impl Behaviour {
             connected: HashSet::new(),
             observer: None,
             queued: VecDeque::new(),
+            record_ttl: config.dht.record_ttl,
+            replication_factor: config.dht.replication_factor.get(),
         }
     }
 
@@ -327,6 +336,86 @@ impl Behaviour {
         }
     }
 
+    /// Whether a record `peer` asks us to store is stored. kad would
+    /// acknowledge it before our checks ran (so a refused record still
+    /// counted as stored at the putter); here it is checked and stored
+    /// first, and only a stored record is acknowledged (`PutRecordRes`). A
+    /// refused one gets an empty GET_VALUE-style answer: the putter's kad
+    /// then counts the request as answered but not as a success (its
+    /// `PutRecordRes` handler alone adds to the success list), and no reset
+    /// stream is left holding one of the connection's inbound slots.
+    ///
+    /// kad's own rules kept: a record naming us as publisher whose value we
+    /// already hold is our own coming back and is acknowledged untouched; a
+    /// record's stored lifetime is kad's record TTL, halved for every peer
+    /// beyond k in our table closer to the key than we are (so records
+    /// cached far from their key fade fast), and never longer than the
+    /// record's own expiry. Not kept: kad skips a key it was just sent in its
+    /// next replication run, which it cannot learn here; the cost is one
+    /// redundant replication of such a key per interval.
+    fn on_inbound_put(&mut self, peer: PeerId, mut record: kad::Record) -> bool {
+        if !self.rates.put(&peer) {
+            self.emit(Event::Rejected {
+                peer,
+                reason: RejectReason::DhtRateLimited,
+            });
+            return false;
+        }
+        let now = Instant::now();
+        if record.publisher == Some(self.local)
+            && self
+                .kad
+                .store_mut()
+                .get(&record.key)
+                .is_some_and(|held| held.value == record.value)
+        {
+            return true;
+        }
+        let kad_expiry = now + self.lifetime_near(&record.key);
+        record.expires = Some(record.expires.map_or(kad_expiry, |e| e.min(kad_expiry)));
+        if record.is_expired(now) {
+            self.emit(Event::Rejected {
+                peer,
+                reason: RejectReason::RecordExpired,
+            });
+            return false;
+        }
+        match self.inbound.put(&mut self.kad, peer, record) {
+            Ok(stored) => {
+                self.emit(stored);
+                true
+            }
+            Err(refused) => {
+                if let Some(event) = refused {
+                    self.emit(event);
+                }
+                false
+            }
+        }
+    }
+
+    /// How long kad keeps a record others put under `key`: its record TTL,
+    /// halved for each peer beyond k in our table that is closer to the key
+    /// than we are.
+    fn lifetime_near(&mut self, key: &kad::RecordKey) -> Duration {
+        let target = kad::KBucketKey::new(key.clone());
+        let ours = kad::KBucketKey::from(self.local).distance(&target);
+        let closer = self
+            .kad
+            .kbuckets()
+            .flat_map(|bucket| {
+                bucket
+                    .iter()
+                    .map(|entry| entry.node.key.distance(&target))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|d| *d < ours)
+            .count();
+        let beyond_k = closer.saturating_sub(self.replication_factor);
+        let halvings = u32::try_from(beyond_k).unwrap_or(u32::MAX);
+        Duration::from_secs(self.record_ttl.as_secs().checked_shr(halvings).unwrap_or(0))
+    }
+
     fn emit(&mut self, event: Event) {
         self.queued.push_back(ToSwarm::GenerateEvent(event));
     }
@@ -346,25 +435,6 @@ impl Behaviour {
                     kad::Mode::Server => DhtMode::Server,
                 },
             }),
-            kad::Event::InboundRequest {
-                request:
-                    kad::InboundRequest::PutRecord {
-                        source,
-                        record: Some(record),
-                        ..
-                    },
-            } => {
-                if !self.rates.put(&source) {
-                    self.emit(Event::Rejected {
-                        peer: source,
-                        reason: RejectReason::DhtRateLimited,
-                    });
-                    return;
-                }
-                if let Some(event) = self.inbound.put(&mut self.kad, source, record) {
-                    self.emit(event);
-                }
-            }
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::AddProvider {
@@ -492,6 +562,28 @@ impl NetworkBehaviour for Behaviour {
         connection: ConnectionId,
         event: HandlerOut,
     ) {
+        if let HandlerOut::PutRecord { record, request_id } = event {
+            let (key, value) = (record.key.clone(), record.value.clone());
+            let answer = if self.on_inbound_put(peer, record) {
+                HandlerIn::PutRecordRes {
+                    key,
+                    value,
+                    request_id,
+                }
+            } else {
+                HandlerIn::GetRecordRes {
+                    record: None,
+                    closer_peers: Vec::new(),
+                    request_id,
+                }
+            };
+            self.queued.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: answer,
+            });
+            return;
+        }
         let empty_answer = match &event {
             HandlerOut::FindNodeReq { request_id, .. } => Some(HandlerIn::FindNodeRes {
                 closer_peers: Vec::new(),

@@ -44,19 +44,20 @@ impl Inbound {
         }
     }
 
-    /// A record `source` asks us to store; returns what happened to it, if
-    /// anyone needs to know.
+    /// A record `source` asks us to store: [`Ok`] with the event to report
+    /// once it is in our store (only then is the put acknowledged), or the
+    /// refusal to report, if any.
     pub(crate) fn put(
         &mut self,
         kad: &mut Kademlia,
         source: PeerId,
         mut record: kad::Record,
-    ) -> Option<Event> {
+    ) -> Result<Event, Option<Event>> {
         let rejected = |reason| {
-            Some(Event::Rejected {
+            Err(Some(Event::Rejected {
                 peer: source,
                 reason,
-            })
+            }))
         };
         if ResourceKey::from_bytes(record.key.as_ref()).is_err() {
             tracing::debug!(peer = %source, "refused a record under a key we do not serve");
@@ -111,10 +112,10 @@ impl Inbound {
         }
         let key = record.key.clone();
         let stored = match kad.store_mut().put(record) {
-            Ok(()) => Some(Event::RecordStored { peer: source, key }),
+            Ok(()) => Ok(Event::RecordStored { peer: source, key }),
             Err(e) => {
                 tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-                None
+                Err(None)
             }
         };
         kad.store_mut().settle(&incoming.key);

@@ -40,7 +40,8 @@ pub type Lookup = Result<Found, LookupError>;
 #[error("record not stored locally: {0}")]
 pub struct NotStored(#[from] pub kad::store::Error);
 
-/// What a put yields: how many of the closest peers acknowledged it.
+/// What a put yields: how many of the closest peers acknowledged it (a
+/// lotus-p2p server acknowledges only a record it stored).
 pub type Put = Result<usize, NotStored>;
 
 /// What a finished query was.

@@ -799,3 +799,65 @@ async fn an_unreachable_contact_leaves_the_routing_table() {
     })
     .await;
 }
+
+/// A put is acknowledged only once the record is stored: a publisher whose
+/// record reaches two servers, one of which already holds another
+/// creator's record under the key, is told one server stored it, and the
+/// refusing server reports the conflict against the publisher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_put_is_not_acknowledged() {
+    let publisher = Keypair::generate_ed25519();
+    let first = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(publisher.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: vec![node(first.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    let key = resource("round", "r1");
+    raw_link(&mut net, 0, 2).await;
+    let now = p2p_protocol::now_ms();
+    raw_put(
+        &mut net,
+        0,
+        2,
+        records::to_kad_record(&signed(&first, &key), now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the first creator's record stored", |net| {
+        net.nodes[2]
+            .events
+            .iter()
+            .any(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .then_some(())
+    })
+    .await;
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    for server in [1, 2] {
+        let (id, addr) = (net.nodes[server].id(), net.nodes[server].addr.clone());
+        assert!(net.nodes[0].swarm.behaviour_mut().add_address(id, addr));
+    }
+    let record = signed(&publisher, &key);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let stored_by = net
+        .drive_until("put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(stored_by, 1, "only the server that stored it counts");
+    let publisher_id = net.nodes[0].id();
+    assert_eq!(
+        net.nodes[2].rejections(publisher_id, RejectReason::RecordConflict),
+        1
+    );
+    assert!(
+        net.nodes[1]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&key))
+    );
+}
