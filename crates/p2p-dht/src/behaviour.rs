@@ -47,13 +47,13 @@ use libp2p::swarm::{
     NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason, ResourceKey};
+use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason};
 
 use crate::inbound::Inbound;
 use crate::mapper::AddressMapper;
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
-use crate::records::Validation;
+use crate::records::{StoredKey, Validation};
 use crate::routing::{self, Diversity, Population};
 use crate::{DhtConfig, Kademlia};
 
@@ -211,9 +211,11 @@ impl Behaviour {
         }
     }
 
-    /// Looks a resource up; the first record that verifies wins.
-    pub fn get(&mut self, key: ResourceKey, reply: Reply<Lookup>) {
-        let id = self.kad.get_record(crate::records::kad_key(&key));
+    /// Looks a resource record up under `key` (shared, or one creator's);
+    /// the first record that verifies wins.
+    pub fn get(&mut self, key: impl Into<StoredKey>, reply: Reply<Lookup>) {
+        let key = key.into();
+        let id = self.kad.get_record(key.kad_key());
         self.queries.insert(id, Pending::Get { key, reply });
     }
 

@@ -861,3 +861,85 @@ async fn a_refused_put_is_not_acknowledged() {
             .stores(&records::kad_key(&key))
     );
 }
+
+/// A squatter announcing first under a resource's type and id takes the
+/// shared key (first writer wins there) but cannot write the creator's key:
+/// its record under the creator's key is refused as invalid and counted
+/// against it, the creator's own put is stored, and a reader asking for the
+/// creator's record gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatter_cannot_write_a_creators_key() {
+    let creator = Keypair::generate_ed25519();
+    let squatter = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(creator.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: vec![node(squatter.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    let key = resource("musig2-session", "s1");
+    let creator_id = creator.public().to_peer_id();
+    let squatter_id = squatter.public().to_peer_id();
+    raw_link(&mut net, 0, 0).await;
+    let now = p2p_protocol::now_ms();
+    let theirs = signed(&squatter, &key);
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&theirs, now, Instant::now()).unwrap(),
+    );
+    let mut under_creators_key = records::to_kad_record(&theirs, now, Instant::now()).unwrap();
+    under_creators_key.key = records::creator_key(&key, &creator_id);
+    raw_put(&mut net, 0, 0, under_creators_key);
+    net.drive_until("the squatter's two puts handled", |net| {
+        let stored = net.nodes[0].events.iter().any(
+            |e| matches!(e, p2p_dht::Event::RecordStored { peer, .. } if *peer == squatter_id),
+        );
+        let refused = net.nodes[0].rejections(squatter_id, RejectReason::InvalidRecord) == 1;
+        (stored && refused).then_some(())
+    })
+    .await;
+    net.connect(1, 0).await;
+    net.connect(2, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    for i in [1, 2] {
+        assert!(
+            net.nodes[i]
+                .swarm
+                .behaviour_mut()
+                .add_address(server, server_addr.clone())
+        );
+    }
+    let ours = signed(&creator, &key);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[1].swarm.behaviour_mut().put(
+        records::to_creator_record(&ours, p2p_protocol::now_ms(), Instant::now()).unwrap(),
+        tx,
+    );
+    let stored_by = net
+        .drive_until("creator's put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(stored_by, 1, "the server stored the creator's record");
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2]
+        .swarm
+        .behaviour_mut()
+        .get(records::StoredKey::Creator(key.clone(), creator_id), tx);
+    let (found, from) = net
+        .drive_until("creator-key lookup", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!((found, from), (ours, Some(server)));
+    // The shared key is first-writer-wins: the squatter's record is there.
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2].swarm.behaviour_mut().get(key.clone(), tx);
+    let (found, _) = net
+        .drive_until("shared-key lookup", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(found, theirs);
+}
