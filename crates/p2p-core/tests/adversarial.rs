@@ -643,10 +643,27 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
     arena
         .counted_eventually(RejectReason::RecordConflict, 1)
         .await;
-    // The put has been handled: the victim's store still holds the honest
-    // record (discover reads the victim's own store first).
-    let found = arena.victim.discover("session", "s1", WAIT).await.unwrap();
-    assert_eq!(found.creator, arena.honest.peer_id(), "not overwritten");
+    // The put has been handled: the victim's shared key still holds the
+    // honest record (first writer wins there; the conflict above is the
+    // attacker's refused put), and the honest creator's own record is found
+    // pinned to it. The attacker's record under its own creator key is
+    // valid: unpinned discovery lists both, the newest first.
+    let found = arena
+        .victim
+        .discover_from("session", "s1", arena.honest.peer_id(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(found.data, original.record.data, "not overwritten");
+    let all = arena
+        .victim
+        .discover_all("session", "s1", WAIT)
+        .await
+        .unwrap();
+    let creators: Vec<_> = all.iter().map(|r| r.creator).collect();
+    assert_eq!(
+        creators,
+        vec![arena.attacker.peer_id(), arena.honest.peer_id()]
+    );
 
     // A flood of announcements (two types, within the creator quotas of 20
     // per type): 20 pass at once, the rest are refused for their rate.
