@@ -808,6 +808,17 @@ impl Node {
                 };
             }
         };
+        // One record per creator, the newest version of each, whether or not
+        // the cache had room for it.
+        let mut newest: HashMap<PeerId, Arc<ResourceRecord>> = HashMap::new();
+        let mut keep = |record: Arc<ResourceRecord>| {
+            let slot = newest
+                .entry(record.creator)
+                .or_insert_with(|| Arc::clone(&record));
+            if record.created_ms > slot.created_ms {
+                *slot = record;
+            }
+        };
         for (record, source) in found {
             let record = Arc::new(record);
             let _ = self.inner.resources.insert(
@@ -817,12 +828,17 @@ impl Node {
                 },
                 now,
             );
+            keep(Arc::clone(&record));
             let _ = self
                 .inner
                 .events
                 .send(Event::ResourceDiscovered { record, source });
         }
-        let mut all = self.inner.resources.of_key(&key, now);
+        for record in self.inner.resources.of_key(&key, now) {
+            keep(record);
+        }
+        let mut all: Vec<_> = newest.into_values().collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
         all.truncate(MAX_DISCOVERED);
         if all.is_empty() {
             return Err(ResourceError::NotFound);

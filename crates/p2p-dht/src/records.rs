@@ -23,6 +23,19 @@
 //! on another's behalf), so a squatter can add itself to the list but not
 //! remove anyone from it.
 //!
+//! Why this design: kad holds one value per key and a storing server cannot
+//! tell the rightful owner of a (type, id) from the first to claim it, so any
+//! single shared key is either first-writer-wins (squattable) or
+//! last-writer-wins (hijackable). Giving each creator its own key makes
+//! ownership checkable by every server from the key and the signature alone,
+//! with no coordination; the provider records make the set of creators
+//! discoverable without trusting any one server to list them, and kad
+//! already binds a provider record to the peer that sent it. What remains
+//! open: a squatter with many identities can add many records to unpinned
+//! discovery (bounded, newest first); callers that know the creator they
+//! want pin it with `discover_from`. A record costs its creator two places
+//! of quota at a server that happens to hold both of its keys.
+//!
 //! The value is the TypeScript system's `ResourceAnnouncement` JSON plus our
 //! `signature` (Node `Buffer` form), so TypeScript nodes can read our records
 //! and we can read theirs. A value is trusted only if it is about the key it
