@@ -24,7 +24,9 @@
 //!   (see `on_inbound_put`);
 //! - **routing-table population** from identify ([`Behaviour::on_identified`],
 //!   see [`crate::routing`]), through the address mapper and the diversity
-//!   limits, and the removal of peers none of whose addresses answer;
+//!   limits, and the removal of peers none of whose addresses answer; the
+//!   addresses in lookup answers (closer peers, providers) pass the same
+//!   mapper before kad dials them;
 //! - **our queries**: one map from kad's `QueryId` to the caller's reply
 //!   channel; the behaviour answers callers itself.
 //!
@@ -418,6 +420,33 @@ impl Behaviour {
         Duration::from_secs(self.record_ttl.as_secs().checked_shr(halvings).unwrap_or(0))
     }
 
+    /// Drops the addresses the mapper refuses from the peers a lookup answer
+    /// names (closer peers, providers). kad dials a query's peers at the
+    /// addresses the answering peer gave, outside the routing table, so
+    /// without this any DHT peer could make us dial addresses our policy
+    /// refuses (a LAN or loopback address, in public mode). A peer left with
+    /// no address stays in the answer: kad then dials it only at addresses it
+    /// already knows.
+    fn filter_answer(&self, event: &mut HandlerOut) {
+        let (closer, providers) = match event {
+            HandlerOut::FindNodeRes { closer_peers, .. }
+            | HandlerOut::GetRecordRes { closer_peers, .. } => (closer_peers, None),
+            HandlerOut::GetProvidersRes {
+                closer_peers,
+                provider_peers,
+                ..
+            } => (closer_peers, Some(provider_peers)),
+            _ => return,
+        };
+        for peer in closer.iter_mut().chain(providers.into_iter().flatten()) {
+            let before = peer.multiaddrs.len();
+            peer.multiaddrs.retain(|addr| self.mapper.keep(addr));
+            if peer.multiaddrs.len() < before {
+                tracing::trace!(peer = %peer.node_id, "addresses refused by the mapper dropped from an answer");
+            }
+        }
+    }
+
     fn emit(&mut self, event: Event) {
         self.queued.push_back(ToSwarm::GenerateEvent(event));
     }
@@ -562,8 +591,9 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         peer: PeerId,
         connection: ConnectionId,
-        event: HandlerOut,
+        mut event: HandlerOut,
     ) {
+        self.filter_answer(&mut event);
         if let HandlerOut::PutRecord { record, request_id } = event {
             let (key, value) = (record.key.clone(), record.value.clone());
             let answer = if self.on_inbound_put(peer, record) {

@@ -943,3 +943,64 @@ async fn a_squatter_cannot_write_a_creators_key() {
         .unwrap();
     assert_eq!(found, theirs);
 }
+
+/// Keeps memory-transport addresses only (what a public node's mapper is to
+/// LAN addresses).
+#[derive(Debug)]
+struct MemoryOnly;
+
+impl p2p_dht::AddressMapper for MemoryOnly {
+    fn keep(&self, addr: &libp2p::Multiaddr) -> bool {
+        addr.iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::Memory(_)))
+    }
+}
+
+/// A DHT peer answering a lookup with a closer peer at an address our
+/// mapper refuses does not make us dial that address: answers pass the
+/// mapper as the routing table does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_in_lookup_answers_pass_the_mapper() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.mapper = MapperPolicy::Custom(Arc::new(MemoryOnly));
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Server)
+            })
+            .await,
+        ],
+    };
+    let lan: libp2p::Multiaddr = "/ip4/10.1.2.3/tcp/4001".parse().unwrap();
+    let planted = PeerId::random();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&planted, lan.clone());
+    net.connect_raw(0, 0).await;
+    let (raw_id, raw_addr) = (net.raw[0].id(), net.raw[0].addr.clone());
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(raw_id, raw_addr)
+    );
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get(resource("session", "nowhere"), tx);
+    let found = net
+        .drive_until("lookup answered", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found, Err(p2p_dht::LookupError::NotFound));
+    assert!(
+        !net.nodes[0]
+            .failed_dials
+            .iter()
+            .any(|(_, addr)| addr.to_string().starts_with(&lan.to_string())),
+        "dialled a refused address: {:?}",
+        net.nodes[0].failed_dials
+    );
+}
