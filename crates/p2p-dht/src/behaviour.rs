@@ -35,7 +35,7 @@
 //! upgrade that renames a variant fails to compile here rather than silently
 //! letting requests through.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -56,7 +56,7 @@ use crate::mapper::AddressMapper;
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
 use crate::records::{StoredKey, Validation};
-use crate::routing::{self, Diversity, Population};
+use crate::routing::{self, Diversity, Groups, Population};
 use crate::{DhtConfig, Kademlia};
 
 type HandlerOut = THandlerOutEvent<Kademlia>;
@@ -145,6 +145,11 @@ pub struct Behaviour {
     queries: Queries,
     /// Peers with at least one open connection.
     connected: HashSet<PeerId>,
+    /// The remote address of each connected peer's first open connection
+    /// (what diversity groups by, rather than what the peer claims).
+    observed: HashMap<PeerId, Multiaddr>,
+    /// Diversity groups of the peers in the routing table.
+    groups: Groups,
     observer: Option<KadObserver>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
     /// kad's lifetime of a record others put (before distance scaling).
@@ -180,6 +185,8 @@ impl Behaviour {
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
             connected: HashSet::new(),
+            observed: HashMap::new(),
+            groups: Groups::default(),
             observer: None,
             queued: VecDeque::new(),
             record_ttl: config.dht.record_ttl,
@@ -304,13 +311,18 @@ impl Behaviour {
             kad_protocol: &self.protocol,
             diversity: self.diversity,
         };
+        let identified = routing::Identified {
+            peer,
+            observed: self.observed.get(&peer),
+            protocols,
+            listen_addrs,
+        };
         routing::on_identified(
             &mut self.kad,
             self.mapper.as_ref(),
             local,
-            peer,
-            protocols,
-            listen_addrs,
+            &mut self.groups,
+            identified,
         )
     }
 
@@ -574,9 +586,13 @@ impl NetworkBehaviour for Behaviour {
         match event {
             FromSwarm::ConnectionEstablished(established) => {
                 self.connected.insert(established.peer_id);
+                self.observed
+                    .entry(established.peer_id)
+                    .or_insert_with(|| established.endpoint.get_remote_address().clone());
             }
             FromSwarm::ConnectionClosed(closed) if closed.remaining_established == 0 => {
                 self.connected.remove(&closed.peer_id);
+                self.observed.remove(&closed.peer_id);
             }
             FromSwarm::DialFailure(DialFailure {
                 peer_id: Some(peer),

@@ -1004,3 +1004,48 @@ async fn addresses_in_lookup_answers_pass_the_mapper() {
         net.nodes[0].failed_dials
     );
 }
+
+/// The behaviour groups a peer by the address its connection came from:
+/// fifteen servers connecting from one public /16 while each claims a
+/// listen address in its own /16 get three places (the default diversity).
+#[test]
+fn the_behaviour_groups_peers_by_their_observed_connection_address() {
+    use libp2p::core::ConnectedPoint;
+    use libp2p::swarm::behaviour::ConnectionEstablished;
+    use libp2p::swarm::{ConnectionId, FromSwarm, NetworkBehaviour as _};
+
+    let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
+    let mut dht = Behaviour::new(PeerId::random(), dht_config(DhtRates::default()));
+    let local_addr: libp2p::Multiaddr = "/ip4/0.0.0.0/tcp/4001".parse().unwrap();
+    let mut added = 0;
+    for i in 0..15 {
+        let peer = PeerId::random();
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: local_addr.clone(),
+            send_back_addr: format!("/ip4/45.33.0.{}/tcp/{}", i + 1, 40_000 + i)
+                .parse()
+                .unwrap(),
+        };
+        dht.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(i),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        let claimed: libp2p::Multiaddr =
+            format!("/ip4/45.{}.1.1/tcp/4001", i + 100).parse().unwrap();
+        let population = dht.on_identified(
+            peer,
+            std::slice::from_ref(&protocol),
+            std::slice::from_ref(&claimed),
+        );
+        if matches!(population, Population::Added(_)) {
+            added += 1;
+        } else {
+            assert_eq!(population, Population::NotDiverse);
+        }
+    }
+    assert_eq!(added, 3);
+    assert_eq!(dht.routing_table_size(), 3);
+}
