@@ -18,10 +18,9 @@
 //! - **inbound records and provider records**: their rate ([`DhtRates`]), and
 //!   for resource records validation ([`crate::records::check_value`]), no
 //!   overwrite of a live record by another creator, and the creator quotas
-//!   ([`crate::quotas`]). A put is taken from kad's handler before kad sees
-//!   it and is acknowledged only once the record is in our store; a refused
-//!   one gets an empty answer, which the putter does not count as stored
-//!   (see `on_inbound_put`);
+//!   ([`crate::quotas`]). kad's acknowledgement of a put goes out only when
+//!   our store holds the record; otherwise the putter gets an empty answer,
+//!   which it does not count as stored (see `truthful`);
 //! - **routing-table population** from identify ([`Behaviour::on_identified`],
 //!   see [`crate::routing`]), through the address mapper and the diversity
 //!   limits, and the removal of peers none of whose addresses answer; the
@@ -39,7 +38,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
@@ -152,10 +151,6 @@ pub struct Behaviour {
     groups: Groups,
     observer: Option<KadObserver>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
-    /// kad's lifetime of a record others put (before distance scaling).
-    record_ttl: Duration,
-    /// kad's k.
-    replication_factor: usize,
 }
 
 impl fmt::Debug for Behaviour {
@@ -189,8 +184,6 @@ impl Behaviour {
             groups: Groups::default(),
             observer: None,
             queued: VecDeque::new(),
-            record_ttl: config.dht.record_ttl,
-            replication_factor: config.dht.replication_factor.get(),
         }
     }
 
@@ -352,84 +345,65 @@ impl Behaviour {
         }
     }
 
-    /// Whether a record `peer` asks us to store is stored. kad would
-    /// acknowledge it before our checks ran (so a refused record still
-    /// counted as stored at the putter); here it is checked and stored
-    /// first, and only a stored record is acknowledged (`PutRecordRes`). A
-    /// refused one gets an empty GET_VALUE-style answer: the putter's kad
-    /// then counts the request as answered but not as a success (its
-    /// `PutRecordRes` handler alone adds to the success list), and no reset
-    /// stream is left holding one of the connection's inbound slots.
-    ///
-    /// kad's own rules kept: a record naming us as publisher whose value we
-    /// already hold is our own coming back and is acknowledged untouched; a
-    /// record's stored lifetime is kad's record TTL, halved for every peer
-    /// beyond k in our table closer to the key than we are (so records
-    /// cached far from their key fade fast), and never longer than the
-    /// record's own expiry. Not kept: kad skips a key it was just sent in its
-    /// next replication run, which it cannot learn here; the cost is one
-    /// redundant replication of such a key per interval.
-    fn on_inbound_put(&mut self, peer: PeerId, mut record: kad::Record) -> bool {
+    /// A record `peer` put, as kad hands it over (kad already applied its own
+    /// rules: a record naming us as publisher is left alone, the stored
+    /// lifetime is its record TTL shortened with distance from the key, an
+    /// expired record is dropped, and the key is skipped in kad's next
+    /// replication run): our rate, validation and store.
+    fn on_inbound_put(&mut self, peer: PeerId, record: kad::Record) {
         if !self.rates.put(&peer) {
             self.emit(Event::Rejected {
                 peer,
                 reason: RejectReason::DhtRateLimited,
             });
-            return false;
-        }
-        let now = Instant::now();
-        if record.publisher == Some(self.local)
-            && self
-                .kad
-                .store_mut()
-                .get(&record.key)
-                .is_some_and(|held| held.value == record.value)
-        {
-            return true;
-        }
-        let kad_expiry = now + self.lifetime_near(&record.key);
-        record.expires = Some(record.expires.map_or(kad_expiry, |e| e.min(kad_expiry)));
-        if record.is_expired(now) {
-            self.emit(Event::Rejected {
-                peer,
-                reason: RejectReason::RecordExpired,
-            });
-            return false;
+            return;
         }
         match self.inbound.put(&mut self.kad, peer, record) {
-            Ok(stored) => {
-                self.emit(stored);
-                true
-            }
+            Ok(stored) => self.emit(stored),
             Err(refused) => {
                 if let Some(event) = refused {
                     self.emit(event);
                 }
-                false
             }
         }
     }
 
-    /// How long kad keeps a record others put under `key`: its record TTL,
-    /// halved for each peer beyond k in our table that is closer to the key
-    /// than we are.
-    fn lifetime_near(&mut self, key: &kad::RecordKey) -> Duration {
-        let target = kad::KBucketKey::new(key.clone());
-        let ours = kad::KBucketKey::from(self.local).distance(&target);
-        let closer = self
+    /// kad's acknowledgement of a put, made truthful: kad queues it right
+    /// after handing the record over (and for records it drops itself), before
+    /// or without our checks, so a refused record was still counted as stored
+    /// by the putter. It goes out only if our store now holds exactly that
+    /// value under that key; otherwise the putter gets an empty GET_VALUE
+    /// answer instead, which its kad counts as answered but not as a success
+    /// (its `PutRecordRes` handler alone adds to the success list), and which,
+    /// unlike a reset, leaves no stream holding an inbound slot.
+    fn truthful(&mut self, event: HandlerIn) -> HandlerIn {
+        let HandlerIn::PutRecordRes {
+            key,
+            value,
+            request_id,
+        } = event
+        else {
+            return event;
+        };
+        let now = Instant::now();
+        let held = self
             .kad
-            .kbuckets()
-            .flat_map(|bucket| {
-                bucket
-                    .iter()
-                    .map(|entry| entry.node.key.distance(&target))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|d| *d < ours)
-            .count();
-        let beyond_k = closer.saturating_sub(self.replication_factor);
-        let halvings = u32::try_from(beyond_k).unwrap_or(u32::MAX);
-        Duration::from_secs(self.record_ttl.as_secs().checked_shr(halvings).unwrap_or(0))
+            .store_mut()
+            .get(&key)
+            .is_some_and(|r| r.value == value && !r.is_expired(now));
+        if held {
+            HandlerIn::PutRecordRes {
+                key,
+                value,
+                request_id,
+            }
+        } else {
+            HandlerIn::GetRecordRes {
+                record: None,
+                closer_peers: Vec::new(),
+                request_id,
+            }
+        }
     }
 
     /// Drops the addresses the mapper refuses from the peers a lookup answer
@@ -478,6 +452,14 @@ impl Behaviour {
                     kad::Mode::Server => DhtMode::Server,
                 },
             }),
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_put(source, record),
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::AddProvider {
@@ -610,28 +592,6 @@ impl NetworkBehaviour for Behaviour {
         mut event: HandlerOut,
     ) {
         self.filter_answer(&mut event);
-        if let HandlerOut::PutRecord { record, request_id } = event {
-            let (key, value) = (record.key.clone(), record.value.clone());
-            let answer = if self.on_inbound_put(peer, record) {
-                HandlerIn::PutRecordRes {
-                    key,
-                    value,
-                    request_id,
-                }
-            } else {
-                HandlerIn::GetRecordRes {
-                    record: None,
-                    closer_peers: Vec::new(),
-                    request_id,
-                }
-            };
-            self.queued.push_back(ToSwarm::NotifyHandler {
-                peer_id: peer,
-                handler: NotifyHandler::One(connection),
-                event: answer,
-            });
-            return;
-        }
         let empty_answer = match &event {
             HandlerOut::FindNodeReq { request_id, .. } => Some(HandlerIn::FindNodeRes {
                 closer_peers: Vec::new(),
@@ -675,6 +635,17 @@ impl NetworkBehaviour for Behaviour {
             match self.kad.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => self.on_kad_event(event),
+                Poll::Ready(ToSwarm::NotifyHandler {
+                    peer_id,
+                    handler,
+                    event,
+                }) => {
+                    return Poll::Ready(ToSwarm::NotifyHandler {
+                        peer_id,
+                        handler,
+                        event: self.truthful(event),
+                    });
+                }
                 Poll::Ready(other) => return Poll::Ready(other.map_out(handled)),
             }
         }
