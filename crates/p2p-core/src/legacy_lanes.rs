@@ -136,9 +136,11 @@ impl LegacyLanes {
                 if let Some(old) = previous {
                     tracing::debug!(%peer, old = %old.connection, new = %lane.connection,
                         "message streams move to a fresh connection");
-                    old.retired.store(true, Ordering::Release);
-                    if old.in_flight.load(Ordering::Acquire) == 0 {
-                        self.retire(old);
+                    // SeqCst with `Sending::done`: of the two sides (marking
+                    // retired, ending the last send) at least one sees the other.
+                    old.retired.store(true, Ordering::SeqCst);
+                    if old.in_flight.load(Ordering::SeqCst) == 0 {
+                        close(&self.control, old);
                     }
                 }
                 *current = Some(Arc::clone(&lane));
@@ -149,11 +151,12 @@ impl LegacyLanes {
         lane.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok((opened.stream, lane))
     }
+}
 
-    fn retire(&self, lane: &Lane) {
-        let (control, peer, connection) = (self.control.clone(), lane.peer, lane.connection);
-        tokio::spawn(async move { control.close_connection(peer, connection).await });
-    }
+/// Closes a retired lane's connection.
+fn close(control: &streams::Control, lane: &Lane) {
+    let (control, peer, connection) = (control.clone(), lane.peer, lane.connection);
+    tokio::spawn(async move { control.close_connection(peer, connection).await });
 }
 
 /// A send in progress on a lane: ends the in-flight count (retiring the lane
@@ -175,10 +178,9 @@ impl<'a> Sending<'a> {
         let Some(lane) = self.lane.take() else {
             return;
         };
-        let before = lane.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 && lane.retired.load(Ordering::Acquire) {
-            let (control, peer, connection) = (self.control.clone(), lane.peer, lane.connection);
-            tokio::spawn(async move { control.close_connection(peer, connection).await });
+        let before = lane.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 && lane.retired.load(Ordering::SeqCst) {
+            close(self.control, &lane);
         }
     }
 }

@@ -241,11 +241,16 @@ impl Outbound {
 
     /// Forgets a peer's routes (its writer ends with its connection).
     pub(crate) fn forget(&self, peer: &PeerId) {
+        self.forget_route(peer);
+        self.legacy.forget(peer);
+    }
+
+    /// Forgets a peer's cached native route (its stream failed).
+    fn forget_route(&self, peer: &PeerId) {
         self.routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(peer);
-        self.legacy.forget(peer);
     }
 
     fn slot(&self, peer: PeerId) -> RouteSlot {
@@ -260,17 +265,20 @@ impl Outbound {
         message: &Message,
         choice: WireChoice,
     ) -> Result<(), SendError> {
-        let mut attempt = match self.route(peer, choice).await {
-            Ok(Route::Native(writer)) => self.send_native(writer, message).await,
-            Ok(Route::Legacy) => self.send_legacy(peer, message).await,
-            Err(e) => (Err(e), 0),
+        let (mut attempt, legacy) = match self.route(peer, choice).await {
+            Ok(Route::Native(writer)) => (self.send_native(writer, message).await, false),
+            Ok(Route::Legacy) => (self.send_legacy(peer, message).await, true),
+            Err(e) => ((Err(e), 0), false),
         };
         // A cached native stream dies with its connection; the first send
         // after that finds out. Retry once on a fresh stream (redialling if
         // need be). A frame that did get through is dropped as a duplicate.
-        if matches!(attempt.0, Err(SendError::Io(_))) && choice != WireChoice::LegacyJson {
+        // A TypeScript message is never retried: its lane already chose the
+        // connection, and the peer may have read it.
+        if !legacy && matches!(attempt.0, Err(SendError::Io(_))) && choice != WireChoice::LegacyJson
+        {
             tracing::debug!(%peer, error = ?attempt.0, "native stream failed; retrying on a fresh one");
-            self.forget(&peer);
+            self.forget_route(&peer);
             if let Ok(Route::Native(writer)) = self.route(peer, choice).await {
                 attempt = self.send_native(writer, message).await;
             }

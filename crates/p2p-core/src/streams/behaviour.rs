@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 
 use super::handler::{Handler, Open, Refused};
 use super::{
-    Control, Event, OpenError, OpenRequest, REQUEST_QUEUE, Request, SharedRegistry, Target,
+    Control, Event, INBOUND_QUEUE, OpenError, OpenRequest, REQUEST_QUEUE, Request, SharedRegistry,
+    Target,
 };
 
 pub(crate) struct Behaviour {
@@ -35,12 +36,18 @@ pub(crate) struct Behaviour {
 
 impl Behaviour {
     pub(crate) fn new() -> Self {
+        Self::with_queue_depth(INBOUND_QUEUE)
+    }
+
+    /// With each protocol's inbound queue `depth` deep.
+    pub(crate) fn with_queue_depth(depth: usize) -> Self {
         let registry = SharedRegistry::default();
         let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
         Self {
             control: Control {
                 registry: SharedRegistry::clone(&registry),
                 requests: sender,
+                queue_depth: depth,
             },
             registry,
             requests,

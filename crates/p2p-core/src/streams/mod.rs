@@ -160,6 +160,8 @@ pub(crate) struct AlreadyAccepted(StreamProtocol);
 pub(crate) struct Control {
     registry: SharedRegistry,
     requests: mpsc::Sender<Request>,
+    /// Depth of each protocol's queue ([`INBOUND_QUEUE`] outside tests).
+    queue_depth: usize,
 }
 
 impl Control {
@@ -176,7 +178,7 @@ impl Control {
         {
             return Err(AlreadyAccepted(protocol));
         }
-        let (queue, incoming) = futures_mpsc::channel(INBOUND_QUEUE);
+        let (queue, incoming) = futures_mpsc::channel(self.queue_depth);
         registry.queues.insert(protocol, queue);
         Ok(IncomingStreams(incoming))
     }
@@ -206,5 +208,102 @@ impl Control {
     /// Closes one connection to `peer` (its streams end with it).
     pub(crate) async fn close_connection(&self, peer: PeerId, connection: ConnectionId) {
         let _ = self.requests.send(Request::Close(peer, connection)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use libp2p::identity::Keypair;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, Swarm};
+
+    use super::*;
+    use crate::transport::{TransportKind, build};
+
+    fn swarm(queue_depth: usize) -> Swarm<Behaviour> {
+        let key = Keypair::generate_ed25519();
+        let transport = build(TransportKind::Memory, &key, false).expect("transport");
+        Swarm::new(
+            transport,
+            Behaviour::with_queue_depth(queue_depth),
+            key.public().to_peer_id(),
+            libp2p::swarm::Config::with_tokio_executor()
+                .with_idle_connection_timeout(Duration::from_secs(30)),
+        )
+    }
+
+    /// A stalled accept loop: the streams past its queue are refused, each
+    /// one reported against the peer that opened it, never dropped silently.
+    #[tokio::test]
+    async fn streams_past_a_full_queue_are_refused_and_reported() {
+        const PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/test-queue/1.0.0");
+        let mut receiver = swarm(1);
+        let mut sender = swarm(1);
+        // Accepted, but nobody reads the queue.
+        let _stalled = receiver
+            .behaviour()
+            .control()
+            .accept(PROTOCOL)
+            .expect("accept");
+        let address: Multiaddr = "/memory/0".parse().expect("address");
+        receiver.listen_on(address).expect("listen");
+        let listening = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = receiver.select_next_some().await {
+                break address;
+            }
+        };
+        sender.dial(listening).expect("dial");
+        let connected = async {
+            loop {
+                tokio::select! {
+                    event = sender.select_next_some() => {
+                        if matches!(event, SwarmEvent::ConnectionEstablished { .. }) {
+                            return;
+                        }
+                    }
+                    _ = receiver.select_next_some() => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), connected)
+            .await
+            .expect("connected");
+        let control = sender.behaviour().control();
+        let target = *receiver.local_peer_id();
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let control = control.clone();
+                tokio::spawn(async move { control.open(target, PROTOCOL, Target::Any).await })
+            })
+            .collect();
+        // futures' channel holds its depth plus one per sender (the registry's).
+        let expected_refusals = 6 - 2;
+        let mut refused = 0;
+        let run = async {
+            loop {
+                tokio::select! {
+                    event = receiver.select_next_some() => {
+                        if let SwarmEvent::Behaviour(Event::Refused { peer, protocol }) = event {
+                            assert_eq!(peer, *sender.local_peer_id());
+                            assert_eq!(protocol, PROTOCOL);
+                            refused += 1;
+                            if refused == expected_refusals {
+                                return;
+                            }
+                        }
+                    }
+                    _ = sender.select_next_some() => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("every stream past the queue is refused and reported");
+        for open in opens {
+            open.abort();
+        }
     }
 }
