@@ -84,9 +84,10 @@ pub(crate) enum Command {
         record: kad::Record,
         reply: Reply<oneshot::Receiver<p2p_dht::Put>>,
     },
-    /// Look a resource up in the DHT; the first record that verifies wins.
+    /// Look a resource record up in the DHT (shared key, or one creator's);
+    /// the first record that verifies wins.
     GetRecord {
-        key: p2p_types::ResourceKey,
+        key: p2p_dht::records::StoredKey,
         reply: Reply<oneshot::Receiver<p2p_dht::Lookup>>,
     },
     /// Whether our DHT store holds a record under this key.

@@ -57,6 +57,6 @@ pub use p2p_types::{
 };
 pub use peers::PeerInfo;
 pub use rate_limits::{Rate, RateLimits};
-pub use resources::{AnnounceOptions, Announced, ResourceError};
+pub use resources::{AnnounceOptions, Announced, MAX_DISCOVERED, ResourceError};
 pub use scoring::{ScoringConfig, penalty};
 pub use transport::{TransportError, TransportKind};

@@ -25,8 +25,11 @@ use crate::messaging::{
 };
 use crate::peers::PeerInfo;
 use crate::rate_limits::Limiters;
-use crate::resources::{AnnounceOptions, Announced, Cached, ResourceCache, ResourceError};
+use crate::resources::{
+    AnnounceOptions, Announced, Cached, MAX_DISCOVERED, ResourceCache, ResourceError,
+};
 use crate::streams;
+use p2p_dht::records::StoredKey;
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ResourceKey, ResourceType};
 
@@ -629,15 +632,23 @@ impl Node {
         self.publish(record, republish).await
     }
 
-    /// Caches and puts one signed record of ours.
+    /// Caches and publishes one signed record of ours: put under our
+    /// creator-scoped key (only we can write it; `stored_by` counts the
+    /// peers that stored it there), put under the shared
+    /// `resource:<type>:<id>` key for TypeScript peers (first writer wins
+    /// there, so it may be refused when another creator announced first),
+    /// and announced with a provider record at the shared key, through which
+    /// `discover` finds every creator.
     async fn publish(
         &self,
         record: ResourceRecord,
         republish: Option<Duration>,
     ) -> Result<Announced, ResourceError> {
         let now = p2p_protocol::now_ms();
-        let kad_record = p2p_dht::records::to_kad_record(&record, now, std::time::Instant::now())
-            .map_err(|e| ResourceError::Data(e.to_string()))?;
+        let at = std::time::Instant::now();
+        let data_error = |e: p2p_protocol::CodecError| ResourceError::Data(e.to_string());
+        let scoped = p2p_dht::records::to_creator_record(&record, now, at).map_err(data_error)?;
+        let shared = p2p_dht::records::to_kad_record(&record, now, at).map_err(data_error)?;
         if self.live().is_none() {
             return Err(ResourceError::NotStarted);
         }
@@ -649,14 +660,17 @@ impl Node {
             },
             now,
         )?;
-        let stored = self
-            .request(|reply| Command::PutRecord {
-                record: kad_record,
-                reply,
-            })
+        let put = |record| self.request(move |reply| Command::PutRecord { record, reply });
+        let not_started = |_| ResourceError::NotStarted;
+        let scoped = put(scoped).await.map_err(not_started)?;
+        let shared = put(shared).await.map_err(not_started)?;
+        let key = p2p_dht::records::kad_key(&record.key);
+        let provided = self
+            .request(|reply| Command::StartProviding { key, reply })
             .await
-            .map_err(|_| ResourceError::NotStarted)?;
-        let stored_by = match stored.await {
+            .map_err(not_started)?;
+        let (scoped, shared, provided) = futures::join!(scoped, shared, provided);
+        let stored_by = match scoped {
             Ok(Ok(stored_by)) => stored_by,
             Ok(Err(e)) => {
                 tracing::debug!(key = %record.key, error = %e, "announce not stored");
@@ -664,6 +678,12 @@ impl Node {
             }
             Err(_) => 0,
         };
+        tracing::debug!(
+            key = %record.key,
+            shared = ?shared.ok(),
+            provided = ?provided.ok(),
+            "announce: shared key and provider record"
+        );
         let _ = self.inner.events.send(Event::ResourceAnnounced {
             key: record.key.clone(),
             stored_by,
@@ -721,28 +741,133 @@ impl Node {
             .map_err(|_| ResourceError::NotStarted)
     }
 
-    /// Finds a resource: the local cache first, else the DHT, where the first
-    /// record that verifies (signature, key, creator, expiry) wins.
+    /// Finds a resource: the newest valid record of [`Node::discover_all`].
     pub async fn discover(
         &self,
         resource_type: &str,
         resource_id: &str,
         timeout: Duration,
     ) -> Result<Arc<ResourceRecord>, ResourceError> {
+        self.discover_all(resource_type, resource_id, timeout)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(ResourceError::NotFound)
+    }
+
+    /// Every valid record of a resource, one per creator, newest first, at
+    /// most [`MAX_DISCOVERED`]: the creators found through the provider
+    /// records at `resource:<type>:<id>` (at most [`MAX_DISCOVERED`] of them
+    /// asked), each one's record under its creator-scoped key, the record
+    /// under the shared key (TypeScript peers', or whoever wrote it first),
+    /// and what the local cache holds. A squatter can add its own record to
+    /// the list but cannot hide another creator's; callers who know the
+    /// creator they want use [`Node::discover_from`]. [`ResourceError::NotFound`]
+    /// when nothing valid was found; on timeout, what the cache holds, or
+    /// [`ResourceError::Timeout`] when it holds nothing.
+    pub async fn discover_all(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Arc<ResourceRecord>>, ResourceError> {
         let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
-        if let Some(record) = self.inner.resources.get(&key, p2p_protocol::now_ms()) {
+        let lookup = async {
+            let providers = async {
+                let index = p2p_dht::records::kad_key(&key);
+                let found = self
+                    .request(|reply| Command::GetProviders { key: index, reply })
+                    .await
+                    .map_err(|_| ResourceError::NotStarted)?;
+                found.await.map_err(|_| ResourceError::NotStarted)
+            };
+            let shared = self.lookup(StoredKey::Shared(key.clone()));
+            let (providers, shared) = futures::join!(providers, shared);
+            let mut found: Vec<_> = shared.ok().into_iter().collect();
+            let scoped = providers?
+                .into_iter()
+                .take(MAX_DISCOVERED)
+                .map(|creator| self.lookup(StoredKey::Creator(key.clone(), creator)));
+            found.extend(
+                futures::future::join_all(scoped)
+                    .await
+                    .into_iter()
+                    .filter_map(Result::ok),
+            );
+            Ok::<_, ResourceError>(found)
+        };
+        let now = p2p_protocol::now_ms();
+        let found = match tokio::time::timeout(timeout, lookup).await {
+            Ok(found) => found?,
+            Err(_) => {
+                let cached = self.inner.resources.of_key(&key, now);
+                return if cached.is_empty() {
+                    Err(ResourceError::Timeout)
+                } else {
+                    Ok(cached)
+                };
+            }
+        };
+        // One record per creator, the newest version of each, whether or not
+        // the cache had room for it.
+        let mut newest: HashMap<PeerId, Arc<ResourceRecord>> = HashMap::new();
+        let mut keep = |record: Arc<ResourceRecord>| {
+            let slot = newest
+                .entry(record.creator)
+                .or_insert_with(|| Arc::clone(&record));
+            if record.created_ms > slot.created_ms {
+                *slot = record;
+            }
+        };
+        for (record, source) in found {
+            let record = Arc::new(record);
+            let _ = self.inner.resources.insert(
+                Cached {
+                    record: Arc::clone(&record),
+                    own: None,
+                },
+                now,
+            );
+            keep(Arc::clone(&record));
+            let _ = self
+                .inner
+                .events
+                .send(Event::ResourceDiscovered { record, source });
+        }
+        for record in self.inner.resources.of_key(&key, now) {
+            keep(record);
+        }
+        let mut all: Vec<_> = newest.into_values().collect();
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        all.truncate(MAX_DISCOVERED);
+        if all.is_empty() {
+            return Err(ResourceError::NotFound);
+        }
+        Ok(all)
+    }
+
+    /// Finds `creator`'s record of a resource: the local cache, else one
+    /// lookup of its creator-scoped key, where only that creator can have
+    /// written.
+    pub async fn discover_from(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+        creator: PeerId,
+        timeout: Duration,
+    ) -> Result<Arc<ResourceRecord>, ResourceError> {
+        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        if let Some(record) = self
+            .inner
+            .resources
+            .get(&key, creator, p2p_protocol::now_ms())
+        {
             return Ok(record);
         }
-        let lookup = async {
-            let found = self
-                .request(|reply| Command::GetRecord { key, reply })
+        let (record, source) =
+            tokio::time::timeout(timeout, self.lookup(StoredKey::Creator(key, creator)))
                 .await
-                .map_err(|_| ResourceError::NotStarted)?;
-            Ok::<_, ResourceError>(found.await.map_err(|_| ResourceError::NotStarted)??)
-        };
-        let (record, source) = tokio::time::timeout(timeout, lookup)
-            .await
-            .map_err(|_| ResourceError::Timeout)??;
+                .map_err(|_| ResourceError::Timeout)??;
         let record = Arc::new(record);
         let _ = self.inner.resources.insert(
             Cached {
@@ -756,6 +881,18 @@ impl Node {
             source,
         });
         Ok(record)
+    }
+
+    /// One DHT lookup of a record key.
+    async fn lookup(
+        &self,
+        key: StoredKey,
+    ) -> Result<(ResourceRecord, Option<PeerId>), ResourceError> {
+        let found = self
+            .request(|reply| Command::GetRecord { key, reply })
+            .await
+            .map_err(|_| ResourceError::NotStarted)?;
+        Ok(found.await.map_err(|_| ResourceError::NotStarted)??)
     }
 
     /// Unexpired resources of a type in the local cache whose JSON data has
@@ -781,20 +918,27 @@ impl Node {
             .collect()
     }
 
-    /// One unexpired resource from the local cache.
+    /// The newest unexpired record of a resource in the local cache.
     pub fn resource(&self, resource_type: &str, resource_id: &str) -> Option<Arc<ResourceRecord>> {
         let key = ResourceKey::new(
             ResourceType::new(resource_type).ok()?,
             resource_id.parse().ok()?,
         );
-        self.inner.resources.get(&key, p2p_protocol::now_ms())
+        self.inner
+            .resources
+            .of_key(&key, p2p_protocol::now_ms())
+            .into_iter()
+            .next()
     }
 
     /// Stops keeping a resource alive and forgets it locally (copies in the
     /// DHT expire on their own).
     pub fn withdraw(&self, resource_type: &str, resource_id: &str) -> bool {
         match (ResourceType::new(resource_type), resource_id.parse()) {
-            (Ok(ty), Ok(id)) => self.inner.resources.remove(&ResourceKey::new(ty, id)),
+            (Ok(ty), Ok(id)) => self
+                .inner
+                .resources
+                .remove(&ResourceKey::new(ty, id), self.peer_id()),
             _ => false,
         }
     }

@@ -5,8 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use libp2p::PeerId;
 use p2p_protocol::ResourceRecord;
 use p2p_types::{ResourceKey, ResourceType};
+
+/// Most records [`crate::Node::discover_all`] returns (and most creators it
+/// asks for their record).
+pub const MAX_DISCOVERED: usize = 16;
 
 /// How long an announcement lives and whether the node keeps it alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,10 +33,11 @@ pub struct Announced {
     pub record: Arc<ResourceRecord>,
     /// DHT peers that acknowledged the put: it goes to the
     /// `replication_factor` closest peers and waits for each to answer (or
-    /// fail, or time out); our own copy is not counted. kad acknowledges
-    /// before the receiving node validates, so a peer that refuses the record
-    /// (invalid, over its rate or quota) is counted too; `Node::stores_record`
-    /// on a peer tells what it holds.
+    /// fail, or time out); our own copy is not counted. A lotus-p2p peer
+    /// acknowledges only once the record is in its store (one that refuses
+    /// it, as invalid, conflicting, over a rate or quota, answers empty and
+    /// is not counted); another implementation's acknowledgement is its own
+    /// word.
     pub stored_by: usize,
 }
 
@@ -80,11 +86,16 @@ pub(crate) struct Cached {
     pub(crate) own: Option<Option<Duration>>,
 }
 
+/// One creator's record of one resource: the cache holds one record per
+/// (resource, creator), so a record cached from one creator never hides
+/// another creator's record of the same resource.
+type CacheKey = (ResourceKey, PeerId);
+
 /// Announced and discovered records, bounded, expired entries hidden and
 /// evicted first.
 #[derive(Debug, Clone)]
 pub(crate) struct ResourceCache {
-    inner: Arc<StdMutex<HashMap<ResourceKey, Cached>>>,
+    inner: Arc<StdMutex<HashMap<CacheKey, Cached>>>,
     capacity: usize,
 }
 
@@ -96,7 +107,7 @@ impl ResourceCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ResourceKey, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Cached>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -104,7 +115,7 @@ impl ResourceCache {
     /// discovered (not own) one. Fails only when full of live own records.
     pub(crate) fn insert(&self, cached: Cached, now_ms: u64) -> Result<(), ResourceError> {
         let mut map = self.lock();
-        let key = cached.record.key.clone();
+        let key = (cached.record.key.clone(), cached.record.creator);
         if !map.contains_key(&key) && map.len() >= self.capacity {
             map.retain(|_, c| !c.record.is_expired(now_ms));
             if map.len() >= self.capacity {
@@ -120,20 +131,41 @@ impl ResourceCache {
                 }
             }
         }
-        // A discovered copy never replaces our own announcement.
-        if cached.own.is_none() && map.get(&key).is_some_and(|c| c.own.is_some()) {
+        // A discovered copy never replaces our own announcement, nor a newer
+        // version of the same creator's record.
+        if map.get(&key).is_some_and(|c| {
+            cached.own.is_none()
+                && (c.own.is_some() || c.record.created_ms > cached.record.created_ms)
+        }) {
             return Ok(());
         }
         map.insert(key, cached);
         Ok(())
     }
 
-    /// An unexpired record.
-    pub(crate) fn get(&self, key: &ResourceKey, now_ms: u64) -> Option<Arc<ResourceRecord>> {
+    /// `creator`'s unexpired record of a resource.
+    pub(crate) fn get(
+        &self,
+        key: &ResourceKey,
+        creator: PeerId,
+        now_ms: u64,
+    ) -> Option<Arc<ResourceRecord>> {
         self.lock()
-            .get(key)
+            .get(&(key.clone(), creator))
             .filter(|c| !c.record.is_expired(now_ms))
             .map(|c| Arc::clone(&c.record))
+    }
+
+    /// Every creator's unexpired record of a resource, newest first.
+    pub(crate) fn of_key(&self, key: &ResourceKey, now_ms: u64) -> Vec<Arc<ResourceRecord>> {
+        let mut found: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|((k, _), c)| k == key && !c.record.is_expired(now_ms))
+            .map(|(_, c)| Arc::clone(&c.record))
+            .collect();
+        found.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        found
     }
 
     /// Unexpired records of a type.
@@ -145,8 +177,9 @@ impl ResourceCache {
             .collect()
     }
 
-    pub(crate) fn remove(&self, key: &ResourceKey) -> bool {
-        self.lock().remove(key).is_some()
+    /// Forgets `creator`'s record of a resource.
+    pub(crate) fn remove(&self, key: &ResourceKey, creator: PeerId) -> bool {
+        self.lock().remove(&(key.clone(), creator)).is_some()
     }
 
     /// Drops expired entries; returns how many.

@@ -459,3 +459,62 @@ async fn an_announcement_our_store_refuses_is_an_error() {
     );
     assert!(!node.stores_record("session", "big").await.unwrap());
 }
+
+/// A squatter announces a resource first; the real creator announces it
+/// after. The creator's record is still found: pinned to the creator, and
+/// among every creator's records (newest first, so `discover` returns the
+/// creator's). The shared TypeScript key keeps the squatter's record (first
+/// writer wins there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatter_announcing_first_cannot_hide_the_creators_record() {
+    let squatter = tcp_node(DhtModeSetting::Server).await;
+    let creator = tcp_node(DhtModeSetting::Server).await;
+    let reader = tcp_node(DhtModeSetting::Server).await;
+    link(&squatter, &reader).await;
+    link(&creator, &reader).await;
+    link(&creator, &squatter).await;
+    wait_table_at_least(&reader, 2).await;
+    wait_table_at_least(&squatter, 2).await;
+    let theirs = squatter
+        .announce("musig2-session", "s1", r#"{"by":"squatter"}"#, ttl(600))
+        .await
+        .unwrap();
+    let ours = creator
+        .announce("musig2-session", "s1", r#"{"by":"creator"}"#, ttl(600))
+        .await
+        .unwrap();
+    assert_eq!(
+        ours.stored_by, 2,
+        "both other servers stored the creator's key"
+    );
+    let all = reader
+        .discover_all("musig2-session", "s1", WAIT)
+        .await
+        .unwrap();
+    let creators: Vec<PeerId> = all.iter().map(|r| r.creator).collect();
+    assert_eq!(
+        creators,
+        vec![creator.peer_id(), squatter.peer_id()],
+        "every creator, newest first"
+    );
+    assert_eq!(*all[0], *ours.record);
+    assert_eq!(*all[1], *theirs.record);
+    let first = reader.discover("musig2-session", "s1", WAIT).await.unwrap();
+    assert_eq!(*first, *ours.record);
+    let pinned = reader
+        .discover_from("musig2-session", "s1", creator.peer_id(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(*pinned, *ours.record);
+    // The cache holds both creators' records; neither hides the other.
+    let cached = squatter
+        .discover_from("musig2-session", "s1", creator.peer_id(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(*cached, *ours.record);
+    assert_eq!(
+        *squatter.resource("musig2-session", "s1").unwrap(),
+        *ours.record,
+        "the newest cached record"
+    );
+}

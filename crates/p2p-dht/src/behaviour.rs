@@ -18,10 +18,14 @@
 //! - **inbound records and provider records**: their rate ([`DhtRates`]), and
 //!   for resource records validation ([`crate::records::check_value`]), no
 //!   overwrite of a live record by another creator, and the creator quotas
-//!   ([`crate::quotas`]);
+//!   ([`crate::quotas`]). kad's acknowledgement of a put goes out only when
+//!   our store holds the record; otherwise the putter gets an empty answer,
+//!   which it does not count as stored (see `truthful`);
 //! - **routing-table population** from identify ([`Behaviour::on_identified`],
 //!   see [`crate::routing`]), through the address mapper and the diversity
-//!   limits, and the removal of peers none of whose addresses answer;
+//!   limits, and the removal of peers none of whose addresses answer; the
+//!   addresses in lookup answers (closer peers, providers) pass the same
+//!   mapper before kad dials them;
 //! - **our queries**: one map from kad's `QueryId` to the caller's reply
 //!   channel; the behaviour answers callers itself.
 //!
@@ -30,7 +34,7 @@
 //! upgrade that renames a variant fails to compile here rather than silently
 //! letting requests through.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -44,14 +48,14 @@ use libp2p::swarm::{
     NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason, ResourceKey};
+use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason};
 
 use crate::inbound::Inbound;
 use crate::mapper::AddressMapper;
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
-use crate::records::Validation;
-use crate::routing::{self, Diversity, Population};
+use crate::records::{StoredKey, Validation};
+use crate::routing::{self, Diversity, Groups, Population};
 use crate::{DhtConfig, Kademlia};
 
 type HandlerOut = THandlerOutEvent<Kademlia>;
@@ -140,6 +144,11 @@ pub struct Behaviour {
     queries: Queries,
     /// Peers with at least one open connection.
     connected: HashSet<PeerId>,
+    /// The remote address of each connected peer's first open connection
+    /// (what diversity groups by, rather than what the peer claims).
+    observed: HashMap<PeerId, Multiaddr>,
+    /// Diversity groups of the peers in the routing table.
+    groups: Groups,
     observer: Option<KadObserver>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
@@ -171,6 +180,8 @@ impl Behaviour {
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
             connected: HashSet::new(),
+            observed: HashMap::new(),
+            groups: Groups::default(),
             observer: None,
             queued: VecDeque::new(),
         }
@@ -202,9 +213,11 @@ impl Behaviour {
         }
     }
 
-    /// Looks a resource up; the first record that verifies wins.
-    pub fn get(&mut self, key: ResourceKey, reply: Reply<Lookup>) {
-        let id = self.kad.get_record(crate::records::kad_key(&key));
+    /// Looks a resource record up under `key` (shared, or one creator's);
+    /// the first record that verifies wins.
+    pub fn get(&mut self, key: impl Into<StoredKey>, reply: Reply<Lookup>) {
+        let key = key.into();
+        let id = self.kad.get_record(key.kad_key());
         self.queries.insert(id, Pending::Get { key, reply });
     }
 
@@ -291,13 +304,18 @@ impl Behaviour {
             kad_protocol: &self.protocol,
             diversity: self.diversity,
         };
+        let identified = routing::Identified {
+            peer,
+            observed: self.observed.get(&peer),
+            protocols,
+            listen_addrs,
+        };
         routing::on_identified(
             &mut self.kad,
             self.mapper.as_ref(),
             local,
-            peer,
-            protocols,
-            listen_addrs,
+            &mut self.groups,
+            identified,
         )
     }
 
@@ -327,6 +345,94 @@ impl Behaviour {
         }
     }
 
+    /// A record `peer` put, as kad hands it over (kad already applied its own
+    /// rules: a record naming us as publisher is left alone, the stored
+    /// lifetime is its record TTL shortened with distance from the key, an
+    /// expired record is dropped, and the key is skipped in kad's next
+    /// replication run): our rate, validation and store.
+    fn on_inbound_put(&mut self, peer: PeerId, record: kad::Record) {
+        if !self.rates.put(&peer) {
+            self.emit(Event::Rejected {
+                peer,
+                reason: RejectReason::DhtRateLimited,
+            });
+            return;
+        }
+        match self.inbound.put(&mut self.kad, peer, record) {
+            Ok(stored) => self.emit(stored),
+            Err(refused) => {
+                if let Some(event) = refused {
+                    self.emit(event);
+                }
+            }
+        }
+    }
+
+    /// kad's acknowledgement of a put, made truthful: kad queues it right
+    /// after handing the record over (and for records it drops itself), before
+    /// or without our checks, so a refused record was still counted as stored
+    /// by the putter. It goes out only if our store now holds exactly that
+    /// value under that key; otherwise the putter gets an empty GET_VALUE
+    /// answer instead, which its kad counts as answered but not as a success
+    /// (its `PutRecordRes` handler alone adds to the success list), and which,
+    /// unlike a reset, leaves no stream holding an inbound slot.
+    fn truthful(&mut self, event: HandlerIn) -> HandlerIn {
+        let HandlerIn::PutRecordRes {
+            key,
+            value,
+            request_id,
+        } = event
+        else {
+            return event;
+        };
+        let now = Instant::now();
+        let held = self
+            .kad
+            .store_mut()
+            .get(&key)
+            .is_some_and(|r| r.value == value && !r.is_expired(now));
+        if held {
+            HandlerIn::PutRecordRes {
+                key,
+                value,
+                request_id,
+            }
+        } else {
+            HandlerIn::GetRecordRes {
+                record: None,
+                closer_peers: Vec::new(),
+                request_id,
+            }
+        }
+    }
+
+    /// Drops the addresses the mapper refuses from the peers a lookup answer
+    /// names (closer peers, providers). kad dials a query's peers at the
+    /// addresses the answering peer gave, outside the routing table, so
+    /// without this any DHT peer could make us dial addresses our policy
+    /// refuses (a LAN or loopback address, in public mode). A peer left with
+    /// no address stays in the answer: kad then dials it only at addresses it
+    /// already knows.
+    fn filter_answer(&self, event: &mut HandlerOut) {
+        let (closer, providers) = match event {
+            HandlerOut::FindNodeRes { closer_peers, .. }
+            | HandlerOut::GetRecordRes { closer_peers, .. } => (closer_peers, None),
+            HandlerOut::GetProvidersRes {
+                closer_peers,
+                provider_peers,
+                ..
+            } => (closer_peers, Some(provider_peers)),
+            _ => return,
+        };
+        for peer in closer.iter_mut().chain(providers.into_iter().flatten()) {
+            let before = peer.multiaddrs.len();
+            peer.multiaddrs.retain(|addr| self.mapper.keep(addr));
+            if peer.multiaddrs.len() < before {
+                tracing::trace!(peer = %peer.node_id, "addresses refused by the mapper dropped from an answer");
+            }
+        }
+    }
+
     fn emit(&mut self, event: Event) {
         self.queued.push_back(ToSwarm::GenerateEvent(event));
     }
@@ -353,18 +459,7 @@ impl Behaviour {
                         record: Some(record),
                         ..
                     },
-            } => {
-                if !self.rates.put(&source) {
-                    self.emit(Event::Rejected {
-                        peer: source,
-                        reason: RejectReason::DhtRateLimited,
-                    });
-                    return;
-                }
-                if let Some(event) = self.inbound.put(&mut self.kad, source, record) {
-                    self.emit(event);
-                }
-            }
+            } => self.on_inbound_put(source, record),
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::AddProvider {
@@ -473,9 +568,13 @@ impl NetworkBehaviour for Behaviour {
         match event {
             FromSwarm::ConnectionEstablished(established) => {
                 self.connected.insert(established.peer_id);
+                self.observed
+                    .entry(established.peer_id)
+                    .or_insert_with(|| established.endpoint.get_remote_address().clone());
             }
             FromSwarm::ConnectionClosed(closed) if closed.remaining_established == 0 => {
                 self.connected.remove(&closed.peer_id);
+                self.observed.remove(&closed.peer_id);
             }
             FromSwarm::DialFailure(DialFailure {
                 peer_id: Some(peer),
@@ -490,8 +589,9 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         peer: PeerId,
         connection: ConnectionId,
-        event: HandlerOut,
+        mut event: HandlerOut,
     ) {
+        self.filter_answer(&mut event);
         let empty_answer = match &event {
             HandlerOut::FindNodeReq { request_id, .. } => Some(HandlerIn::FindNodeRes {
                 closer_peers: Vec::new(),
@@ -535,6 +635,17 @@ impl NetworkBehaviour for Behaviour {
             match self.kad.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => self.on_kad_event(event),
+                Poll::Ready(ToSwarm::NotifyHandler {
+                    peer_id,
+                    handler,
+                    event,
+                }) => {
+                    return Poll::Ready(ToSwarm::NotifyHandler {
+                        peer_id,
+                        handler,
+                        event: self.truthful(event),
+                    });
+                }
                 Poll::Ready(other) => return Poll::Ready(other.map_out(handled)),
             }
         }

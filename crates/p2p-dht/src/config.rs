@@ -75,8 +75,9 @@ pub struct DhtConfig {
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
-    /// Routing-table diversity for peers at public IPs. Default on (2 per
-    /// group per bucket, 3 per table); `None` turns it off.
+    /// Routing-table diversity for peers connected from public IPs or DNS
+    /// names, grouped by the connection's observed address. Default on (2
+    /// per group per bucket, 3 per table); `None` turns it off.
     pub diversity: Option<crate::routing::Diversity>,
     /// Resource records one creator may have in our store (server mode).
     /// Default 100 in all, 20 per type; `None` turns it off.

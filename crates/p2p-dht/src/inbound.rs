@@ -1,9 +1,11 @@
 //! What other peers ask us (a server) to store: records and provider records.
 //!
-//! Only resource keys (`resource:<type>:<id>`) are served: a record under any
-//! other key is refused ([`RejectReason::UnservedKey`], not scored), as js
+//! Only resource keys (shared `resource:<type>:<id>` and creator-scoped
+//! `/lotus/r/<type>/<id>/<creator>`, see [`crate::records`]) are served: a
+//! record under any other key is refused ([`RejectReason::UnservedKey`], not scored), as js
 //! kad-dht refuses keys it has no validator for. A resource record must be
-//! valid (see [`crate::records::check_value`]); it may not replace a live
+//! valid (see [`crate::records::check_value`]; under a creator-scoped key,
+//! signed by that creator, so nobody else can write there); it may not replace a live
 //! record of another creator, a newer version, or (unsigned) a signed record;
 //! and it must fit its creator's quota ([`crate::quotas`]). It is stored no
 //! longer than its own `expiresAt`. Refusals an honest server replicating its
@@ -17,12 +19,12 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use libp2p::kad::{self, store::RecordStore as _};
 use p2p_protocol::ResourceRecord;
-use p2p_types::{RejectReason, ResourceKey};
+use p2p_types::RejectReason;
 
 use crate::Kademlia;
 use crate::behaviour::Event;
 use crate::quotas::CreatorQuotas;
-use crate::records::Validation;
+use crate::records::{StoredKey, Validation};
 
 /// The rules for inbound records and the state they keep.
 pub(crate) struct Inbound {
@@ -44,24 +46,25 @@ impl Inbound {
         }
     }
 
-    /// A record `source` asks us to store; returns what happened to it, if
-    /// anyone needs to know.
+    /// A record `source` asks us to store: [`Ok`] with the event to report
+    /// once it is in our store (only then is the put acknowledged), or the
+    /// refusal to report, if any.
     pub(crate) fn put(
         &mut self,
         kad: &mut Kademlia,
         source: PeerId,
         mut record: kad::Record,
-    ) -> Option<Event> {
+    ) -> Result<Event, Option<Event>> {
         let rejected = |reason| {
-            Some(Event::Rejected {
+            Err(Some(Event::Rejected {
                 peer: source,
                 reason,
-            })
+            }))
         };
-        if ResourceKey::from_bytes(record.key.as_ref()).is_err() {
+        let Some(stored_key) = StoredKey::parse(record.key.as_ref()) else {
             tracing::debug!(peer = %source, "refused a record under a key we do not serve");
             return rejected(RejectReason::UnservedKey);
-        }
+        };
         let now_ms = p2p_protocol::now_ms();
         let incoming = match self
             .validation
@@ -88,7 +91,7 @@ impl Inbound {
             && let Err(e) = kad.store_mut().admit(
                 quotas,
                 incoming.creator,
-                &incoming.key,
+                &stored_key,
                 signed,
                 Instant::now(),
             )
@@ -111,13 +114,13 @@ impl Inbound {
         }
         let key = record.key.clone();
         let stored = match kad.store_mut().put(record) {
-            Ok(()) => Some(Event::RecordStored { peer: source, key }),
+            Ok(()) => Ok(Event::RecordStored { peer: source, key }),
             Err(e) => {
                 tracing::debug!(peer = %source, error = %e, "inbound record not stored");
-                None
+                Err(None)
             }
         };
-        kad.store_mut().settle(&incoming.key);
+        kad.store_mut().settle(&stored_key);
         stored
     }
 

@@ -18,7 +18,11 @@
 //!   a peer enters the table only when it advertises our Kademlia protocol
 //!   (it is a server) and only with addresses the mapper keeps.
 //! - [`records`]: resource records as DHT keys and values, and the checks
-//!   before one is trusted or stored.
+//!   before one is trusted or stored. Records live under creator-scoped keys
+//!   (`/lotus/r/<type>/<id>/<creator>`, only that creator can write there)
+//!   and, for TypeScript peers, under the shared `resource:<type>:<id>`
+//!   (first writer wins); creators are found through provider records at
+//!   the shared key (see the module docs for why).
 //! - [`dht_stats`]: the numbers a node reports.
 //!
 //! ```

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 
 use libp2p::{PeerId, kad};
 use p2p_protocol::ResourceRecord;
-use p2p_types::{RejectReason, ResourceKey};
+use p2p_types::RejectReason;
 
 use crate::Kademlia;
 use crate::behaviour::Event;
-use crate::records::Validation;
+use crate::records::{StoredKey, Validation};
 
 /// Most providers one lookup collects (remote answers are not trusted to be small).
 pub const MAX_PROVIDERS: usize = 1024;
@@ -40,7 +40,8 @@ pub type Lookup = Result<Found, LookupError>;
 #[error("record not stored locally: {0}")]
 pub struct NotStored(#[from] pub kad::store::Error);
 
-/// What a put yields: how many of the closest peers acknowledged it.
+/// What a put yields: how many of the closest peers acknowledged it (a
+/// lotus-p2p server acknowledges only a record it stored).
 pub type Put = Result<usize, NotStored>;
 
 /// What a finished query was.
@@ -83,7 +84,7 @@ pub(crate) enum Pending {
     Put(Reply<Put>),
     /// The first record that verifies for `key` wins.
     Get {
-        key: ResourceKey,
+        key: StoredKey,
         reply: Reply<Lookup>,
     },
     /// The reply says whether the closest peers were told.
@@ -144,8 +145,9 @@ impl Queries {
                 let Some(Pending::Get { key, .. }) = self.pending.get(&id) else {
                     return finished(events, last, id, kind, stats);
                 };
-                match validation.check(found.record.key.as_ref(), &found.record.value) {
-                    Ok(record) if record.key == *key => {
+                let asked = key.kad_key();
+                match validation.check(asked.as_ref(), &found.record.value) {
+                    Ok(record) if found.record.key == asked => {
                         if let Some(Pending::Get { reply, .. }) = self.pending.remove(&id) {
                             let _ = reply.send(Ok((record, found.peer)));
                         }

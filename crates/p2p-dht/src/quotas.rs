@@ -17,7 +17,9 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
-use p2p_types::{ResourceKey, ResourceType};
+use p2p_types::ResourceType;
+
+use crate::records::StoredKey;
 
 /// Per-creator limits on stored resource records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub enum QuotaExceeded {
 /// One creator's keys, counted per type.
 #[derive(Debug, Default)]
 struct Held {
-    keys: HashSet<ResourceKey>,
+    keys: HashSet<StoredKey>,
     per_type: HashMap<ResourceType, usize>,
 }
 
@@ -64,20 +66,20 @@ impl Held {
         self.keys.len() >= quotas.per_creator || self.of_type(ty) >= quotas.per_type
     }
 
-    fn add(&mut self, key: ResourceKey) {
-        let ty = key.resource_type().clone();
+    fn add(&mut self, key: StoredKey) {
+        let ty = key.resource().resource_type().clone();
         if self.keys.insert(key) {
             *self.per_type.entry(ty).or_default() += 1;
         }
     }
 
-    fn take(&mut self, key: &ResourceKey) {
+    fn take(&mut self, key: &StoredKey) {
         if self.keys.remove(key)
-            && let Some(n) = self.per_type.get_mut(key.resource_type())
+            && let Some(n) = self.per_type.get_mut(key.resource().resource_type())
         {
             *n -= 1;
             if *n == 0 {
-                self.per_type.remove(key.resource_type());
+                self.per_type.remove(key.resource().resource_type());
             }
         }
     }
@@ -86,7 +88,7 @@ impl Held {
 /// Who created each stored resource record, and what each creator holds.
 #[derive(Debug, Default)]
 pub struct CreatorIndex {
-    owners: HashMap<ResourceKey, PeerId>,
+    owners: HashMap<StoredKey, PeerId>,
     creators: HashMap<PeerId, Held>,
 }
 
@@ -99,17 +101,17 @@ impl CreatorIndex {
         &mut self,
         quotas: CreatorQuotas,
         creator: PeerId,
-        key: &ResourceKey,
-        mut stored: impl FnMut(&ResourceKey, &PeerId) -> bool,
+        key: &StoredKey,
+        mut stored: impl FnMut(&StoredKey, &PeerId) -> bool,
     ) -> Result<(), QuotaExceeded> {
         if self.owners.get(key) == Some(&creator) {
             return Ok(()); // an update of its own record
         }
-        let ty = key.resource_type();
+        let ty = key.resource().resource_type();
         if let Some(held) = self.creators.get(&creator)
             && held.full(quotas, ty)
         {
-            let gone: Vec<ResourceKey> = held
+            let gone: Vec<StoredKey> = held
                 .keys
                 .iter()
                 .filter(|k| !stored(k, &creator))
@@ -134,7 +136,7 @@ impl CreatorIndex {
 
     /// Records that the store holds `creator`'s record under `key` (the
     /// key's previous creator, if any, no longer holds it).
-    pub fn insert(&mut self, creator: PeerId, key: ResourceKey) {
+    pub fn insert(&mut self, creator: PeerId, key: StoredKey) {
         if let Some(previous) = self.owners.insert(key.clone(), creator)
             && previous != creator
         {
@@ -144,13 +146,13 @@ impl CreatorIndex {
     }
 
     /// Forgets the record under `key` (the store dropped or replaced it).
-    pub fn remove(&mut self, key: &ResourceKey) {
+    pub fn remove(&mut self, key: &StoredKey) {
         if let Some(owner) = self.owners.remove(key) {
             self.detach(owner, key);
         }
     }
 
-    fn detach(&mut self, creator: PeerId, key: &ResourceKey) {
+    fn detach(&mut self, creator: PeerId, key: &StoredKey) {
         if let Some(held) = self.creators.get_mut(&creator) {
             held.take(key);
             if held.keys.is_empty() {
@@ -175,8 +177,11 @@ impl CreatorIndex {
 mod tests {
     use super::*;
 
-    fn key(ty: &str, id: usize) -> ResourceKey {
-        ResourceKey::new(ty.parse().unwrap(), format!("r{id}").parse().unwrap())
+    fn key(ty: &str, id: usize) -> StoredKey {
+        StoredKey::Shared(p2p_types::ResourceKey::new(
+            ty.parse().unwrap(),
+            format!("r{id}").parse().unwrap(),
+        ))
     }
 
     #[test]
@@ -187,7 +192,7 @@ mod tests {
         };
         let mut index = CreatorIndex::default();
         let (greedy, other) = (PeerId::random(), PeerId::random());
-        let all = |_: &ResourceKey, _: &PeerId| true;
+        let all = |_: &StoredKey, _: &PeerId| true;
         for i in 0..3 {
             index.admit(quotas, greedy, &key("a", i), all).unwrap();
         }
@@ -206,7 +211,7 @@ mod tests {
         );
         index.admit(quotas, other, &key("a", 9), all).unwrap();
         // Once the store dropped some (expiry), there is room again.
-        let only_b = |k: &ResourceKey, _: &PeerId| k.resource_type().as_str() == "b";
+        let only_b = |k: &StoredKey, _: &PeerId| k.resource().resource_type().as_str() == "b";
         index.admit(quotas, greedy, &key("c", 0), only_b).unwrap();
         index.admit(quotas, greedy, &key("a", 7), only_b).unwrap();
     }
@@ -221,7 +226,7 @@ mod tests {
                 .unwrap();
         }
         let mut calls = 0;
-        let counting = |_: &ResourceKey, _: &PeerId| {
+        let counting = |_: &StoredKey, _: &PeerId| {
             calls += 1;
             true
         };
@@ -239,7 +244,7 @@ mod tests {
         };
         let mut index = CreatorIndex::default();
         let (a, b) = (PeerId::random(), PeerId::random());
-        let never = |_: &ResourceKey, _: &PeerId| -> bool { panic!("no prune needed") };
+        let never = |_: &StoredKey, _: &PeerId| -> bool { panic!("no prune needed") };
         index.admit(quotas, a, &key("x", 0), never).unwrap();
         index.admit(quotas, a, &key("x", 1), never).unwrap();
         // The store dropped one: room again, without asking the store.

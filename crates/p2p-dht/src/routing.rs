@@ -9,8 +9,12 @@
 //! it, which is why lotus-p2p nodes always run ping.)
 //!
 //! [`Diversity`] keeps one network operator from filling the table (an
-//! eclipse): peers reachable only at public IPs of the same group may take a
-//! few places per k-bucket and per table, the rest are refused.
+//! eclipse): peers connected from public IPs of the same group may take a
+//! few places per k-bucket and per table, the rest are refused. The group is
+//! that of the address the peer's connection was observed at, never of the
+//! addresses it claims in identify (which cost nothing to vary); peers
+//! connected through a DNS name share one group, since the name says nothing
+//! about the operator behind it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,10 +27,11 @@ use crate::Kademlia;
 use crate::mapper::{AddressMapper, AddressScope, classify};
 
 /// Routing-table diversity, after go-libp2p's peer-diversity filter: peers are
-/// grouped by the public IP they are reached at (IPv4 /16, IPv6 /32); a group
+/// grouped by the address their connection was observed at (a public IPv4
+/// /16, a public IPv6 /32, or "a DNS name", one group for all names); a group
 /// may hold at most `per_bucket` peers in one k-bucket and `per_table` in the
-/// whole table. Peers with any non-public address (loopback, LAN, DNS) are not
-/// grouped, so LAN and test networks are not policed — it applies in public mode.
+/// whole table. Peers connected from loopback, LAN or memory addresses are
+/// not grouped, so LAN and test networks are not policed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Diversity {
     /// Peers of one group in one k-bucket. Default 2.
@@ -44,23 +49,17 @@ impl Default for Diversity {
     }
 }
 
-/// The IP group of a peer reached at `addrs`: `None` unless every address is
-/// a public IP (then the group of the first).
-fn ip_group<'a>(addrs: impl IntoIterator<Item = &'a Multiaddr>) -> Option<Vec<u8>> {
-    let mut group = None;
-    for addr in addrs {
-        if classify(addr) != AddressScope::Public {
-            return None;
-        }
-        if group.is_none() {
-            group = addr.iter().find_map(|p| match p {
-                Protocol::Ip4(ip) => Some(prefix(IpAddr::V4(ip))),
-                Protocol::Ip6(ip) => Some(prefix(IpAddr::V6(ip))),
-                _ => None,
-            });
-        }
+/// The diversity group of a connection observed at `addr`, if it has one.
+fn group_of(addr: &Multiaddr) -> Option<Vec<u8>> {
+    match classify(addr) {
+        AddressScope::Public => addr.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(prefix(IpAddr::V4(ip))),
+            Protocol::Ip6(ip) => Some(prefix(IpAddr::V6(ip))),
+            _ => None,
+        }),
+        AddressScope::Dns => Some(b"dns".to_vec()),
+        _ => None,
     }
-    group
 }
 
 fn prefix(ip: IpAddr) -> Vec<u8> {
@@ -74,24 +73,50 @@ fn bucket_of(local: &KBucketKey<PeerId>, peer: PeerId) -> u32 {
     local.distance(&KBucketKey::from(peer)).ilog2().unwrap_or(0)
 }
 
-/// True when adding `peer` (reached at `addrs`) keeps the table diverse.
+/// The diversity group each peer had when it entered the routing table
+/// (its observed connection address then); peers not listed are not grouped.
+#[derive(Debug, Default)]
+pub struct Groups {
+    of: HashMap<PeerId, Vec<u8>>,
+}
+
+impl Groups {
+    /// Forgets peers no longer in `kad`'s table once the map has grown past
+    /// twice the table (so it stays bounded by the table's size).
+    fn prune(&mut self, kad: &mut Kademlia) {
+        let in_table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        if self.of.len() <= in_table.saturating_mul(2).max(64) {
+            return;
+        }
+        let mut keep = HashMap::new();
+        for bucket in kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                if let Some(group) = self.of.remove(&peer) {
+                    keep.insert(peer, group);
+                }
+            }
+        }
+        self.of = keep;
+    }
+}
+
+/// True when adding `peer`, of `group`, keeps the table diverse.
 fn diverse(
     kad: &mut Kademlia,
+    groups: &Groups,
     local: PeerId,
     limits: Diversity,
     peer: PeerId,
-    addrs: &[Multiaddr],
+    group: &[u8],
 ) -> bool {
-    let Some(group) = ip_group(addrs) else {
-        return true;
-    };
     let local = KBucketKey::from(local);
     let target = bucket_of(&local, peer);
     let (mut in_bucket, mut in_table) = (0, 0);
     for bucket in kad.kbuckets() {
         for entry in bucket.iter() {
             let other = *entry.node.key.preimage();
-            if other == peer || ip_group(entry.node.value.iter()).as_ref() != Some(&group) {
+            if other == peer || groups.of.get(&other).map(Vec::as_slice) != Some(group) {
                 continue;
             }
             in_table += 1;
@@ -129,15 +154,35 @@ pub struct Local<'a> {
     pub diversity: Option<Diversity>,
 }
 
-/// Adds an identified peer to the routing table when it is a DHT server.
+/// A peer identify told us about.
+#[derive(Debug, Clone, Copy)]
+pub struct Identified<'a> {
+    /// The peer.
+    pub peer: PeerId,
+    /// The address its connection was observed at (the diversity group comes
+    /// from it; `None`: not grouped).
+    pub observed: Option<&'a Multiaddr>,
+    /// The protocols it advertises.
+    pub protocols: &'a [StreamProtocol],
+    /// The listen addresses it claims.
+    pub listen_addrs: &'a [Multiaddr],
+}
+
+/// Adds an identified peer to the routing table when it is a DHT server,
+/// recording its diversity group in `groups`.
 pub fn on_identified(
     kad: &mut Kademlia,
     mapper: &dyn AddressMapper,
     local: Local<'_>,
-    peer: PeerId,
-    protocols: &[StreamProtocol],
-    listen_addrs: &[Multiaddr],
+    groups: &mut Groups,
+    identified: Identified<'_>,
 ) -> Population {
+    let Identified {
+        peer,
+        observed,
+        protocols,
+        listen_addrs,
+    } = identified;
     if !protocols.contains(local.kad_protocol) {
         return Population::NotAServer;
     }
@@ -145,11 +190,18 @@ pub fn on_identified(
     if addrs.is_empty() {
         return Population::NoUsableAddress;
     }
+    let group = observed.and_then(group_of);
     if let Some(limits) = local.diversity
-        && !diverse(kad, local.peer, limits, peer, &addrs)
+        && let Some(group) = &group
+        && !diverse(kad, groups, local.peer, limits, peer, group)
     {
         return Population::NotDiverse;
     }
+    groups.prune(kad);
+    match group {
+        Some(group) => groups.of.insert(peer, group),
+        None => groups.of.remove(&peer),
+    };
     let mut added = 0;
     for addr in addrs {
         match kad.add_address(&peer, addr) {

@@ -21,13 +21,11 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use crate::quotas::{CreatorIndex, CreatorQuotas, QuotaExceeded};
+use crate::records::StoredKey;
 use libp2p::PeerId;
 use libp2p::kad::store::{Error, MemoryStore, MemoryStoreConfig, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
-use p2p_types::ResourceKey;
-
-use crate::quotas::{CreatorIndex, CreatorQuotas, QuotaExceeded};
-use crate::records::kad_key;
 
 /// How much others may store with us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +119,7 @@ impl Store {
         &mut self,
         quotas: CreatorQuotas,
         creator: PeerId,
-        key: &ResourceKey,
+        key: &StoredKey,
         signed: bool,
         now: Instant,
     ) -> std::result::Result<(), QuotaExceeded> {
@@ -133,7 +131,7 @@ impl Store {
         };
         index.admit(quotas, creator, key, |key, _| {
             records
-                .get(&kad_key(key))
+                .get(&key.kad_key())
                 .is_some_and(|r| !r.is_expired(now))
         })?;
         other.remove(key);
@@ -142,8 +140,8 @@ impl Store {
 
     /// After a put of an admitted record: if it was not stored (the store
     /// is full), the index forgets it again.
-    pub(crate) fn settle(&mut self, key: &ResourceKey) {
-        if self.records.get(&kad_key(key)).is_none() {
+    pub(crate) fn settle(&mut self, key: &StoredKey) {
+        if self.records.get(&key.kad_key()).is_none() {
             self.creators.remove(key);
             self.unsigned.remove(key);
         }
@@ -152,7 +150,7 @@ impl Store {
     /// The record under `key` is no longer the one the index knows (we
     /// stored our own over it).
     pub(crate) fn forget(&mut self, key: &RecordKey) {
-        if let Ok(key) = ResourceKey::from_bytes(key.as_ref()) {
+        if let Some(key) = StoredKey::parse(key.as_ref()) {
             self.creators.remove(&key);
             self.unsigned.remove(&key);
         }

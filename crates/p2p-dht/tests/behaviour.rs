@@ -799,3 +799,253 @@ async fn an_unreachable_contact_leaves_the_routing_table() {
     })
     .await;
 }
+
+/// A put is acknowledged only once the record is stored: a publisher whose
+/// record reaches two servers, one of which already holds another
+/// creator's record under the key, is told one server stored it, and the
+/// refusing server reports the conflict against the publisher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_put_is_not_acknowledged() {
+    let publisher = Keypair::generate_ed25519();
+    let first = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(publisher.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: vec![node(first.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    let key = resource("round", "r1");
+    raw_link(&mut net, 0, 2).await;
+    let now = p2p_protocol::now_ms();
+    raw_put(
+        &mut net,
+        0,
+        2,
+        records::to_kad_record(&signed(&first, &key), now, Instant::now()).unwrap(),
+    );
+    net.drive_until("the first creator's record stored", |net| {
+        net.nodes[2]
+            .events
+            .iter()
+            .any(|e| matches!(e, p2p_dht::Event::RecordStored { .. }))
+            .then_some(())
+    })
+    .await;
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    for server in [1, 2] {
+        let (id, addr) = (net.nodes[server].id(), net.nodes[server].addr.clone());
+        assert!(net.nodes[0].swarm.behaviour_mut().add_address(id, addr));
+    }
+    let record = signed(&publisher, &key);
+    let kad_record =
+        records::to_kad_record(&record, p2p_protocol::now_ms(), Instant::now()).unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().put(kad_record, tx);
+    let stored_by = net
+        .drive_until("put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(stored_by, 1, "only the server that stored it counts");
+    let publisher_id = net.nodes[0].id();
+    assert_eq!(
+        net.nodes[2].rejections(publisher_id, RejectReason::RecordConflict),
+        1
+    );
+    assert!(
+        net.nodes[1]
+            .swarm
+            .behaviour_mut()
+            .stores(&records::kad_key(&key))
+    );
+}
+
+/// A squatter announcing first under a resource's type and id takes the
+/// shared key (first writer wins there) but cannot write the creator's key:
+/// its record under the creator's key is refused as invalid and counted
+/// against it, the creator's own put is stored, and a reader asking for the
+/// creator's record gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatter_cannot_write_a_creators_key() {
+    let creator = Keypair::generate_ed25519();
+    let squatter = Keypair::generate_ed25519();
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(creator.clone(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: vec![node(squatter.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    let key = resource("musig2-session", "s1");
+    let creator_id = creator.public().to_peer_id();
+    let squatter_id = squatter.public().to_peer_id();
+    raw_link(&mut net, 0, 0).await;
+    let now = p2p_protocol::now_ms();
+    let theirs = signed(&squatter, &key);
+    raw_put(
+        &mut net,
+        0,
+        0,
+        records::to_kad_record(&theirs, now, Instant::now()).unwrap(),
+    );
+    let mut under_creators_key = records::to_kad_record(&theirs, now, Instant::now()).unwrap();
+    under_creators_key.key = records::creator_key(&key, &creator_id);
+    raw_put(&mut net, 0, 0, under_creators_key);
+    net.drive_until("the squatter's two puts handled", |net| {
+        let stored = net.nodes[0].events.iter().any(
+            |e| matches!(e, p2p_dht::Event::RecordStored { peer, .. } if *peer == squatter_id),
+        );
+        let refused = net.nodes[0].rejections(squatter_id, RejectReason::InvalidRecord) == 1;
+        (stored && refused).then_some(())
+    })
+    .await;
+    net.connect(1, 0).await;
+    net.connect(2, 0).await;
+    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    for i in [1, 2] {
+        assert!(
+            net.nodes[i]
+                .swarm
+                .behaviour_mut()
+                .add_address(server, server_addr.clone())
+        );
+    }
+    let ours = signed(&creator, &key);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[1].swarm.behaviour_mut().put(
+        records::to_creator_record(&ours, p2p_protocol::now_ms(), Instant::now()).unwrap(),
+        tx,
+    );
+    let stored_by = net
+        .drive_until("creator's put answered", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(stored_by, 1, "the server stored the creator's record");
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2]
+        .swarm
+        .behaviour_mut()
+        .get(records::StoredKey::Creator(key.clone(), creator_id), tx);
+    let (found, from) = net
+        .drive_until("creator-key lookup", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!((found, from), (ours, Some(server)));
+    // The shared key is first-writer-wins: the squatter's record is there.
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[2].swarm.behaviour_mut().get(key.clone(), tx);
+    let (found, _) = net
+        .drive_until("shared-key lookup", |_| answer(&mut rx))
+        .await
+        .unwrap();
+    assert_eq!(found, theirs);
+}
+
+/// Keeps memory-transport addresses only (what a public node's mapper is to
+/// LAN addresses).
+#[derive(Debug)]
+struct MemoryOnly;
+
+impl p2p_dht::AddressMapper for MemoryOnly {
+    fn keep(&self, addr: &libp2p::Multiaddr) -> bool {
+        addr.iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::Memory(_)))
+    }
+}
+
+/// A DHT peer answering a lookup with a closer peer at an address our
+/// mapper refuses does not make us dial that address: answers pass the
+/// mapper as the routing table does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_in_lookup_answers_pass_the_mapper() {
+    let mut config = dht_config(DhtRates::default());
+    config.dht.mapper = MapperPolicy::Custom(Arc::new(MemoryOnly));
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Server)
+            })
+            .await,
+        ],
+    };
+    let lan: libp2p::Multiaddr = "/ip4/10.1.2.3/tcp/4001".parse().unwrap();
+    let planted = PeerId::random();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(&planted, lan.clone());
+    net.connect_raw(0, 0).await;
+    let (raw_id, raw_addr) = (net.raw[0].id(), net.raw[0].addr.clone());
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(raw_id, raw_addr)
+    );
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get(resource("session", "nowhere"), tx);
+    let found = net
+        .drive_until("lookup answered", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found, Err(p2p_dht::LookupError::NotFound));
+    assert!(
+        !net.nodes[0]
+            .failed_dials
+            .iter()
+            .any(|(_, addr)| addr.to_string().starts_with(&lan.to_string())),
+        "dialled a refused address: {:?}",
+        net.nodes[0].failed_dials
+    );
+}
+
+/// The behaviour groups a peer by the address its connection came from:
+/// fifteen servers connecting from one public /16 while each claims a
+/// listen address in its own /16 get three places (the default diversity).
+#[test]
+fn the_behaviour_groups_peers_by_their_observed_connection_address() {
+    use libp2p::core::ConnectedPoint;
+    use libp2p::swarm::behaviour::ConnectionEstablished;
+    use libp2p::swarm::{ConnectionId, FromSwarm, NetworkBehaviour as _};
+
+    let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
+    let mut dht = Behaviour::new(PeerId::random(), dht_config(DhtRates::default()));
+    let local_addr: libp2p::Multiaddr = "/ip4/0.0.0.0/tcp/4001".parse().unwrap();
+    let mut added = 0;
+    for i in 0..15 {
+        let peer = PeerId::random();
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: local_addr.clone(),
+            send_back_addr: format!("/ip4/45.33.0.{}/tcp/{}", i + 1, 40_000 + i)
+                .parse()
+                .unwrap(),
+        };
+        dht.on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id: ConnectionId::new_unchecked(i),
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }));
+        let claimed: libp2p::Multiaddr =
+            format!("/ip4/45.{}.1.1/tcp/4001", i + 100).parse().unwrap();
+        let population = dht.on_identified(
+            peer,
+            std::slice::from_ref(&protocol),
+            std::slice::from_ref(&claimed),
+        );
+        if matches!(population, Population::Added(_)) {
+            added += 1;
+        } else {
+            assert_eq!(population, Population::NotDiverse);
+        }
+    }
+    assert_eq!(added, 3);
+    assert_eq!(dht.routing_table_size(), 3);
+}

@@ -108,9 +108,11 @@ fn basic_sends_a_signed_message_and_discovers_through_the_dht() -> Result<()> {
         r#"bob discovered resource:example-resource:resource-123 created by {alice}: {{"name":"Example","data":"hello DHT"}}"#
     ))?;
     let alice_stats = out.line("alice: ")?;
+    // One announcement is two records: under Alice's creator-scoped key and
+    // under the shared (TypeScript) key.
     ensure!(
         alice_stats.starts_with("alice: 1 connected peer(s)")
-            && alice_stats.contains("1 record(s)")
+            && alice_stats.contains("2 record(s)")
             && alice_stats.ends_with("messages sent 1 received 0"),
         "alice's stats: {alice_stats}"
     );

@@ -6,6 +6,7 @@
 //! send <peer> <type> <json-payload>   broadcast <type> <json-payload>
 //! announce <type> <id> <json-data> [ttl-seconds]
 //! discover <type> <id> [timeout-ms]   resources <type>
+//! discover-from <type> <id> <creator-peer-id> [timeout-ms]
 //! provide <name>                      providers <name> [timeout-ms]
 //! stop
 //! ```
@@ -22,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::output::Output;
 
-/// Default bound on `discover`.
+/// Default bound on `discover` and `discover-from`.
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest accepted command line (bounded reads).
 const MAX_LINE: usize = 256 * 1024;
@@ -161,7 +162,23 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                 "" => DISCOVER_TIMEOUT,
                 ms => Duration::from_millis(ms.parse().context("timeout-ms")?),
             };
-            let record = node.discover(ty, id, timeout).await?;
+            // Every creator's valid record, newest first; `resource` is the
+            // first, as before.
+            let records = node.discover_all(ty, id, timeout).await?;
+            Ok(json!({
+                "resources": records.iter().map(|r| record_json(r)).collect::<Vec<_>>(),
+                "resource": records.first().map(|r| record_json(r)),
+            }))
+        }
+        "discover-from" => {
+            let (ty, rest) = word(args)?;
+            let (id, rest) = word(rest)?;
+            let (creator, rest) = word(rest)?;
+            let timeout = match rest.trim() {
+                "" => DISCOVER_TIMEOUT,
+                ms => Duration::from_millis(ms.parse().context("timeout-ms")?),
+            };
+            let record = node.discover_from(ty, id, peer(creator)?, timeout).await?;
             Ok(json!({"resource": record_json(&record)}))
         }
         "provide" => {

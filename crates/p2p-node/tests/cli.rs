@@ -49,6 +49,18 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
     assert_eq!(found["ok"], true, "{found}");
     assert_eq!(found["resource"]["creator"], a_id.as_str());
     assert_eq!(found["resource"]["data"]["status"], "open");
+    assert_eq!(found["resources"][0], found["resource"], "{found}");
+    assert_eq!(found["resources"].as_array().unwrap().len(), 1);
+    let pinned = b
+        .cmd(&format!("discover-from session s1 {a_id} 10000"))
+        .await;
+    assert_eq!(pinned["ok"], true, "{pinned}");
+    assert_eq!(pinned["resource"], found["resource"]);
+    let nobody = b
+        .cmd(&format!("discover-from session s1 {b_id} 10000"))
+        .await;
+    assert_eq!(nobody["ok"], false, "B never announced s1: {nobody}");
+    assert_eq!(nobody["error"], "resource not found", "{nobody}");
     let local = b.cmd("resources session").await;
     assert_eq!(local["resources"].as_array().unwrap().len(), 1);
 

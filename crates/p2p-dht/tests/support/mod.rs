@@ -40,6 +40,8 @@ pub struct Node<B: NetworkBehaviour> {
     pub events: Vec<B::ToSwarm>,
     /// Peers with at least one open connection.
     pub connected: HashSet<PeerId>,
+    /// Every address a dial failed at, with its peer.
+    pub failed_dials: Vec<(Option<PeerId>, Multiaddr)>,
 }
 
 /// A swarm of `behaviour` listening on a fresh memory address.
@@ -75,6 +77,7 @@ pub async fn node<B: NetworkBehaviour>(
         addr,
         events: Vec::new(),
         connected: HashSet::new(),
+        failed_dials: Vec::new(),
     }
 }
 
@@ -106,6 +109,14 @@ impl<B: NetworkBehaviour> Node<B> {
                     ..
                 } => {
                     self.connected.remove(&peer_id);
+                }
+                SwarmEvent::OutgoingConnectionError {
+                    peer_id,
+                    error: libp2p::swarm::DialError::Transport(failed),
+                    ..
+                } => {
+                    self.failed_dials
+                        .extend(failed.into_iter().map(|(addr, _)| (peer_id, addr)));
                 }
                 _ => {}
             }
