@@ -52,7 +52,6 @@
 mod support;
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc as std_mpsc;
@@ -190,16 +189,7 @@ fn run_child(n: usize) -> Value {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = std_mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = support::json_lines(child.stdout.take().unwrap());
     let mut merged = Map::new();
     merged.insert("scenario".into(), json!("dht_scale"));
     merged.insert("nodes".into(), json!(n));

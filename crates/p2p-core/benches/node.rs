@@ -28,7 +28,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -485,21 +485,7 @@ impl ChildProc {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std_mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Anything but a JSON line (a wrapper's chatter) goes to stderr.
-                if !line.starts_with('{') {
-                    eprintln!("{line}");
-                    continue;
-                }
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = support::json_lines(child.stdout.take().unwrap());
         Self {
             stdin: child.stdin.take(),
             child,

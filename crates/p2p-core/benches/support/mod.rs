@@ -77,3 +77,24 @@ pub(crate) fn rss_kb() -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Reads a child process's stdout on a thread of its own: JSON lines (the
+/// scenario results) arrive on the returned channel, anything else (a
+/// wrapper's chatter) goes to stderr.
+pub(crate) fn json_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !line.starts_with('{') {
+                eprintln!("{line}");
+                continue;
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
