@@ -8,7 +8,8 @@
 //! that limit for the life of the connection. Each peer gets a *lane*: the
 //! connection its message streams go on, with a count of the streams on it
 //! that the peer has not closed. Before the count reaches the peer's limit,
-//! the next message opens a fresh connection, which becomes the lane, and the
+//! the next message goes on another connection (the peer's other one if it
+//! has two — the per-peer limit — else a fresh one), which becomes the lane, and the
 //! old connection is closed once its last send has finished (the messages on
 //! it were read already; closing it releases the peer's streams).
 //!
@@ -113,7 +114,7 @@ impl LegacyLanes {
             Some(lane) if lane.open.load(Ordering::Acquire) < STREAMS_PER_CONNECTION => {
                 Target::Connection(lane.connection)
             }
-            Some(_) => Target::Fresh,
+            Some(full) => Target::Except(full.connection),
             None => Target::Any,
         };
         let opened = match self.control.open(peer, LEGACY_PROTOCOL, target).await {
@@ -135,7 +136,7 @@ impl LegacyLanes {
                 });
                 if let Some(old) = previous {
                     tracing::debug!(%peer, old = %old.connection, new = %lane.connection,
-                        "message streams move to a fresh connection");
+                        "message streams move to another connection");
                     // SeqCst with `Sending::done`: of the two sides (marking
                     // retired, ending the last send) at least one sees the other.
                     old.retired.store(true, Ordering::SeqCst);

@@ -6,7 +6,10 @@
 //! connection open until its connection monitor notices. Every protocol counts
 //! — kad lookups, identify, ping, messages, handlers' raw streams — so the
 //! pacing sits in the muxer, below all of them: at most [`OPENS`] new streams
-//! in any [`WINDOW`], the rest wait (queued by the swarm, never dropped). The
+//! in any [`WINDOW`], the rest wait in the swarm's queue. A waiting open still
+//! runs against its protocol's negotiation timeout (10 s by default), so a
+//! burst of more than about 33 opens on one connection fails its excess with
+//! a timeout instead of crossing the peer's limit. The
 //! window is longer than the peer's second, so a peer whose event loop stalls
 //! for up to half a second and then reads a backlog still sees no more than
 //! 5 in any of its windows. yamux connections are not paced.

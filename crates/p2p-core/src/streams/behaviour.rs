@@ -75,13 +75,15 @@ impl Behaviour {
                 }
                 Some(id)
             }
-            Target::Fresh => None,
+            Target::Except(full) => {
+                connections.and_then(|c| c.iter().rev().find(|id| **id != full).copied())
+            }
         };
         match chosen {
             Some(connection) => self.open_on(connection, request),
             None => {
                 let condition = match request.target {
-                    Target::Fresh => PeerCondition::Always,
+                    Target::Except(_) => PeerCondition::Always,
                     _ => PeerCondition::DisconnectedAndNotDialing,
                 };
                 self.actions.push_back(ToSwarm::Dial {

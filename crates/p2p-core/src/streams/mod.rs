@@ -63,8 +63,10 @@ pub(crate) enum Target {
     Any,
     /// This connection only (an error if it is gone).
     Connection(ConnectionId),
-    /// A new connection, dialled for this stream.
-    Fresh,
+    /// Any connection but this one: the peer's newest other connection, or a
+    /// new one dialled for this stream. (With a per-peer limit of two, the
+    /// peer's other connection is often all there can be.)
+    Except(ConnectionId),
 }
 
 /// An outbound stream and the connection it runs on.
