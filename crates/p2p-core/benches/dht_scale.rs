@@ -19,17 +19,10 @@
 //! 5. stops 30 % of the nodes (random, announcers included, queriers never)
 //!    and runs the same lookups again, at once.
 //!
-//! Requests per lookup: kad's `QueryStats` are not exposed by `Node`. The
-//! queriers (only they) are built with `SwarmMetrics`, whose libp2p-metrics
-//! histogram `kad_query_result_num_requests{type="get_record"}` observes
-//! `QueryStats::num_requests` on every progress event of a get-record query;
-//! the prometheus-client `Registry` has no reader besides its text encoder
-//! (a crate p2p-core does not depend on), so the bench reads the histogram's
-//! sum and count from the registry's `Debug` form before and after each
-//! lookup. kad reports a query's stats at the found record and again when the
-//! query is finished (at once, by p2p-dht), with the same request count, so
-//! requests = Δsum / Δcount. If that parse fails the figure is `null` and
-//! `requests_per_lookup_source` says so.
+//! Requests per lookup: each querier's `Node::stats().dht.record_lookups`
+//! (finished record lookups and the requests they sent, from kad's
+//! `QueryStats`) before and after each of its lookups; requests = Δrequests /
+//! Δfinished.
 //!
 //! One JSON line per size on stdout (the child's phase lines merged, so a
 //! size that dies part-way still reports what it measured), then a summary
@@ -59,10 +52,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::Multiaddr;
-use p2p_core::{
-    AnnounceOptions, ConnectionLimits, DhtConfig, DhtModeSetting, Node, Registry, SwarmMetrics,
-    TransportKind,
-};
+use p2p_core::{AnnounceOptions, ConnectionLimits, DhtConfig, DhtModeSetting, Node, TransportKind};
 use serde_json::{Map, Value, json};
 use support::summary;
 
@@ -302,8 +292,8 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-async fn start_node(metrics: Option<SwarmMetrics>) -> Node {
-    let mut builder = Node::builder()
+async fn start_node() -> Node {
+    let node = Node::builder()
         .transport(TransportKind::Memory)
         .listen("/memory/0".parse().unwrap())
         .dht(DhtConfig {
@@ -316,11 +306,9 @@ async fn start_node(metrics: Option<SwarmMetrics>) -> Node {
         .limits(ConnectionLimits {
             max_process_memory: None,
             ..ConnectionLimits::default()
-        });
-    if let Some(metrics) = metrics {
-        builder = builder.metrics(metrics);
-    }
-    let node = builder.build().unwrap();
+        })
+        .build()
+        .unwrap();
     node.start().await.unwrap();
     node
 }
@@ -347,30 +335,10 @@ fn usize_summary(v: &[usize]) -> Value {
     summary(v.iter().map(|&x| x as f64).collect())
 }
 
-/// `sum` and `count` of the get-record request histogram in a querier's
-/// registry (see the module doc), or `None` if its `Debug` form does not
-/// have the expected shape.
-fn get_record_requests(registry: &Registry) -> Option<(f64, u64)> {
-    let text = format!("{registry:?}");
-    let start = text.find("\"query_result_num_requests\"")?;
-    let rest = &text[start..];
-    let end = rest[1..].find("Descriptor {").map_or(rest.len(), |e| e + 1);
-    let family = &rest[..end];
-    let Some(at) = family.find("GetRecord }") else {
-        // No get-record query finished yet.
-        return Some((0.0, 0));
-    };
-    let hist = &family[at..];
-    let number = |key: &str| -> Option<&str> {
-        let from = hist.find(key)? + key.len();
-        let tail = &hist[from..];
-        let len = tail.find([',', ' ', '}']).unwrap_or(tail.len());
-        Some(&tail[..len])
-    };
-    Some((
-        number("sum: ")?.parse().ok()?,
-        number("count: ")?.parse().ok()?,
-    ))
+/// Record lookups finished by `node` and the requests they sent.
+async fn lookup_totals(node: &Node) -> Option<(u64, u64)> {
+    let totals = node.stats().await.ok()?.dht.record_lookups;
+    Some((totals.finished, totals.requests))
 }
 
 struct Lookup {
@@ -385,7 +353,6 @@ struct Lookup {
 #[allow(clippy::too_many_arguments)]
 async fn lookups(
     nodes: &[Node],
-    registries: &[Option<Registry>],
     queriers: &[usize],
     announced: &[(usize, String)],
     count: usize,
@@ -407,7 +374,6 @@ async fn lookups(
     }
     let runs = queriers.iter().zip(plan).map(|(&q, resources)| {
         let node = &nodes[q];
-        let registry = registries[q].as_ref();
         async move {
             let mut out = Vec::with_capacity(resources.len());
             for r in resources {
@@ -416,14 +382,14 @@ async fn lookups(
                 }
                 let (announcer, id) = &announced[r];
                 let creator = nodes[*announcer].peer_id();
-                let before = registry.and_then(get_record_requests);
+                let before = lookup_totals(node).await;
                 let started = Instant::now();
                 let found = node.discover(RESOURCE_TYPE, id, s.lookup_timeout).await;
                 let latency = started.elapsed();
-                let after = registry.and_then(get_record_requests);
+                let after = lookup_totals(node).await;
                 let requests = match (before, after) {
-                    (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => {
-                        Some((s1 - s0) / (c1 - c0) as f64)
+                    (Some((c0, r0)), Some((c1, r1))) if c1 > c0 => {
+                        Some((r1 - r0) as f64 / (c1 - c0) as f64)
                     }
                     _ => None,
                 };
@@ -486,19 +452,11 @@ async fn network(n: usize) {
         .take(s.queriers)
         .collect();
 
-    // 1. Start the nodes (queriers with metrics).
+    // 1. Start the nodes.
     let started = Instant::now();
     let mut nodes = Vec::with_capacity(n);
-    let mut registries: Vec<Option<Registry>> = Vec::with_capacity(n);
     for i in 0..n {
-        let (metrics, registry) = if queriers.contains(&i) {
-            let mut registry = Registry::default();
-            (Some(SwarmMetrics::register(&mut registry)), Some(registry))
-        } else {
-            (None, None)
-        };
-        nodes.push(start_node(metrics).await);
-        registries.push(registry);
+        nodes.push(start_node().await);
         if (i + 1) % 200 == 0 {
             eprintln!("  {} nodes started", i + 1);
         }
@@ -635,15 +593,7 @@ async fn network(n: usize) {
 
     // 4. Lookups.
     let wall = Instant::now();
-    let before = lookups(
-        &nodes,
-        &registries,
-        &queriers,
-        &announced,
-        s.lookups,
-        &mut rng,
-    )
-    .await;
+    let before = lookups(&nodes, &queriers, &announced, s.lookups, &mut rng).await;
     let before = lookup_report(&before, s.lookups, wall.elapsed());
     let after_lookups = proc_status();
     let per_node_after_kb = (after_lookups["rss_kb"].as_f64().unwrap()
@@ -656,7 +606,7 @@ async fn network(n: usize) {
         "before_churn": before,
         "rss_after_lookups": after_lookups,
         "memory_per_node_mb_after_lookups": round2(per_node_after_kb * 1024.0 / 1e6),
-        "requests_per_lookup_source": "libp2p-metrics kad_query_result_num_requests{type=get_record} of the querier, read from the Registry's Debug form (kad QueryStats are not exposed by Node)",
+        "requests_per_lookup_source": "Node::stats().dht.record_lookups of the querier (kad QueryStats::num_requests of its finished get-record queries)",
     }));
 
     // 5. Churn: stop 30 % (never a querier), then the same lookups at once.
@@ -674,15 +624,7 @@ async fn network(n: usize) {
         .filter(|(a, _)| stopped.contains(a))
         .count();
     let wall = Instant::now();
-    let after = lookups(
-        &nodes,
-        &registries,
-        &queriers,
-        &announced,
-        s.lookups,
-        &mut rng,
-    )
-    .await;
+    let after = lookups(&nodes, &queriers, &announced, s.lookups, &mut rng).await;
     let after = lookup_report(&after, s.lookups, wall.elapsed());
     eprintln!("  after churn: {after}");
     emit(json!({

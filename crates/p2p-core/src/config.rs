@@ -29,6 +29,15 @@ pub struct ConnectionLimits {
     pub max_established_incoming: u32,
     /// Established outbound connections. Default 128.
     pub max_established_outgoing: u32,
+    /// Connections the node keeps open while idle without a reason. A
+    /// connection that carried messages or handler streams, or that was
+    /// dialled through `connect` or for a bootstrap peer, is always kept;
+    /// others (those DHT lookups open, either way) are closed after
+    /// [`NodeConfig::idle_connection_timeout`] of idleness while the node has
+    /// more than this many connections. Default 32 (kubo's low watermark):
+    /// enough for the DHT to reuse connections to its frequent contacts,
+    /// without holding every peer a lookup ever touched.
+    pub keep_idle: u32,
     /// Established connections to one peer. Default 2 (one each way during a
     /// simultaneous dial); more only serve to multiply one peer's weight.
     pub max_established_per_peer: u32,
@@ -51,6 +60,7 @@ impl Default for ConnectionLimits {
             max_established: 256,
             max_established_incoming: 192,
             max_established_outgoing: 128,
+            keep_idle: 32,
             max_established_per_peer: 2,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
@@ -92,9 +102,10 @@ pub struct NodeConfig {
     pub limits: ConnectionLimits,
     /// Identify agent version. Default `lotus-p2p/<crate version>`.
     pub agent_version: String,
-    /// Close a connection after this long without any stream. Default 1 hour:
-    /// a coordination node keeps its peers (the TypeScript system never closed
-    /// idle connections), but not forever.
+    /// How long an idle connection that is not kept (see
+    /// [`ConnectionLimits::keep_idle`]) stays open once the node has more than
+    /// `keep_idle` connections. Default 30 s: a DHT lookup's connections
+    /// serve the next lookups for a while, then make room.
     pub idle_connection_timeout: Duration,
     /// Advertise listen addresses as external addresses. `None` (default)
     /// decides like the Auto mapper: yes when every listen address is local
@@ -154,7 +165,7 @@ impl Default for NodeConfig {
             dht: DhtConfig::default(),
             limits: ConnectionLimits::default(),
             agent_version: format!("lotus-p2p/{}", env!("CARGO_PKG_VERSION")),
-            idle_connection_timeout: Duration::from_secs(3600),
+            idle_connection_timeout: Duration::from_secs(30),
             advertise_listen_addrs: None,
             event_capacity: 1024,
             max_pending_dials: 256,

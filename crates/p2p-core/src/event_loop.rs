@@ -225,7 +225,7 @@ impl EventLoop {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             dht: dht_behaviour(config, local, &listen),
-            stream: streams::Behaviour::new(),
+            stream: streams::Behaviour::new(config.limits.keep_idle as usize),
         };
         let control = behaviour.stream.control();
         let mut swarm = Swarm::new(
@@ -519,6 +519,7 @@ impl EventLoop {
             None => DialOpts::unknown_peer_id().address(address.clone()).build(),
         };
         let id = opts.connection_id();
+        self.swarm.behaviour_mut().stream.keep(id);
         match self.swarm.dial(opts) {
             Ok(()) => {
                 self.pending_dials.insert(id, (address, reply));
@@ -549,6 +550,7 @@ impl EventLoop {
                 .address(entry.address.clone())
                 .build();
             let id = opts.connection_id();
+            self.swarm.behaviour_mut().stream.keep(id);
             match self.swarm.dial(opts) {
                 Ok(()) => {
                     self.bootstrap_dials.insert(id, index);
@@ -648,12 +650,7 @@ impl EventLoop {
                 num_established,
                 cause,
                 ..
-            } => self.on_connection_closed(
-                peer_id,
-                &endpoint,
-                num_established,
-                cause.map(|c| c.to_string()),
-            ),
+            } => self.on_connection_closed(peer_id, &endpoint, num_established, cause.as_ref()),
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
                 error,
@@ -690,7 +687,7 @@ impl EventLoop {
         peer: PeerId,
         endpoint: &ConnectedPoint,
         remaining: u32,
-        cause: Option<String>,
+        cause: Option<&libp2p::swarm::ConnectionError>,
     ) {
         self.peers
             .disconnected(peer, endpoint.get_remote_address(), remaining as usize);
@@ -699,8 +696,11 @@ impl EventLoop {
         }
         let local = self.pending_disconnects.remove(&peer);
         let cause = match (&local, cause) {
-            (Some(_), _) => DisconnectCause::Local,
-            (None, Some(reason)) => DisconnectCause::Remote(reason),
+            // Asked for, or our idle-connection policy (see `streams::idle`).
+            (Some(_), _) | (None, Some(libp2p::swarm::ConnectionError::KeepAliveTimeout)) => {
+                DisconnectCause::Local
+            }
+            (None, Some(reason)) => DisconnectCause::Remote(reason.to_string()),
             (None, None) => DisconnectCause::Remote("closed".to_owned()),
         };
         for waiter in local.into_iter().flatten() {

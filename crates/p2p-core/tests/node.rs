@@ -333,3 +333,89 @@ fn rand_port() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::process::id()) | 1
 }
+
+/// A node that keeps no idle connection without a reason, closing idle ones
+/// after 300 ms.
+async fn strict_idle_node() -> Node {
+    common::started(
+        common::tcp_builder(DhtModeSetting::Client)
+            .limits(p2p_core::ConnectionLimits {
+                keep_idle: 0,
+                ..p2p_core::ConnectionLimits::default()
+            })
+            .idle_connection_timeout(Duration::from_millis(300)),
+    )
+    .await
+}
+
+/// A future resolving when `node` reports `peer` disconnected.
+fn disconnected_from(
+    node: &Node,
+    peer: p2p_types::PeerId,
+) -> impl std::future::Future<Output = Result<Event, NodeError>> + use<> {
+    node.wait_for(
+        WAIT,
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerDisconnected { peer: p, .. }) if *p == peer),
+    )
+}
+
+/// How long a kept connection is watched for an unwanted close: ten idle
+/// timeouts of [`strict_idle_node`].
+const WATCH: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_nobody_asked_for_closes_above_the_watermark() {
+    let alice = strict_idle_node().await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let bob_sees_close = disconnected_from(&bob, alice.peer_id());
+    let alice_sees_close = disconnected_from(&alice, bob.peer_id());
+    // Bob dialled (his side is kept); Alice never used the connection and
+    // keeps no idle one, so she closes it.
+    bob.connect(dial_addr(&alice).await).await.unwrap();
+    let Event::Node(NodeEvent::PeerDisconnected { cause, .. }) = alice_sees_close.await.unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(cause, DisconnectCause::Local);
+    bob_sees_close.await.unwrap();
+    assert_eq!(alice.stats().await.unwrap().connections, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_carried_a_message_stays_open_while_idle() {
+    let alice = strict_idle_node().await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let alice_connected = connected_to(&alice, bob.peer_id());
+    bob.connect(dial_addr(&alice).await).await.unwrap();
+    alice_connected.await;
+    let received = alice.wait_for(WAIT, |e| matches!(e, Event::Message { .. }));
+    let message = bob
+        .message("idle-test".parse().unwrap())
+        .payload(&b"{}"[..]);
+    bob.send(alice.peer_id(), &bob.sign(message).unwrap())
+        .await
+        .unwrap();
+    received.await.unwrap();
+    let closed = disconnected_from(&alice, bob.peer_id());
+    assert!(
+        tokio::time::timeout(WATCH, closed).await.is_err(),
+        "the connection that carried a message was closed while idle"
+    );
+    assert!(alice.is_connected(bob.peer_id()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_user_dialled_stays_open_while_idle() {
+    let alice = strict_idle_node().await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let bob_connected = connected_to(&bob, alice.peer_id());
+    alice.connect(dial_addr(&bob).await).await.unwrap();
+    bob_connected.await;
+    // Bob is under his watermark (32) and keeps it too.
+    let closed = disconnected_from(&alice, bob.peer_id());
+    assert!(
+        tokio::time::timeout(WATCH, closed).await.is_err(),
+        "the connection alice dialled was closed while idle"
+    );
+    assert!(alice.is_connected(bob.peer_id()).await);
+}

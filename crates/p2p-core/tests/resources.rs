@@ -133,17 +133,17 @@ impl ProtocolHandler for Silent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discover_from_a_peer_that_never_answers_times_out() {
-    // The silent peer is a client-mode node (its own kad serves nothing)
-    // whose handler takes the DHT protocol's streams.
+/// A peer that looks like a DHT server and never answers: a client-mode node
+/// (its own kad serves nothing) whose handler takes the DHT protocol's
+/// streams and holds them. The receiver names each peer that asked.
+async fn silent_server() -> (Node, tokio::sync::mpsc::UnboundedReceiver<PeerId>) {
     let silent = Node::builder()
         .transport(p2p_core::TransportKind::Memory)
         .listen("/memory/0".parse().unwrap())
         .dht(common::dht(DhtModeSetting::Client))
         .build()
         .unwrap();
-    let (asked, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let (asked, requests) = tokio::sync::mpsc::unbounded_channel();
     silent
         .register_handler(Arc::new(Silent {
             asked,
@@ -151,6 +151,12 @@ async fn discover_from_a_peer_that_never_answers_times_out() {
         }))
         .unwrap();
     silent.start().await.unwrap();
+    (silent, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_from_a_peer_that_never_answers_times_out() {
+    let (silent, mut requests) = silent_server().await;
     let asker = memory_node(DhtModeSetting::Client).await;
     asker.connect(dial_addr(&silent).await).await.unwrap();
     // Identify showed the asker a DHT server: the silent peer is its table.
@@ -517,4 +523,83 @@ async fn a_squatter_announcing_first_cannot_hide_the_creators_record() {
         *ours.record,
         "the newest cached record"
     );
+}
+
+/// Seventeen creators announce one resource: unpinned discovery answers with
+/// sixteen of them (`MAX_DISCOVERED`), newest first, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_all_answers_at_most_sixteen_records_newest_first() {
+    let server = memory_node(DhtModeSetting::Server).await;
+    let creators = p2p_core::MAX_DISCOVERED + 1;
+    let mut announcers = Vec::with_capacity(creators);
+    for i in 0..creators {
+        let node = memory_node(DhtModeSetting::Client).await;
+        link(&node, &server).await;
+        node.announce(
+            "coinjoin-round",
+            "crowded",
+            format!(r#"{{"n":{i}}}"#),
+            ttl(600),
+        )
+        .await
+        .unwrap();
+        announcers.push(node);
+    }
+    let reader = memory_node(DhtModeSetting::Client).await;
+    link(&reader, &server).await;
+    let all = reader
+        .discover_all("coinjoin-round", "crowded", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), p2p_core::MAX_DISCOVERED);
+    assert!(
+        all.windows(2).all(|w| w[0].created_ms >= w[1].created_ms),
+        "newest first"
+    );
+    let distinct: std::collections::HashSet<PeerId> = all.iter().map(|r| r.creator).collect();
+    assert_eq!(distinct.len(), all.len(), "one record per creator");
+}
+
+/// A lookup that times out answers with what the cache holds: the record
+/// discovered earlier, when the only peer left never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_that_times_out_falls_back_to_the_cache() {
+    let holder = memory_node(DhtModeSetting::Server).await;
+    let asker = memory_node(DhtModeSetting::Client).await;
+    link(&asker, &holder).await;
+    let announced = holder
+        .announce("musig2-session", "cached", r#"{"k":1}"#, ttl(600))
+        .await
+        .unwrap();
+    let found = asker
+        .discover_all("musig2-session", "cached", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(*found[0], *announced.record);
+    // The holder goes away; the only DHT server left holds every request.
+    holder.stop().await.unwrap();
+    let (silent, mut asked) = silent_server().await;
+    let silent_id = silent.peer_id();
+    let in_table = asker.wait_for(WAIT, move |e| {
+        matches!(e.as_node(), Some(p2p_core::NodeEvent::RoutingUpdated { peer, .. }) if *peer == silent_id)
+    });
+    asker.connect(dial_addr(&silent).await).await.unwrap();
+    in_table.await.unwrap();
+    let timeout = Duration::from_millis(500);
+    let started = tokio::time::Instant::now();
+    let cached = asker
+        .discover_all("musig2-session", "cached", timeout)
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= timeout, "answered before its timeout");
+    assert_eq!(cached.len(), 1);
+    assert_eq!(*cached[0], *announced.record);
+    let who = tokio::time::timeout(WAIT, asked.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, asker.peer_id(), "the silent peer was asked");
+    // Nothing cached under another id: the timeout itself.
+    let other = asker.discover_all("musig2-session", "never", timeout).await;
+    assert!(matches!(other, Err(ResourceError::Timeout)), "{other:?}");
 }

@@ -48,7 +48,7 @@ use libp2p::swarm::{
     NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use p2p_types::{DhtMode, DhtStats, ProtocolLimits, RejectReason};
+use p2p_types::{DhtMode, DhtStats, ProtocolLimits, QueryTotals, RejectReason};
 
 use crate::inbound::Inbound;
 use crate::mapper::AddressMapper;
@@ -150,6 +150,8 @@ pub struct Behaviour {
     /// Diversity groups of the peers in the routing table.
     groups: Groups,
     observer: Option<KadObserver>,
+    /// Record lookups finished and their requests (in [`DhtStats`]).
+    record_lookups: QueryTotals,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
 
@@ -183,6 +185,7 @@ impl Behaviour {
             observed: HashMap::new(),
             groups: Groups::default(),
             observer: None,
+            record_lookups: QueryTotals::default(),
             queued: VecDeque::new(),
         }
     }
@@ -327,7 +330,10 @@ impl Behaviour {
     /// The DHT's numbers now.
     pub fn stats(&mut self) -> DhtStats {
         let in_flight = self.kad.iter_queries().count();
-        crate::dht_stats(&mut self.kad, in_flight)
+        DhtStats {
+            record_lookups: self.record_lookups,
+            ..crate::dht_stats(&mut self.kad, in_flight)
+        }
     }
 
     /// Drops a peer none of whose addresses answered from the routing table.
@@ -434,6 +440,15 @@ impl Behaviour {
     }
 
     fn emit(&mut self, event: Event) {
+        if let Event::QueryFinished {
+            kind: QueryKind::GetRecord,
+            stats,
+            ..
+        } = &event
+        {
+            self.record_lookups.finished += 1;
+            self.record_lookups.requests += u64::from(stats.num_requests());
+        }
         self.queued.push_back(ToSwarm::GenerateEvent(event));
     }
 

@@ -1,7 +1,7 @@
 //! DHT statistics.
 
 use libp2p::kad::{self, store::RecordStore};
-use p2p_types::{DhtMode, DhtStats};
+use p2p_types::{DhtMode, DhtStats, QueryTotals};
 
 use crate::Kademlia;
 
@@ -27,5 +27,6 @@ pub fn dht_stats(kad: &mut Kademlia, queries_in_flight: usize) -> DhtStats {
         provider_keys,
         queries_in_flight,
         ready: routing_table_size > 0,
+        record_lookups: QueryTotals::default(),
     }
 }

@@ -167,21 +167,13 @@ async fn a_record_put_by_one_server_is_found_by_another_node() {
 /// refused as invalid, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_record_from_a_raw_kad_peer_is_refused() {
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
-        raw: vec![
-            node(Keypair::generate_ed25519(), |id| {
-                raw_kad(id, kad::Mode::Client)
-            })
-            .await,
-        ],
-    };
-    net.connect_raw(0, 0).await;
-    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .add_address(&victim, victim_addr);
+    let mut net = server_and_raw_peer(
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        dht_config(DhtRates::default()),
+    )
+    .await;
+    let victim = net.nodes[0].id();
     let attacker = net.raw[0].id();
     let value = format!(
         r#"{{"resourceId":"s1","resourceType":"session","creatorPeerId":"{victim}","data":{{}},"createdAt":{}}}"#,
@@ -209,20 +201,15 @@ async fn a_lookup_flood_is_answered_empty_past_the_peer_rate() {
         peer_requests: Some(DhtRate::per_second(1, 10)),
         ..DhtRates::default()
     };
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(rates)).await],
-        raw: vec![
-            node(Keypair::generate_ed25519(), |id| {
-                raw_kad(id, kad::Mode::Client)
-            })
-            .await,
-        ],
-    };
-    net.connect_raw(0, 0).await;
-    let (victim, victim_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let mut net = server_and_raw_peer(
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        dht_config(rates),
+    )
+    .await;
+    let victim = net.nodes[0].id();
     let attacker = net.raw[0].id();
     let kad = net.raw[0].swarm.behaviour_mut();
-    kad.add_address(&victim, victim_addr);
     for i in 0..40 {
         kad.get_record(RecordKey::new(&format!("resource:probe:p{i}")));
     }
@@ -291,17 +278,8 @@ async fn records_over_a_creators_quota_are_refused() {
         per_type: 3,
     });
     let creator = Keypair::generate_ed25519();
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(Keypair::generate_ed25519(), config).await],
-        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
-    };
-    net.connect_raw(0, 0).await;
-    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let mut net = server_and_raw_peer(Keypair::generate_ed25519(), creator.clone(), config).await;
     let sender = net.raw[0].id();
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .add_address(&server, server_addr);
     let keys: Vec<ResourceKey> = (0..5)
         .map(|i| resource("session", &format!("s{i}")))
         .collect();
@@ -341,22 +319,13 @@ async fn records_over_a_creators_quota_are_refused() {
 /// namespace, or junk to fill the store) is refused, unscored, and not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_under_a_key_we_do_not_serve_is_refused() {
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
-        raw: vec![
-            node(Keypair::generate_ed25519(), |id| {
-                raw_kad(id, kad::Mode::Client)
-            })
-            .await,
-        ],
-    };
-    net.connect_raw(0, 0).await;
-    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
+    let mut net = server_and_raw_peer(
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        dht_config(DhtRates::default()),
+    )
+    .await;
     let sender = net.raw[0].id();
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .add_address(&server, server_addr);
     let key = RecordKey::new(b"/junk/0001");
     net.raw[0]
         .swarm
@@ -378,16 +347,7 @@ async fn others_records_cannot_crowd_out_our_own() {
     let mut config = dht_config(DhtRates::default());
     config.dht.max_records = 3;
     let (server_key, creator) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(server_key.clone(), config).await],
-        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
-    };
-    net.connect_raw(0, 0).await;
-    let (server, server_addr) = (net.nodes[0].id(), net.nodes[0].addr.clone());
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .add_address(&server, server_addr);
+    let mut net = server_and_raw_peer(server_key.clone(), creator.clone(), config).await;
     let theirs: Vec<ResourceKey> = (0..4).map(|i| resource("ad", &format!("a{i}"))).collect();
     for key in &theirs {
         let record = signed(&creator, key);
@@ -544,6 +504,21 @@ fn raw_put(net: &mut Net<Behaviour>, from: usize, to: usize, record: Record) {
         .put_record_to(record, std::iter::once(target), Quorum::One);
 }
 
+/// One DHT node (`nodes[0]`) and one plain kad client (`raw[0]`, the
+/// attacker in most tests), linked.
+async fn server_and_raw_peer(
+    server: Keypair,
+    peer: Keypair,
+    config: p2p_dht::BehaviourConfig,
+) -> Net<Behaviour> {
+    let mut net = Net {
+        nodes: vec![dht_node(server, config).await],
+        raw: vec![node(peer, |id| raw_kad(id, kad::Mode::Client)).await],
+    };
+    raw_link(&mut net, 0, 0).await;
+    net
+}
+
 /// Connects raw peer `from` to `nodes[to]` and puts the node in its table.
 async fn raw_link(net: &mut Net<Behaviour>, from: usize, to: usize) {
     net.connect_raw(from, to).await;
@@ -659,11 +634,12 @@ fn p2p_core_penalty_free(reason: RejectReason) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_version_cannot_replace_a_newer_one() {
     let creator = Keypair::generate_ed25519();
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
-        raw: vec![node(creator.clone(), |id| raw_kad(id, kad::Mode::Client)).await],
-    };
-    raw_link(&mut net, 0, 0).await;
+    let mut net = server_and_raw_peer(
+        Keypair::generate_ed25519(),
+        creator.clone(),
+        dht_config(DhtRates::default()),
+    )
+    .await;
     let key = resource("session", "s1");
     let now = p2p_protocol::now_ms();
     let newer = version(&creator, &key, r#"{"v":2}"#, 0, 600_000);

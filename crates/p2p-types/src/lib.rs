@@ -32,4 +32,4 @@ pub use limits::ProtocolLimits;
 pub use multiaddr::Multiaddr;
 pub use names::{MessageType, NameError, ProtocolName};
 pub use resource::{RESOURCE_KEY_PREFIX, ResourceId, ResourceKey, ResourceType};
-pub use stats::{DhtMode, DhtStats, MessageStats, NodeStats, RejectReason};
+pub use stats::{DhtMode, DhtStats, MessageStats, NodeStats, QueryTotals, RejectReason};

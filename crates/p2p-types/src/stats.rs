@@ -183,6 +183,19 @@ pub struct DhtStats {
     pub queries_in_flight: usize,
     /// True when the routing table is non-empty, so queries can make progress.
     pub ready: bool,
+    /// Record lookups (`discover`, `get_record`) finished since start, and
+    /// the requests they sent: requests per lookup is the ratio of the
+    /// change in both over a period.
+    pub record_lookups: QueryTotals,
+}
+
+/// Totals of one kind of finished DHT query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryTotals {
+    /// Queries finished (found or not).
+    pub finished: u64,
+    /// Requests they sent to peers (kad's `QueryStats::num_requests`).
+    pub requests: u64,
 }
 
 /// Totals of a running node.

@@ -2,7 +2,8 @@
 //! routes open requests to one of them (dialling when asked or needed) and
 //! reports refused inbound streams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use libp2p::core::Endpoint;
@@ -18,6 +19,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 use super::handler::{Handler, Open, Refused};
+use super::idle::IdlePolicy;
 use super::{
     Control, Event, INBOUND_QUEUE, OpenError, OpenRequest, REQUEST_QUEUE, Request, SharedRegistry,
     Target,
@@ -32,15 +34,20 @@ pub(crate) struct Behaviour {
     /// Requests waiting for a (new) connection to their peer.
     waiting: HashMap<PeerId, Vec<OpenRequest>>,
     actions: VecDeque<ToSwarm<Event, Open>>,
+    /// Dials made for the node's user: their connections are kept.
+    keep: HashSet<ConnectionId>,
+    idle: Arc<IdlePolicy>,
 }
 
 impl Behaviour {
-    pub(crate) fn new() -> Self {
-        Self::with_queue_depth(INBOUND_QUEUE)
+    /// Idle connections beyond `keep_idle` in all close unless kept (see
+    /// [`super::idle`]).
+    pub(crate) fn new(keep_idle: usize) -> Self {
+        Self::with_queue_depth(INBOUND_QUEUE, keep_idle)
     }
 
     /// With each protocol's inbound queue `depth` deep.
-    pub(crate) fn with_queue_depth(depth: usize) -> Self {
+    pub(crate) fn with_queue_depth(depth: usize, keep_idle: usize) -> Self {
         let registry = SharedRegistry::default();
         let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
         Self {
@@ -54,7 +61,15 @@ impl Behaviour {
             connections: HashMap::new(),
             waiting: HashMap::new(),
             actions: VecDeque::new(),
+            keep: HashSet::new(),
+            idle: Arc::new(IdlePolicy::new(keep_idle)),
         }
+    }
+
+    /// The connection of this dial, made for the node's user, stays open
+    /// while idle.
+    pub(crate) fn keep(&mut self, dial: ConnectionId) {
+        self.keep.insert(dial);
     }
 
     /// A handle for accepting and opening streams.
@@ -105,8 +120,14 @@ impl Behaviour {
         });
     }
 
-    fn handler(&self, peer: PeerId, connection: ConnectionId) -> Handler {
-        Handler::new(peer, connection, SharedRegistry::clone(&self.registry))
+    fn handler(&mut self, peer: PeerId, connection: ConnectionId) -> Handler {
+        Handler::new(
+            peer,
+            connection,
+            SharedRegistry::clone(&self.registry),
+            self.keep.remove(&connection),
+            Arc::clone(&self.idle),
+        )
     }
 }
 
@@ -142,6 +163,7 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 ..
             }) => {
+                self.idle.established();
                 self.connections
                     .entry(peer_id)
                     .or_default()
@@ -155,6 +177,7 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 ..
             }) => {
+                self.idle.closed();
                 if let Some(connections) = self.connections.get_mut(&peer_id) {
                     connections.retain(|c| *c != connection_id);
                     if connections.is_empty() {
@@ -163,10 +186,13 @@ impl NetworkBehaviour for Behaviour {
                 }
             }
             FromSwarm::DialFailure(DialFailure {
-                peer_id: Some(peer),
+                peer_id,
                 error,
+                connection_id,
                 ..
             }) => {
+                self.keep.remove(&connection_id);
+                let Some(peer) = peer_id else { return };
                 // Another dial to the peer is under way: wait for its outcome.
                 if matches!(error, DialError::DialPeerConditionFalse(_)) {
                     return;

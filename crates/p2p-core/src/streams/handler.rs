@@ -18,6 +18,9 @@ use libp2p::swarm::{
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
+use super::idle::IdlePolicy;
 use super::{Incoming, OpenError, Opened, SharedRegistry, lock};
 
 /// The protocols offered (inbound) or asked for (outbound, exactly one).
@@ -76,10 +79,20 @@ pub(crate) struct Handler {
     /// Opens handed to the connection and not yet negotiated.
     negotiating: usize,
     refused: VecDeque<Refused>,
+    /// Kept open while idle: it carried an application stream or the node
+    /// dialled it for its user (see [`super::idle`]).
+    kept: bool,
+    idle: Arc<IdlePolicy>,
 }
 
 impl Handler {
-    pub(crate) fn new(peer: PeerId, connection: ConnectionId, registry: SharedRegistry) -> Self {
+    pub(crate) fn new(
+        peer: PeerId,
+        connection: ConnectionId,
+        registry: SharedRegistry,
+        kept: bool,
+        idle: Arc<IdlePolicy>,
+    ) -> Self {
         Self {
             peer,
             connection,
@@ -87,6 +100,8 @@ impl Handler {
             opens: VecDeque::new(),
             negotiating: 0,
             refused: VecDeque::new(),
+            kept,
+            idle,
         }
     }
 }
@@ -104,7 +119,7 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        !self.opens.is_empty() || self.negotiating > 0
+        self.kept || !self.opens.is_empty() || self.negotiating > 0 || self.idle.room_for_idle()
     }
 
     fn poll(
@@ -140,6 +155,7 @@ impl ConnectionHandler for Handler {
                 protocol: (stream, protocol),
                 ..
             }) => {
+                self.kept = true;
                 let incoming = Incoming {
                     peer: self.peer,
                     stream,
@@ -152,6 +168,7 @@ impl ConnectionHandler for Handler {
                 protocol: (stream, _),
                 info: open,
             }) => {
+                self.kept = true;
                 self.negotiating = self.negotiating.saturating_sub(1);
                 let _ = open.reply.send(Ok(Opened {
                     stream,

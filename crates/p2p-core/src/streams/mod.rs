@@ -15,6 +15,7 @@
 
 mod behaviour;
 mod handler;
+mod idle;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -230,7 +231,7 @@ mod tests {
         let transport = build(TransportKind::Memory, &key, false).expect("transport");
         Swarm::new(
             transport,
-            Behaviour::with_queue_depth(queue_depth),
+            Behaviour::with_queue_depth(queue_depth, usize::MAX),
             key.public().to_peer_id(),
             libp2p::swarm::Config::with_tokio_executor()
                 .with_idle_connection_timeout(Duration::from_secs(30)),
