@@ -1,5 +1,7 @@
 //! Key aggregation, as the SDK's `musigKeyAgg` computes it.
 
+use core::borrow::Borrow;
+
 use k256::elliptic_curve::CurveAffine;
 use k256::elliptic_curve::PrimeField;
 use k256::elliptic_curve::ops::LinearCombination;
@@ -42,8 +44,12 @@ pub struct KeyAggContext {
 
 impl KeyAggContext {
     /// Aggregates the keys (any order, duplicates allowed, at least one).
-    pub fn new<I: IntoIterator<Item = PublicKey>>(keys: I) -> Result<Self, Error> {
-        let mut keys: Vec<PublicKey> = keys.into_iter().collect();
+    pub fn new<I>(keys: I) -> Result<Self, Error>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<PublicKey>,
+    {
+        let mut keys: Vec<PublicKey> = keys.into_iter().map(|k| *k.borrow()).collect();
         if keys.is_empty() {
             return Err(Error::NoPublicKeys);
         }

@@ -13,24 +13,29 @@
 //! caller's job (the session protocol lives in another crate).
 //!
 //! ```
-//! use lotus_musig2::{KeyAggContext, SecNonce, SecretKey, SessionContext, aggregate_nonces, verify};
+//! use lotus_musig2::{KeyAggContext, PubNonce, SecNonce, SecretKey, SessionContext, aggregate_nonces, verify};
 //!
 //! # fn main() -> Result<(), lotus_musig2::Error> {
-//! let alice = SecretKey::generate()?;
-//! let bob = SecretKey::generate()?;
-//! let ctx = KeyAggContext::new([alice.public_key(), bob.public_key()])?;
+//! let mut signers = [SecretKey::generate()?, SecretKey::generate()?, SecretKey::generate()?];
+//! let ctx = KeyAggContext::new(signers.iter().map(SecretKey::public_key))?;
+//! // Nonces and partial signatures go by slot: ctx.keys() is the keys sorted.
+//! signers.sort_by_key(|s| *s.public_key());
 //! let message = [7u8; 32];
-//! // Round 1: every signer makes fresh nonces and sends the public half.
-//! let (alice_sec, alice_pub) = SecNonce::generate(&alice, &ctx, Some(&message), b"")?;
-//! let (bob_sec, bob_pub) = SecNonce::generate(&bob, &ctx, Some(&message), b"")?;
-//! // Nonces and partial signatures are indexed by the signer's slot in ctx.keys().
-//! let mut nonces = [alice_pub.clone(), bob_pub.clone()];
-//! if ctx.position(bob.public_key()) == Some(0) { nonces.swap(0, 1); }
-//! let session = SessionContext::new(&ctx, &aggregate_nonces(&nonces)?, &message)?;
-//! // Round 2: partial signatures (each secret nonce is consumed).
-//! let mut partials = [session.partial_sign(alice_sec, &alice)?, session.partial_sign(bob_sec, &bob)?];
-//! if ctx.position(bob.public_key()) == Some(0) { partials.swap(0, 1); }
-//! let signature = session.aggregate_verified(&nonces, &partials)?;
+//! // Round 1: each signer makes fresh nonces and sends the public half.
+//! let round1 = signers
+//!     .iter()
+//!     .map(|s| SecNonce::generate(s, &ctx, Some(&message), b"session id"))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let pub_nonces: Vec<PubNonce> = round1.iter().map(|(_, public)| *public).collect();
+//! let session = SessionContext::new(&ctx, &aggregate_nonces(&pub_nonces)?, &message)?;
+//! // Round 2: partial signatures; each secret nonce is consumed.
+//! let partials = signers
+//!     .iter()
+//!     .zip(round1)
+//!     .map(|(s, (sec_nonce, _))| session.partial_sign(sec_nonce, s))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! // A bad partial signature would be blamed on its signer here.
+//! let signature = session.aggregate_verified(&pub_nonces, &partials)?;
 //! verify(ctx.aggregated_key(), &message, &signature)?;
 //! # Ok(())
 //! # }

@@ -230,3 +230,55 @@ impl SessionContext {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::keys::PublicKey;
+
+    fn bytes32(value: &serde_json::Value) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(value.as_str().unwrap(), &mut out).unwrap();
+        out
+    }
+
+    /// The SDK's sessions, signed here with the SDK's (deterministic) nonces:
+    /// every partial signature is byte-for-byte the SDK's. Nonces can only be
+    /// injected from inside the crate.
+    #[test]
+    fn partial_signatures_equal_the_sdks_for_its_nonces() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/vectors/xpi-ts-0.3.1.json")).unwrap();
+        let sessions = vectors["musig2"].as_array().unwrap();
+        assert!(sessions.len() >= 4);
+        for session in sessions {
+            let keys = session["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().parse::<PublicKey>().unwrap());
+            let ctx = KeyAggContext::new(keys).unwrap();
+            let agg = AggNonce::from_bytes(&hex::decode(session["aggNonce"].as_str().unwrap()).unwrap()).unwrap();
+            let message = bytes32(&session["message"]);
+            let context = SessionContext::new(&ctx, &agg, &message).unwrap();
+            for slot in session["slots"].as_array().unwrap() {
+                let key = SecretKey::from_bytes(&bytes32(&slot["secretKey"])).unwrap();
+                let k1 = curve::scalar_below_n(&bytes32(&slot["secNonce"][0])).unwrap();
+                let k2 = curve::scalar_below_n(&bytes32(&slot["secNonce"][1])).unwrap();
+                let nonce = SecNonce::from_scalars(k1, k2, *key.public_key());
+                assert_eq!(
+                    hex::encode(nonce.public_nonce().to_bytes()),
+                    slot["pubNonce"].as_str().unwrap()
+                );
+                let partial = context.partial_sign(nonce, &key).unwrap();
+                assert_eq!(
+                    hex::encode(partial.to_bytes()),
+                    slot["partialSignature"].as_str().unwrap(),
+                    "{}",
+                    session["name"]
+                );
+            }
+        }
+    }
+}
