@@ -93,7 +93,10 @@ mod tests {
             point += ProjectivePoint::GENERATOR * Scalar::from(7u64);
         }
         // Both outcomes occur, so the comparison above means something.
-        assert!(residues > 10 && residues < 54, "{residues} residues out of 64");
+        assert!(
+            residues > 10 && residues < 54,
+            "{residues} residues out of 64"
+        );
         assert!(!bool::from(has_square_y(&AffinePoint::IDENTITY)));
     }
 

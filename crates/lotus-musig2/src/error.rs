@@ -53,7 +53,7 @@ pub enum Error {
     SecNonceKeyMismatch,
     /// The signing key is not one of the aggregated keys.
     #[error("public key {0} is not in the key aggregation context")]
-    SignerNotInKeySet(PublicKey),
+    SignerNotInKeySet(Box<PublicKey>),
     /// A signer index beyond the number of signer slots.
     #[error("signer index {index} is out of range ({signers} signers)")]
     SignerIndexOutOfRange {
@@ -70,8 +70,8 @@ pub enum Error {
     InvalidPartialSignature {
         /// The signer's slot in [`KeyAggContext::keys`](crate::KeyAggContext::keys).
         signer_index: usize,
-        /// The signer's public key.
-        public_key: PublicKey,
+        /// The signer's public key (boxed to keep every `Result` small).
+        public_key: Box<PublicKey>,
     },
     /// Several signers sent partial signatures that do not verify.
     #[error("invalid partial signatures from signers {signer_indices:?}")]

@@ -117,9 +117,9 @@ impl KeyAggContext {
     pub fn position(&self, key: &PublicKey) -> Option<usize> {
         self.keys.binary_search(key).ok().map(|found| {
             // binary_search may land on any copy of a duplicate.
-            self.keys
-                .get(..found)
-                .map_or(found, |before| found - before.iter().rev().take_while(|k| *k == key).count())
+            self.keys.get(..found).map_or(found, |before| {
+                found - before.iter().rev().take_while(|k| *k == key).count()
+            })
         })
     }
 
@@ -135,6 +135,7 @@ impl KeyAggContext {
 
     /// The coefficient of a key (shared by every copy of a duplicate key).
     pub(crate) fn coefficient_of(&self, key: &PublicKey) -> Option<&Scalar> {
-        self.position(key).and_then(|slot| self.coefficients.get(slot))
+        self.position(key)
+            .and_then(|slot| self.coefficients.get(slot))
     }
 }

@@ -203,7 +203,10 @@ mod tests {
                 .unwrap()
                 .try_into()
                 .unwrap();
-        assert_eq!(SecretKey::from_bytes(&n).unwrap_err(), Error::InvalidSecretKey);
+        assert_eq!(
+            SecretKey::from_bytes(&n).unwrap_err(),
+            Error::InvalidSecretKey
+        );
         let mut n_minus_1 = n;
         n_minus_1[31] -= 1;
         let key = SecretKey::from_bytes(&n_minus_1).unwrap();
@@ -239,14 +242,23 @@ mod tests {
             PublicKey::from_bytes(&key.to_bytes()[..32]).unwrap_err(),
             Error::InvalidPublicKey
         );
-        assert_eq!(PublicKey::from_bytes(&[0u8; 33]).unwrap_err(), Error::InvalidPublicKey);
-        assert!(matches!("zz".parse::<PublicKey>(), Err(Error::InvalidHex(_))));
+        assert_eq!(
+            PublicKey::from_bytes(&[0u8; 33]).unwrap_err(),
+            Error::InvalidPublicKey
+        );
+        assert!(matches!(
+            "zz".parse::<PublicKey>(),
+            Err(Error::InvalidHex(_))
+        ));
         // The uncompressed form of G is refused.
         let uncompressed = hex::decode(
             "0479be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798\
              483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8",
         )
         .unwrap();
-        assert_eq!(PublicKey::from_bytes(&uncompressed).unwrap_err(), Error::InvalidPublicKey);
+        assert_eq!(
+            PublicKey::from_bytes(&uncompressed).unwrap_err(),
+            Error::InvalidPublicKey
+        );
     }
 }

@@ -92,11 +92,7 @@ impl SecNonce {
         };
         let k1 = derive(0);
         let k2 = derive(1);
-        let sec = SecNonce {
-            k1,
-            k2,
-            public_key,
-        };
+        let sec = SecNonce { k1, k2, public_key };
         if bool::from(k1.is_zero() | k2.is_zero()) {
             return Err(Error::ZeroNonce);
         }
@@ -120,11 +116,7 @@ impl SecNonce {
     /// come from its deterministic nonce function).
     #[cfg(test)]
     pub(crate) fn from_scalars(k1: Scalar, k2: Scalar, public_key: PublicKey) -> Self {
-        SecNonce {
-            k1,
-            k2,
-            public_key,
-        }
+        SecNonce { k1, k2, public_key }
     }
 
     pub(crate) fn scalars(&self) -> (&Scalar, &Scalar) {

@@ -3,10 +3,10 @@
 use core::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
+use k256::elliptic_curve::CurveAffine;
 use k256::elliptic_curve::PrimeField;
 use k256::elliptic_curve::ops::MulByGeneratorVartime;
 use k256::elliptic_curve::subtle::ConditionallySelectable;
-use k256::elliptic_curve::CurveAffine;
 use k256::{ProjectivePoint, Scalar};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -109,15 +109,24 @@ pub fn sign(secret_key: &SecretKey, message: &[u8; 32]) -> Signature {
 
 /// Verifies a Lotus Schnorr signature: `R = s·G − e·P` must not be the point
 /// at infinity, must have a quadratic-residue `y`, and `R.x = r`.
-pub fn verify(public_key: &PublicKey, message: &[u8; 32], signature: &Signature) -> Result<(), Error> {
+pub fn verify(
+    public_key: &PublicKey,
+    message: &[u8; 32],
+    signature: &Signature,
+) -> Result<(), Error> {
     let e = challenge(&signature.r, public_key, message);
     let p = ProjectivePoint::from(*public_key.point());
     // Public data only: variable time is fine.
-    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(&signature.s, &-e, &p).to_affine();
+    let point =
+        ProjectivePoint::mul_by_generator_and_mul_add_vartime(&signature.s, &-e, &p).to_affine();
     let valid = !bool::from(point.is_identity())
         && bool::from(curve::has_square_y(&point))
         && curve::x_bytes(&point) == signature.r;
-    if valid { Ok(()) } else { Err(Error::InvalidSignature) }
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidSignature)
+    }
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -139,9 +148,15 @@ fn rfc6979_nonce(secret_key: &SecretKey, message: &[u8; 32]) -> Scalar {
     let mut v = Zeroizing::new([0x01u8; 32]);
     let mut k = Zeroizing::new([0x00u8; 32]);
     let material: [&[u8]; 3] = [x.as_ref(), message, NONCE_ALGORITHM];
-    k = hmac(&k, &[v.as_ref(), &[0x00], material[0], material[1], material[2]]);
+    k = hmac(
+        &k,
+        &[v.as_ref(), &[0x00], material[0], material[1], material[2]],
+    );
     v = hmac(&k, &[v.as_ref()]);
-    k = hmac(&k, &[v.as_ref(), &[0x01], material[0], material[1], material[2]]);
+    k = hmac(
+        &k,
+        &[v.as_ref(), &[0x01], material[0], material[1], material[2]],
+    );
     v = hmac(&k, &[v.as_ref()]);
     loop {
         v = hmac(&k, &[v.as_ref()]);
@@ -165,15 +180,25 @@ mod tests {
     fn signature_encoding_bounds() {
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(&FIELD_PRIME);
-        assert_eq!(Signature::from_bytes(&bytes).unwrap_err(), Error::InvalidSignatureEncoding);
+        assert_eq!(
+            Signature::from_bytes(&bytes).unwrap_err(),
+            Error::InvalidSignatureEncoding
+        );
         bytes[31] -= 1; // p - 1
         let sig = Signature::from_bytes(&bytes).unwrap();
         assert_eq!(sig.to_bytes(), bytes);
         bytes[32..].copy_from_slice(
-            &hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").unwrap(),
+            &hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
+                .unwrap(),
         );
-        assert_eq!(Signature::from_bytes(&bytes).unwrap_err(), Error::InvalidSignatureEncoding);
-        assert!(matches!(Signature::from_hex("00"), Err(Error::InvalidHex(_))));
+        assert_eq!(
+            Signature::from_bytes(&bytes).unwrap_err(),
+            Error::InvalidSignatureEncoding
+        );
+        assert!(matches!(
+            Signature::from_hex("00"),
+            Err(Error::InvalidHex(_))
+        ));
     }
 
     #[test]
@@ -186,6 +211,9 @@ mod tests {
         assert_eq!(sign(&key, &message), sig);
         let mut other = message;
         other[0] ^= 1;
-        assert_eq!(verify(key.public_key(), &other, &sig), Err(Error::InvalidSignature));
+        assert_eq!(
+            verify(key.public_key(), &other, &sig),
+            Err(Error::InvalidSignature)
+        );
     }
 }

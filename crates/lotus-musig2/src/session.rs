@@ -64,7 +64,11 @@ pub struct SessionContext {
 impl SessionContext {
     /// Fixes a session. Fails only when `R1 + b·R2` is the point at infinity
     /// (signers choosing nonces that cancel).
-    pub fn new(key_agg: &KeyAggContext, agg_nonce: &AggNonce, message: &[u8; 32]) -> Result<Self, Error> {
+    pub fn new(
+        key_agg: &KeyAggContext,
+        agg_nonce: &AggNonce,
+        message: &[u8; 32],
+    ) -> Result<Self, Error> {
         let (r1, r2) = agg_nonce.points();
         let b = curve::reduce(&tagged_hash(
             TAG_NONCE_COEFF,
@@ -118,7 +122,11 @@ impl SessionContext {
     ///
     /// A key that fills several slots (a duplicate key) signs once per slot,
     /// each time with its own nonce.
-    pub fn partial_sign(&self, sec_nonce: SecNonce, secret_key: &SecretKey) -> Result<PartialSignature, Error> {
+    pub fn partial_sign(
+        &self,
+        sec_nonce: SecNonce,
+        secret_key: &SecretKey,
+    ) -> Result<PartialSignature, Error> {
         let public_key = secret_key.public_key();
         if sec_nonce.public_key() != public_key {
             return Err(Error::SecNonceKeyMismatch);
@@ -126,7 +134,7 @@ impl SessionContext {
         let a = self
             .key_agg
             .coefficient_of(public_key)
-            .ok_or(Error::SignerNotInKeySet(*public_key))?;
+            .ok_or_else(|| Error::SignerNotInKeySet(Box::new(*public_key)))?;
         let (k1, k2) = sec_nonce.scalars();
         let k = Zeroizing::new(*k1 + self.b * k2);
         let k = Zeroizing::new(Scalar::conditional_select(
@@ -174,7 +182,7 @@ impl SessionContext {
         } else {
             Err(Error::InvalidPartialSignature {
                 signer_index,
-                public_key: *key,
+                public_key: Box::new(*key),
             })
         }
     }
@@ -202,7 +210,11 @@ impl SessionContext {
     /// (both in slot order), then aggregates. Every signer whose partial
     /// signature fails is named: [`Error::InvalidPartialSignature`] for one,
     /// [`Error::InvalidPartialSignatures`] for several.
-    pub fn aggregate_verified(&self, pub_nonces: &[PubNonce], partials: &[PartialSignature]) -> Result<Signature, Error> {
+    pub fn aggregate_verified(
+        &self,
+        pub_nonces: &[PubNonce],
+        partials: &[PartialSignature],
+    ) -> Result<Signature, Error> {
         let expected = self.key_agg.signer_count();
         for got in [pub_nonces.len(), partials.len()] {
             if got != expected {
@@ -259,7 +271,9 @@ mod tests {
                 .iter()
                 .map(|k| k.as_str().unwrap().parse::<PublicKey>().unwrap());
             let ctx = KeyAggContext::new(keys).unwrap();
-            let agg = AggNonce::from_bytes(&hex::decode(session["aggNonce"].as_str().unwrap()).unwrap()).unwrap();
+            let agg =
+                AggNonce::from_bytes(&hex::decode(session["aggNonce"].as_str().unwrap()).unwrap())
+                    .unwrap();
             let message = bytes32(&session["message"]);
             let context = SessionContext::new(&ctx, &agg, &message).unwrap();
             for slot in session["slots"].as_array().unwrap() {

@@ -7,7 +7,8 @@ mod common;
 
 use common::{bytes, pub_nonce, public_key, secret_key, signature, vectors};
 use lotus_musig2::{
-    AggNonce, Error, KeyAggContext, PartialSignature, SessionContext, Signature, aggregate_nonces, sign, verify,
+    AggNonce, Error, KeyAggContext, PartialSignature, SessionContext, Signature, aggregate_nonces,
+    sign, verify,
 };
 
 #[test]
@@ -20,11 +21,19 @@ fn vectors_cover_what_they_claim() {
     // The SDK's second-key rule fires in some vectors, not in others.
     let one = format!("{:064x}", 1);
     assert!(v.keyagg.iter().any(|k| k.coefficients.get(1) == Some(&one)));
-    assert!(v.keyagg.iter().any(|k| k.keys.len() > 1 && !k.coefficients.contains(&one)));
+    assert!(
+        v.keyagg
+            .iter()
+            .any(|k| k.keys.len() > 1 && !k.coefficients.contains(&one))
+    );
     // Both nonce branches occur in the sessions.
     assert!(v.musig2.iter().any(|s| s.nonce_negated));
     assert!(v.musig2.iter().any(|s| !s.nonce_negated));
-    assert!(v.musig2.iter().all(|s| s.verifies && s.slots.iter().all(|x| x.partial_valid)));
+    assert!(
+        v.musig2
+            .iter()
+            .all(|s| s.verifies && s.slots.iter().all(|x| x.partial_valid))
+    );
     assert!(v.schnorr.iter().all(|s| s.valid));
     assert!(v.schnorr_invalid.iter().all(|s| !s.valid));
 }
@@ -56,8 +65,16 @@ fn single_key_signatures_match_the_sdk() {
         assert_eq!(key.public_key().to_string(), vector.public_key);
         let message = bytes::<32>(&vector.message);
         let ours = sign(&key, &message);
-        assert_eq!(ours.to_string(), vector.signature, "message {}", vector.message);
-        assert_eq!(verify(key.public_key(), &message, &signature(&vector.signature)), Ok(()));
+        assert_eq!(
+            ours.to_string(),
+            vector.signature,
+            "message {}",
+            vector.message
+        );
+        assert_eq!(
+            verify(key.public_key(), &message, &signature(&vector.signature)),
+            Ok(())
+        );
     }
 }
 
@@ -82,8 +99,16 @@ fn musig2_sessions_match_the_sdk() {
     for vector in vectors().musig2 {
         let name = &vector.name;
         let ctx = KeyAggContext::new(vector.keys.iter().map(|k| public_key(k))).unwrap();
-        assert_eq!(ctx.aggregated_key().to_string(), vector.aggregated_key, "{name}");
-        let nonces: Vec<_> = vector.slots.iter().map(|s| pub_nonce(&s.pub_nonce)).collect();
+        assert_eq!(
+            ctx.aggregated_key().to_string(),
+            vector.aggregated_key,
+            "{name}"
+        );
+        let nonces: Vec<_> = vector
+            .slots
+            .iter()
+            .map(|s| pub_nonce(&s.pub_nonce))
+            .collect();
         let agg = aggregate_nonces(&nonces).unwrap();
         assert_eq!(hex::encode(agg.to_bytes()), vector.agg_nonce, "{name}");
         assert_eq!(AggNonce::from_bytes(&agg.to_bytes()).unwrap(), agg);
@@ -98,10 +123,18 @@ fn musig2_sessions_match_the_sdk() {
         for (i, slot) in vector.slots.iter().enumerate() {
             // The slot's key is the sorted key at that index.
             assert_eq!(secret_key(&slot.secret_key).public_key(), &ctx.keys()[i]);
-            assert_eq!(session.verify_partial(i, &nonces[i], &partials[i]), Ok(()), "{name} slot {i}");
+            assert_eq!(
+                session.verify_partial(i, &nonces[i], &partials[i]),
+                Ok(()),
+                "{name} slot {i}"
+            );
         }
         let sig = session.aggregate_verified(&nonces, &partials).unwrap();
         assert_eq!(sig.to_string(), vector.signature, "{name}");
-        assert_eq!(verify(ctx.aggregated_key(), &message, &sig), Ok(()), "{name}");
+        assert_eq!(
+            verify(ctx.aggregated_key(), &message, &sig),
+            Ok(()),
+            "{name}"
+        );
     }
 }

@@ -50,7 +50,8 @@ pub fn check(request: &Value) -> Value {
     let stdin = serde_json::to_vec(request).expect("the request serializes");
     let out = run_bounded(command, Some(stdin), "`node xpi.mjs check`", CHECK_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("xpi.mjs printed invalid JSON ({e}): {out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("xpi.mjs printed invalid JSON ({e}): {out}"))
 }
 
 fn source_dir() -> PathBuf {
@@ -63,9 +64,18 @@ fn source_dir() -> PathBuf {
 
 /// Runs a command to completion within `timeout`, feeding it `stdin`; returns
 /// its stdout, or the reason with the end of its stderr.
-fn run_bounded(mut command: Command, stdin: Option<Vec<u8>>, what: &str, timeout: Duration) -> Result<String, String> {
+fn run_bounded(
+    mut command: Command,
+    stdin: Option<Vec<u8>>,
+    what: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let mut child = command
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -107,7 +117,10 @@ fn run_bounded(mut command: Command, stdin: Option<Vec<u8>>, what: &str, timeout
     if let Some(writer) = writer {
         let _ = writer.join();
     }
-    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
     if status.success() {
         Ok(out)
     } else {
@@ -121,8 +134,9 @@ fn run_bounded(mut command: Command, stdin: Option<Vec<u8>>, what: &str, timeout
 fn install() -> Result<PathBuf, String> {
     let mut node = Command::new("node");
     node.arg("--version");
-    let version = run_bounded(node, None, "`node --version`", VERSION_TIMEOUT)
-        .map_err(|e| format!("Node.js 20 or newer is required and `node` could not be run ({e})"))?;
+    let version = run_bounded(node, None, "`node --version`", VERSION_TIMEOUT).map_err(|e| {
+        format!("Node.js 20 or newer is required and `node` could not be run ({e})")
+    })?;
     let version = version.trim().to_owned();
     let major: u32 = version
         .trim_start_matches('v')
@@ -147,7 +161,10 @@ fn install() -> Result<PathBuf, String> {
     for file in SOURCES {
         let from = source.join(file);
         if !from.is_file() {
-            return Err(format!("{} has no {file} (xpi-ts sources not found)", source.display()));
+            return Err(format!(
+                "{} has no {file} (xpi-ts sources not found)",
+                source.display()
+            ));
         }
         let to = dest.join(file);
         std::fs::copy(&from, &to).map_err(|e| format!("copy {}: {e}", from.display()))?;
@@ -183,7 +200,11 @@ fn sweep_stale(root: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
