@@ -128,6 +128,7 @@ function vectors() {
   const pk = sk.map(s => pubHex(privFromHex(s).toPublicKey()));
   const sorted = [...pk].sort();
   const [a, b, c] = sorted; // the three smallest keys, a < b < c
+  const smallestIndex = pk.indexOf(a);
   const keySets = [
     { name: 'single key (not mapped to itself)', keys: [pk[0]] },
     { name: 'two keys', keys: [pk[0], pk[1]] },
@@ -184,6 +185,7 @@ function vectors() {
     { name: 'three signers', keys: [2, 0, 1] },
     { name: 'five signers', keys: [3, 4, 5, 6, 7] },
     { name: 'duplicate key (one holder, two slots)', keys: [0, 1, 0] },
+    { name: 'smallest key twice (second-key coefficient 1)', keys: [smallestIndex, 3, smallestIndex] },
     { name: 'fifteen signers', keys: [...Array(15).keys()] },
   ];
   for (const { name, keys } of plans) {

@@ -58,3 +58,8 @@ pub use keys::{PublicKey, SecretKey};
 pub use nonce::{AggNonce, PubNonce, SecNonce, aggregate_nonces};
 pub use schnorr::{Signature, sign, verify};
 pub use session::{PartialSignature, SessionContext};
+
+/// Compiles and runs the README's example.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,7 +4,7 @@ use core::fmt;
 
 use k256::elliptic_curve::CurveAffine;
 use k256::elliptic_curve::PrimeField;
-use k256::elliptic_curve::ops::MulByGeneratorVartime;
+use k256::elliptic_curve::ops::{LinearCombination, MulVartime};
 use k256::elliptic_curve::subtle::ConditionallySelectable;
 use k256::{ProjectivePoint, Scalar};
 use zeroize::Zeroizing;
@@ -79,7 +79,9 @@ impl SessionContext {
                 message,
             ],
         ));
-        let r = (ProjectivePoint::from(*r1) + ProjectivePoint::from(*r2) * b).to_affine();
+        // Public data only: variable time is fine.
+        let r =
+            (ProjectivePoint::from(*r1) + ProjectivePoint::from(*r2).mul_vartime(&b)).to_affine();
         if bool::from(r.is_identity()) {
             return Err(Error::AggregateNonceAtInfinity);
         }
@@ -166,18 +168,20 @@ impl SessionContext {
             });
         };
         let (r1, r2) = pub_nonce.points();
+        // s·G − e·a·P = σ·(R1 + b·R2), σ = −1 when the nonces are negated;
+        // as one multi-scalar multiplication: s·G − e·a·P − σ·b·R2 = σ·R1.
         // Public data only: variable time is fine.
-        let mut r_i = ProjectivePoint::from(*r1) + ProjectivePoint::from(*r2) * self.b;
-        if self.negate_nonces {
-            r_i = -r_i;
-        }
-        // s·G − e·a·P must equal the (adjusted) nonce.
-        let lhs = ProjectivePoint::mul_by_generator_and_mul_add_vartime(
-            &partial.0,
-            &-(self.e * a),
-            &ProjectivePoint::from(*key.point()),
-        );
-        if lhs == r_i {
+        let (sigma_b, sigma_r1) = if self.negate_nonces {
+            (-self.b, -ProjectivePoint::from(*r1))
+        } else {
+            (self.b, ProjectivePoint::from(*r1))
+        };
+        let lhs = ProjectivePoint::lincomb_vartime(&[
+            (ProjectivePoint::GENERATOR, partial.0),
+            (ProjectivePoint::from(*key.point()), -(self.e * a)),
+            (ProjectivePoint::from(*r2), -sigma_b),
+        ]);
+        if lhs == sigma_r1 {
             Ok(())
         } else {
             Err(Error::InvalidPartialSignature {

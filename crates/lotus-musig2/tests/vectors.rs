@@ -26,6 +26,8 @@ fn vectors_cover_what_they_claim() {
             .iter()
             .any(|k| k.keys.len() > 1 && !k.coefficients.contains(&one))
     );
+    // A session signs with the second-key coefficient 1.
+    assert!(v.musig2.iter().any(|s| s.coefficients.get(1) == Some(&one)));
     // Both nonce branches occur in the sessions.
     assert!(v.musig2.iter().any(|s| s.nonce_negated));
     assert!(v.musig2.iter().any(|s| !s.nonce_negated));

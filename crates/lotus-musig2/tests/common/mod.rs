@@ -62,6 +62,7 @@ pub struct SessionVector {
     pub name: String,
     pub keys: Vec<String>,
     pub sorted_keys: Vec<String>,
+    pub coefficients: Vec<String>,
     pub aggregated_key: String,
     pub message: String,
     pub slots: Vec<SlotVector>,
