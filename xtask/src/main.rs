@@ -161,7 +161,9 @@ fn fuzz_check(root: &Path) -> Result<()> {
 /// their quick mode (read by `crates/p2p-core/benches/support`).
 const BENCH_QUICK_ENV: &str = "LOTUS_BENCH_QUICK";
 
-/// The criterion pipeline benchmarks, then the TypeScript pipeline baseline in
+/// The criterion pipeline benchmarks, then lotus-musig2's criterion bench
+/// (MuSig2 partial sign/verify next to k256's raw scalar multiplication), then
+/// the TypeScript pipeline baseline in
 /// Node.js in the same invocation (skipped with a note when Node.js is absent),
 /// then the messaging bench of p2p-core, then its node bench and the js-libp2p
 /// dial/RSS baseline (skipped with a note without Node.js, npm or the peer),
@@ -186,7 +188,15 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     run(
         root,
         "cargo",
-        &cargo_bench(&["-p", "p2p-protocol", "-p", "p2p-core", "--no-run"]),
+        &cargo_bench(&[
+            "-p",
+            "p2p-protocol",
+            "-p",
+            "p2p-core",
+            "-p",
+            "lotus-musig2",
+            "--no-run",
+        ]),
     )?;
     let quick_env = |command: &mut Command| {
         if quick {
@@ -208,6 +218,13 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
         let mut args = cargo_bench(&["-p", "p2p-protocol", "--bench", "pipeline"]);
         if quick {
             // Criterion's own smoke mode: every benchmark once, unmeasured.
+            args.extend(["--", "--test"]);
+        }
+        run(root, "cargo", &args)
+    })?;
+    timed("musig2 (criterion)", &mut || {
+        let mut args = cargo_bench(&["-p", "lotus-musig2", "--bench", "musig2"]);
+        if quick {
             args.extend(["--", "--test"]);
         }
         run(root, "cargo", &args)
