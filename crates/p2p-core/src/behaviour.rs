@@ -1,18 +1,19 @@
 //! The libp2p behaviours a node runs, in the order they see each connection.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{allow_block_list, connection_limits, identify, memory_connection_limits, ping};
+use libp2p::{connection_limits, identify, memory_connection_limits, ping};
 
 use crate::ip_limits::IpLimiter;
+use crate::peer_manager::PeerManager;
 use crate::streams;
 
 /// Everything a node speaks. The guards come first so they refuse
-/// connections before the other behaviours spend anything on them: banned
-/// peers (closes their connections, refuses new ones both ways), connection
+/// connections before the other behaviours spend anything on them: the peer
+/// manager (scores and bans: refuses banned peers both ways), connection
 /// counts, connections per address block, process memory.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) peers: PeerManager,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) per_ip: IpLimiter,
     pub(crate) memory: memory_connection_limits::Behaviour,

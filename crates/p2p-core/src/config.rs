@@ -11,8 +11,8 @@ use crate::identity::Identity;
 use crate::ip_limits::IpLimits;
 use crate::metrics::SwarmMetrics;
 use crate::node::Node;
+use crate::peer_manager::scores::ScoringConfig;
 use crate::rate_limits::RateLimits;
-use crate::scoring::ScoringConfig;
 use crate::transport::TransportKind;
 
 /// Connection limits, enforced by libp2p's connection-limits behaviour before a

@@ -1,10 +1,13 @@
-//! The task that owns the swarm. It reacts to swarm events and to commands
-//! from the [`crate::Node`] handle, and never awaits anything but those two
-//! sources and a timer, so no peer and no caller can stall it.
+//! The task that owns the swarm. It routes: commands from the [`crate::Node`]
+//! handle in (each with one reply channel), swarm events out (to the node's
+//! events, peer table and handlers). It never awaits anything but those two
+//! sources and two timers (bootstrap redials, idle rate-limiter state), so no
+//! peer and no caller can stall it. Peer scores and bans belong to the
+//! [`crate::peer_manager`], DHT state to `p2p_dht::Behaviour`, streams to
+//! [`crate::streams`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,44 +19,37 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify,
-    memory_connection_limits, ping,
+    Multiaddr, PeerId, Swarm, connection_limits, identify, memory_connection_limits, ping,
 };
-use p2p_types::{DisconnectCause, NodeEvent, NodeStats};
+use p2p_types::{DisconnectCause, NodeEvent, NodeStats, ProtocolName};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::events::Event;
-use crate::handler::{Handlers, Job};
+use crate::handler::{Handlers, Job, ProtocolHandler};
 use crate::ip_limits::IpLimiter;
-use crate::messaging::{Outbound, Sanction, SharedCounters, lock};
+use crate::messaging::Outbound;
 use crate::metrics::SwarmMetrics;
+use crate::peer_manager::scores::PeerScores;
+use crate::peer_manager::{self, PeerManager, Rejections};
 use crate::peers::{PeerInfo, PeerTable};
 use crate::rate_limits::Limiters;
-use crate::scoring::Verdict;
-use crate::{streams, transport};
+use crate::stats::SharedStats;
+use crate::{raw_streams, streams, transport};
 use p2p_types::RejectReason;
 
 /// Disconnected peers remembered for `peer_info` and stats.
 const MAX_KNOWN_PEERS: usize = 1024;
-/// How often bootstrap redials are checked.
-const TICK: Duration = Duration::from_millis(250);
 /// Bootstrap redial backoff: 1 s doubling up to 60 s.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Time given to connections to close on stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Sanctions queued for the loop. When it is full, a lost disconnect is
-/// retried by the peer's next rejection and a lost ban is applied by the next
-/// reconciliation of the bans.
-const SANCTION_QUEUE: usize = 1024;
-/// Ticks between sweeps of idle rate-limiter state (one minute).
-const FORGET_IDLE_TICKS: u64 = 240;
-/// Ticks between reconciliations of the bans with libp2p's block list (1 s).
-const RECONCILE_BANS_TICKS: u64 = 4;
+/// How often idle rate-limiter state is swept.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -62,11 +58,11 @@ pub(crate) enum Command {
     ListenAddrs(Reply<Vec<Multiaddr>>),
     Dial {
         address: Multiaddr,
-        reply: Reply<oneshot::Receiver<Result<PeerId, NodeError>>>,
+        reply: Reply<Result<PeerId, NodeError>>,
     },
     Disconnect {
         peer: PeerId,
-        reply: Reply<oneshot::Receiver<Result<(), NodeError>>>,
+        reply: Reply<Result<(), NodeError>>,
     },
     ConnectedPeers(Reply<Vec<PeerInfo>>),
     PeerInfo {
@@ -82,13 +78,13 @@ pub(crate) enum Command {
     /// acknowledged it.
     PutRecord {
         record: kad::Record,
-        reply: Reply<oneshot::Receiver<p2p_dht::Put>>,
+        reply: Reply<p2p_dht::Put>,
     },
     /// Look a resource record up in the DHT (shared key, or one creator's);
     /// the first record that verifies wins.
     GetRecord {
         key: p2p_dht::records::StoredKey,
-        reply: Reply<oneshot::Receiver<p2p_dht::Lookup>>,
+        reply: Reply<p2p_dht::Lookup>,
     },
     /// Whether our DHT store holds a record under this key.
     StoresRecord {
@@ -99,12 +95,12 @@ pub(crate) enum Command {
     /// closest peers were told (false: the query timed out).
     StartProviding {
         key: kad::RecordKey,
-        reply: Reply<oneshot::Receiver<bool>>,
+        reply: Reply<bool>,
     },
     /// Every provider of a key the lookup finds (ourselves included).
     GetProviders {
         key: kad::RecordKey,
-        reply: Reply<oneshot::Receiver<Vec<PeerId>>>,
+        reply: Reply<Vec<PeerId>>,
     },
     /// Ban a peer (`None`: for good); false for an allow-listed peer.
     Ban {
@@ -117,6 +113,19 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<bool>,
     },
+    PeerScore {
+        peer: PeerId,
+        reply: Reply<f64>,
+    },
+    IsBanned {
+        peer: PeerId,
+        reply: Reply<bool>,
+    },
+    /// Start accepting a (newly registered) handler's raw streams.
+    AcceptStreams(Arc<dyn ProtocolHandler>),
+    /// Stop accepting an unregistered handler's raw streams.
+    StopStreams(ProtocolName),
+    /// Stop; the reply comes once every connection and listener is closed.
     Stop(Reply<()>),
 }
 
@@ -143,7 +152,7 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<Event>,
     handlers: Handlers,
     outbound: Option<Outbound>,
-    counters: SharedCounters,
+    stats: SharedStats,
     ready: Option<oneshot::Sender<Result<(), NodeError>>>,
     /// Listeners that have not reported an address yet, with what they bind.
     listeners_pending: HashMap<ListenerId, Multiaddr>,
@@ -152,15 +161,16 @@ pub(crate) struct EventLoop {
     listeners: Vec<ListenerId>,
     peers: PeerTable,
     advertise_listen_addrs: bool,
-    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, Reply<Result<PeerId, NodeError>>)>,
     max_pending_dials: usize,
-    pending_disconnects: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    pending_disconnects: HashMap<PeerId, Vec<Reply<Result<(), NodeError>>>>,
     bootstrap: Vec<BootstrapPeer>,
     bootstrap_dials: HashMap<ConnectionId, usize>,
     metrics: Option<SwarmMetrics>,
     limiters: Arc<Limiters>,
-    sanctions: mpsc::Receiver<Sanction>,
-    ticks: u64,
+    rejections: Rejections,
+    /// Handlers' raw-stream acceptors.
+    raw: HashMap<ProtocolName, JoinHandle<()>>,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -186,36 +196,33 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
 
 impl EventLoop {
     /// Builds the swarm and binds the listeners (their addresses arrive as
-    /// events once the loop runs). Also returns the stream control.
+    /// events once the loop runs); the peer manager takes over `scores`.
+    /// Also returns the stream control and the rejection sink; on failure,
+    /// the error and the scores back.
     pub(crate) fn new(
         config: &NodeConfig,
         keypair: &Keypair,
         shared: (
             broadcast::Sender<Event>,
             Handlers,
-            SharedCounters,
+            SharedStats,
             Arc<Limiters>,
         ),
+        scores: PeerScores,
         ready: oneshot::Sender<Result<(), NodeError>>,
-    ) -> Result<(Self, streams::Control), NodeError> {
-        let (events, handlers, counters, limiters) = shared;
+    ) -> Result<(Self, streams::Control, Rejections), Box<(NodeError, PeerScores)>> {
+        let (events, handlers, stats, limiters) = shared;
         let local = keypair.public().to_peer_id();
-        let transport = transport::build(config.transport, keypair, config.mplex)?;
-        let (sanctions_tx, sanctions) = mpsc::channel(SANCTION_QUEUE);
-        let mut blocked = allow_block_list::Behaviour::default();
-        let denied_per_ip = {
-            let mut counters = lock(&counters);
-            counters.sanctions = Some(sanctions_tx);
-            for peer in counters.scores.banned_list() {
-                blocked.block_peer(peer);
-            }
-            Arc::clone(&counters.denied_per_ip)
+        let transport = match transport::build(config.transport, keypair, config.mplex) {
+            Ok(transport) => transport,
+            Err(e) => return Err(Box::new((e.into(), scores))),
         };
+        let (peer_manager, rejections) = PeerManager::new(scores, Arc::clone(&stats));
         let listen = config.listen_addrs();
         let behaviour = Behaviour {
-            blocked,
+            peers: peer_manager,
             limits: connection_limits::Behaviour::new(config.limits.to_libp2p()),
-            per_ip: IpLimiter::new(config.limits.per_ip, denied_per_ip),
+            per_ip: IpLimiter::new(config.limits.per_ip, Arc::clone(&stats.denied_per_ip)),
             memory: memory_connection_limits::Behaviour::with_max_bytes(
                 config.limits.max_process_memory.unwrap_or(usize::MAX),
             ),
@@ -237,12 +244,16 @@ impl EventLoop {
         );
         let mut listeners_pending = HashMap::new();
         for address in &listen {
-            let id = swarm
-                .listen_on(address.clone())
-                .map_err(|e| NodeError::Listen {
-                    address: address.clone(),
-                    reason: e.to_string(),
-                })?;
+            let id = match swarm.listen_on(address.clone()) {
+                Ok(id) => id,
+                Err(e) => {
+                    let error = NodeError::Listen {
+                        address: address.clone(),
+                        reason: e.to_string(),
+                    };
+                    return Err(Box::new((error, swarm.behaviour_mut().peers.take_scores())));
+                }
+            };
             listeners_pending.insert(id, address.clone());
         }
         let bootstrap = config
@@ -261,7 +272,7 @@ impl EventLoop {
                 events,
                 handlers,
                 outbound: None,
-                counters,
+                stats,
                 ready: Some(ready),
                 listeners: listeners_pending.keys().copied().collect(),
                 listeners_pending,
@@ -276,10 +287,11 @@ impl EventLoop {
                 bootstrap_dials: HashMap::new(),
                 metrics: config.metrics.clone(),
                 limiters,
-                sanctions,
-                ticks: 0,
+                rejections: rejections.clone(),
+                raw: HashMap::new(),
             },
             control,
+            rejections,
         ))
     }
 
@@ -288,96 +300,67 @@ impl EventLoop {
         self.outbound = Some(outbound);
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    /// Runs until stopped (or every handle is gone); gives back the peer
+    /// scores for the next start.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> PeerScores {
         if self.listeners_pending.is_empty() {
             self.signal_ready(Ok(()));
         }
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for registered in self.handlers.all() {
+            self.accept_streams(registered.handler);
+        }
+        let mut forget_idle = tokio::time::interval(FORGET_IDLE_EVERY);
+        forget_idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let redial_at = self.next_bootstrap_dial();
+            let redial = async move {
+                match redial_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                command = commands.recv() => match command {
-                    Some(Command::Stop(reply)) => {
+                command = commands.recv() => {
+                    let stop = match command {
+                        Some(command) => self.on_command(command),
+                        // Every handle is gone: stop, with no one to tell.
+                        None => Some(None),
+                    };
+                    if let Some(reply) = stop {
                         self.shutdown().await;
-                        let _ = reply.send(());
-                        return;
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
+                        return self.swarm.behaviour_mut().peers.take_scores();
                     }
-                    Some(command) => self.on_command(command),
-                    None => {
-                        self.shutdown().await;
-                        return;
-                    }
-                },
-                Some((peer, reason, verdict)) = self.sanctions.recv() => {
-                    self.sanction(peer, Some(reason), verdict);
                 }
-                _ = tick.tick() => self.on_tick(),
+                () = redial => self.redial_bootstrap(),
+                _ = forget_idle.tick() => self.limiters.forget_idle(),
             }
         }
     }
 
-    fn on_tick(&mut self) {
-        self.redial_bootstrap();
-        self.ticks += 1;
-        let now = Instant::now();
-        let expired = lock(&self.counters).scores.expire(now);
-        for peer in expired {
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-            self.emit(NodeEvent::PeerUnbanned { peer });
-        }
-        if self.ticks.is_multiple_of(RECONCILE_BANS_TICKS) {
-            self.reconcile_bans(now);
-        }
-        if self.ticks.is_multiple_of(FORGET_IDLE_TICKS) {
-            self.limiters.forget_idle();
-        }
-    }
-
-    /// Makes libp2p's block list match the bans: blocks a ban whose verdict
-    /// was lost (the sanction queue full) and unblocks a ban lifted early to
-    /// make room for a new one (the bans are capped).
-    fn reconcile_bans(&mut self, now: Instant) {
-        let (block, unblock) = {
-            let counters = lock(&self.counters);
-            counters
-                .scores
-                .reconcile(self.swarm.behaviour().blocked.blocked_peers())
+    /// Starts accepting `handler`'s raw streams, if it has a protocol.
+    fn accept_streams(&mut self, handler: Arc<dyn ProtocolHandler>) {
+        let Some(protocol) = handler.stream_protocol() else {
+            return;
         };
-        for peer in unblock {
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-            self.emit(NodeEvent::PeerUnbanned { peer });
-        }
-        for (peer, until) in block {
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-            self.emit(NodeEvent::PeerBanned {
-                peer,
-                reason: None,
-                duration: until.map(|t| t.saturating_duration_since(now)),
-            });
-        }
-    }
-
-    /// Acts on a score verdict (or an operator's ban, `reason` `None`).
-    fn sanction(&mut self, peer: PeerId, reason: Option<RejectReason>, verdict: Verdict) {
-        match verdict {
-            Verdict::None => {}
-            Verdict::Disconnect => {
-                tracing::info!(%peer, ?reason, "disconnecting a misbehaving peer");
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
-            Verdict::Ban(until) => {
-                tracing::info!(%peer, ?reason, "banning a peer");
-                // Blocking closes its connections and refuses new ones.
-                if !self.swarm.behaviour_mut().blocked.block_peer(peer) {
-                    return; // already blocked by a reconciliation
+        let control = self.swarm.behaviour().stream.control();
+        match control.accept(protocol.clone()) {
+            Ok(incoming) => {
+                let task = tokio::spawn(raw_streams::accept(
+                    incoming,
+                    Arc::clone(&handler),
+                    self.rejections.clone(),
+                    Arc::clone(&self.limiters),
+                ));
+                if let Some(old) = self.raw.insert(handler.name(), task) {
+                    old.abort();
                 }
-                self.emit(NodeEvent::PeerBanned {
-                    peer,
-                    reason,
-                    duration: Some(until.saturating_duration_since(Instant::now())),
-                });
             }
+            // Registered twice (during start): already served.
+            Err(_) => tracing::debug!(%protocol, "stream protocol already accepted"),
         }
     }
 
@@ -395,6 +378,9 @@ impl EventLoop {
     /// Closes every connection and listener, giving connections a short grace
     /// period to close cleanly so remote peers see an orderly disconnect.
     async fn shutdown(&mut self) {
+        for (_, task) in self.raw.drain() {
+            task.abort();
+        }
         for listener in std::mem::take(&mut self.listeners) {
             self.swarm.remove_listener(listener);
         }
@@ -412,23 +398,21 @@ impl EventLoop {
         }
     }
 
-    fn on_command(&mut self, command: Command) {
+    /// Handles a command; `Some` for `Stop`, with its reply.
+    fn on_command(&mut self, command: Command) -> Option<Option<Reply<()>>> {
         match command {
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
-            Command::Dial { address, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
-                self.dial(address, tx);
-            }
+            Command::Dial { address, reply } => self.dial(address, reply),
             Command::Disconnect { peer, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
                 if self.swarm.disconnect_peer_id(peer).is_ok() {
-                    self.pending_disconnects.entry(peer).or_default().push(tx);
+                    self.pending_disconnects
+                        .entry(peer)
+                        .or_default()
+                        .push(reply);
                 } else {
-                    let _ = tx.send(Ok(()));
+                    let _ = reply.send(Ok(()));
                 }
             }
             Command::ConnectedPeers(reply) => {
@@ -444,63 +428,46 @@ impl EventLoop {
                 let _ = reply.send(self.stats());
             }
             Command::PutRecord { record, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
-                self.swarm.behaviour_mut().dht.put(record, tx);
+                self.swarm.behaviour_mut().dht.put(record, reply)
             }
-            Command::GetRecord { key, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
-                self.swarm.behaviour_mut().dht.get(key, tx);
-            }
+            Command::GetRecord { key, reply } => self.swarm.behaviour_mut().dht.get(key, reply),
             Command::StoresRecord { key, reply } => {
                 let _ = reply.send(self.swarm.behaviour_mut().dht.stores(&key));
             }
             Command::StartProviding { key, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
-                self.swarm.behaviour_mut().dht.provide(key, tx);
+                self.swarm.behaviour_mut().dht.provide(key, reply);
             }
             Command::GetProviders { key, reply } => {
-                let (tx, rx) = oneshot::channel();
-                let _ = reply.send(rx);
-                self.swarm.behaviour_mut().dht.get_providers(key, tx);
+                self.swarm.behaviour_mut().dht.get_providers(key, reply);
             }
             Command::Ban {
                 peer,
                 duration,
                 reply,
             } => {
-                let until = duration.map(|d| Instant::now() + d);
-                let banned = lock(&self.counters).scores.ban(peer, until);
-                if banned {
-                    self.swarm.behaviour_mut().blocked.block_peer(peer);
-                    self.emit(NodeEvent::PeerBanned {
-                        peer,
-                        reason: None,
-                        duration,
-                    });
-                }
-                let _ = reply.send(banned);
+                let _ = reply.send(self.swarm.behaviour_mut().peers.ban(peer, duration));
             }
             Command::Unban { peer, reply } => {
-                let lifted = lock(&self.counters).scores.unban(&peer);
-                // Blocked but no longer banned: a ban lifted to make room
-                // that the reconciliation has not unblocked yet.
-                let unblocked = self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                if lifted || unblocked {
-                    self.emit(NodeEvent::PeerUnbanned { peer });
+                let _ = reply.send(self.swarm.behaviour_mut().peers.unban(peer));
+            }
+            Command::PeerScore { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().peers.score(&peer));
+            }
+            Command::IsBanned { peer, reply } => {
+                let _ = reply.send(self.swarm.behaviour().peers.is_banned(&peer));
+            }
+            Command::AcceptStreams(handler) => self.accept_streams(handler),
+            Command::StopStreams(name) => {
+                if let Some(task) = self.raw.remove(&name) {
+                    task.abort();
                 }
-                let _ = reply.send(lifted);
             }
-            Command::Stop(reply) => {
-                // Handled in `run`; kept exhaustive for the compiler.
-                let _ = reply.send(());
-            }
+            Command::Stop(reply) => return Some(Some(reply)),
         }
+        None
     }
 
-    fn dial(&mut self, address: Multiaddr, reply: oneshot::Sender<Result<PeerId, NodeError>>) {
+    fn dial(&mut self, address: Multiaddr, reply: Reply<Result<PeerId, NodeError>>) {
         if self.pending_dials.len() >= self.max_pending_dials {
             let _ = reply.send(Err(NodeError::TooManyPendingDials(
                 self.pending_dials.len(),
@@ -531,6 +498,11 @@ impl EventLoop {
                 }));
             }
         }
+    }
+
+    /// When the next bootstrap dial is due.
+    fn next_bootstrap_dial(&self) -> Option<Instant> {
+        self.bootstrap.iter().filter_map(|b| b.next_dial).min()
     }
 
     fn redial_bootstrap(&mut self) {
@@ -567,16 +539,15 @@ impl EventLoop {
     fn stats(&mut self) -> NodeStats {
         let info = self.swarm.network_info();
         let dht = self.swarm.behaviour_mut().dht.stats();
-        let counters = lock(&self.counters);
         NodeStats {
             connected_peers: info.num_peers(),
             known_peers: self.peers.known(),
             connections: info.connection_counters().num_established() as usize,
             listen_addrs: self.swarm.listeners().count(),
-            messages: counters.total.clone(),
+            messages: self.stats.total(),
             dht,
-            banned_peers: counters.scores.banned(),
-            connections_denied_per_ip: counters.denied_per_ip.load(Ordering::Relaxed),
+            banned_peers: self.swarm.behaviour().peers.banned_count(),
+            connections_denied_per_ip: self.stats.denied_per_ip(),
         }
     }
 
@@ -747,12 +718,30 @@ impl EventLoop {
             BehaviourEvent::Dht(event) => self.on_dht_event(event),
             BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
                 tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
-                let reason = RejectReason::AcceptQueueFull;
-                lock(&self.counters).reject(peer, reason);
-                self.emit(NodeEvent::MessageRejected { peer, reason });
+                let peers = &mut self.swarm.behaviour_mut().peers;
+                peers.reject(peer, RejectReason::AcceptQueueFull);
             }
+            BehaviourEvent::Peers(event) => self.on_peer_manager_event(event),
             _ => {}
         }
+    }
+
+    fn on_peer_manager_event(&mut self, event: peer_manager::Event) {
+        self.emit(match event {
+            peer_manager::Event::Rejected { peer, reason } => {
+                NodeEvent::MessageRejected { peer, reason }
+            }
+            peer_manager::Event::Banned {
+                peer,
+                reason,
+                duration,
+            } => NodeEvent::PeerBanned {
+                peer,
+                reason,
+                duration,
+            },
+            peer_manager::Event::Unbanned { peer } => NodeEvent::PeerUnbanned { peer },
+        });
     }
 
     fn on_dht_event(&mut self, event: p2p_dht::Event) {
@@ -765,7 +754,7 @@ impl EventLoop {
             }
             p2p_dht::Event::ModeChanged { mode } => self.emit(NodeEvent::DhtModeChanged { mode }),
             p2p_dht::Event::Rejected { peer, reason } => {
-                lock(&self.counters).reject(peer, reason);
+                self.swarm.behaviour_mut().peers.reject(peer, reason);
             }
             p2p_dht::Event::RecordStored { .. } | p2p_dht::Event::QueryFinished { .. } => {}
         }

@@ -30,10 +30,12 @@ mod messaging;
 mod metrics;
 mod mplex_pacing;
 mod node;
+mod peer_manager;
 mod peers;
 mod rate_limits;
+mod raw_streams;
 mod resources;
-mod scoring;
+mod stats;
 mod streams;
 mod transport;
 
@@ -55,8 +57,8 @@ pub use p2p_types::{
     DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
     PeerId, ProtocolName, RejectReason,
 };
+pub use peer_manager::scores::{ScoringConfig, penalty};
 pub use peers::PeerInfo;
 pub use rate_limits::{Rate, RateLimits};
 pub use resources::{AnnounceOptions, Announced, MAX_DISCOVERED, ResourceError};
-pub use scoring::{ScoringConfig, penalty};
 pub use transport::{TransportError, TransportKind};

@@ -2,7 +2,7 @@
 //! the swarm through a bounded channel.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -20,14 +20,15 @@ use crate::event_loop::{Command, EventLoop};
 use crate::events::Event;
 use crate::handler::{Handlers, ProtocolHandler, RegisterError};
 use crate::messaging::{
-    self, LEGACY_PROTOCOL, NATIVE_PROTOCOL, Outbound, Processor, SendError, SharedCounters, Wire,
-    WireChoice,
+    self, LEGACY_PROTOCOL, NATIVE_PROTOCOL, Outbound, Processor, SendError, Wire, WireChoice,
 };
+use crate::peer_manager::scores::PeerScores;
 use crate::peers::PeerInfo;
 use crate::rate_limits::Limiters;
 use crate::resources::{
     AnnounceOptions, Announced, Cached, MAX_DISCOVERED, ResourceCache, ResourceError,
 };
+use crate::stats::{SharedStats, Stats};
 use crate::streams;
 use p2p_dht::records::StoredKey;
 use p2p_protocol::ResourceRecord;
@@ -55,8 +56,11 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Registered handlers; they survive stop/start.
     handlers: Handlers,
-    /// Message counters and peer scores, kept across runs.
-    counters: SharedCounters,
+    /// Message counters, kept across runs.
+    stats: SharedStats,
+    /// Peer scores and bans while the node is stopped (the running node's
+    /// peer manager owns them; stop hands them back).
+    parked_scores: StdMutex<Option<PeerScores>>,
     /// Inbound rate limits, kept across runs.
     limiters: Arc<Limiters>,
     /// Announced and discovered resources, kept across runs.
@@ -78,12 +82,22 @@ struct Live {
 }
 
 struct Running {
-    task: JoinHandle<()>,
+    task: JoinHandle<PeerScores>,
     commands: mpsc::Sender<Command>,
-    /// Processor and acceptors; aborted on stop.
-    background: Vec<JoinHandle<()>>,
-    /// Raw-stream acceptors by handler, so unregistering can stop one.
-    raw: Arc<StdMutex<HashMap<ProtocolName, JoinHandle<()>>>>,
+    background: Background,
+}
+
+/// The processor, acceptors and republisher of a run: aborted on stop, and
+/// when the last handle is dropped. (The event loop itself ends when its
+/// command channel closes, after closing its connections and listeners.)
+struct Background(Vec<JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Where `broadcast` sends.
@@ -124,9 +138,7 @@ impl Node {
         let keypair = config.identity.keypair()?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let resources = ResourceCache::new(config.resource_cache_capacity);
-        let counters = Arc::new(StdMutex::new(messaging::Counters::new(
-            config.scoring.clone(),
-        )));
+        let parked_scores = StdMutex::new(Some(PeerScores::new(config.scoring.clone())));
         let limiters = Arc::new(Limiters::new(&config.rate_limits));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -135,7 +147,8 @@ impl Node {
                 keypair,
                 events,
                 handlers: Handlers::default(),
-                counters,
+                stats: Arc::new(Stats::default()),
+                parked_scores,
                 resources,
                 sequences: StdMutex::default(),
                 running: Mutex::new(None),
@@ -156,6 +169,10 @@ impl Node {
 
     /// Starts the node: binds every listen address and returns once each has
     /// reported its real address. Starting a running node does nothing.
+    ///
+    /// The node runs until [`Node::stop`] or until its last handle is
+    /// dropped (clones are handles; a handler that keeps a clone keeps the
+    /// node alive).
     pub async fn start(&self) -> Result<(), NodeError> {
         let mut running = self.inner.running.lock().await;
         if running.as_ref().is_some_and(|r| !r.task.is_finished()) {
@@ -167,12 +184,22 @@ impl Node {
         let shared = (
             inner.events.clone(),
             inner.handlers.clone(),
-            Arc::clone(&inner.counters),
+            Arc::clone(&inner.stats),
             Arc::clone(&inner.limiters),
         );
-        let (mut event_loop, control) =
-            EventLoop::new(&inner.config, &inner.keypair, shared, ready_tx)?;
-        let outbound = Outbound::new(control.clone(), Arc::clone(&inner.counters));
+        let scores = self
+            .lock_parked()
+            .take()
+            .unwrap_or_else(|| PeerScores::new(inner.config.scoring.clone()));
+        let (mut event_loop, control, rejections) =
+            EventLoop::new(&inner.config, &inner.keypair, shared, scores, ready_tx).map_err(
+                |failed| {
+                    let (error, scores) = *failed;
+                    *self.lock_parked() = Some(scores);
+                    error
+                },
+            )?;
+        let outbound = Outbound::new(control.clone(), Arc::clone(&inner.stats));
         event_loop.set_outbound(outbound.clone());
 
         // The inbound side: one processor, fed by the readers of both protocols.
@@ -187,9 +214,9 @@ impl Node {
         );
         let processor = Processor::new(
             policy,
-            inner.handlers.clone(),
             inner.events.clone(),
-            Arc::clone(&inner.counters),
+            Arc::clone(&inner.stats),
+            rejections.clone(),
         );
         let checks = messaging::Checks {
             policy: inner.config.inbound.clone(),
@@ -197,6 +224,7 @@ impl Node {
             local: self.peer_id(),
             limiters: Arc::clone(&inner.limiters),
             stream_timeout: inner.config.stream_timeout,
+            rejections,
         };
         let mut background = vec![tokio::spawn(processor.run(item_rx))];
         let mut served = vec![(NATIVE_PROTOCOL, Wire::Native)];
@@ -214,103 +242,76 @@ impl Node {
                 )));
             }
         }
-        let raw = Arc::new(StdMutex::new(HashMap::new()));
-        for registered in inner.handlers.all() {
-            self.accept_raw(&control, &raw, registered.handler);
-        }
-
-        let task = tokio::spawn(event_loop.run(command_rx));
-        background.push(tokio::spawn(self.clone().keep_resources()));
-        let abort_all = |task: &JoinHandle<()>, background: &[JoinHandle<()>]| {
-            task.abort();
-            background.iter().for_each(JoinHandle::abort);
-        };
-        match tokio::time::timeout(START_TIMEOUT, ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                abort_all(&task, &background);
-                return Err(e);
-            }
-            Ok(Err(_)) => {
-                abort_all(&task, &background);
-                return Err(NodeError::Stopped);
-            }
-            Err(_) => {
-                abort_all(&task, &background);
-                return Err(NodeError::Timeout);
-            }
-        }
+        background.push(tokio::spawn(keep_resources(Arc::downgrade(&self.inner))));
+        // Live before the loop runs: a handler registered from here on is
+        // sent to the loop, one registered before is in the loop's first pass.
         *self.lock_live() = Some(Live {
             commands: commands.clone(),
             outbound,
             control,
         });
-        *running = Some(Running {
+        let task = tokio::spawn(event_loop.run(command_rx));
+        let started = match tokio::time::timeout(START_TIMEOUT, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => Err(NodeError::Timeout),
+        };
+        let run = Running {
             task,
             commands,
-            background,
-            raw,
-        });
-        Ok(())
+            background: Background(background),
+        };
+        match started {
+            Ok(()) => {
+                *running = Some(run);
+                Ok(())
+            }
+            Err(error) => {
+                *self.lock_live() = None;
+                self.end(run).await;
+                Err(error)
+            }
+        }
     }
 
-    /// Starts accepting `handler`'s raw streams, if it wants them.
-    fn accept_raw(
-        &self,
-        control: &streams::Control,
-        raw: &StdMutex<HashMap<ProtocolName, JoinHandle<()>>>,
-        handler: Arc<dyn ProtocolHandler>,
-    ) {
-        let Some(protocol) = handler.stream_protocol() else {
-            return;
-        };
-        match control.accept(protocol.clone()) {
-            Ok(incoming) => {
-                let name = handler.name();
-                let task = tokio::spawn(messaging::accept_raw(
-                    incoming,
-                    handler,
-                    Arc::clone(&self.inner.counters),
-                    Arc::clone(&self.inner.limiters),
-                ));
-                raw.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name, task);
-            }
-            Err(_) => tracing::warn!(%protocol, "stream protocol already accepted"),
+    /// Ends a run: the loop closes its connections and listeners and hands
+    /// the peer scores back; the background tasks are aborted.
+    async fn end(&self, run: Running) {
+        let (reply, done) = oneshot::channel();
+        if run.commands.send(Command::Stop(reply)).await.is_ok() {
+            let _ = done.await;
         }
+        let Running {
+            task,
+            commands,
+            mut background,
+        } = run;
+        drop(commands);
+        if let Ok(scores) = task.await {
+            *self.lock_parked() = Some(scores);
+        }
+        for handle in std::mem::take(&mut background.0) {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, Option<PeerScores>> {
+        self.inner
+            .parked_scores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops the node gracefully: closes every connection and listener, then
     /// waits for the task to end. Stopping a stopped node does nothing; the
-    /// node can be started again.
+    /// node can be started again (scores and bans are kept).
     pub async fn stop(&self) -> Result<(), NodeError> {
         let mut running = self.inner.running.lock().await;
         *self.lock_live() = None;
-        let Some(Running {
-            task,
-            commands,
-            background,
-            raw,
-        }) = running.take()
-        else {
-            return Ok(());
-        };
-        let (reply, done) = oneshot::channel();
-        if commands.send(Command::Stop(reply)).await.is_ok() {
-            let _ = done.await;
-        }
-        drop(commands);
-        let _ = task.await;
-        let raw: Vec<JoinHandle<()>> = raw
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, t)| t)
-            .collect();
-        for handle in background.into_iter().chain(raw) {
-            handle.abort();
-            let _ = handle.await;
+        if let Some(run) = running.take() {
+            self.end(run).await;
         }
         Ok(())
     }
@@ -354,26 +355,18 @@ impl Node {
     /// Dials `address` and resolves when the connection is up, with the remote
     /// PeerId. An address ending in `/p2p/<id>` must lead to that peer.
     pub async fn connect(&self, address: Multiaddr) -> Result<PeerId, NodeError> {
-        let pending = self
-            .request(|reply| Command::Dial { address, reply })
-            .await?;
-        match tokio::time::timeout(self.inner.config.dial_timeout, pending).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout),
-        }
+        let dial = self.request(|reply| Command::Dial { address, reply });
+        tokio::time::timeout(self.inner.config.dial_timeout, dial)
+            .await
+            .map_err(|_| NodeError::Timeout)??
     }
 
     /// Closes every connection to `peer` and resolves once they are closed.
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
-        let closed = self
-            .request(|reply| Command::Disconnect { peer, reply })
-            .await?;
-        match tokio::time::timeout(Duration::from_secs(5), closed).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => Err(NodeError::Timeout),
-        }
+        let closed = self.request(|reply| Command::Disconnect { peer, reply });
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .map_err(|_| NodeError::Timeout)??
     }
 
     /// Peers with an open connection.
@@ -434,18 +427,13 @@ impl Node {
         }
     }
 
-    /// Registers a protocol handler. Works before or after `start`; the
-    /// registration survives stop/start. A name already registered is refused.
-    /// Must be called inside a tokio runtime (the handler gets a worker task).
+    /// Registers a protocol handler. Works before or after `start` (also
+    /// while a start is under way); the registration survives stop/start. A
+    /// name already registered is refused. Must be called inside a tokio
+    /// runtime (the handler gets a worker task).
     pub fn register_handler(&self, handler: Arc<dyn ProtocolHandler>) -> Result<(), RegisterError> {
         let registered = self.inner.handlers.register(handler)?;
-        // Lock order: `running` is never awaited here; use try_lock and fall back
-        // to start's own registration pass when a start/stop is in progress.
-        if let Ok(running) = self.inner.running.try_lock()
-            && let (Some(running), Some(live)) = (running.as_ref(), self.live())
-        {
-            self.accept_raw(&live.control, &running.raw, registered.handler);
-        }
+        self.tell_loop(Command::AcceptStreams(registered.handler));
         Ok(())
     }
 
@@ -453,17 +441,23 @@ impl Node {
     /// false if no handler had that name.
     pub fn unregister_handler(&self, name: &ProtocolName) -> bool {
         let removed = self.inner.handlers.unregister(name).is_some();
-        if let Ok(running) = self.inner.running.try_lock()
-            && let Some(running) = running.as_ref()
-            && let Some(task) = running
-                .raw
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name)
-        {
-            task.abort();
+        if removed {
+            self.tell_loop(Command::StopStreams(name.clone()));
         }
         removed
+    }
+
+    /// Sends a command that needs no answer to the running loop, if any,
+    /// without waiting (queued in order; from a task when the queue is full).
+    fn tell_loop(&self, command: Command) {
+        let Some(live) = self.live() else {
+            return; // the next start's first pass covers it
+        };
+        if let Err(mpsc::error::TrySendError::Full(command)) = live.commands.try_send(command) {
+            tokio::spawn(async move {
+                let _ = live.commands.send(command).await;
+            });
+        }
     }
 
     /// A message builder from this node.
@@ -568,28 +562,28 @@ impl Node {
     }
 
     /// The peer's score now: 0 for a well-behaved or unknown peer, lower for
-    /// each rejection (decaying back to 0), down to −100.
-    pub fn peer_score(&self, peer: PeerId) -> f64 {
-        messaging::lock(&self.inner.counters)
-            .scores
-            .score(&peer, std::time::Instant::now())
+    /// each rejection (decaying back to 0), down to −100. Also while stopped.
+    pub async fn peer_score(&self, peer: PeerId) -> Result<f64, NodeError> {
+        if let Some(scores) = self.lock_parked().as_ref() {
+            return Ok(scores.score(&peer, std::time::Instant::now()));
+        }
+        self.request(|reply| Command::PeerScore { peer, reply })
+            .await
     }
 
-    /// True while `peer` is banned.
-    pub fn is_banned(&self, peer: PeerId) -> bool {
-        messaging::lock(&self.inner.counters)
-            .scores
-            .is_banned(&peer)
+    /// True while `peer` is banned. Also while stopped.
+    pub async fn is_banned(&self, peer: PeerId) -> Result<bool, NodeError> {
+        if let Some(scores) = self.lock_parked().as_ref() {
+            return Ok(scores.is_banned(&peer));
+        }
+        self.request(|reply| Command::IsBanned { peer, reply })
+            .await
     }
 
     /// Message counters for one peer (rejections are attributed to the peer
     /// that sent the bytes).
     pub fn peer_message_stats(&self, peer: &PeerId) -> MessageStats {
-        messaging::lock(&self.inner.counters)
-            .per_peer
-            .get(peer)
-            .cloned()
-            .unwrap_or_default()
+        self.inner.stats.peer(peer)
     }
 
     /// Opens a raw stream to `peer` on `protocol` (for handlers that speak
@@ -661,22 +655,15 @@ impl Node {
             now,
         )?;
         let put = |record| self.request(move |reply| Command::PutRecord { record, reply });
-        let not_started = |_| ResourceError::NotStarted;
-        let scoped = put(scoped).await.map_err(not_started)?;
-        let shared = put(shared).await.map_err(not_started)?;
         let key = p2p_dht::records::kad_key(&record.key);
-        let provided = self
-            .request(|reply| Command::StartProviding { key, reply })
-            .await
-            .map_err(not_started)?;
-        let (scoped, shared, provided) = futures::join!(scoped, shared, provided);
-        let stored_by = match scoped {
-            Ok(Ok(stored_by)) => stored_by,
-            Ok(Err(e)) => {
+        let provided = self.request(|reply| Command::StartProviding { key, reply });
+        let (scoped, shared, provided) = futures::join!(put(scoped), put(shared), provided);
+        let stored_by = match scoped.map_err(|_| ResourceError::NotStarted)? {
+            Ok(stored_by) => stored_by,
+            Err(e) => {
                 tracing::debug!(key = %record.key, error = %e, "announce not stored");
                 return Err(ResourceError::NotStored);
             }
-            Err(_) => 0,
         };
         tracing::debug!(
             key = %record.key,
@@ -698,11 +685,9 @@ impl Node {
     /// when the lookup found no one to tell (the record is still held locally).
     pub async fn provide(&self, name: &str) -> Result<bool, ResourceError> {
         let key = p2p_dht::providers::provider_key(name);
-        let told = self
-            .request(|reply| Command::StartProviding { key, reply })
+        self.request(|reply| Command::StartProviding { key, reply })
             .await
-            .map_err(|_| ResourceError::NotStarted)?;
-        told.await.map_err(|_| ResourceError::NotStarted)
+            .map_err(|_| ResourceError::NotStarted)
     }
 
     /// The other peers the DHT knows as providers of `name` (never this node).
@@ -714,11 +699,9 @@ impl Node {
     ) -> Result<Vec<PeerId>, ResourceError> {
         let key = p2p_dht::providers::provider_key(name);
         let lookup = async {
-            let found = self
-                .request(|reply| Command::GetProviders { key, reply })
+            self.request(|reply| Command::GetProviders { key, reply })
                 .await
-                .map_err(|_| ResourceError::NotStarted)?;
-            found.await.map_err(|_| ResourceError::NotStarted)
+                .map_err(|_| ResourceError::NotStarted)
         };
         tokio::time::timeout(timeout, lookup)
             .await
@@ -775,11 +758,9 @@ impl Node {
         let lookup = async {
             let providers = async {
                 let index = p2p_dht::records::kad_key(&key);
-                let found = self
-                    .request(|reply| Command::GetProviders { key: index, reply })
+                self.request(|reply| Command::GetProviders { key: index, reply })
                     .await
-                    .map_err(|_| ResourceError::NotStarted)?;
-                found.await.map_err(|_| ResourceError::NotStarted)
+                    .map_err(|_| ResourceError::NotStarted)
             };
             let shared = self.lookup(StoredKey::Shared(key.clone()));
             let (providers, shared) = futures::join!(providers, shared);
@@ -888,11 +869,10 @@ impl Node {
         &self,
         key: StoredKey,
     ) -> Result<(ResourceRecord, Option<PeerId>), ResourceError> {
-        let found = self
+        Ok(self
             .request(|reply| Command::GetRecord { key, reply })
             .await
-            .map_err(|_| ResourceError::NotStarted)?;
-        Ok(found.await.map_err(|_| ResourceError::NotStarted)??)
+            .map_err(|_| ResourceError::NotStarted)??)
     }
 
     /// Unexpired resources of a type in the local cache whose JSON data has
@@ -947,34 +927,36 @@ impl Node {
     pub fn cleanup(&self) -> usize {
         self.inner.resources.cleanup(p2p_protocol::now_ms())
     }
+}
 
-    /// Republishes own announcements at half their TTL and sweeps the cache,
-    /// while the node runs.
-    async fn keep_resources(self) {
-        let mut tick = tokio::time::interval(RESOURCE_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let now = p2p_protocol::now_ms();
-            self.inner.resources.cleanup(now);
-            for (old, ttl) in self.inner.resources.due_for_republish(now) {
-                let expires =
-                    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-                let fresh = ResourceRecord::new(
-                    old.key.clone(),
-                    self.peer_id(),
-                    old.data.clone(),
-                    now,
-                    Some(expires),
-                );
-                match fresh.sign(&self.inner.keypair) {
-                    Ok(fresh) => {
-                        if let Err(e) = self.publish(fresh, Some(ttl)).await {
-                            tracing::debug!(key = %old.key, error = %e, "republish failed");
-                        }
+/// Republishes own announcements at half their TTL and sweeps the cache,
+/// while the node runs (aborted on stop). Holds the node weakly, so dropping
+/// the last handle still stops it.
+async fn keep_resources(node: Weak<Inner>) {
+    let mut tick = tokio::time::interval(RESOURCE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = node.upgrade() else { return };
+        let node = Node { inner };
+        let now = p2p_protocol::now_ms();
+        node.inner.resources.cleanup(now);
+        for (old, ttl) in node.inner.resources.due_for_republish(now) {
+            let expires = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let fresh = ResourceRecord::new(
+                old.key.clone(),
+                node.peer_id(),
+                old.data.clone(),
+                now,
+                Some(expires),
+            );
+            match fresh.sign(&node.inner.keypair) {
+                Ok(fresh) => {
+                    if let Err(e) = node.publish(fresh, Some(ttl)).await {
+                        tracing::debug!(key = %old.key, error = %e, "republish failed");
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot re-sign a resource"),
                 }
+                Err(e) => tracing::warn!(error = %e, "cannot re-sign a resource"),
             }
         }
     }

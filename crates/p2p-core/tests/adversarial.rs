@@ -145,7 +145,10 @@ impl Arena {
             .unwrap();
         self.honest.send(self.victim.peer_id(), &m).await.unwrap();
         got.await;
-        assert_eq!(self.victim.peer_score(self.honest.peer_id()), 0.0);
+        assert_eq!(
+            self.victim.peer_score(self.honest.peer_id()).await.unwrap(),
+            0.0
+        );
     }
 
     /// Waits (bounded) until at least `n` of the attacker's rejections for
@@ -208,7 +211,7 @@ async fn malformed(bytes: Vec<u8>, reason: RejectReason) {
     arena.raw(NATIVE_PROTOCOL, &bytes).await;
     rejected.await;
     assert_eq!(arena.counted(reason), 1);
-    assert!(arena.victim.peer_score(arena.attacker_id()) < 0.0);
+    assert!(arena.victim.peer_score(arena.attacker_id()).await.unwrap() < 0.0);
     arena.honest_still_flows().await;
 }
 
@@ -267,7 +270,7 @@ async fn forgery(tamper: impl FnOnce(&mut Message, &Arena), reason: RejectReason
     arena.forge(&m).await;
     rejected.await;
     banned.await.unwrap();
-    assert!(arena.victim.is_banned(attacker));
+    assert!(arena.victim.is_banned(attacker).await.unwrap());
     let deadline = tokio::time::Instant::now() + WAIT;
     while arena.victim.is_connected(attacker).await {
         assert!(tokio::time::Instant::now() < deadline, "still connected");
@@ -326,7 +329,9 @@ async fn timed_bans_are_capped_and_a_lifted_ban_is_unblocked() {
             .await
             .unwrap()
     );
-    assert!(!victim.is_banned(attacker) && victim.is_banned(newcomer));
+    assert!(
+        !victim.is_banned(attacker).await.unwrap() && victim.is_banned(newcomer).await.unwrap()
+    );
     assert_eq!(victim.stats().await.unwrap().banned_peers, 1);
     // The swarm's block list follows: the lifted peer may connect again
     // (once it has seen the ban close its old connection).
@@ -484,7 +489,7 @@ async fn stream_storm_is_capped() {
         stats.rejected(RejectReason::TooManyStreams) >= 4,
         "{stats:?}"
     );
-    assert!(arena.victim.peer_score(arena.attacker_id()) < -20.0);
+    assert!(arena.victim.peer_score(arena.attacker_id()).await.unwrap() < -20.0);
     arena.honest_still_flows().await;
     drop(held);
 }
@@ -592,10 +597,10 @@ async fn the_allow_list_bypasses_penalties() {
     s.close().await.unwrap();
     rejected.await;
     assert!(
-        !victim.is_banned(attacker.peer_id()),
+        !victim.is_banned(attacker.peer_id()).await.unwrap(),
         "allowed peers are not banned"
     );
-    assert_eq!(victim.peer_score(attacker.peer_id()), 0.0);
+    assert_eq!(victim.peer_score(attacker.peer_id()).await.unwrap(), 0.0);
     assert!(victim.is_connected(attacker.peer_id()).await);
 }
 
@@ -707,7 +712,10 @@ async fn dht_lookup_flood_is_limited_per_peer() {
         .counted_eventually(RejectReason::DhtRateLimited, 20)
         .await;
     // Refused, not scored: honest servers burst lookups when they replicate.
-    assert_eq!(arena.victim.peer_score(arena.attacker_id()), 0.0);
+    assert_eq!(
+        arena.victim.peer_score(arena.attacker_id()).await.unwrap(),
+        0.0
+    );
     // The honest peer's lookups are its own bucket's: still answered.
     let ttl = AnnounceOptions {
         ttl: Some(Duration::from_secs(600)),
@@ -720,7 +728,14 @@ async fn dht_lookup_flood_is_limited_per_peer() {
         .unwrap();
     let found = arena.honest.discover("session", "v1", WAIT).await.unwrap();
     assert_eq!(found.creator, arena.victim.peer_id());
-    assert_eq!(arena.victim.peer_score(arena.honest.peer_id()), 0.0);
+    assert_eq!(
+        arena
+            .victim
+            .peer_score(arena.honest.peer_id())
+            .await
+            .unwrap(),
+        0.0
+    );
     arena.honest_still_flows().await;
     // Dozens of refusals leave the attacker's connection usable for the DHT
     // (no inbound-stream slot is left behind): its own put still lands.
@@ -1136,7 +1151,10 @@ async fn provider_puts_over_their_rate_are_refused_and_counted() {
         .counted_eventually(RejectReason::DhtRateLimited, 12)
         .await;
     // Refused and counted, not scored: honest servers burst puts too.
-    assert_eq!(arena.victim.peer_score(arena.attacker_id()), 0.0);
+    assert_eq!(
+        arena.victim.peer_score(arena.attacker_id()).await.unwrap(),
+        0.0
+    );
     assert_eq!(
         arena
             .victim
@@ -1215,7 +1233,11 @@ async fn the_node_byte_rate_slows_every_sender_without_loss() {
     let took = flood(&arena.victim, &[&arena.honest, &arena.attacker], 10, 20_000).await;
     assert!(took >= Duration::from_millis(2_500), "took {took:?}");
     for peer in [arena.honest.peer_id(), arena.attacker_id()] {
-        assert_eq!(arena.victim.peer_score(peer), 0.0, "slowed, not punished");
+        assert_eq!(
+            arena.victim.peer_score(peer).await.unwrap(),
+            0.0,
+            "slowed, not punished"
+        );
         assert_eq!(arena.victim.peer_message_stats(&peer).received, 10);
     }
 }
@@ -1236,7 +1258,11 @@ async fn the_node_message_rate_slows_every_sender_without_loss() {
     let took = flood(&arena.victim, &[&arena.honest, &arena.attacker], 100, 8).await;
     assert!(took >= Duration::from_millis(2_500), "took {took:?}");
     for peer in [arena.honest.peer_id(), arena.attacker_id()] {
-        assert_eq!(arena.victim.peer_score(peer), 0.0, "slowed, not punished");
+        assert_eq!(
+            arena.victim.peer_score(peer).await.unwrap(),
+            0.0,
+            "slowed, not punished"
+        );
         assert_eq!(arena.victim.peer_message_stats(&peer).received, 100);
     }
 }
@@ -1278,7 +1304,7 @@ async fn a_peer_over_its_byte_rate_is_slowed_and_others_are_not() {
     let took = flooding.await.unwrap();
     assert!(took >= Duration::from_millis(2_500), "took {took:?}");
     assert_eq!(
-        arena.victim.peer_score(attacker_id),
+        arena.victim.peer_score(attacker_id).await.unwrap(),
         0.0,
         "slowed, not punished"
     );
@@ -1294,7 +1320,7 @@ async fn a_peer_on_the_deny_list_cannot_connect() {
         }),
     )
     .await;
-    assert!(victim.is_banned(denied.peer_id()));
+    assert!(victim.is_banned(denied.peer_id()).await.unwrap());
     refused_connection(&denied, victim.peer_id(), common::dial_addr(&victim).await).await;
     // Anyone else connects.
     let other = started(memory_builder(DhtModeSetting::Client)).await;
@@ -1341,7 +1367,7 @@ async fn new_streams_over_their_rate_are_refused_as_rate_limited() {
     rejected.await;
     assert_eq!(arena.counted(RejectReason::TooManyStreams), 0);
     assert!(
-        arena.victim.peer_score(arena.attacker_id()) < 0.0,
+        arena.victim.peer_score(arena.attacker_id()).await.unwrap() < 0.0,
         "penalised"
     );
     arena.honest_still_flows().await;
@@ -1358,7 +1384,7 @@ async fn a_fifth_concurrent_native_stream_is_refused_as_too_many() {
     assert_eq!(arena.counted(RejectReason::TooManyStreams), 1);
     assert_eq!(arena.counted(RejectReason::RateLimited), 0);
     assert!(
-        arena.victim.peer_score(arena.attacker_id()) < 0.0,
+        arena.victim.peer_score(arena.attacker_id()).await.unwrap() < 0.0,
         "penalised"
     );
     arena.honest_still_flows().await;

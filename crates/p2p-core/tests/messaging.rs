@@ -659,7 +659,7 @@ async fn a_sender_over_its_rate_is_slowed_not_dropped_or_punished() {
     common::wait_received(&bob, COUNT).await;
     // 50 at once, then 100 per second: the limiter, not luck, set the pace.
     assert!(started.elapsed() >= std::time::Duration::from_millis(1_900));
-    assert_eq!(bob.peer_score(alice.peer_id()), 0.0);
+    assert_eq!(bob.peer_score(alice.peer_id()).await.unwrap(), 0.0);
     assert!(bob.is_connected(alice.peer_id()).await);
 }
 

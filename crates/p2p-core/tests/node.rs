@@ -1,6 +1,8 @@
 //! Node lifecycle, connections, peers and stats over real TCP sockets on
 //! 127.0.0.1 port 0 (the original coordinator tests, seed-study §6.2, strict).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -418,4 +420,115 @@ async fn a_connection_the_user_dialled_stays_open_while_idle() {
         "the connection alice dialled was closed while idle"
     );
     assert!(alice.is_connected(bob.peer_id()).await);
+}
+
+/// Polls `done` every 20 ms until it holds, failing after [`WAIT`].
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_stops_a_started_node() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let peer = tcp_node(DhtModeSetting::Server).await;
+    let node = tcp_node(DhtModeSetting::Server).await;
+    let (node_id, address) = (node.peer_id(), dial_addr(&node).await);
+    let gone = disconnected_from(&peer, node_id);
+    peer.connect(address.clone()).await.unwrap();
+    // A resource to republish keeps a task busy; it must not keep the node.
+    node.announce(
+        "session",
+        "dropped",
+        "{}",
+        p2p_core::AnnounceOptions::default(),
+    )
+    .await
+    .unwrap();
+    let clone = node.clone();
+    drop(node);
+    assert!(clone.is_running(), "a clone still holds the node");
+    drop(clone);
+    // The peer sees the connection close, and the port is free again.
+    gone.await.unwrap();
+    let port = address
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    eventually("the port is released", || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    peer.stop().await.unwrap();
+    drop(peer);
+    eventually("every task of both nodes ended", || {
+        metrics.num_alive_tasks() <= before
+    })
+    .await;
+}
+
+/// A handler that serves raw streams on `/test/echo-peer/1.0.0` by naming
+/// the peer that opened one.
+struct StreamNamer(tokio::sync::mpsc::UnboundedSender<p2p_types::PeerId>);
+
+#[async_trait::async_trait]
+impl p2p_core::ProtocolHandler for StreamNamer {
+    fn name(&self) -> p2p_core::ProtocolName {
+        "stream-namer".parse().unwrap()
+    }
+
+    fn stream_protocol(&self) -> Option<libp2p::StreamProtocol> {
+        Some(libp2p::StreamProtocol::new("/test/stream-namer/1.0.0"))
+    }
+
+    async fn handle_message(
+        &self,
+        _: std::sync::Arc<p2p_core::Message>,
+        _: p2p_types::PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        Ok(())
+    }
+
+    async fn handle_stream(
+        &self,
+        _: libp2p::Stream,
+        peer: p2p_types::PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        let _ = self.0.send(peer);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_registered_while_start_is_under_way_serves_its_streams() {
+    let client = tcp_node(DhtModeSetting::Client).await;
+    for _ in 0..5 {
+        let node = common::tcp_builder(DhtModeSetting::Client).build().unwrap();
+        let (tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+        // Registered from another task while `start` runs.
+        let starting = tokio::spawn({
+            let node = node.clone();
+            async move { node.start().await }
+        });
+        tokio::task::yield_now().await;
+        node.register_handler(std::sync::Arc::new(StreamNamer(tx)))
+            .unwrap();
+        starting.await.unwrap().unwrap();
+        client.connect(dial_addr(&node).await).await.unwrap();
+        let protocol = libp2p::StreamProtocol::new("/test/stream-namer/1.0.0");
+        client.open_stream(node.peer_id(), protocol).await.unwrap();
+        let who = tokio::time::timeout(WAIT, opened.recv()).await.unwrap();
+        assert_eq!(who, Some(client.peer_id()));
+        node.stop().await.unwrap();
+    }
 }

@@ -1,4 +1,4 @@
-//! Peer scores and bans.
+//! Peer scores and bans (the state of [`super::PeerManager`]).
 //!
 //! Every rejection attributed to a peer costs it points ([`penalty`]); the
 //! score decays back towards zero with a half-life, so an honest peer's
@@ -13,7 +13,7 @@
 //! good. The model is Lighthouse's peer manager (score −100..100, disconnect
 //! at −20, ban at −50, 600 s half-life).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -127,6 +127,8 @@ pub(crate) struct PeerScores {
     config: ScoringConfig,
     scores: HashMap<PeerId, Entry>,
     bans: HashMap<PeerId, Option<Instant>>,
+    /// Timed bans lifted early to make room, not yet reported.
+    lifted: Vec<PeerId>,
 }
 
 impl PeerScores {
@@ -136,6 +138,7 @@ impl PeerScores {
             config,
             scores: HashMap::new(),
             bans,
+            lifted: Vec::new(),
         }
     }
 
@@ -203,8 +206,7 @@ impl PeerScores {
     }
 
     /// Records a ban, lifting the timed ban closest to its end first when
-    /// `max_bans` timed bans are in force. Who was lifted is found by the
-    /// event loop's [`PeerScores::reconcile`].
+    /// `max_bans` timed bans are in force (see [`PeerScores::take_lifted`]).
     fn insert_ban(&mut self, peer: PeerId, until: Option<Instant>) {
         let timed = self.bans.values().filter(|u| u.is_some()).count();
         let replaces = self.bans.get(&peer).is_some_and(Option::is_some);
@@ -218,6 +220,7 @@ impl PeerScores {
             if let Some(lifted) = soonest {
                 self.bans.remove(&lifted);
                 self.scores.remove(&lifted);
+                self.lifted.push(lifted);
             }
         }
         self.bans.insert(peer, until);
@@ -254,30 +257,19 @@ impl PeerScores {
         over
     }
 
-    /// Peers banned now (the deny-list included).
-    pub(crate) fn banned_list(&self) -> Vec<PeerId> {
-        self.bans.keys().copied().collect()
+    /// The timed bans lifted early to make room since the last call.
+    pub(crate) fn take_lifted(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.lifted)
     }
 
-    /// Compares the bans with what is `blocked` in the swarm: returns the
-    /// peers to block, with their ban's end (a ban whose verdict did not reach
-    /// the event loop), and to unblock (a ban lifted early to make room).
-    pub(crate) fn reconcile(
-        &self,
-        blocked: &HashSet<PeerId>,
-    ) -> (Vec<(PeerId, Option<Instant>)>, Vec<PeerId>) {
-        let block = self
-            .bans
-            .iter()
-            .filter(|(p, _)| !blocked.contains(p))
-            .map(|(p, until)| (*p, *until))
-            .collect();
-        let unblock = blocked
-            .iter()
-            .filter(|p| !self.bans.contains_key(p))
-            .copied()
-            .collect();
-        (block, unblock)
+    /// When the next timed ban ends.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.bans.values().filter_map(|until| *until).min()
+    }
+
+    /// The scoring rules these scores follow.
+    pub(crate) fn config(&self) -> &ScoringConfig {
+        &self.config
     }
 }
 
@@ -391,23 +383,11 @@ mod tests {
         assert!(peers[2..].iter().all(|p| scores.is_banned(p)));
         assert!(scores.is_banned(&enemy));
 
-        // The swarm still blocks the two lifted early and missed the last ban.
-        let blocked: HashSet<PeerId> = [enemy, peers[0], peers[1], peers[2], peers[3]]
-            .into_iter()
-            .chain(
-                scores
-                    .banned_list()
-                    .into_iter()
-                    .filter(|p| !peers.contains(p)),
-            )
-            .collect();
-        let (block, mut unblock) = scores.reconcile(&blocked);
-        unblock.sort();
-        let mut lifted = vec![peers[0], peers[1]];
-        lifted.sort();
-        assert_eq!(unblock, lifted);
-        assert_eq!(block.len(), 1);
-        assert_eq!(block[0].0, peers[4]);
-        assert!(block[0].1.is_some());
+        // The two lifted early are reported once, and the next expiry is
+        // the soonest timed ban left.
+        assert_eq!(scores.take_lifted(), vec![peers[0], peers[1]]);
+        assert!(scores.take_lifted().is_empty());
+        let ban_duration = ScoringConfig::default().ban_duration;
+        assert_eq!(scores.next_expiry(), Some(now + minute * 2 + ban_duration));
     }
 }

@@ -1,0 +1,202 @@
+//! The outbound side: one writer task per peer on a long-lived native stream
+//! (batched flushes, bounded queue: a sender that outruns the network waits),
+//! and the TypeScript protocol's lanes ([`crate::legacy_lanes`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::AsyncWriteExt;
+use libp2p::{PeerId, Stream};
+use p2p_protocol::{Codec, JsonCodec, Message, ProtobufCodec, encode_message_frame};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{NATIVE_PROTOCOL, SendError, WireChoice};
+use crate::legacy_lanes::LegacyLanes;
+use crate::stats::SharedStats;
+use crate::streams::{self, OpenError, Target};
+
+/// Frames queued per peer writer before `send` waits.
+const WRITER_QUEUE: usize = 256;
+/// Most frames written between two flushes.
+const WRITER_BATCH: usize = 64;
+
+/// One frame for a writer, with where to report the write result.
+struct OutFrame {
+    bytes: Bytes,
+    done: oneshot::Sender<Result<(), SendError>>,
+}
+
+/// How we reach one peer.
+#[derive(Clone)]
+enum Route {
+    Native(mpsc::Sender<OutFrame>),
+    /// The peer does not speak native; use JSON.
+    Legacy,
+}
+
+/// A peer's route, filled on first use; the async lock makes concurrent first
+/// sends open one stream, not several.
+type RouteSlot = Arc<Mutex<Option<Route>>>;
+
+/// Outbound side: per-peer writers over one stream control.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    control: streams::Control,
+    routes: Arc<StdMutex<HashMap<PeerId, RouteSlot>>>,
+    legacy: LegacyLanes,
+    stats: SharedStats,
+}
+
+impl Outbound {
+    pub(crate) fn new(control: streams::Control, stats: SharedStats) -> Self {
+        Self {
+            legacy: LegacyLanes::new(control.clone()),
+            control,
+            routes: Arc::default(),
+            stats,
+        }
+    }
+
+    /// Forgets a peer's routes (its writer ends with its connection).
+    pub(crate) fn forget(&self, peer: &PeerId) {
+        self.forget_route(peer);
+        self.legacy.forget(peer);
+    }
+
+    /// Forgets a peer's cached native route (its stream failed).
+    fn forget_route(&self, peer: &PeerId) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(peer);
+    }
+
+    fn slot(&self, peer: PeerId) -> RouteSlot {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(routes.entry(peer).or_default())
+    }
+
+    /// Sends `message` to `peer`; resolves once it is written to the stream.
+    pub(crate) async fn send(
+        &self,
+        peer: PeerId,
+        message: &Message,
+        choice: WireChoice,
+    ) -> Result<(), SendError> {
+        let (mut attempt, legacy) = match self.route(peer, choice).await {
+            Ok(Route::Native(writer)) => (self.send_native(writer, message).await, false),
+            Ok(Route::Legacy) => (self.send_legacy(peer, message).await, true),
+            Err(e) => ((Err(e), 0), false),
+        };
+        // A cached native stream dies with its connection; the first send
+        // after that finds out. Retry once on a fresh stream (redialling if
+        // need be). A frame that did get through is dropped as a duplicate.
+        // A TypeScript message is never retried: its lane already chose the
+        // connection, and the peer may have read it.
+        if !legacy && matches!(attempt.0, Err(SendError::Io(_))) && choice != WireChoice::LegacyJson
+        {
+            tracing::debug!(%peer, error = ?attempt.0, "native stream failed; retrying on a fresh one");
+            self.forget_route(&peer);
+            if let Ok(Route::Native(writer)) = self.route(peer, choice).await {
+                attempt = self.send_native(writer, message).await;
+            }
+        }
+        let (result, bytes) = attempt;
+        self.stats.sent(result.is_ok(), bytes);
+        result
+    }
+
+    async fn route(&self, peer: PeerId, choice: WireChoice) -> Result<Route, SendError> {
+        if choice == WireChoice::LegacyJson {
+            return Ok(Route::Legacy);
+        }
+        let slot = self.slot(peer);
+        let mut route = slot.lock().await;
+        match route.as_ref() {
+            Some(Route::Native(writer)) if !writer.is_closed() => {
+                return Ok(Route::Native(writer.clone()));
+            }
+            Some(Route::Legacy) if choice == WireChoice::Auto => return Ok(Route::Legacy),
+            _ => {}
+        }
+        match self.control.open(peer, NATIVE_PROTOCOL, Target::Any).await {
+            Ok(opened) => {
+                let (writer, frames) = mpsc::channel(WRITER_QUEUE);
+                tokio::spawn(write_frames(opened.stream, frames));
+                *route = Some(Route::Native(writer.clone()));
+                Ok(Route::Native(writer))
+            }
+            Err(OpenError::Unsupported(_)) if choice == WireChoice::Auto => {
+                *route = Some(Route::Legacy);
+                Ok(Route::Legacy)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn send_native(
+        &self,
+        writer: mpsc::Sender<OutFrame>,
+        message: &Message,
+    ) -> (Result<(), SendError>, usize) {
+        let mut buf = BytesMut::new();
+        if let Err(e) = encode_message_frame(&ProtobufCodec, message, &mut buf) {
+            return (Err(SendError::Encode(e.to_string())), 0);
+        }
+        let len = buf.len();
+        let (done, written) = oneshot::channel();
+        let frame = OutFrame {
+            bytes: buf.freeze(),
+            done,
+        };
+        if writer.send(frame).await.is_err() {
+            return (Err(SendError::Io("stream closed".to_owned())), 0);
+        }
+        let result = written
+            .await
+            .unwrap_or_else(|_| Err(SendError::Io("stream closed".to_owned())));
+        (result, len)
+    }
+
+    async fn send_legacy(&self, peer: PeerId, message: &Message) -> (Result<(), SendError>, usize) {
+        let mut buf = BytesMut::new();
+        if let Err(e) = JsonCodec.encode_message(message, &mut buf) {
+            return (Err(SendError::Encode(e.to_string())), 0);
+        }
+        let len = buf.len();
+        (self.legacy.send(peer, buf.freeze()).await, len)
+    }
+}
+
+/// Writes frames to one stream, flushing once per batch, and reports each
+/// frame's result. Ends (closing the stream) on the first error or when every
+/// sender is gone.
+async fn write_frames(mut stream: Stream, mut frames: mpsc::Receiver<OutFrame>) {
+    let mut batch = Vec::with_capacity(WRITER_BATCH);
+    while frames.recv_many(&mut batch, WRITER_BATCH).await > 0 {
+        let mut result = Ok(());
+        for frame in &batch {
+            result = stream.write_all(&frame.bytes).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = stream.flush().await;
+        }
+        let failed = result.is_err();
+        for frame in batch.drain(..) {
+            let _ = frame.done.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| SendError::Io(e.to_string())),
+            );
+        }
+        if failed {
+            return;
+        }
+    }
+    let _ = stream.close().await;
+}
