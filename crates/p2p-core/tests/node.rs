@@ -532,3 +532,30 @@ async fn a_handler_registered_while_start_is_under_way_serves_its_streams() {
         node.stop().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_ban_refuses_the_peer_then_ends_on_its_own() {
+    let alice = tcp_node(DhtModeSetting::Client).await;
+    let bob = tcp_node(DhtModeSetting::Client).await;
+    let (bob_id, bob_addr) = (bob.peer_id(), dial_addr(&bob).await);
+    let unbanned = alice.wait_for(
+        WAIT,
+        move |e| matches!(e.as_node(), Some(NodeEvent::PeerUnbanned { peer }) if *peer == bob_id),
+    );
+    assert!(
+        alice
+            .ban(bob_id, Some(Duration::from_millis(300)))
+            .await
+            .unwrap()
+    );
+    assert!(alice.is_banned(bob_id).await.unwrap());
+    let refused = alice.connect(bob_addr.clone()).await;
+    assert!(
+        matches!(&refused, Err(NodeError::Dial { reason, .. }) if reason.contains("is banned")),
+        "{refused:?}"
+    );
+    // The peer manager's timer ends the ban; nothing polls for it.
+    unbanned.await.unwrap();
+    assert!(!alice.is_banned(bob_id).await.unwrap());
+    assert_eq!(alice.connect(bob_addr).await.unwrap(), bob_id);
+}

@@ -42,9 +42,6 @@ pub struct DhtConfig {
     /// hours (the TypeScript examples announce with `ttl: 3600`), so a record
     /// should not outlive its usefulness by days as with kad's 48 h default.
     pub record_ttl: Duration,
-    /// How often a publisher re-puts its own records. Default 30 minutes, half
-    /// the TTL, so a record survives one missed publication.
-    pub record_publication_interval: Duration,
     /// How often stored records are replicated to the closest peers. Default
     /// 10 minutes, so records follow churn within a small network.
     pub record_replication_interval: Duration,
@@ -91,7 +88,6 @@ impl Default for DhtConfig {
             mode: DhtModeSetting::Auto,
             mapper: MapperPolicy::Auto,
             record_ttl: Duration::from_secs(3600),
-            record_publication_interval: Duration::from_secs(1800),
             record_replication_interval: Duration::from_secs(600),
             provider_ttl: Duration::from_secs(3600),
             provider_publication_interval: Duration::from_secs(1800),
@@ -116,7 +112,10 @@ impl DhtConfig {
     pub fn kad_config(&self) -> kad::Config {
         let mut c = kad::Config::new(self.protocol.clone());
         c.set_record_ttl(Some(self.record_ttl))
-            .set_publication_interval(Some(self.record_publication_interval))
+            // Our own records have one republisher, the node's (p2p-core:
+            // a freshly signed record at half its TTL); kad's would re-put
+            // the same stale bytes.
+            .set_publication_interval(None)
             .set_replication_interval(Some(self.record_replication_interval))
             .set_provider_record_ttl(Some(self.provider_ttl))
             .set_provider_publication_interval(Some(self.provider_publication_interval))
