@@ -34,9 +34,11 @@ pub struct ConnectionLimits {
     /// dialled through `connect` or for a bootstrap peer, is always kept;
     /// others (those DHT lookups open, either way) are closed after
     /// [`NodeConfig::idle_connection_timeout`] of idleness while the node has
-    /// more than this many connections. Default 32 (kubo's low watermark):
-    /// enough for the DHT to reuse connections to its frequent contacts,
-    /// without holding every peer a lookup ever touched.
+    /// more than this many connections. Default 256 (= `max_established`,
+    /// so none is closed for idleness): with 32 (kubo's low watermark) a
+    /// 200-node in-process DHT on a loaded 2-core machine lost most of its
+    /// puts (BENCHMARKS.md, DHT at scale), which is not understood yet. Lower
+    /// it to bound memory on nodes that serve many lookups.
     pub keep_idle: u32,
     /// Established connections to one peer. Default 2 (one each way during a
     /// simultaneous dial); more only serve to multiply one peer's weight.
@@ -60,7 +62,7 @@ impl Default for ConnectionLimits {
             max_established: 256,
             max_established_incoming: 192,
             max_established_outgoing: 128,
-            keep_idle: 32,
+            keep_idle: 256,
             max_established_per_peer: 2,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
@@ -275,6 +277,13 @@ impl NodeBuilder {
     /// Forces advertising (or not) the listen addresses as external addresses.
     pub fn advertise_listen_addrs(mut self, advertise: bool) -> Self {
         self.config.advertise_listen_addrs = Some(advertise);
+        self
+    }
+
+    /// Sets the inbound message checks (limits, signature requirement,
+    /// replay window).
+    pub fn inbound(mut self, policy: InboundPolicy) -> Self {
+        self.config.inbound = policy;
         self
     }
 

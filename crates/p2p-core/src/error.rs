@@ -1,6 +1,6 @@
 //! Errors of the node handle.
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::Multiaddr;
 
 use crate::identity::IdentityError;
 use crate::transport::TransportError;
@@ -40,9 +40,6 @@ pub enum NodeError {
     /// Too many dials are in progress.
     #[error("too many dials in progress ({0})")]
     TooManyPendingDials(usize),
-    /// The peer is not connected.
-    #[error("not connected to {0}")]
-    NotConnected(PeerId),
     /// The operation did not finish in time.
     #[error("timed out")]
     Timeout,

@@ -39,6 +39,8 @@ mod stats;
 mod streams;
 mod transport;
 
+/// For implementing [`ProtocolHandler`] without a direct dependency.
+pub use async_trait::async_trait;
 pub use config::{ConnectionLimits, NodeBuilder, NodeConfig};
 pub use error::NodeError;
 pub use events::Event;
@@ -47,6 +49,9 @@ pub use handler::{
 };
 pub use identity::{Identity, IdentityError, load_or_create_key_file};
 pub use ip_limits::{IpLimitExceeded, IpLimits};
+/// The libp2p this crate is built on, so a user needs no version-matched
+/// dependency of their own (for `Stream`, `StreamProtocol`, `Multiaddr`, ...).
+pub use libp2p;
 pub use libp2p::metrics::Registry;
 pub use messaging::{LEGACY_PROTOCOL, NATIVE_PROTOCOL, SendError, Wire, WireChoice};
 pub use metrics::SwarmMetrics;

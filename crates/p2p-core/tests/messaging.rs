@@ -703,3 +703,32 @@ async fn numbered_messages_are_accepted_once_per_sender_and_protocol() {
     let stats = bob.stats().await.unwrap().messages;
     assert_eq!(stats.rejected(RejectReason::Duplicate), 2);
 }
+
+/// `InboundPolicy::require_signature` off (a closed deployment that trusts
+/// the authenticated connection): unsigned messages reach every handler,
+/// relayable ones included. On (the default) they are refused (see
+/// `unsigned_messages_only_for_direct_traffic_to_opted_in_handlers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_signatures_not_required_unsigned_messages_reach_every_handler() {
+    let bob = common::started(common::tcp_builder(DhtModeSetting::Client).inbound(
+        p2p_protocol::InboundPolicy {
+            require_signature: false,
+            ..p2p_protocol::InboundPolicy::default()
+        },
+    ))
+    .await;
+    let (alice, bob) = common::connect_pair(tcp_node(DhtModeSetting::Client).await, bob).await;
+    let (strict, _) = recorder("strict", false);
+    bob.register_handler(strict).unwrap();
+    let undirected = alice
+        .message(kind("tick"))
+        .protocol("strict".parse().unwrap())
+        .payload(&b"5"[..])
+        .build();
+    let got = message_from(&bob, alice.peer_id(), b"5");
+    alice.send(bob.peer_id(), &undirected).await.unwrap();
+    let Event::Message { verified, .. } = got.await else {
+        unreachable!()
+    };
+    assert!(!verified);
+}

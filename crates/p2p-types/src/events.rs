@@ -80,9 +80,4 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// A non-fatal error worth surfacing.
-    Error {
-        /// What went wrong.
-        message: String,
-    },
 }

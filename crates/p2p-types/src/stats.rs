@@ -30,8 +30,6 @@ pub enum RejectReason {
     UnknownProtocol,
     /// A rate limit was exceeded.
     RateLimited,
-    /// The peer is banned.
-    Banned,
     /// The handler for the message is saturated (its queue is full).
     HandlerBusy,
     /// More concurrent inbound streams than allowed.
@@ -64,7 +62,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 22] = [
+    pub const ALL: [RejectReason; 21] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -76,7 +74,6 @@ impl RejectReason {
         Self::Duplicate,
         Self::UnknownProtocol,
         Self::RateLimited,
-        Self::Banned,
         Self::HandlerBusy,
         Self::TooManyStreams,
         Self::StreamTimeout,
@@ -103,7 +100,6 @@ impl RejectReason {
             Self::Duplicate => "duplicate",
             Self::UnknownProtocol => "unknown_protocol",
             Self::RateLimited => "rate_limited",
-            Self::Banned => "banned",
             Self::HandlerBusy => "handler_busy",
             Self::TooManyStreams => "too_many_streams",
             Self::StreamTimeout => "stream_timeout",

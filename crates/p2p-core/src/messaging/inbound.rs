@@ -131,6 +131,7 @@ impl Checks {
             limiters: Arc::clone(&self.limiters),
             timeout: self.stream_timeout,
             rejections: self.rejections.clone(),
+            require_signature: self.policy.require_signature,
         }
     }
 }
@@ -145,6 +146,8 @@ struct Reader {
     limiters: Arc<Limiters>,
     timeout: Duration,
     rejections: Rejections,
+    /// [`InboundPolicy::require_signature`].
+    require_signature: bool,
 }
 
 impl Reader {
@@ -165,7 +168,7 @@ impl Reader {
                 .await;
             return !items.is_closed();
         }
-        let (handlers, local) = (&self.handlers, self.local);
+        let (handlers, local, required) = (&self.handlers, self.local, self.require_signature);
         let now = p2p_protocol::now_ms();
         // The one lookup of the handler the message names: in the signature
         // rule for an unsigned message, after the checks for a signed one.
@@ -180,7 +183,7 @@ impl Reader {
                         .insert(handler)
                         .as_ref()
                         .is_some_and(|h| h.handler.accepts_unsigned_direct());
-                    !(opted_in && m.to == Some(local))
+                    required && !(opted_in && m.to == Some(local))
                 }),
             // TypeScript nodes cannot sign; their messages are accepted as
             // unauthenticated content (the connection still proves the sender).

@@ -92,7 +92,6 @@ pub fn penalty(reason: RejectReason) -> f64 {
         // it would make honest servers ban each other. Only forged and
         // malformed records (InvalidRecord) are scored.
         RejectReason::HandlerBusy
-        | RejectReason::Banned
         | RejectReason::DhtRateLimited
         | RejectReason::AcceptQueueFull
         | RejectReason::UnservedKey
