@@ -91,3 +91,25 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+impl Proc {
+    /// The `host:port` of the metrics endpoint (`--metrics`), from stderr.
+    pub async fn metrics_addr(&mut self) -> String {
+        let stderr = self.child.stderr.take().expect("stderr already taken");
+        let mut lines = BufReader::new(stderr).lines();
+        let line = tokio::time::timeout(WAIT, async {
+            loop {
+                let line = lines.next_line().await.unwrap().expect("stderr ended");
+                if line.contains("metrics on http://") {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("metrics address");
+        // Keep reading: a closed pipe would fail the process's next log line.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = line.split("http://").nth(1).unwrap();
+        url.trim_end_matches("/metrics").to_owned()
+    }
+}
