@@ -226,3 +226,26 @@ async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
     drop(a);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_keeps_running_when_its_stderr_is_closed() {
+    let (dir_a, dir_b) = (temp_dir("stderr-a"), temp_dir("stderr-b"));
+    // Debug logs, so the connection below makes the event loop log.
+    let mut a = Proc::spawn_env(&dir_a, &[], &[("RUST_LOG", "debug")]);
+    let listening = a.next(|v| v["event"] == "listening").await;
+    let a_addr = listening["addrs"][0].as_str().unwrap().to_owned();
+    // Whoever read the logs went away.
+    drop(a.child.stderr.take());
+    let mut b = Proc::spawn(&dir_b, &[]);
+    b.next(|v| v["event"] == "listening").await;
+    let connected = b.cmd(&format!("connect {a_addr}")).await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    a.next(|v| v["event"] == "peer:connect").await;
+    let stats = a.cmd("stats").await;
+    assert_eq!(stats["ok"], true, "{stats}");
+    assert_eq!(stats["peers"]["connected"], 1, "{stats}");
+    assert_eq!(a.cmd("stop").await["ok"], true);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}

@@ -22,7 +22,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_env(data_dir, extra, &[])
+    }
+
+    /// [`Proc::spawn`] with environment variables set.
+    pub fn spawn_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .envs(env.iter().copied())
             .args([
                 "run",
                 "--json",
