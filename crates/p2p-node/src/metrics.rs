@@ -228,10 +228,10 @@ pub(crate) async fn serve(
 /// connection is dropped (closed) at once. A failed accept is logged and
 /// followed by [`ACCEPT_BACKOFF`] of sleep, so a persistent error does not
 /// spin the thread.
-async fn accept_loop<S, A, F>(
+async fn accept_loop<S, A>(
     mut accept: impl FnMut() -> A,
     cap: usize,
-    mut serve: impl FnMut(S, OwnedSemaphorePermit) -> F,
+    mut serve: impl FnMut(S, OwnedSemaphorePermit),
 ) where
     A: Future<Output = std::io::Result<S>>,
 {
