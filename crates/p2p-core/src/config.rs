@@ -85,7 +85,9 @@ impl ConnectionLimits {
 }
 
 /// Everything a node is built from. Construct with [`NodeBuilder`].
-#[derive(Debug, Clone)]
+///
+/// `Debug` never shows the secret key: the identity prints as its PeerId.
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Where the keypair comes from.
     pub identity: Identity,
@@ -185,6 +187,63 @@ impl Default for NodeConfig {
     }
 }
 
+/// Written out (not derived) so that the secret key can never print: the
+/// identity shows its PeerId only (see [`Identity`]'s `Debug`), and the
+/// destructuring makes a new field a compile error here until someone decides
+/// how it prints.
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            identity,
+            transport,
+            listen,
+            bootstrap,
+            mplex,
+            dht,
+            limits,
+            agent_version,
+            idle_connection_timeout,
+            advertise_listen_addrs,
+            event_capacity,
+            max_pending_dials,
+            dial_timeout,
+            inbound,
+            accept_unsigned_records,
+            resource_cache_capacity,
+            metrics,
+            rate_limits,
+            scoring,
+            accept_legacy_messages,
+            stream_timeout,
+            sequence_numbers,
+        } = self;
+        f.debug_struct("NodeConfig")
+            .field("identity", identity)
+            .field("transport", transport)
+            .field("listen", listen)
+            .field("bootstrap", bootstrap)
+            .field("mplex", mplex)
+            .field("dht", dht)
+            .field("limits", limits)
+            .field("agent_version", agent_version)
+            .field("idle_connection_timeout", idle_connection_timeout)
+            .field("advertise_listen_addrs", advertise_listen_addrs)
+            .field("event_capacity", event_capacity)
+            .field("max_pending_dials", max_pending_dials)
+            .field("dial_timeout", dial_timeout)
+            .field("inbound", inbound)
+            .field("accept_unsigned_records", accept_unsigned_records)
+            .field("resource_cache_capacity", resource_cache_capacity)
+            .field("metrics", metrics)
+            .field("rate_limits", rate_limits)
+            .field("scoring", scoring)
+            .field("accept_legacy_messages", accept_legacy_messages)
+            .field("stream_timeout", stream_timeout)
+            .field("sequence_numbers", sequence_numbers)
+            .finish()
+    }
+}
+
 impl NodeConfig {
     /// The listen addresses, or the transport's default.
     pub(crate) fn listen_addrs(&self) -> Vec<Multiaddr> {
@@ -210,9 +269,21 @@ impl NodeConfig {
 /// # let _ = node;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` never shows the secret key (see [`NodeConfig`]).
+#[derive(Clone, Default)]
 pub struct NodeBuilder {
     config: NodeConfig,
+}
+
+/// Written out so that it stays the redacting `Debug` of [`NodeConfig`].
+impl std::fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { config } = self;
+        f.debug_struct("NodeBuilder")
+            .field("config", config)
+            .finish()
+    }
 }
 
 impl NodeBuilder {

@@ -249,7 +249,7 @@ async fn identity_persists_in_the_key_file() {
         Node::builder().identity(Identity::KeyFile(path)).build(),
         Err(NodeError::Identity(_))
     ));
-    let secret = Identity::Ed25519Secret([7; 32]);
+    let secret = Identity::Ed25519Secret([7; 32].into());
     assert_eq!(
         Node::builder()
             .identity(secret.clone())

@@ -13,13 +13,19 @@
 //!
 //! At end of input the node keeps running until Ctrl-C / SIGTERM, so it can run
 //! detached from a terminal.
+//!
+//! Lines are read with a bound: a line longer than [`MAX_LINE`] bytes is
+//! answered with `{"cmd": <first word>, "ok": false, "code": "line_too_long",
+//! ..}` and skipped up to its newline without being kept (at most `MAX_LINE`
+//! bytes of it are held), and reading resumes with the next line. A line that
+//! is not UTF-8 is answered with `"code": "not_utf8"` and skipped the same way.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use p2p_core::{AnnounceOptions, BroadcastOptions, Node, PeerId, RejectReason};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::output::Output;
 
@@ -28,10 +34,104 @@ const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest accepted command line (bounded reads).
 const MAX_LINE: usize = 256 * 1024;
 
+/// Longest command name echoed back in the answer to a refused line.
+const MAX_ECHOED_CMD: usize = 32;
+
+/// One line of control input.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line of at most [`MAX_LINE`] bytes, without its line ending.
+    Text(String),
+    /// A line longer than [`MAX_LINE`] bytes, skipped; its command word (as
+    /// far as it lies in the first `MAX_LINE` bytes).
+    TooLong(String),
+    /// A line that is not UTF-8, skipped; its command word.
+    NotUtf8(String),
+}
+
+/// Reads one line, keeping at most `max` bytes of it: the rest of a longer
+/// line is consumed and dropped as it arrives, up to and including its
+/// newline, so the next call starts at the next line. `buf` is scratch space,
+/// reused across calls. `None` at end of input.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            if !any {
+                return Ok(None);
+            }
+            break;
+        }
+        any = true;
+        let (data, used, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (chunk.get(..i).unwrap_or_default(), i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        // Keep what fits (the start names the command), drop the rest.
+        let room = max.saturating_sub(buf.len());
+        too_long |= data.len() > room;
+        buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    let line = match std::str::from_utf8(buf) {
+        Ok(text) if !too_long => Line::Text(text.to_owned()),
+        _ => {
+            let cmd = command_word(buf);
+            if too_long {
+                Line::TooLong(cmd)
+            } else {
+                Line::NotUtf8(cmd)
+            }
+        }
+    };
+    Ok(Some(line))
+}
+
+/// The first word of a refused line, as far as it is short readable text.
+fn command_word(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes.get(..MAX_ECHOED_CMD).unwrap_or(bytes));
+    text.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Reads and executes commands until `stop` (returns) or end of input (waits).
 pub(crate) async fn run(node: Node, out: Output) -> Result<()> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut buf = Vec::new();
+    while let Some(line) = read_line(&mut input, &mut buf, MAX_LINE).await? {
+        // One long line should not keep its buffer for the life of the process.
+        buf.clear();
+        buf.shrink_to(8 * 1024);
+        let line = match line {
+            Line::Text(line) => line,
+            Line::TooLong(cmd) => {
+                out.error_code(
+                    &cmd,
+                    "line_too_long",
+                    &format!("line too long (more than {MAX_LINE} bytes); skipped"),
+                );
+                continue;
+            }
+            Line::NotUtf8(cmd) => {
+                out.error_code(&cmd, "not_utf8", "line is not UTF-8; skipped");
+                continue;
+            }
+        };
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -40,10 +140,6 @@ pub(crate) async fn run(node: Node, out: Output) -> Result<()> {
         if cmd == "stop" {
             out.ok("stop", json!({}));
             return Ok(());
-        }
-        if line.len() > MAX_LINE {
-            out.error(cmd, "line too long");
-            continue;
         }
         match execute(&node, cmd, rest.trim()).await {
             Ok(fields) => out.ok(cmd, fields),
@@ -231,4 +327,63 @@ fn record_json(record: &p2p_core::ResourceRecord) -> Value {
         "expiresAt": record.expires_ms,
         "signed": record.signature.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> (Vec<Line>, usize) {
+        let mut reader = BufReader::new(input);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        let mut most = 0;
+        while let Some(line) = read_line(&mut reader, &mut buf, max).await.unwrap() {
+            most = most.max(buf.capacity());
+            lines.push(line);
+        }
+        (lines, most)
+    }
+
+    #[tokio::test]
+    async fn a_line_four_times_too_long_is_refused_without_being_kept_and_the_next_is_read() {
+        let mut input = b"send 12D3KooW x \"".to_vec();
+        input.resize(MAX_LINE * 4, b'a');
+        input.extend_from_slice(b"\"\nstats\r\n");
+        let mut reader = BufReader::new(&input[..]);
+        let mut buf = Vec::new();
+        let first = read_line(&mut reader, &mut buf, MAX_LINE).await.unwrap();
+        assert_eq!(first, Some(Line::TooLong("send".into())));
+        // At most the bound was held (buffering the whole line would have
+        // taken four times as much).
+        assert!(buf.capacity() <= MAX_LINE, "{}", buf.capacity());
+        let second = read_line(&mut reader, &mut buf, MAX_LINE).await.unwrap();
+        assert_eq!(second, Some(Line::Text("stats".into())));
+        assert_eq!(
+            read_line(&mut reader, &mut buf, MAX_LINE).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_up_to_the_bound_pass_and_bad_utf8_is_skipped() {
+        let mut input = vec![b'y'; 10];
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&[b'z'; 11]);
+        input.extend_from_slice(b"\npeers \xff\xfe\n\nlast");
+        let (got, most) = lines(&input, 10).await;
+        assert!(most <= 16, "{most}");
+        assert_eq!(
+            got,
+            [
+                Line::Text("y".repeat(10)),
+                Line::TooLong("z".repeat(10)),
+                Line::NotUtf8("peers".into()),
+                Line::Text(String::new()),
+                Line::Text("last".into()),
+            ]
+        );
+    }
 }

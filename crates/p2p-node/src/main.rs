@@ -127,6 +127,11 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed, its reader gone)
+        // is dropped. Reporting it would eprintln! to the same dead stderr,
+        // which panics - in whichever task logged, the node's event loop
+        // included.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Keygen { key_file, force } => keygen(&key_path(key_file, None), force),

@@ -5,7 +5,13 @@
 //! messages in/out/rejected by reason, resources, DHT). Ours are read from the
 //! node's stats at scrape time. The endpoint is a tiny bounded HTTP responder
 //! (one short read, one response, close) rather than a web framework.
+//!
+//! Bounded: at most [`MAX_CONNECTIONS`] connections are served at once (one
+//! over the cap is closed as soon as it is accepted), each within
+//! [`CONNECTION_TIMEOUT`]; after a failed `accept` (out of file descriptors,
+//! say) the listener waits [`ACCEPT_BACKOFF`] instead of spinning.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +25,20 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+
+/// Connections served at once; more are closed on arrival. A scrape takes
+/// milliseconds and Prometheus scrapes one at a time.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// Pause after a failed `accept` (the error usually persists for a while:
+/// no file descriptors left, no memory).
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Time one connection may take in all (request, scrape, response).
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the client has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The registry the node records into, before the node is built.
 pub(crate) struct Metrics {
@@ -187,34 +205,85 @@ pub(crate) async fn serve(
         let _counter_task = AbortOnDrop(counter_task);
         // One scrape at a time: each refreshes the snapshot, then encodes it.
         let scrape = Arc::new(tokio::sync::Mutex::new(()));
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let (node, snapshot, registry) =
-                (node.clone(), Arc::clone(&snapshot), Arc::clone(&registry));
-            let scrape = Arc::clone(&scrape);
-            tokio::spawn(async move {
-                let mut request = [0u8; 2048];
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), socket.read(&mut request)).await;
-                let body = {
-                    let _one = scrape.lock().await;
-                    *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) =
-                        node.stats().await.ok();
-                    let mut body = String::new();
-                    let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-                    body
-                };
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
+        let accept = || async { listener.accept().await.map(|(socket, _)| socket) };
+        accept_loop(
+            accept,
+            MAX_CONNECTIONS,
+            |socket: TcpStream, permit: OwnedSemaphorePermit| {
+                let (node, snapshot, registry) =
+                    (node.clone(), Arc::clone(&snapshot), Arc::clone(&registry));
+                let scrape = Arc::clone(&scrape);
+                tokio::spawn(async move {
+                    let respond = respond(socket, permit, node, snapshot, registry, scrape);
+                    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, respond).await;
+                });
+            },
+        )
+        .await;
     }))
+}
+
+/// Accepts connections forever, handing each to `serve` with a permit that
+/// it holds while it serves the connection. With `cap` permits out, a new
+/// connection is dropped (closed) at once. A failed accept is logged and
+/// followed by [`ACCEPT_BACKOFF`] of sleep, so a persistent error does not
+/// spin the thread.
+async fn accept_loop<S, A>(
+    mut accept: impl FnMut() -> A,
+    cap: usize,
+    mut serve: impl FnMut(S, OwnedSemaphorePermit),
+) where
+    A: Future<Output = std::io::Result<S>>,
+{
+    let permits = Arc::new(Semaphore::new(cap));
+    loop {
+        let socket = match accept().await {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "metrics listener: accept failed; retrying in {ACCEPT_BACKOFF:?}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => {
+                serve(socket, permit);
+            }
+            Err(_) => {
+                tracing::debug!("metrics listener: {cap} connections open; closing a new one");
+                drop(socket);
+            }
+        }
+    }
+}
+
+/// Answers one scrape: reads the request (briefly), encodes, writes, closes.
+async fn respond(
+    mut socket: TcpStream,
+    permit: OwnedSemaphorePermit,
+    node: Node,
+    snapshot: Arc<Snapshot>,
+    registry: Arc<Registry>,
+    scrape: Arc<tokio::sync::Mutex<()>>,
+) {
+    let mut request = [0u8; 2048];
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, socket.read(&mut request)).await;
+    let body = {
+        let _one = scrape.lock().await;
+        *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) = node.stats().await.ok();
+        let mut body = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+        body
+    };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    // The slot is free once the response is out, before the client sees the
+    // end of it (so a client that read a whole response can count on a slot).
+    drop(permit);
+    let _ = socket.shutdown().await;
 }
 
 /// Counts resource events (the node's stats do not keep these).
@@ -239,5 +308,103 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_back_off_instead_of_spinning() {
+        const FAILURES: usize = 10;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failed_enough = Arc::new(tokio::sync::Notify::new());
+        let accept = {
+            let (calls, failed_enough) = (Arc::clone(&calls), Arc::clone(&failed_enough));
+            move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let failed_enough = Arc::clone(&failed_enough);
+                async move {
+                    if n <= FAILURES {
+                        return Err(std::io::Error::other("too many open files"));
+                    }
+                    failed_enough.notify_one();
+                    std::future::pending::<std::io::Result<()>>().await
+                }
+            }
+        };
+        let start = tokio::time::Instant::now();
+        tokio::select! {
+            () = accept_loop(accept, 1, |(), _| ()) => unreachable!("accept_loop never returns"),
+            () = failed_enough.notified() => {}
+        }
+        // Paused clock: time only passes through the loop's sleeps.
+        let waited = start.elapsed();
+        assert!(
+            waited >= ACCEPT_BACKOFF * u32::try_from(FAILURES).unwrap(),
+            "{FAILURES} failures in {waited:?}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), FAILURES + 1);
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_at_once() {
+        const CAP: usize = 3;
+        const OFFERED: usize = 10;
+        let (clients, servers): (Vec<_>, Vec<_>) =
+            (0..OFFERED).map(|_| tokio::io::duplex(64)).unzip();
+        let mut servers = servers.into_iter();
+        let all_taken = Arc::new(tokio::sync::Notify::new());
+        let accept = {
+            let all_taken = Arc::clone(&all_taken);
+            move || {
+                let next = servers.next();
+                let all_taken = Arc::clone(&all_taken);
+                async move {
+                    match next {
+                        Some(server) => Ok(server),
+                        None => {
+                            all_taken.notify_one();
+                            std::future::pending().await
+                        }
+                    }
+                }
+            }
+        };
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let serve = {
+            let held = Arc::clone(&held);
+            move |stream, permit| held.lock().unwrap().push((stream, permit))
+        };
+        let accepting = accept_loop(accept, CAP, serve);
+        tokio::pin!(accepting);
+        tokio::select! {
+            () = &mut accepting => unreachable!("accept_loop never returns"),
+            () = all_taken.notified() => {}
+        }
+        assert_eq!(held.lock().unwrap().len(), CAP, "served");
+        // Every connection was handed on or dropped: the dropped ones read
+        // end of stream now, the served ones have nothing to read yet.
+        let mut closed = 0;
+        for mut client in clients {
+            let mut byte = [0u8; 1];
+            let read = client.read(&mut byte);
+            tokio::pin!(read);
+            let poll =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+            match poll {
+                std::task::Poll::Ready(Ok(0)) => closed += 1,
+                std::task::Poll::Pending => {}
+                other => panic!("unexpected read {other:?}"),
+            }
+        }
+        assert_eq!(closed, OFFERED - CAP, "closed on arrival");
     }
 }

@@ -68,6 +68,13 @@ impl Output {
         self.line(&value, || format!("{cmd}: error: {error}"));
     }
 
+    /// A refused command, with a machine-readable code:
+    /// `{"cmd": .., "ok": false, "code": .., "error": ..}`.
+    pub(crate) fn error_code(&self, cmd: &str, code: &str, error: &str) {
+        let value = json!({"cmd": cmd, "ok": false, "code": code, "error": error});
+        self.line(&value, || format!("{cmd}: error ({code}): {error}"));
+    }
+
     pub(crate) fn event(&self, value: Value) {
         self.line(&value, || text_of(&value));
     }

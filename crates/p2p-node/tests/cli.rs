@@ -139,3 +139,113 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
 }
+
+/// The control reader's bound (`MAX_LINE` in control.rs).
+const MAX_LINE: usize = 256 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_control_line_is_refused_and_the_next_command_runs() {
+    let dir = temp_dir("long-line");
+    let mut a = Proc::spawn(&dir, &[]);
+    let listening = a.next(|v| v["event"] == "listening").await;
+    let id = listening["peerId"].as_str().unwrap().to_owned();
+    let huge = format!(r#"send {id} greeting "{}""#, "a".repeat(MAX_LINE * 4));
+    let refused = a.cmd(&huge).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["code"], "line_too_long", "{refused}");
+    // Read from the next newline on: the next command runs as usual.
+    let stats = a.cmd("stats").await;
+    assert_eq!(stats["ok"], true, "{stats}");
+    assert_eq!(stats["peerId"], id.as_str());
+    // A line just within the bound is still executed (and fails as JSON).
+    let within = format!("send {id} greeting {}", "b".repeat(MAX_LINE - 100));
+    let answer = a.cmd(&within).await;
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer.get("code"), None, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not JSON"),
+        "{answer}"
+    );
+    assert_eq!(a.cmd("stop").await["ok"], true);
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
+    /// `MAX_CONNECTIONS` in metrics.rs.
+    const CAP: usize = 64;
+    const BURST: usize = 3 * CAP;
+    let dir = temp_dir("metrics-burst");
+    let mut a = Proc::spawn(&dir, &["--metrics", "127.0.0.1:0"]);
+    a.next(|v| v["event"] == "listening").await;
+    let host = a.metrics_addr().await;
+
+    // Connections that send nothing: served ones wait for their request (up
+    // to 2 s), the ones over the cap are closed on arrival, answerless.
+    let mut burst = Vec::new();
+    for _ in 0..BURST {
+        burst.push(tokio::net::TcpStream::connect(&host).await.unwrap());
+    }
+    let (mut closed, mut answered) = (0, 0);
+    for mut socket in burst {
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(WAIT, socket.read_to_end(&mut reply))
+            .await
+            .expect("every connection ends");
+        match read {
+            Ok(_) if reply.is_empty() => closed += 1,
+            Ok(_) => {
+                assert!(reply.starts_with(b"HTTP/1.1 200 OK"));
+                answered += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert!(
+        closed >= BURST - CAP,
+        "{closed} closed, {answered} answered"
+    );
+    assert!(answered <= CAP, "{closed} closed, {answered} answered");
+
+    // Every served connection has finished: a scrape is answered.
+    let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, socket.read_to_string(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("lotus_p2p_peers_connected 0"), "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    drop(a);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_keeps_running_when_its_stderr_is_closed() {
+    let (dir_a, dir_b) = (temp_dir("stderr-a"), temp_dir("stderr-b"));
+    // Debug logs, so the connection below makes the event loop log.
+    let mut a = Proc::spawn_env(&dir_a, &[], &[("RUST_LOG", "debug")]);
+    let listening = a.next(|v| v["event"] == "listening").await;
+    let a_addr = listening["addrs"][0].as_str().unwrap().to_owned();
+    // Whoever read the logs went away.
+    drop(a.child.stderr.take());
+    let mut b = Proc::spawn(&dir_b, &[]);
+    b.next(|v| v["event"] == "listening").await;
+    let connected = b.cmd(&format!("connect {a_addr}")).await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    a.next(|v| v["event"] == "peer:connect").await;
+    let stats = a.cmd("stats").await;
+    assert_eq!(stats["ok"], true, "{stats}");
+    assert_eq!(stats["peers"]["connected"], 1, "{stats}");
+    assert_eq!(a.cmd("stop").await["ok"], true);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}

@@ -22,7 +22,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_env(data_dir, extra, &[])
+    }
+
+    /// [`Proc::spawn`] with environment variables set.
+    pub fn spawn_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .envs(env.iter().copied())
             .args([
                 "run",
                 "--json",
@@ -90,4 +96,26 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+impl Proc {
+    /// The `host:port` of the metrics endpoint (`--metrics`), from stderr.
+    pub async fn metrics_addr(&mut self) -> String {
+        let stderr = self.child.stderr.take().expect("stderr already taken");
+        let mut lines = BufReader::new(stderr).lines();
+        let line = tokio::time::timeout(WAIT, async {
+            loop {
+                let line = lines.next_line().await.unwrap().expect("stderr ended");
+                if line.contains("metrics on http://") {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("metrics address");
+        // Keep reading: a closed pipe would fail the process's next log line.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = line.split("http://").nth(1).unwrap();
+        url.trim_end_matches("/metrics").to_owned()
+    }
 }
