@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 
 /// Messages (and peer notifications) queued per handler before drops start.
 pub const HANDLER_QUEUE: usize = 1024;
-/// Longest a single handler call may take before it is abandoned.
+/// Longest a single handler call may take before it is abandoned; a raw
+/// stream ([`ProtocolHandler::handle_stream`]) is held no longer either, then
+/// reset.
 pub const HANDLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a handler returns when it fails; logged and counted, never fatal.
@@ -41,7 +43,10 @@ pub trait ProtocolHandler: Send + Sync + 'static {
 
     /// True if the handler accepts *unsigned direct* messages (addressed to
     /// this node, over the native protocol, whose sender the Noise connection
-    /// already authenticates) — for high-rate traffic. Messages that can be
+    /// already authenticates) — for high-rate traffic. The TypeScript JSON
+    /// protocol's messages are unsigned: they reach a handler only if it
+    /// returns true here (and then only messages whose `to` is absent or this
+    /// node). Messages that can be
     /// relayed or used as evidence must stay signed: leave this false.
     fn accepts_unsigned_direct(&self) -> bool {
         false
@@ -52,6 +57,9 @@ pub trait ProtocolHandler: Send + Sync + 'static {
     -> Result<(), HandlerError>;
 
     /// A peer opened a raw stream on [`ProtocolHandler::stream_protocol`].
+    /// The call is abandoned (and the stream reset) after
+    /// [`HANDLER_CALL_TIMEOUT`]; a peer has at most 32 of a handler's
+    /// streams open at once, the handler at most 64 in all.
     async fn handle_stream(&self, stream: Stream, peer: PeerId) -> Result<(), HandlerError> {
         let _ = (stream, peer);
         Ok(())

@@ -30,9 +30,13 @@
 //! flooders holding the node at its limit cannot crowd honest peers out. Where there is
 //! nothing to slow — a stream per message (the TypeScript protocol), new
 //! inbound streams — the excess is dropped with
-//! [`p2p_types::RejectReason::RateLimited`], which also lowers the peer's
-//! score, so a flooder is disconnected and then banned (see the scoring
-//! module). DHT puts and lookups over their rate are refused with
+//! [`p2p_types::RejectReason::RateLimited`] when the peer is over its own
+//! rate, which also lowers the peer's score, so a flooder is disconnected and
+//! then banned (see the scoring module). A message within the peer's rate
+//! refused because the node's bucket is empty is
+//! [`p2p_types::RejectReason::NodeBusy`], counted but never scored: the node's
+//! saturation is not the sender's fault, and sybils keeping the bucket empty
+//! must not get honest peers banned. DHT puts and lookups over their rate are refused with
 //! [`p2p_types::RejectReason::DhtRateLimited`], counted but not scored:
 //! honest servers burst them whenever kad replicates.
 
@@ -129,6 +133,18 @@ fn keyed(rate: Option<Rate>) -> Option<DefaultKeyedRateLimiter<PeerId>> {
     rate.map(|r| RateLimiter::keyed(r.quota()))
 }
 
+/// Whether a message fits the buckets ([`Limiters::message`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Within every bucket.
+    Within,
+    /// Over the peer's own message or byte rate: the peer's doing.
+    PeerExcess,
+    /// Within the peer's rates, but the node's bucket is empty (other peers
+    /// used it): our saturation, not the peer's fault.
+    NodeBusy,
+}
+
 /// Places in the queue for the node's buckets.
 #[derive(Debug, Default)]
 struct Turns {
@@ -195,21 +211,30 @@ impl Limiters {
         }
     }
 
-    /// One message of `bytes` from `peer`: false when a bucket is empty. The
-    /// peer's own buckets are checked first, so a flooder exhausts its own
-    /// allowance before it can touch the node's.
-    pub(crate) fn message(&self, peer: &PeerId, bytes: usize) -> bool {
-        take_n(self.peer_messages.as_ref(), peer, 1)
-            && take_n(self.peer_bytes.as_ref(), peer, bytes)
-            && self
-                .node_messages
-                .as_ref()
-                .is_none_or(|l| l.check().is_ok())
+    /// One message of `bytes` from `peer`. The peer's own buckets are
+    /// checked first, so a flooder exhausts its own allowance before it can
+    /// touch the node's; an empty node bucket is [`Admission::NodeBusy`],
+    /// which is never the sender's fault.
+    pub(crate) fn message(&self, peer: &PeerId, bytes: usize) -> Admission {
+        if !(take_n(self.peer_messages.as_ref(), peer, 1)
+            && take_n(self.peer_bytes.as_ref(), peer, bytes))
+        {
+            return Admission::PeerExcess;
+        }
+        let node_within = self
+            .node_messages
+            .as_ref()
+            .is_none_or(|l| l.check().is_ok())
             && self.node_bytes.as_ref().is_none_or(|l| {
                 let n = NonZeroU32::new(u32::try_from(bytes).unwrap_or(u32::MAX))
                     .unwrap_or(NonZeroU32::MIN);
                 matches!(l.check_n(n), Ok(Ok(())))
-            })
+            });
+        if node_within {
+            Admission::Within
+        } else {
+            Admission::NodeBusy
+        }
     }
 
     /// Waits until `peer` and the node may have one more message of `bytes`:
@@ -283,9 +308,12 @@ mod tests {
         };
         let limiters = Limiters::new(&limits);
         let (flooder, honest) = (PeerId::random(), PeerId::random());
-        let passed = (0..50).filter(|_| limiters.message(&flooder, 100)).count();
+        let passed = (0..50)
+            .filter(|_| limiters.message(&flooder, 100) == Admission::Within)
+            .count();
         assert_eq!(passed, 5);
-        assert!(limiters.message(&honest, 100));
+        assert_eq!(limiters.message(&flooder, 100), Admission::PeerExcess);
+        assert_eq!(limiters.message(&honest, 100), Admission::Within);
     }
 
     #[test]
@@ -297,13 +325,29 @@ mod tests {
         };
         let limiters = Limiters::new(&limits);
         let peer = PeerId::random();
-        assert!(!limiters.message(&peer, 20_000), "larger than the burst");
-        assert!(limiters.message(&peer, 6_000));
-        assert!(!limiters.message(&peer, 6_000), "bytes bucket drained");
-        let others = (0..10)
-            .filter(|_| limiters.message(&PeerId::random(), 1))
-            .count();
-        assert_eq!(others, 2, "node bucket: 3 at once, one used above");
+        assert_eq!(
+            limiters.message(&peer, 20_000),
+            Admission::PeerExcess,
+            "larger than the burst"
+        );
+        assert_eq!(limiters.message(&peer, 6_000), Admission::Within);
+        assert_eq!(
+            limiters.message(&peer, 6_000),
+            Admission::PeerExcess,
+            "bytes bucket drained"
+        );
+        let others: Vec<_> = (0..10)
+            .map(|_| limiters.message(&PeerId::random(), 1))
+            .collect();
+        let within = others.iter().filter(|a| **a == Admission::Within).count();
+        assert_eq!(within, 2, "node bucket: 3 at once, one used above");
+        // The rest are the node's saturation, not the peers' excess.
+        assert!(
+            others
+                .iter()
+                .all(|a| matches!(a, Admission::Within | Admission::NodeBusy)),
+            "{others:?}"
+        );
     }
 
     #[test]

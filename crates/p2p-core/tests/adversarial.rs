@@ -17,7 +17,7 @@ use futures::AsyncWriteExt;
 use p2p_core::{
     AnnounceOptions, ConnectionLimits, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message,
     MessageBuilder, Multiaddr, NATIVE_PROTOCOL, Node, NodeBuilder, NodeError, NodeEvent, PeerId,
-    Rate, RateLimits, RejectReason, ResourceError, SendError,
+    Rate, RateLimits, RejectReason, ResourceError, SendError, WireChoice,
 };
 use p2p_protocol::{ProtobufCodec, Signable, encode_message_frame};
 use serde_json::json;
@@ -1389,4 +1389,300 @@ async fn a_fifth_concurrent_native_stream_is_refused_as_too_many() {
     );
     arena.honest_still_flows().await;
     drop(held);
+}
+
+/// Waits (bounded) until `node` has accounted for `n` messages of `peer`'s,
+/// accepted or refused.
+async fn accounted(node: &Node, peer: PeerId, n: u64) -> p2p_core::MessageStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = node.peer_message_stats(&peer);
+        if stats.received + stats.rejected_total() >= n {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        let _ = tokio::time::timeout(Duration::from_millis(20), node.subscribe().recv()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_wide_saturation_never_costs_an_honest_typescript_sender() {
+    // The node takes one message a second from everyone together; each
+    // peer's own rate (200/s, burst 400) is far above what it sends here.
+    let arena = arena_with(
+        memory_builder(DhtModeSetting::Client)
+            .accept_legacy_messages(true)
+            .rate_limits(RateLimits {
+                node_messages: Some(Rate::new(1, 1)),
+                ..RateLimits::default()
+            }),
+        DhtModeSetting::Client,
+    )
+    .await;
+    let victim = arena.victim.peer_id();
+    let plain = |node: &Node, n: usize| {
+        node.message("chat".parse().unwrap())
+            .payload(format!("{n}").into_bytes())
+            .build()
+    };
+    // A sybil keeps the node's bucket empty...
+    for n in 0..5 {
+        arena
+            .attacker
+            .send_with(victim, &plain(&arena.attacker, n), WireChoice::LegacyJson)
+            .await
+            .unwrap();
+    }
+    // ... while an honest TypeScript-protocol peer sends 40 unsigned
+    // messages: at 2 points each they would have banned it (−50).
+    let honest = arena.honest.peer_id();
+    let mut sent = 0;
+    for n in 0..40 {
+        let message = plain(&arena.honest, n);
+        if arena
+            .honest
+            .send_with(victim, &message, WireChoice::LegacyJson)
+            .await
+            .is_err()
+        {
+            break; // disconnected
+        }
+        sent += 1;
+    }
+    let stats = accounted(&arena.victim, honest, sent).await;
+    assert_eq!(sent, 40, "the honest peer was cut off: {stats:?}");
+    assert!(stats.rejected(RejectReason::NodeBusy) > 0, "{stats:?}");
+    assert_eq!(stats.rejected(RejectReason::RateLimited), 0, "{stats:?}");
+    assert_eq!(arena.victim.peer_score(honest).await.unwrap(), 0.0);
+    assert!(!arena.victim.is_banned(honest).await.unwrap());
+    assert!(arena.victim.is_connected(honest).await);
+}
+
+/// Counts the messages it is handed; accepts unsigned direct ones if `open`.
+struct Counting {
+    name: &'static str,
+    open: bool,
+    seen: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl p2p_core::ProtocolHandler for Counting {
+    fn name(&self) -> p2p_core::ProtocolName {
+        self.name.parse().unwrap()
+    }
+
+    fn accepts_unsigned_direct(&self) -> bool {
+        self.open
+    }
+
+    async fn handle_message(
+        &self,
+        message: std::sync::Arc<Message>,
+        _: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        self.seen.send(message.payload.to_vec())?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_messages_follow_the_handlers_signature_rule_and_their_recipient() {
+    let arena = arena_with(
+        memory_builder(DhtModeSetting::Client).accept_legacy_messages(true),
+        DhtModeSetting::Client,
+    )
+    .await;
+    let (seen, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    for (name, open) in [("strict", false), ("open", true)] {
+        let handler = Counting {
+            name,
+            open,
+            seen: seen.clone(),
+        };
+        arena
+            .victim
+            .register_handler(std::sync::Arc::new(handler))
+            .unwrap();
+    }
+    let victim = arena.victim.peer_id();
+    let unsigned = |protocol: &str, payload: &'static str| {
+        arena
+            .attacker
+            .message("chat".parse().unwrap())
+            .protocol(protocol.parse().unwrap())
+            .payload(payload.as_bytes().to_vec())
+    };
+    let attacker = &arena.attacker;
+    let send = |m: Message| async move {
+        attacker
+            .send_with(victim, &m, WireChoice::LegacyJson)
+            .await
+            .unwrap();
+    };
+    // Unsigned, to a handler that refuses unsigned messages.
+    let refused = arena.rejects(RejectReason::MissingSignature);
+    send(unsigned("strict", "\"strict\"").build()).await;
+    refused.await;
+    // Unsigned, to a handler that takes them, but addressed to someone else.
+    let refused = arena.rejects(RejectReason::WrongRecipient);
+    send(
+        unsigned("open", "\"elsewhere\"")
+            .to(arena.honest.peer_id())
+            .build(),
+    )
+    .await;
+    refused.await;
+    // Unsigned, to the handler that takes them, for us (or for no one in
+    // particular, as TypeScript nodes send): delivered.
+    send(unsigned("open", "\"direct\"").to(victim).build()).await;
+    send(unsigned("open", "\"plain\"").build()).await;
+    for expected in [&b"\"direct\""[..], b"\"plain\""] {
+        let got = tokio::time::timeout(WAIT, handled.recv())
+            .await
+            .expect("an opted-in handler's message")
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+    assert_eq!(arena.counted(RejectReason::MissingSignature), 1);
+    assert_eq!(arena.counted(RejectReason::WrongRecipient), 1);
+    assert!(handled.try_recv().is_err(), "a refused message was handled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_is_cut_at_its_deadline() {
+    // Stream timeout 300 ms; a byte every 100 ms keeps each read short, but
+    // the frame (99 000 bytes announced) can never finish in time.
+    let arena = arena().await;
+    let rejected = arena.rejects(RejectReason::StreamTimeout);
+    let mut stream = arena
+        .attacker
+        .open_stream(arena.victim.peer_id(), NATIVE_PROTOCOL)
+        .await
+        .unwrap();
+    stream.write_all(&varint(99_000)).await.unwrap();
+    stream.flush().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        // Ends when the victim resets the stream, or after 30 s.
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream.write_all(&[1]).await.is_err() || stream.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(3), rejected)
+        .await
+        .expect("a trickling stream held past its frame's deadline");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    trickle.abort();
+    assert!(arena.victim.peer_score(arena.attacker_id()).await.unwrap() < 0.0);
+    arena.honest_still_flows().await;
+}
+
+const HOLD: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/lotus/test-hold/1.0.0");
+
+/// Holds every raw stream until its peer closes it, reporting each one.
+struct Holder(tokio::sync::mpsc::UnboundedSender<PeerId>);
+
+#[async_trait::async_trait]
+impl p2p_core::ProtocolHandler for Holder {
+    fn name(&self) -> p2p_core::ProtocolName {
+        "holder".parse().unwrap()
+    }
+
+    fn stream_protocol(&self) -> Option<libp2p::StreamProtocol> {
+        Some(HOLD)
+    }
+
+    async fn handle_message(
+        &self,
+        _: std::sync::Arc<Message>,
+        _: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        Ok(())
+    }
+
+    async fn handle_stream(
+        &self,
+        mut stream: libp2p::Stream,
+        peer: PeerId,
+    ) -> Result<(), p2p_core::HandlerError> {
+        use futures::AsyncReadExt;
+        self.0.send(peer)?;
+        let mut sink = Vec::new();
+        stream.read_to_end(&mut sink).await?;
+        Ok(())
+    }
+}
+
+/// Opens `n` streams of [`HOLD`] from `from` to `to`, and waits until the
+/// handler holds them all.
+async fn hold_raw(
+    from: &Node,
+    to: &Node,
+    n: usize,
+    held: &mut tokio::sync::mpsc::UnboundedReceiver<PeerId>,
+) -> Vec<libp2p::Stream> {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let open = from.open_stream(to.peer_id(), HOLD);
+        streams.push(tokio::time::timeout(WAIT, open).await.unwrap().unwrap());
+    }
+    for _ in 0..n {
+        let peer = tokio::time::timeout(WAIT, held.recv())
+            .await
+            .expect("the handler never got a stream")
+            .unwrap();
+        assert_eq!(peer, from.peer_id());
+    }
+    streams
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_stream_slots_are_capped_per_peer_and_a_full_handler_charges_no_one() {
+    let arena = arena().await;
+    let (tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+    arena
+        .victim
+        .register_handler(std::sync::Arc::new(Holder(tx)))
+        .unwrap();
+    let sybil = started(memory_builder(DhtModeSetting::Client)).await;
+    let seen = common::connected_to(&arena.victim, sybil.peer_id());
+    sybil
+        .connect(common::dial_addr(&arena.victim).await)
+        .await
+        .unwrap();
+    seen.await;
+    // The attacker takes its 32 slots; a 33rd stream is its own excess.
+    let mut streams = hold_raw(&arena.attacker, &arena.victim, 32, &mut held).await;
+    let refused = arena.rejects(RejectReason::TooManyStreams);
+    let extra = arena
+        .attacker
+        .open_stream(arena.victim.peer_id(), HOLD)
+        .await;
+    refused.await;
+    assert!(arena.victim.peer_score(arena.attacker_id()).await.unwrap() < 0.0);
+    // A sybil takes the other 32: the handler's 64 are all held.
+    streams.extend(hold_raw(&sybil, &arena.victim, 32, &mut held).await);
+    // The honest peer, under its own cap, is refused without being charged.
+    let busy = rejection(
+        &arena.victim,
+        arena.honest.peer_id(),
+        RejectReason::HandlerBusy,
+    );
+    let honest = arena.honest.open_stream(arena.victim.peer_id(), HOLD).await;
+    busy.await;
+    let stats = arena.victim.peer_message_stats(&arena.honest.peer_id());
+    assert_eq!(stats.rejected(RejectReason::TooManyStreams), 0, "{stats:?}");
+    assert_eq!(
+        arena
+            .victim
+            .peer_score(arena.honest.peer_id())
+            .await
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(arena.counted(RejectReason::TooManyStreams), 1);
+    drop((streams, extra, honest));
 }

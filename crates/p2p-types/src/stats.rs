@@ -58,11 +58,19 @@ pub enum RejectReason {
     /// replicating a busy creator's records sends these), or a provider
     /// record over its provider's share; refused.
     RecordQuota,
+    /// A TypeScript message refused because the node-wide message or byte
+    /// bucket was empty (our saturation, not the sender's fault: counted,
+    /// never scored). A peer over its own rate is [`Self::RateLimited`].
+    NodeBusy,
+    /// A message whose `to` names another peer, on a protocol that only
+    /// carries messages for the node at the other end (the TypeScript JSON
+    /// protocol).
+    WrongRecipient,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order.
-    pub const ALL: [RejectReason; 21] = [
+    pub const ALL: [RejectReason; 23] = [
         Self::Oversize,
         Self::Framing,
         Self::Decode,
@@ -84,6 +92,8 @@ impl RejectReason {
         Self::RecordExpired,
         Self::RecordConflict,
         Self::RecordQuota,
+        Self::NodeBusy,
+        Self::WrongRecipient,
     ];
 
     /// A stable snake_case label (used in metrics and JSON output).
@@ -110,6 +120,8 @@ impl RejectReason {
             Self::RecordExpired => "record_expired",
             Self::RecordConflict => "record_conflict",
             Self::RecordQuota => "record_quota",
+            Self::NodeBusy => "node_busy",
+            Self::WrongRecipient => "wrong_recipient",
         }
     }
 }

@@ -2,8 +2,7 @@
 //! caps, stream rate), reads message bodies off them (bounded in size and
 //! time) and runs the stateless checks, in one task per stream.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,50 +15,13 @@ use tokio::sync::mpsc;
 use super::{Item, Wire};
 use crate::handler::Handlers;
 use crate::peer_manager::Rejections;
-use crate::rate_limits::Limiters;
-use crate::streams::{Incoming, IncomingStreams};
+use crate::rate_limits::{Admission, Limiters};
+use crate::streams::{Incoming, IncomingStreams, StreamCounts};
 
 /// Concurrent inbound native streams per peer (one is normal).
 const MAX_NATIVE_STREAMS_PER_PEER: usize = 4;
 /// Concurrent inbound legacy streams per peer.
 const MAX_LEGACY_STREAMS_PER_PEER: usize = 32;
-
-/// Per-peer counts of open inbound streams, with a cap.
-#[derive(Clone, Default)]
-struct StreamCounts(Arc<StdMutex<HashMap<PeerId, usize>>>);
-
-/// Releases one slot of a peer when dropped.
-struct StreamSlot {
-    counts: StreamCounts,
-    peer: PeerId,
-}
-
-impl StreamCounts {
-    fn acquire(&self, peer: PeerId, max: usize) -> Option<StreamSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(peer).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot {
-            counts: self.clone(),
-            peer,
-        })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.peer);
-            }
-        }
-    }
-}
 
 /// Accepts inbound streams of `wire`'s protocol and spawns a bounded reader
 /// for each.
@@ -158,14 +120,21 @@ impl Reader {
         let (peer, len) = (self.peer, body.len());
         // A native stream is slowed to the peer's rate (backpressure); a
         // stream-per-message sender has nothing to slow, so its excess drops.
-        let within = match wire {
-            Wire::Native => self.limiters.wait_message(&peer, len).await,
-            Wire::LegacyJson => self.limiters.message(&peer, len),
+        // Only the peer's own excess is its fault; an empty node bucket is
+        // our saturation (sybils could keep it empty to get honest peers
+        // banned), refused but not scored.
+        let refused = match wire {
+            Wire::Native => {
+                (!self.limiters.wait_message(&peer, len).await).then_some(RejectReason::RateLimited)
+            }
+            Wire::LegacyJson => match self.limiters.message(&peer, len) {
+                Admission::Within => None,
+                Admission::PeerExcess => Some(RejectReason::RateLimited),
+                Admission::NodeBusy => Some(RejectReason::NodeBusy),
+            },
         };
-        if !within {
-            self.rejections
-                .report(peer, RejectReason::RateLimited)
-                .await;
+        if let Some(reason) = refused {
+            self.rejections.report(peer, reason).await;
             return !items.is_closed();
         }
         let (handlers, local, required) = (&self.handlers, self.local, self.require_signature);
@@ -186,10 +155,18 @@ impl Reader {
                     required && !(opted_in && m.to == Some(local))
                 }),
             // TypeScript nodes cannot sign; their messages are accepted as
-            // unauthenticated content (the connection still proves the sender).
-            Wire::LegacyJson => self
-                .checker
-                .check_with(&JsonCodec, body, &peer, now, |_| false),
+            // unauthenticated content (the connection still proves the
+            // sender), but the handler's rule holds: an unsigned message
+            // reaches only a handler that accepts unsigned direct messages.
+            // One naming no handler is an event only (an unknown handler is
+            // refused below).
+            Wire::LegacyJson => self.checker.check_with(&JsonCodec, body, &peer, now, |m| {
+                let handler = m.protocol.as_ref().and_then(|p| handlers.get(p));
+                looked_up
+                    .insert(handler)
+                    .as_ref()
+                    .is_some_and(|h| !h.handler.accepts_unsigned_direct())
+            }),
         };
         let accepted = match checked {
             Ok(accepted) => accepted,
@@ -199,6 +176,17 @@ impl Reader {
                 return !items.is_closed();
             }
         };
+        // A stream of the TypeScript protocol carries messages for us alone
+        // (its messages are direct): one addressed to another peer is refused.
+        if wire == Wire::LegacyJson
+            && let Some(to) = accepted.message.to
+            && to != local
+        {
+            self.rejections
+                .report(peer, RejectReason::WrongRecipient)
+                .await;
+            return !items.is_closed();
+        }
         let handler = looked_up.unwrap_or_else(|| {
             accepted
                 .message
@@ -233,18 +221,25 @@ async fn read_frames(
     let mut decoder = FrameDecoder::new(reader.max);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
+    // When the frame being read must be complete: set when its first byte
+    // is buffered, cleared when it is decoded. The deadline bounds the whole
+    // frame, not each read, so a peer trickling a byte at a time cannot hold
+    // the stream (and the buffer reserved for the announced length).
+    let mut deadline = None;
     loop {
         while let Some(body) = decoder.decode(&mut buf).map_err(|e| frame_reason(&e))? {
+            deadline = None;
             if !reader.check(body, Wire::Native, items).await {
                 return Ok(()); // node stopping
             }
         }
-        // Between messages a stream may idle; inside one it must keep moving.
+        // Between messages a stream may idle; inside one it must finish in time.
         let read = stream.read(&mut chunk);
         let n = if buf.is_empty() {
             read.await
         } else {
-            tokio::time::timeout(reader.timeout, read)
+            let by = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + reader.timeout);
+            tokio::time::timeout_at(by, read)
                 .await
                 .map_err(|_| RejectReason::StreamTimeout)?
         };

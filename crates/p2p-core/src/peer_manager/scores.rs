@@ -79,7 +79,9 @@ pub fn penalty(reason: RejectReason) -> f64 {
         | RejectReason::InvalidField
         | RejectReason::InvalidRecord
         | RejectReason::StreamTimeout => 10.0,
-        RejectReason::MissingSignature | RejectReason::TooManyStreams => 5.0,
+        RejectReason::MissingSignature
+        | RejectReason::TooManyStreams
+        | RejectReason::WrongRecipient => 5.0,
         RejectReason::RateLimited => 2.0,
         RejectReason::ClockSkew | RejectReason::Duplicate | RejectReason::UnknownProtocol => 1.0,
         // Refusing a DHT request costs us next to nothing, and honest servers
@@ -91,7 +93,12 @@ pub fn penalty(reason: RejectReason) -> f64 {
         // quota is what an honest server replicating its store sends: scoring
         // it would make honest servers ban each other. Only forged and
         // malformed records (InvalidRecord) are scored.
+        // The node's own buckets empty (NodeBusy) or a handler's raw-stream
+        // slots all taken by others (HandlerBusy) is our saturation: a
+        // sender cannot see it coming, and sybils could keep it so to get
+        // honest peers banned.
         RejectReason::HandlerBusy
+        | RejectReason::NodeBusy
         | RejectReason::DhtRateLimited
         | RejectReason::AcceptQueueFull
         | RejectReason::UnservedKey

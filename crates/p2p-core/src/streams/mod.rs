@@ -57,6 +57,43 @@ impl futures::Stream for IncomingStreams {
     }
 }
 
+/// Per-peer counts of open inbound streams, with a cap.
+#[derive(Clone, Default)]
+pub(crate) struct StreamCounts(Arc<StdMutex<HashMap<PeerId, usize>>>);
+
+/// Releases one slot of a peer when dropped.
+pub(crate) struct StreamSlot {
+    counts: StreamCounts,
+    peer: PeerId,
+}
+
+impl StreamCounts {
+    pub(crate) fn acquire(&self, peer: PeerId, max: usize) -> Option<StreamSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(peer).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            counts: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Which connection an outbound stream goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
