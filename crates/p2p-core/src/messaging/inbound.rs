@@ -162,10 +162,11 @@ impl Reader {
             // refused below).
             Wire::LegacyJson => self.checker.check_with(&JsonCodec, body, &peer, now, |m| {
                 let handler = m.protocol.as_ref().and_then(|p| handlers.get(p));
-                looked_up
+                let strict = looked_up
                     .insert(handler)
                     .as_ref()
-                    .is_some_and(|h| !h.handler.accepts_unsigned_direct())
+                    .is_some_and(|h| !h.handler.accepts_unsigned_direct());
+                required && strict
             }),
         };
         let accepted = match checked {
