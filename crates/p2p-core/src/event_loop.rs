@@ -169,8 +169,8 @@ pub(crate) struct EventLoop {
     metrics: Option<SwarmMetrics>,
     limiters: Arc<Limiters>,
     rejections: Rejections,
-    /// Handlers' raw-stream acceptors.
-    raw: HashMap<ProtocolName, JoinHandle<()>>,
+    /// Handlers' raw-stream acceptors, with their protocols.
+    raw: HashMap<ProtocolName, (libp2p::StreamProtocol, JoinHandle<()>)>,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -355,7 +355,7 @@ impl EventLoop {
                     self.rejections.clone(),
                     Arc::clone(&self.limiters),
                 ));
-                if let Some(old) = self.raw.insert(handler.name(), task) {
+                if let Some((_, old)) = self.raw.insert(handler.name(), (protocol, task)) {
                     old.abort();
                 }
             }
@@ -378,7 +378,7 @@ impl EventLoop {
     /// Closes every connection and listener, giving connections a short grace
     /// period to close cleanly so remote peers see an orderly disconnect.
     async fn shutdown(&mut self) {
-        for (_, task) in self.raw.drain() {
+        for (_, (_, task)) in self.raw.drain() {
             task.abort();
         }
         for listener in std::mem::take(&mut self.listeners) {
@@ -456,9 +456,21 @@ impl EventLoop {
             Command::IsBanned { peer, reply } => {
                 let _ = reply.send(self.swarm.behaviour().peers.is_banned(&peer));
             }
-            Command::AcceptStreams(handler) => self.accept_streams(handler),
+            // Sent without waiting, so it may arrive after an unregister.
+            Command::AcceptStreams(handler) => {
+                if self.handlers.get(&handler.name()).is_some() {
+                    self.accept_streams(handler);
+                }
+            }
             Command::StopStreams(name) => {
-                if let Some(task) = self.raw.remove(&name) {
+                if let Some((protocol, task)) = self.raw.remove(&name) {
+                    // Closed now, not when the aborted task is dropped, so a
+                    // handler registered again at once is served.
+                    self.swarm
+                        .behaviour()
+                        .stream
+                        .control()
+                        .stop_accepting(&protocol);
                     task.abort();
                 }
             }

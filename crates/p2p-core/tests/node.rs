@@ -559,3 +559,34 @@ async fn a_timed_ban_refuses_the_peer_then_ends_on_its_own() {
     assert!(!alice.is_banned(bob_id).await.unwrap());
     assert_eq!(alice.connect(bob_addr).await.unwrap(), bob_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_unregistered_and_registered_again_serves_its_streams() {
+    let client = tcp_node(DhtModeSetting::Client).await;
+    let node = tcp_node(DhtModeSetting::Client).await;
+    client.connect(dial_addr(&node).await).await.unwrap();
+    let protocol = libp2p::StreamProtocol::new("/test/stream-namer/1.0.0");
+    let name: p2p_core::ProtocolName = "stream-namer".parse().unwrap();
+    let (tx, _first) = tokio::sync::mpsc::unbounded_channel();
+    node.register_handler(std::sync::Arc::new(StreamNamer(tx)))
+        .unwrap();
+    assert!(node.unregister_handler(&name));
+    let (tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    node.register_handler(std::sync::Arc::new(StreamNamer(tx)))
+        .unwrap();
+    // Served by the new registration once the loop has taken it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if client
+            .open_stream(node.peer_id(), protocol.clone())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let who = tokio::time::timeout(WAIT, opened.recv()).await.unwrap();
+    assert_eq!(who, Some(client.peer_id()));
+}

@@ -135,13 +135,14 @@ impl PeerManager {
         }
     }
 
-    /// Bans `peer` for `duration` (`None`: for good); false for an
-    /// allow-listed peer.
+    /// Bans `peer` for `duration` (`None`, or a duration past what the
+    /// clock can represent: for good); false for an allow-listed peer.
     pub(crate) fn ban(&mut self, peer: PeerId, duration: Option<Duration>) -> bool {
-        if !self.scores.ban(peer, duration.map(|d| Instant::now() + d)) {
+        let until = duration.and_then(|d| Instant::now().checked_add(d));
+        if !self.scores.ban(peer, until) {
             return false;
         }
-        self.banned(peer, None, duration);
+        self.banned(peer, None, until.and(duration));
         true
     }
 
@@ -274,7 +275,8 @@ impl NetworkBehaviour for PeerManager {
         while let Some(expiry) = self.expiry.as_mut()
             && expiry.as_mut().poll(cx).is_ready()
         {
-            for peer in self.scores.expire(Instant::now()) {
+            // The timer's clock: a ban never seems unexpired to its timer.
+            for peer in self.scores.expire(tokio::time::Instant::now().into_std()) {
                 self.emit(Event::Unbanned { peer });
             }
             self.arm_expiry();

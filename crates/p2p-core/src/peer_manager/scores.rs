@@ -214,6 +214,9 @@ impl PeerScores {
     /// Records a ban, lifting the timed ban closest to its end first when
     /// `max_bans` timed bans are in force (see [`PeerScores::take_lifted`]).
     fn insert_ban(&mut self, peer: PeerId, until: Option<Instant>) {
+        if self.bans.get(&peer) == Some(&None) {
+            return; // a permanent ban (deny-list, operator) is never shortened
+        }
         let timed = self.bans.values().filter(|u| u.is_some()).count();
         let replaces = self.bans.get(&peer).is_some_and(Option::is_some);
         if until.is_some() && !replaces && timed >= self.config.max_bans.max(1) {

@@ -223,6 +223,12 @@ impl Control {
         Ok(IncomingStreams(incoming))
     }
 
+    /// Stops accepting `protocol` at once (its new streams are refused in
+    /// negotiation), so it can be accepted again right away.
+    pub(crate) fn stop_accepting(&self, protocol: &StreamProtocol) {
+        lock(&self.registry).queues.remove(protocol);
+    }
+
     /// Opens a stream to `peer` on `protocol`, on the connection `target` picks.
     pub(crate) async fn open(
         &self,
