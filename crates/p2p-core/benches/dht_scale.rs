@@ -54,7 +54,7 @@ use futures::StreamExt;
 use libp2p::Multiaddr;
 use p2p_core::{AnnounceOptions, ConnectionLimits, DhtConfig, DhtModeSetting, Node, TransportKind};
 use serde_json::{Map, Value, json};
-use support::summary;
+use support::{rid, rtype, summary};
 
 const CHILD_ENV: &str = "LOTUS_DHT_SCALE_CHILD";
 const RESOURCE_TYPE: &str = "bench-scale";
@@ -296,16 +296,18 @@ async fn start_node() -> Node {
     let node = Node::builder()
         .transport(TransportKind::Memory)
         .listen("/memory/0".parse().unwrap())
-        .dht(DhtConfig {
-            mode: DhtModeSetting::Server,
-            ..DhtConfig::default()
+        .dht({
+            let mut c = DhtConfig::default();
+            c.mode = DhtModeSetting::Server;
+            c
         })
         // The whole network shares this process: libp2p's process-memory
         // connection limit (1 GiB by default) would refuse dials of every
         // node once the network passes it, an artefact of the harness.
-        .limits(ConnectionLimits {
-            max_process_memory: None,
-            ..ConnectionLimits::default()
+        .limits({
+            let mut c = ConnectionLimits::default();
+            c.max_process_memory = None;
+            c
         })
         .build()
         .unwrap();
@@ -384,7 +386,9 @@ async fn lookups(
                 let creator = nodes[*announcer].peer_id();
                 let before = lookup_totals(node).await;
                 let started = Instant::now();
-                let found = node.discover(RESOURCE_TYPE, id, s.lookup_timeout).await;
+                let found = node
+                    .discover(&rtype(RESOURCE_TYPE), &rid(id), s.lookup_timeout)
+                    .await;
                 let latency = started.elapsed();
                 let after = lookup_totals(node).await;
                 let requests = match (before, after) {
@@ -395,7 +399,7 @@ async fn lookups(
                 };
                 let timed_out = matches!(found, Err(p2p_core::ResourceError::Timeout));
                 let ok = found.is_ok_and(|rec| rec.creator == creator);
-                node.withdraw(RESOURCE_TYPE, id);
+                node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
                 out.push(Lookup {
                     ok,
                     timed_out,
@@ -559,7 +563,12 @@ async fn network(n: usize) {
                 let data = format!("{{\"r\":\"{id}\"}}");
                 match tokio::time::timeout(
                     Duration::from_secs(30),
-                    node.announce(RESOURCE_TYPE, &id, data, AnnounceOptions::default()),
+                    node.announce(
+                        &rtype(RESOURCE_TYPE),
+                        &rid(&id),
+                        data,
+                        AnnounceOptions::default(),
+                    ),
                 )
                 .await
                 {

@@ -33,7 +33,7 @@ use p2p_core::{
     ProtocolHandler, ProtocolName, TransportKind,
 };
 use serde_json::{Value, json};
-use support::{rss_kb, summary};
+use support::{rid, rss_kb, rtype, summary};
 
 const HONEST: usize = 4;
 const HONEST_RATE: u64 = 50;
@@ -272,7 +272,11 @@ async fn replicas(nodes: &[&Node], resources: &[usize]) -> Vec<f64> {
     for r in resources {
         let mut count = 0;
         for node in nodes {
-            if node.stores_record("churn", &format!("r{r}")).await.unwrap() {
+            if node
+                .stores_record(&rtype("churn"), &rid(format!("r{r}")))
+                .await
+                .unwrap()
+            {
                 count += 1;
             }
         }
@@ -295,18 +299,20 @@ async fn churn() -> Value {
         let node = Node::builder()
             .transport(TransportKind::Memory)
             .listen("/memory/0".parse().unwrap())
-            .dht(DhtConfig {
-                mode: DhtModeSetting::Server,
+            .dht({
+                let mut c = DhtConfig::default();
+                c.mode = DhtModeSetting::Server;
                 // Stored records are re-put to the closest peers this often
                 // (10 min by default): the repair of a dead owner's records.
-                record_replication_interval: churn_replication,
-                ..DhtConfig::default()
+                c.record_replication_interval = churn_replication;
+                c
             })
             // Replication 60× faster than the default needs puts per peer
             // allowed 60× faster too (one per 3 s by default).
-            .rate_limits(p2p_core::RateLimits {
-                peer_dht_puts: Some((CHURN_PUT_EVERY, 20)),
-                ..p2p_core::RateLimits::default()
+            .rate_limits({
+                let mut c = p2p_core::RateLimits::default();
+                c.peer_dht_puts = Some((CHURN_PUT_EVERY, 20));
+                c
             })
             .build()
             .unwrap();
@@ -329,16 +335,17 @@ async fn churn() -> Value {
         }
     }
     // Owners republish at half the TTL.
-    let options = AnnounceOptions {
-        ttl: Some(churn_ttl),
-        republish: true,
-        ..AnnounceOptions::default()
+    let options = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(churn_ttl);
+        c.republish = true;
+        c
     };
     let announced = Instant::now();
     let mut stored_by = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let a = node
-            .announce("churn", &format!("r{i}"), "{}", options)
+            .announce(&rtype("churn"), &rid(format!("r{i}")), "{}", options)
             .await
             .unwrap();
         stored_by.push(a.stored_by as f64);
@@ -370,7 +377,11 @@ async fn churn() -> Value {
         for r in (s % 3..nodes_n).step_by(3) {
             let asked = Instant::now();
             match node
-                .discover("churn", &format!("r{r}"), Duration::from_secs(10))
+                .discover(
+                    &rtype("churn"),
+                    &rid(format!("r{r}")),
+                    Duration::from_secs(10),
+                )
                 .await
             {
                 Ok(_) => found += 1,

@@ -182,9 +182,10 @@ fn round2(x: f64) -> f64 {
 }
 
 fn dht(mode: DhtModeSetting) -> DhtConfig {
-    DhtConfig {
-        mode,
-        ..DhtConfig::default()
+    {
+        let mut c = DhtConfig::default();
+        c.mode = mode;
+        c
     }
 }
 
@@ -727,12 +728,13 @@ fn conn_server(rt: &tokio::runtime::Runtime) {
         let node = Node::builder()
             .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
             .dht(dht(DhtModeSetting::Server))
-            .limits(ConnectionLimits {
-                max_established: 2000,
-                max_established_incoming: 2000,
-                max_established_per_peer: 2,
-                max_pending_incoming: 1024,
-                ..ConnectionLimits::default()
+            .limits({
+                let mut c = ConnectionLimits::default();
+                c.max_established = 2000;
+                c.max_established_incoming = 2000;
+                c.max_established_per_peer = 2;
+                c.max_pending_incoming = 1024;
+                c
             })
             .build()
             .unwrap();
@@ -781,9 +783,10 @@ async fn client(server: Multiaddr) -> Node {
     let node = Node::builder()
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
         .dht(dht(DhtModeSetting::Client))
-        .limits(ConnectionLimits {
-            max_process_memory: None,
-            ..ConnectionLimits::default()
+        .limits({
+            let mut c = ConnectionLimits::default();
+            c.max_process_memory = None;
+            c
         })
         .build()
         .unwrap();

@@ -9,6 +9,7 @@ use p2p_protocol::InboundPolicy;
 use crate::error::NodeError;
 use crate::identity::Identity;
 use crate::ip_limits::IpLimits;
+use crate::messaging::NativeCodec;
 use crate::metrics::SwarmMetrics;
 use crate::node::Node;
 use crate::peer_manager::scores::ScoringConfig;
@@ -18,6 +19,7 @@ use crate::transport::TransportKind;
 /// Connection limits, enforced by libp2p's connection-limits behaviour before a
 /// connection is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionLimits {
     /// Established connections in total. Default 256: a DHT server in the open
     /// needs more than the TypeScript system's 50, and at about 30 KB per idle
@@ -84,10 +86,14 @@ impl ConnectionLimits {
     }
 }
 
-/// Everything a node is built from. Construct with [`NodeBuilder`].
+/// Everything a node is built from. Construct with [`NodeBuilder`], or start
+/// from `NodeConfig::default()` and set fields: like every configuration
+/// struct of this crate it is `#[non_exhaustive]`, so a new setting is not a
+/// breaking change.
 ///
 /// `Debug` never shows the secret key: the identity prints as its PeerId.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// Where the keypair comes from.
     pub identity: Identity,
@@ -141,7 +147,7 @@ pub struct NodeConfig {
     /// its senders cannot sign, so their messages are unauthenticated content
     /// (the connection still proves who sent them); turn it on to take part
     /// in a network with TypeScript nodes. Sending to them works either way.
-    pub accept_legacy_messages: bool,
+    pub accept_typescript_messages: bool,
     /// Time a peer has to finish a message once it started sending it (a
     /// stream may idle between messages, not inside one). Default 10 s:
     /// 100 000 bytes at 10 KB/s, the slowest link worth serving.
@@ -156,6 +162,9 @@ pub struct NodeConfig {
     /// peers only: the TypeScript JSON format cannot carry a number, so a
     /// numbered message cannot be sent to a TypeScript node.
     pub sequence_numbers: bool,
+    /// The native message protocol's codec and protocol id. Default protobuf
+    /// on `/lotus/p2p/1.0.0` (see [`NativeCodec`]).
+    pub native: NativeCodec,
 }
 
 impl Default for NodeConfig {
@@ -180,9 +189,10 @@ impl Default for NodeConfig {
             metrics: None,
             rate_limits: RateLimits::default(),
             scoring: ScoringConfig::default(),
-            accept_legacy_messages: false,
+            accept_typescript_messages: false,
             sequence_numbers: false,
             stream_timeout: Duration::from_secs(10),
+            native: NativeCodec::default(),
         }
     }
 }
@@ -213,9 +223,10 @@ impl std::fmt::Debug for NodeConfig {
             metrics,
             rate_limits,
             scoring,
-            accept_legacy_messages,
+            accept_typescript_messages,
             stream_timeout,
             sequence_numbers,
+            native,
         } = self;
         f.debug_struct("NodeConfig")
             .field("identity", identity)
@@ -237,9 +248,10 @@ impl std::fmt::Debug for NodeConfig {
             .field("metrics", metrics)
             .field("rate_limits", rate_limits)
             .field("scoring", scoring)
-            .field("accept_legacy_messages", accept_legacy_messages)
+            .field("accept_typescript_messages", accept_typescript_messages)
             .field("stream_timeout", stream_timeout)
             .field("sequence_numbers", sequence_numbers)
+            .field("native", native)
             .finish()
     }
 }
@@ -371,8 +383,20 @@ impl NodeBuilder {
     }
 
     /// Serves (or not) the TypeScript system's message protocol.
-    pub fn accept_legacy_messages(mut self, accept: bool) -> Self {
-        self.config.accept_legacy_messages = accept;
+    pub fn accept_typescript_messages(mut self, accept: bool) -> Self {
+        self.config.accept_typescript_messages = accept;
+        self
+    }
+
+    /// Serves and dials the native message protocol with `codec` under
+    /// `protocol` instead of protobuf on `/lotus/p2p/1.0.0` (see
+    /// [`NativeCodec`]).
+    pub fn native_codec(
+        mut self,
+        protocol: libp2p::StreamProtocol,
+        codec: std::sync::Arc<dyn p2p_protocol::Codec>,
+    ) -> Self {
+        self.config.native = NativeCodec::new(protocol, codec);
         self
     }
 

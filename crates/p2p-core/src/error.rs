@@ -22,20 +22,23 @@ pub enum NodeError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// A listen address could not be bound.
-    #[error("cannot listen on {address}: {reason}")]
+    #[error("cannot listen on {address}")]
     Listen {
         /// The address.
         address: Multiaddr,
-        /// Why.
-        reason: String,
+        /// Why: the transport's error (an address in use is
+        /// [`std::io::ErrorKind::AddrInUse`]).
+        #[source]
+        source: std::io::Error,
     },
     /// A dial failed.
-    #[error("dial {address} failed: {reason}")]
+    #[error("dial {address} failed")]
     Dial {
         /// The address.
         address: Multiaddr,
-        /// Why.
-        reason: String,
+        /// Why, as libp2p's swarm reports it.
+        #[source]
+        source: Box<libp2p::swarm::DialError>,
     },
     /// Too many dials are in progress.
     #[error("too many dials in progress ({0})")]

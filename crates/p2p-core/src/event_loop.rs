@@ -186,6 +186,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A listen error as the I/O error it is (an address the transport does not
+/// support is [`std::io::ErrorKind::Unsupported`]).
+fn transport_io(error: libp2p::TransportError<std::io::Error>) -> std::io::Error {
+    match error {
+        libp2p::TransportError::Other(e) => e,
+        libp2p::TransportError::MultiaddrNotSupported(address) => std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("no transport for {address}"),
+        ),
+    }
+}
+
 /// The PeerId at the end of an address (`.../p2p/<id>`), if any.
 fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
@@ -249,7 +261,7 @@ impl EventLoop {
                 Err(e) => {
                     let error = NodeError::Listen {
                         address: address.clone(),
-                        reason: e.to_string(),
+                        source: transport_io(e),
                     };
                     return Err(Box::new((error, swarm.behaviour_mut().peers.take_scores())));
                 }
@@ -506,7 +518,7 @@ impl EventLoop {
             Err(e) => {
                 let _ = reply.send(Err(NodeError::Dial {
                     address,
-                    reason: error_chain(&e),
+                    source: Box::new(e),
                 }));
             }
         }
@@ -595,9 +607,12 @@ impl EventLoop {
                 if let Some(address) = self.listeners_pending.remove(&listener_id) {
                     self.signal_ready(Err(NodeError::Listen {
                         address,
-                        reason: reason
-                            .err()
-                            .map_or_else(|| "closed".to_owned(), |e| e.to_string()),
+                        source: reason.err().unwrap_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::ConnectionAborted,
+                                "the listener closed",
+                            )
+                        }),
                     }));
                 }
             }
@@ -640,12 +655,12 @@ impl EventLoop {
                 ..
             } => {
                 if let Some((address, reply)) = self.pending_dials.remove(&connection_id) {
+                    tracing::debug!(%address, error = %error_chain(&error), "dial failed");
                     let _ = reply.send(Err(NodeError::Dial {
                         address,
-                        reason: error_chain(&error),
+                        source: Box::new(error),
                     }));
-                }
-                if let Some(index) = self.bootstrap_dials.remove(&connection_id)
+                } else if let Some(index) = self.bootstrap_dials.remove(&connection_id)
                     && let Some(entry) = self.bootstrap.get_mut(index)
                 {
                     tracing::debug!(address = %entry.address, %error, "bootstrap dial failed");

@@ -27,6 +27,7 @@ use libp2p::swarm::{
 
 /// Inbound connection caps per address block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IpLimits {
     /// Per IPv4 address. Default 8: a household behind one NAT runs a few
     /// wallets; an attacker's 200 identities get 8 connections.

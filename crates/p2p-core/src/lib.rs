@@ -25,7 +25,6 @@ mod events;
 mod handler;
 mod identity;
 mod ip_limits;
-mod legacy_lanes;
 mod messaging;
 mod metrics;
 mod mplex_pacing;
@@ -38,6 +37,7 @@ mod resources;
 mod stats;
 mod streams;
 mod transport;
+mod typescript_lanes;
 
 /// For implementing [`ProtocolHandler`] without a direct dependency.
 pub use async_trait::async_trait;
@@ -53,15 +53,18 @@ pub use ip_limits::{IpLimitExceeded, IpLimits};
 /// dependency of their own (for `Stream`, `StreamProtocol`, `Multiaddr`, ...).
 pub use libp2p;
 pub use libp2p::metrics::Registry;
-pub use messaging::{LEGACY_PROTOCOL, NATIVE_PROTOCOL, SendError, Wire, WireChoice};
+pub use messaging::{
+    NATIVE_PROTOCOL, NativeCodec, SendError, TYPESCRIPT_PROTOCOL, Wire, WireChoice,
+};
 pub use metrics::SwarmMetrics;
 pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{
     DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
-    PeerId, ProtocolName, RejectReason,
+    PeerId, ProtocolName, RejectReason, ResourceId, ResourceKey, ResourceType,
 };
+pub use peer_manager::Banned;
 pub use peer_manager::scores::{ScoringConfig, penalty};
 pub use peers::PeerInfo;
 pub use rate_limits::{Rate, RateLimits};

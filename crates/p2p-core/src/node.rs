@@ -20,7 +20,7 @@ use crate::event_loop::{Command, EventLoop};
 use crate::events::Event;
 use crate::handler::{Handlers, ProtocolHandler, RegisterError};
 use crate::messaging::{
-    self, LEGACY_PROTOCOL, NATIVE_PROTOCOL, Outbound, Processor, SendError, Wire, WireChoice,
+    self, Outbound, Processor, SendError, TYPESCRIPT_PROTOCOL, Wire, WireChoice,
 };
 use crate::peer_manager::scores::PeerScores;
 use crate::peers::PeerInfo;
@@ -32,7 +32,7 @@ use crate::stats::{SharedStats, Stats};
 use crate::streams;
 use p2p_dht::records::StoredKey;
 use p2p_protocol::ResourceRecord;
-use p2p_types::{ResourceKey, ResourceType};
+use p2p_types::{ResourceId, ResourceKey, ResourceType};
 
 /// How often own announcements are checked for republishing and the cache
 /// for expired entries.
@@ -102,6 +102,7 @@ impl Drop for Background {
 
 /// Where `broadcast` sends.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BroadcastOptions {
     /// Peers to leave out.
     pub exclude: Vec<PeerId>,
@@ -199,7 +200,11 @@ impl Node {
                     error
                 },
             )?;
-        let outbound = Outbound::new(control.clone(), Arc::clone(&inner.stats));
+        let outbound = Outbound::new(
+            control.clone(),
+            Arc::clone(&inner.stats),
+            inner.config.native.clone(),
+        );
         event_loop.set_outbound(outbound.clone());
 
         // The inbound side: one processor, fed by the readers of both protocols.
@@ -225,11 +230,12 @@ impl Node {
             limiters: Arc::clone(&inner.limiters),
             stream_timeout: inner.config.stream_timeout,
             rejections,
+            native_codec: Arc::clone(inner.config.native.codec()),
         };
         let mut background = vec![tokio::spawn(processor.run(item_rx))];
-        let mut served = vec![(NATIVE_PROTOCOL, Wire::Native)];
-        if inner.config.accept_legacy_messages {
-            served.push((LEGACY_PROTOCOL, Wire::LegacyJson));
+        let mut served = vec![(inner.config.native.protocol().clone(), Wire::Native)];
+        if inner.config.accept_typescript_messages {
+            served.push((TYPESCRIPT_PROTOCOL, Wire::TypeScript));
         }
         for (protocol, wire) in served {
             // A fresh control has no registrations, so accept cannot fail here.
@@ -606,12 +612,12 @@ impl Node {
     /// `data` must be JSON text (the DHT form is the TypeScript system's JSON).
     pub async fn announce(
         &self,
-        resource_type: &str,
-        resource_id: &str,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
         data: impl Into<bytes::Bytes>,
         options: AnnounceOptions,
     ) -> Result<Announced, ResourceError> {
-        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let ttl = options.ttl.unwrap_or(self.inner.config.dht.record_ttl);
         let now = p2p_protocol::now_ms();
         let expires = options.expires_at_ms.unwrap_or_else(|| {
@@ -619,9 +625,9 @@ impl Node {
         });
         let record = ResourceRecord::new(key, self.peer_id(), data, now, Some(expires))
             .sign(&self.inner.keypair)
-            .map_err(|e| ResourceError::Data(e.to_string()))?;
+            .map_err(|e| ResourceError::Data(Arc::new(e)))?;
         p2p_protocol::validate_record(&record, now, &self.inner.config.inbound.limits)
-            .map_err(|e| ResourceError::Data(e.to_string()))?;
+            .map_err(|e| ResourceError::Data(Arc::new(e)))?;
         let republish = (options.republish && options.expires_at_ms.is_none()).then_some(ttl);
         self.publish(record, republish).await
     }
@@ -640,7 +646,7 @@ impl Node {
     ) -> Result<Announced, ResourceError> {
         let now = p2p_protocol::now_ms();
         let at = std::time::Instant::now();
-        let data_error = |e: p2p_protocol::CodecError| ResourceError::Data(e.to_string());
+        let data_error = |e: p2p_protocol::CodecError| ResourceError::Data(Arc::new(e));
         let scoped = p2p_dht::records::to_creator_record(&record, now, at).map_err(data_error)?;
         let shared = p2p_dht::records::to_kad_record(&record, now, at).map_err(data_error)?;
         if self.live().is_none() {
@@ -714,10 +720,10 @@ impl Node {
     /// record's replication; expired records are not counted.
     pub async fn stores_record(
         &self,
-        resource_type: &str,
-        resource_id: &str,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
     ) -> Result<bool, ResourceError> {
-        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let key = p2p_dht::records::kad_key(&key);
         self.request(|reply| Command::StoresRecord { key, reply })
             .await
@@ -727,8 +733,8 @@ impl Node {
     /// Finds a resource: the newest valid record of [`Node::discover_all`].
     pub async fn discover(
         &self,
-        resource_type: &str,
-        resource_id: &str,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
         timeout: Duration,
     ) -> Result<Arc<ResourceRecord>, ResourceError> {
         self.discover_all(resource_type, resource_id, timeout)
@@ -750,11 +756,11 @@ impl Node {
     /// [`ResourceError::Timeout`] when it holds nothing.
     pub async fn discover_all(
         &self,
-        resource_type: &str,
-        resource_id: &str,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
         timeout: Duration,
     ) -> Result<Vec<Arc<ResourceRecord>>, ResourceError> {
-        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let lookup = async {
             let providers = async {
                 let index = p2p_dht::records::kad_key(&key);
@@ -832,12 +838,12 @@ impl Node {
     /// written.
     pub async fn discover_from(
         &self,
-        resource_type: &str,
-        resource_id: &str,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
         creator: PeerId,
         timeout: Duration,
     ) -> Result<Arc<ResourceRecord>, ResourceError> {
-        let key = ResourceKey::new(ResourceType::new(resource_type)?, resource_id.parse()?);
+        let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         if let Some(record) = self
             .inner
             .resources
@@ -880,15 +886,12 @@ impl Node {
     /// matches all).
     pub fn local_resources(
         &self,
-        resource_type: &str,
+        resource_type: &ResourceType,
         filter: &[(&str, serde_json::Value)],
     ) -> Vec<Arc<ResourceRecord>> {
-        let Ok(ty) = ResourceType::new(resource_type) else {
-            return Vec::new();
-        };
         self.inner
             .resources
-            .of_type(&ty, p2p_protocol::now_ms())
+            .of_type(resource_type, p2p_protocol::now_ms())
             .into_iter()
             .filter(|r| {
                 filter.is_empty()
@@ -899,11 +902,12 @@ impl Node {
     }
 
     /// The newest unexpired record of a resource in the local cache.
-    pub fn resource(&self, resource_type: &str, resource_id: &str) -> Option<Arc<ResourceRecord>> {
-        let key = ResourceKey::new(
-            ResourceType::new(resource_type).ok()?,
-            resource_id.parse().ok()?,
-        );
+    pub fn resource(
+        &self,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
+    ) -> Option<Arc<ResourceRecord>> {
+        let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         self.inner
             .resources
             .of_key(&key, p2p_protocol::now_ms())
@@ -913,14 +917,11 @@ impl Node {
 
     /// Stops keeping a resource alive and forgets it locally (copies in the
     /// DHT expire on their own).
-    pub fn withdraw(&self, resource_type: &str, resource_id: &str) -> bool {
-        match (ResourceType::new(resource_type), resource_id.parse()) {
-            (Ok(ty), Ok(id)) => self
-                .inner
-                .resources
-                .remove(&ResourceKey::new(ty, id), self.peer_id()),
-            _ => false,
-        }
+    pub fn withdraw(&self, resource_type: &ResourceType, resource_id: &ResourceId) -> bool {
+        self.inner.resources.remove(
+            &ResourceKey::new(resource_type.clone(), resource_id.clone()),
+            self.peer_id(),
+        )
     }
 
     /// Drops expired entries from the local cache now (also done periodically).

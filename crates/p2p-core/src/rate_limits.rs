@@ -73,6 +73,7 @@ impl Rate {
 
 /// Inbound rate limits; `None` means unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RateLimits {
     /// Messages from one peer.
     pub peer_messages: Option<Rate>,

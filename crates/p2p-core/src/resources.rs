@@ -15,6 +15,7 @@ pub const MAX_DISCOVERED: usize = 16;
 
 /// How long an announcement lives and whether the node keeps it alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct AnnounceOptions {
     /// Lifetime of the record from now. Default: the DHT's record TTL (1 h).
     pub ttl: Option<Duration>,
@@ -42,18 +43,15 @@ pub struct Announced {
 }
 
 /// Why an announcement or discovery failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResourceError {
     /// The node is not running.
     #[error("node not started")]
     NotStarted,
-    /// The type or id is malformed.
-    #[error("invalid resource name: {0}")]
-    Name(#[from] p2p_types::NameError),
     /// The data cannot be carried (the DHT form is JSON: it must be JSON text).
-    #[error("invalid data: {0}")]
-    Data(String),
+    #[error("invalid data")]
+    Data(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// Nothing valid was found.
     #[error("resource not found")]
     NotFound,

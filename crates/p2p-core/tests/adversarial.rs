@@ -12,12 +12,14 @@ mod js_peer;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{WAIT, memory_builder, rejection, started, tcp_builder};
+use common::{WAIT, memory_builder, rejection, rid, rtype, started, tcp_builder};
 use futures::AsyncWriteExt;
+use p2p_core::libp2p;
+use p2p_core::libp2p::swarm::DialError;
 use p2p_core::{
-    AnnounceOptions, ConnectionLimits, DhtModeSetting, Event, IpLimits, LEGACY_PROTOCOL, Message,
-    MessageBuilder, Multiaddr, NATIVE_PROTOCOL, Node, NodeBuilder, NodeError, NodeEvent, PeerId,
-    Rate, RateLimits, RejectReason, ResourceError, SendError, WireChoice,
+    AnnounceOptions, ConnectionLimits, DhtModeSetting, Event, IpLimits, Message, MessageBuilder,
+    Multiaddr, NATIVE_PROTOCOL, Node, NodeBuilder, NodeError, NodeEvent, PeerId, Rate, RateLimits,
+    RejectReason, ResourceError, SendError, TYPESCRIPT_PROTOCOL, WireChoice,
 };
 use p2p_protocol::{ProtobufCodec, Signable, encode_message_frame};
 use serde_json::json;
@@ -304,9 +306,10 @@ async fn forgery(tamper: impl FnOnce(&mut Message, &Arena), reason: RejectReason
 async fn timed_bans_are_capped_and_a_lifted_ban_is_unblocked() {
     // Room for one timed ban: a second lifts the one closest to its end.
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).scoring(p2p_core::ScoringConfig {
-            max_bans: 1,
-            ..p2p_core::ScoringConfig::default()
+        memory_builder(DhtModeSetting::Client).scoring({
+            let mut c = p2p_core::ScoringConfig::default();
+            c.max_bans = 1;
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -495,32 +498,32 @@ async fn stream_storm_is_capped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_json_malformed_and_oversized() {
+async fn typescript_json_malformed_and_oversized() {
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).accept_legacy_messages(true),
+        memory_builder(DhtModeSetting::Client).accept_typescript_messages(true),
         DhtModeSetting::Client,
     )
     .await;
     let rejected = arena.rejects(RejectReason::Decode);
     arena
-        .raw(LEGACY_PROTOCOL, b"{\"type\": \"chat\", \"from\": ")
+        .raw(TYPESCRIPT_PROTOCOL, b"{\"type\": \"chat\", \"from\": ")
         .await;
     rejected.await;
     let rejected = arena.rejects(RejectReason::Oversize);
-    arena.raw(LEGACY_PROTOCOL, &vec![b' '; 150_000]).await;
+    arena.raw(TYPESCRIPT_PROTOCOL, &vec![b' '; 150_000]).await;
     rejected.await;
     arena.honest_still_flows().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_json_is_not_served_by_default() {
+async fn typescript_protocol_is_not_served_by_default() {
     let arena = arena().await;
     let refused = arena
         .attacker
-        .open_stream(arena.victim.peer_id(), LEGACY_PROTOCOL)
+        .open_stream(arena.victim.peer_id(), TYPESCRIPT_PROTOCOL)
         .await;
     assert!(
-        matches!(&refused, Err(SendError::Unsupported(p)) if *p == LEGACY_PROTOCOL),
+        matches!(&refused, Err(SendError::Unsupported(p)) if *p == TYPESCRIPT_PROTOCOL),
         "{:?}",
         refused.map(|_| ())
     );
@@ -533,10 +536,11 @@ async fn many_identities_from_one_address_are_capped() {
     const SYBILS: u64 = 200;
     // Loopback counted for this test; the arena's two peers hold 2 of 6.
     let arena = arena_with(
-        tcp_builder(DhtModeSetting::Client).ip_limits(IpLimits {
-            per_ipv4: 6,
-            limit_loopback: true,
-            ..IpLimits::default()
+        tcp_builder(DhtModeSetting::Client).ip_limits({
+            let mut c = IpLimits::default();
+            c.per_ipv4 = 6;
+            c.limit_loopback = true;
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -567,12 +571,11 @@ async fn many_identities_from_one_address_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allow_list_bypasses_penalties() {
     let attacker = started(tcp_builder(DhtModeSetting::Client)).await;
-    let victim = started(
-        tcp_builder(DhtModeSetting::Client).scoring(p2p_core::ScoringConfig {
-            allow: vec![attacker.peer_id()],
-            ..p2p_core::ScoringConfig::default()
-        }),
-    )
+    let victim = started(tcp_builder(DhtModeSetting::Client).scoring({
+        let mut c = p2p_core::ScoringConfig::default();
+        c.allow = vec![attacker.peer_id()];
+        c
+    }))
     .await;
     attacker
         .connect(common::dial_addr(&victim).await)
@@ -607,18 +610,20 @@ async fn the_allow_list_bypasses_penalties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_overwrite_by_another_creator_and_announce_flood() {
     // Puts: 20 at once, then one per 3 s (the default burst is 200).
-    let arena = dht_arena(RateLimits {
-        peer_dht_puts: Some((Duration::from_secs(3), 20)),
-        ..RateLimits::default()
+    let arena = dht_arena({
+        let mut c = RateLimits::default();
+        c.peer_dht_puts = Some((Duration::from_secs(3), 20));
+        c
     })
     .await;
-    let ttl = AnnounceOptions {
-        ttl: Some(Duration::from_secs(600)),
-        ..AnnounceOptions::default()
+    let ttl = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_secs(600));
+        c
     };
     let original = arena
         .honest
-        .announce("session", "s1", r#"{"owner":"honest"}"#, ttl)
+        .announce(&rtype("session"), &rid("s1"), r#"{"owner":"honest"}"#, ttl)
         .await
         .unwrap();
     assert_eq!(
@@ -639,7 +644,12 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
     // The attacker announces under the same key, with itself as creator.
     arena
         .attacker
-        .announce("session", "s1", r#"{"owner":"attacker"}"#, ttl)
+        .announce(
+            &rtype("session"),
+            &rid("s1"),
+            r#"{"owner":"attacker"}"#,
+            ttl,
+        )
         .await
         .unwrap();
     // The refusal is counted when the victim handles the put, which may come
@@ -655,13 +665,13 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
     // valid: unpinned discovery lists both, the newest first.
     let found = arena
         .victim
-        .discover_from("session", "s1", arena.honest.peer_id(), WAIT)
+        .discover_from(&rtype("session"), &rid("s1"), arena.honest.peer_id(), WAIT)
         .await
         .unwrap();
     assert_eq!(found.data, original.record.data, "not overwritten");
     let all = arena
         .victim
-        .discover_all("session", "s1", WAIT)
+        .discover_all(&rtype("session"), &rid("s1"), WAIT)
         .await
         .unwrap();
     let creators: Vec<_> = all.iter().map(|r| r.creator).collect();
@@ -675,7 +685,12 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
     for i in 0..40 {
         let _ = arena
             .attacker
-            .announce(&format!("spam{}", i % 2), &format!("r{i}"), "{}", ttl)
+            .announce(
+                &rtype(format!("spam{}", i % 2)),
+                &rid(format!("r{i}")),
+                "{}",
+                ttl,
+            )
             .await;
     }
     arena
@@ -685,7 +700,7 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
     // Honest announcements are still stored.
     arena
         .honest
-        .announce("session", "s2", "{}", ttl)
+        .announce(&rtype("session"), &rid("s2"), "{}", ttl)
         .await
         .unwrap();
     wait_stored(&arena.victim, "session", "s2").await;
@@ -693,9 +708,10 @@ async fn record_overwrite_by_another_creator_and_announce_flood() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dht_lookup_flood_is_limited_per_peer() {
-    let arena = dht_arena(RateLimits {
-        peer_dht_requests: Some(Rate::new(1, 10)),
-        ..RateLimits::default()
+    let arena = dht_arena({
+        let mut c = RateLimits::default();
+        c.peer_dht_requests = Some(Rate::new(1, 10));
+        c
     })
     .await;
     // Walking the victim's store: lookups of keys that do not exist, each
@@ -705,7 +721,11 @@ async fn dht_lookup_flood_is_limited_per_peer() {
     for i in 0..60 {
         let _ = arena
             .attacker
-            .discover("probe", &format!("p{i}"), Duration::from_millis(200))
+            .discover(
+                &rtype("probe"),
+                &rid(format!("p{i}")),
+                Duration::from_millis(200),
+            )
             .await;
     }
     arena
@@ -717,16 +737,21 @@ async fn dht_lookup_flood_is_limited_per_peer() {
         0.0
     );
     // The honest peer's lookups are its own bucket's: still answered.
-    let ttl = AnnounceOptions {
-        ttl: Some(Duration::from_secs(600)),
-        ..AnnounceOptions::default()
+    let ttl = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_secs(600));
+        c
     };
     arena
         .victim
-        .announce("session", "v1", "{}", ttl)
+        .announce(&rtype("session"), &rid("v1"), "{}", ttl)
         .await
         .unwrap();
-    let found = arena.honest.discover("session", "v1", WAIT).await.unwrap();
+    let found = arena
+        .honest
+        .discover(&rtype("session"), &rid("v1"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(found.creator, arena.victim.peer_id());
     assert_eq!(
         arena
@@ -742,7 +767,7 @@ async fn dht_lookup_flood_is_limited_per_peer() {
     assert!(arena.attacker.is_connected(arena.victim.peer_id()).await);
     arena
         .attacker
-        .announce("session", "a1", "{}", ttl)
+        .announce(&rtype("session"), &rid("a1"), "{}", ttl)
         .await
         .unwrap();
     wait_stored(&arena.victim, "session", "a1").await;
@@ -752,7 +777,7 @@ async fn dht_lookup_flood_is_limited_per_peer() {
 async fn wait_stored(node: &Node, resource_type: &str, resource_id: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !node
-        .stores_record(resource_type, resource_id)
+        .stores_record(&rtype(resource_type), &rid(resource_id))
         .await
         .unwrap()
     {
@@ -795,7 +820,9 @@ async fn forged_and_oversized_dht_records_from_js_are_refused() {
         let _ = tokio::time::timeout(Duration::from_millis(50), victim.subscribe().recv()).await;
     }
     for id in ["forged", "big"] {
-        let refused = victim.discover("session", id, Duration::from_secs(3)).await;
+        let refused = victim
+            .discover(&rtype("session"), &rid(id), Duration::from_secs(3))
+            .await;
         assert!(
             matches!(refused, Err(ResourceError::NotFound)),
             "{id}: {refused:?}"
@@ -973,9 +1000,10 @@ async fn wait_connections(node: &Node, peer: PeerId, n: usize) {
 async fn established_connections_are_capped_in_total() {
     // Room for three: the arena's two peers and one more.
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).limits(ConnectionLimits {
-            max_established: 3,
-            ..ConnectionLimits::default()
+        memory_builder(DhtModeSetting::Client).limits({
+            let mut c = ConnectionLimits::default();
+            c.max_established = 3;
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1001,12 +1029,11 @@ async fn established_connections_are_capped_in_total() {
 async fn a_peer_gets_two_connections_at_most() {
     // The attacker's own node would allow many; the victim's default is 2.
     let victim = started(memory_builder(DhtModeSetting::Client)).await;
-    let attacker = started(
-        memory_builder(DhtModeSetting::Client).limits(ConnectionLimits {
-            max_established_per_peer: 100,
-            ..ConnectionLimits::default()
-        }),
-    )
+    let attacker = started(memory_builder(DhtModeSetting::Client).limits({
+        let mut c = ConnectionLimits::default();
+        c.max_established_per_peer = 100;
+        c
+    }))
     .await;
     // Without `/p2p/<id>` every dial opens a new connection.
     let plain = victim.listen_addrs().await.unwrap().remove(0);
@@ -1026,9 +1053,10 @@ async fn a_peer_gets_two_connections_at_most() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_inbound_connections_are_capped() {
     let arena = arena_with(
-        tcp_builder(DhtModeSetting::Client).limits(ConnectionLimits {
-            max_pending_incoming: 2,
-            ..ConnectionLimits::default()
+        tcp_builder(DhtModeSetting::Client).limits({
+            let mut c = ConnectionLimits::default();
+            c.max_pending_incoming = 2;
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1089,12 +1117,11 @@ async fn pending_outbound_dials_are_capped() {
     )
     .parse()
     .unwrap();
-    let node = started(
-        tcp_builder(DhtModeSetting::Client).limits(ConnectionLimits {
-            max_pending_outgoing: 1,
-            ..ConnectionLimits::default()
-        }),
-    )
+    let node = started(tcp_builder(DhtModeSetting::Client).limits({
+        let mut c = ConnectionLimits::default();
+        c.max_pending_outgoing = 1;
+        c
+    }))
     .await;
     let stuck = tokio::spawn({
         let node = node.clone();
@@ -1109,10 +1136,17 @@ async fn pending_outbound_dials_are_capped() {
     let refused = tokio::time::timeout(WAIT, node.connect(common::dial_addr(&live).await))
         .await
         .expect("the second dial was neither refused nor completed");
-    let Err(NodeError::Dial { reason, .. }) = &refused else {
+    // The cause is typed: libp2p's connection-limits denial, at the limit set.
+    let Err(NodeError::Dial { source, .. }) = &refused else {
         panic!("expected the dial to be refused, got {refused:?}");
     };
-    assert!(reason.contains("pending outgoing connections"), "{reason}");
+    let DialError::Denied { cause } = &**source else {
+        panic!("expected the dial to be denied, got {source:?}");
+    };
+    let exceeded = cause
+        .downcast_ref::<libp2p::connection_limits::Exceeded>()
+        .unwrap_or_else(|| panic!("denied by something else: {cause}"));
+    assert_eq!(exceeded.limit(), 1);
     assert!(!node.is_connected(live.peer_id()).await);
     stuck.abort();
 }
@@ -1120,12 +1154,11 @@ async fn pending_outbound_dials_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_refused_above_the_memory_limit() {
     // A limit every process is above.
-    let victim = started(
-        memory_builder(DhtModeSetting::Client).limits(ConnectionLimits {
-            max_process_memory: Some(1),
-            ..ConnectionLimits::default()
-        }),
-    )
+    let victim = started(memory_builder(DhtModeSetting::Client).limits({
+        let mut c = ConnectionLimits::default();
+        c.max_process_memory = Some(1);
+        c
+    }))
     .await;
     let peer = started(memory_builder(DhtModeSetting::Client)).await;
     refused_connection(&peer, victim.peer_id(), common::dial_addr(&victim).await).await;
@@ -1135,9 +1168,10 @@ async fn connections_are_refused_above_the_memory_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_puts_over_their_rate_are_refused_and_counted() {
     // Puts (records and providers share the bucket): 5 at once, then one per 3 s.
-    let arena = dht_arena(RateLimits {
-        peer_dht_puts: Some((Duration::from_secs(3), 5)),
-        ..RateLimits::default()
+    let arena = dht_arena({
+        let mut c = RateLimits::default();
+        c.peer_dht_puts = Some((Duration::from_secs(3), 5));
+        c
     })
     .await;
     for i in 0..20 {
@@ -1221,9 +1255,10 @@ async fn the_node_byte_rate_slows_every_sender_without_loss() {
     // 100 KB/s for the whole node, 100 KB at once; each peer alone is far
     // below its own 1 MB/s.
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).rate_limits(RateLimits {
-            node_bytes: Some(Rate::new(100_000, 100_000)),
-            ..RateLimits::default()
+        memory_builder(DhtModeSetting::Client).rate_limits({
+            let mut c = RateLimits::default();
+            c.node_bytes = Some(Rate::new(100_000, 100_000));
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1247,9 +1282,10 @@ async fn the_node_message_rate_slows_every_sender_without_loss() {
     // 50 messages a second for the whole node, 50 at once; each peer alone
     // is far below its own 200/s (burst 400).
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).rate_limits(RateLimits {
-            node_messages: Some(Rate::new(50, 50)),
-            ..RateLimits::default()
+        memory_builder(DhtModeSetting::Client).rate_limits({
+            let mut c = RateLimits::default();
+            c.node_messages = Some(Rate::new(50, 50));
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1271,9 +1307,10 @@ async fn the_node_message_rate_slows_every_sender_without_loss() {
 async fn a_peer_over_its_byte_rate_is_slowed_and_others_are_not() {
     // 100 KB/s per peer, 100 KB at once.
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).rate_limits(RateLimits {
-            peer_bytes: Some(Rate::new(100_000, 100_000)),
-            ..RateLimits::default()
+        memory_builder(DhtModeSetting::Client).rate_limits({
+            let mut c = RateLimits::default();
+            c.peer_bytes = Some(Rate::new(100_000, 100_000));
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1313,12 +1350,11 @@ async fn a_peer_over_its_byte_rate_is_slowed_and_others_are_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_on_the_deny_list_cannot_connect() {
     let denied = started(memory_builder(DhtModeSetting::Client)).await;
-    let victim = started(
-        memory_builder(DhtModeSetting::Client).scoring(p2p_core::ScoringConfig {
-            deny: vec![denied.peer_id()],
-            ..p2p_core::ScoringConfig::default()
-        }),
-    )
+    let victim = started(memory_builder(DhtModeSetting::Client).scoring({
+        let mut c = p2p_core::ScoringConfig::default();
+        c.deny = vec![denied.peer_id()];
+        c
+    }))
     .await;
     assert!(victim.is_banned(denied.peer_id()).await.unwrap());
     refused_connection(&denied, victim.peer_id(), common::dial_addr(&victim).await).await;
@@ -1355,9 +1391,10 @@ async fn new_streams_over_their_rate_are_refused_as_rate_limited() {
     // Two new streams at once, then one a second; four concurrent streams
     // would be allowed, so only the rate can refuse.
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).rate_limits(RateLimits {
-            peer_inbound_streams: Some(Rate::new(1, 2)),
-            ..RateLimits::default()
+        memory_builder(DhtModeSetting::Client).rate_limits({
+            let mut c = RateLimits::default();
+            c.peer_inbound_streams = Some(Rate::new(1, 2));
+            c
         }),
         DhtModeSetting::Client,
     )
@@ -1411,10 +1448,11 @@ async fn node_wide_saturation_never_costs_an_honest_typescript_sender() {
     // peer's own rate (200/s, burst 400) is far above what it sends here.
     let arena = arena_with(
         memory_builder(DhtModeSetting::Client)
-            .accept_legacy_messages(true)
-            .rate_limits(RateLimits {
-                node_messages: Some(Rate::new(1, 1)),
-                ..RateLimits::default()
+            .accept_typescript_messages(true)
+            .rate_limits({
+                let mut c = RateLimits::default();
+                c.node_messages = Some(Rate::new(1, 1));
+                c
             }),
         DhtModeSetting::Client,
     )
@@ -1429,7 +1467,7 @@ async fn node_wide_saturation_never_costs_an_honest_typescript_sender() {
     for n in 0..5 {
         arena
             .attacker
-            .send_with(victim, &plain(&arena.attacker, n), WireChoice::LegacyJson)
+            .send_with(victim, &plain(&arena.attacker, n), WireChoice::TypeScript)
             .await
             .unwrap();
     }
@@ -1441,7 +1479,7 @@ async fn node_wide_saturation_never_costs_an_honest_typescript_sender() {
         let message = plain(&arena.honest, n);
         if arena
             .honest
-            .send_with(victim, &message, WireChoice::LegacyJson)
+            .send_with(victim, &message, WireChoice::TypeScript)
             .await
             .is_err()
         {
@@ -1488,7 +1526,7 @@ impl p2p_core::ProtocolHandler for Counting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_messages_follow_the_handlers_signature_rule_and_their_recipient() {
     let arena = arena_with(
-        memory_builder(DhtModeSetting::Client).accept_legacy_messages(true),
+        memory_builder(DhtModeSetting::Client).accept_typescript_messages(true),
         DhtModeSetting::Client,
     )
     .await;
@@ -1515,7 +1553,7 @@ async fn typescript_messages_follow_the_handlers_signature_rule_and_their_recipi
     let attacker = &arena.attacker;
     let send = |m: Message| async move {
         attacker
-            .send_with(victim, &m, WireChoice::LegacyJson)
+            .send_with(victim, &m, WireChoice::TypeScript)
             .await
             .unwrap();
     };

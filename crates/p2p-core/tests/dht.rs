@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{dial_addr, identified, memory_node, table_size, tcp_node, wait_table_at_least};
+use common::{
+    dial_addr, identified, memory_node, rid, rtype, table_size, tcp_node, wait_table_at_least,
+};
 use p2p_core::{DhtMode, DhtModeSetting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,10 +101,16 @@ async fn announce_counts_replicas_and_a_dead_peer_leaves_the_tables() {
     }
     let options = p2p_core::AnnounceOptions::default();
     // The put goes to every closest peer and counts each confirmation.
-    let announced = nodes[3].announce("session", "a", "{}", options).await;
+    let announced = nodes[3]
+        .announce(&rtype("session"), &rid("a"), "{}", options)
+        .await;
     assert_eq!(announced.unwrap().stored_by, 3);
     for node in &nodes {
-        assert!(node.stores_record("session", "a").await.unwrap());
+        assert!(
+            node.stores_record(&rtype("session"), &rid("a"))
+                .await
+                .unwrap()
+        );
     }
 
     // A stopped peer stays in kad's tables until a dial to it fails; then it
@@ -115,10 +123,16 @@ async fn announce_counts_replicas_and_a_dead_peer_leaves_the_tables() {
         assert!(Instant::now() < deadline, "the dead peer is still listed");
         probe += 1;
         let _ = nodes[1]
-            .discover("probe", &format!("p{probe}"), Duration::from_millis(500))
+            .discover(
+                &rtype("probe"),
+                &rid(format!("p{probe}")),
+                Duration::from_millis(500),
+            )
             .await;
     }
     assert!(!nodes[1].is_connected(dead).await);
-    let announced = nodes[3].announce("session", "b", "{}", options).await;
+    let announced = nodes[3]
+        .announce(&rtype("session"), &rid("b"), "{}", options)
+        .await;
     assert_eq!(announced.unwrap().stored_by, 2, "the two live servers");
 }

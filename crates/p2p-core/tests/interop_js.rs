@@ -13,6 +13,7 @@ mod js_peer;
 
 use std::time::Duration;
 
+use common::{rid, rtype};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use js_peer::{JsPeer, WAIT, is_ws};
 use libp2p::StreamProtocol;
@@ -28,17 +29,19 @@ const ECHO: StreamProtocol = StreamProtocol::new("/lotus/echo/1.0.0");
 
 /// A node configuration on 127.0.0.1 (TCP and WS, port 0) in DHT `mode`.
 fn config(mode: DhtModeSetting) -> NodeConfig {
-    NodeConfig {
-        listen: vec![
+    {
+        let mut c = NodeConfig::default();
+        c.listen = vec![
             "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
             "/ip4/127.0.0.1/tcp/0/ws".parse().unwrap(),
-        ],
-        dht: DhtConfig {
-            mode,
-            ..DhtConfig::default()
-        },
-        accept_legacy_messages: true,
-        ..NodeConfig::default()
+        ];
+        c.dht = {
+            let mut c = DhtConfig::default();
+            c.mode = mode;
+            c
+        };
+        c.accept_typescript_messages = true;
+        c
     }
 }
 
@@ -177,9 +180,10 @@ async fn connection_case(via: Via, muxer: Muxer, js_dials: bool) {
         Muxer::Mplex => &["--muxers", "mplex"],
     };
     let js = JsPeer::spawn(js_args).await;
-    let node = start(NodeConfig {
-        mplex: muxer == Muxer::Mplex,
-        ..config(DhtModeSetting::Client)
+    let node = start({
+        let mut c = config(DhtModeSetting::Client);
+        c.mplex = muxer == Muxer::Mplex;
+        c
     })
     .await;
     let we = node.peer_id();
@@ -345,9 +349,10 @@ async fn dht_pair(config: NodeConfig) -> (JsPeer, Node) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_js_announced_resource_is_discovered_by_our_node_when_it_accepts_unsigned_records() {
-    let (js, node) = dht_pair(NodeConfig {
-        accept_unsigned_records: true,
-        ..config(DhtModeSetting::Server)
+    let (js, node) = dht_pair({
+        let mut c = config(DhtModeSetting::Server);
+        c.accept_unsigned_records = true;
+        c
     })
     .await;
     let announce = js
@@ -363,9 +368,9 @@ async fn a_js_announced_resource_is_discovered_by_our_node_when_it_accepts_unsig
         announce["putValueAccepted"].as_u64().unwrap() >= 1,
         "{announce}"
     );
-    assert!(node.resource("session", "js-s1").is_none());
+    assert!(node.resource(&rtype("session"), &rid("js-s1")).is_none());
     let found = node
-        .discover("session", "js-s1", Duration::from_secs(10))
+        .discover(&rtype("session"), &rid("js-s1"), Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(found.key.to_string(), "resource:session:js-s1");
@@ -388,7 +393,7 @@ async fn a_js_announced_resource_is_discovered_by_our_node_when_it_accepts_unsig
     strict.connect(js.tcp_addr()).await.unwrap();
     common::wait_table_at_least(&strict, 1).await;
     let refused = strict
-        .discover("session", "js-s1", Duration::from_secs(10))
+        .discover(&rtype("session"), &rid("js-s1"), Duration::from_secs(10))
         .await;
     assert!(
         matches!(
@@ -411,12 +416,13 @@ async fn a_resource_we_announce_is_discovered_by_js() {
     let (js, node) = dht_pair(config(DhtModeSetting::Server)).await;
     let announced = node
         .announce(
-            "offer",
-            "rust-o1",
+            &rtype("offer"),
+            &rid("rust-o1"),
             r#"{"amount":5,"asset":"XPI"}"#,
-            AnnounceOptions {
-                ttl: Some(Duration::from_secs(600)),
-                ..AnnounceOptions::default()
+            {
+                let mut c = AnnounceOptions::default();
+                c.ttl = Some(Duration::from_secs(600));
+                c
             },
         )
         .await
@@ -570,7 +576,7 @@ async fn js_messages_arrive_and_stale_duplicate_and_forged_ones_are_rejected() {
     .expect("the js message");
     let (from, message, id, verified, wire) = got;
     assert_eq!(from, js.peer_id);
-    assert_eq!(wire, Wire::LegacyJson);
+    assert_eq!(wire, Wire::TypeScript);
     assert!(!verified, "TypeScript messages are unsigned");
     assert_eq!(message.from, js.peer_id);
     assert_eq!(message.kind.as_str(), "chat");
@@ -651,7 +657,7 @@ async fn our_messages_reach_js_over_the_json_protocol() {
                 .payload(&br#"{"text":"from rust"}"#[..]),
         )
         .unwrap();
-    node.send_with(js.peer_id, &signed, WireChoice::LegacyJson)
+    node.send_with(js.peer_id, &signed, WireChoice::TypeScript)
         .await
         .unwrap();
     let nonce = std::str::from_utf8(&signed.nonce).unwrap().to_owned();

@@ -81,9 +81,10 @@ async fn broadcast_reaches_every_peer_and_honours_exclusions() {
         .sign(alice.message(kind("data-broadcast")).payload(&b"2"[..]))
         .unwrap();
     let charlie_gets = message_from(&charlie, alice.peer_id(), b"2");
-    let options = BroadcastOptions {
-        exclude: vec![bob.peer_id()],
-        ..BroadcastOptions::default()
+    let options = {
+        let mut c = BroadcastOptions::default();
+        c.exclude = vec![bob.peer_id()];
+        c
     };
     let report = alice.broadcast(&some, &options).await.unwrap();
     assert_eq!(report.delivered, vec![charlie.peer_id()]);
@@ -109,9 +110,10 @@ async fn broadcast_reaches_every_peer_and_honours_exclusions() {
         }
     }
     // include_only narrows to the named peers.
-    let only = BroadcastOptions {
-        include_only: vec![bob.peer_id()],
-        ..BroadcastOptions::default()
+    let only = {
+        let mut c = BroadcastOptions::default();
+        c.include_only = vec![bob.peer_id()];
+        c
     };
     let report = alice.broadcast(&marker, &only).await.unwrap();
     assert_eq!(report.delivered, vec![bob.peer_id()]);
@@ -345,15 +347,16 @@ async fn the_typescript_json_protocol_is_served_only_when_configured_and_works_b
     let plain = alice.message(kind("chat")).payload(&b"1"[..]).build();
     assert!(matches!(
         alice
-            .send_with(bob.peer_id(), &plain, WireChoice::LegacyJson)
+            .send_with(bob.peer_id(), &plain, WireChoice::TypeScript)
             .await,
         Err(p2p_core::SendError::Unsupported(_))
     ));
 
-    let legacy = || common::tcp_builder(DhtModeSetting::Client).accept_legacy_messages(true);
+    let typescript =
+        || common::tcp_builder(DhtModeSetting::Client).accept_typescript_messages(true);
     let (alice, bob) = common::connect_pair(
-        common::started(legacy()).await,
-        common::started(legacy()).await,
+        common::started(typescript()).await,
+        common::started(typescript()).await,
     )
     .await;
     let message = alice
@@ -365,7 +368,7 @@ async fn the_typescript_json_protocol_is_served_only_when_configured_and_works_b
         .unwrap();
     let got = message_from(&bob, alice.peer_id(), b"{\"text\":\"hi\"}");
     alice
-        .send_with(bob.peer_id(), &message, WireChoice::LegacyJson)
+        .send_with(bob.peer_id(), &message, WireChoice::TypeScript)
         .await
         .unwrap();
     let Event::Message {
@@ -377,13 +380,13 @@ async fn the_typescript_json_protocol_is_served_only_when_configured_and_works_b
     else {
         unreachable!()
     };
-    assert_eq!(wire, Wire::LegacyJson);
+    assert_eq!(wire, Wire::TypeScript);
     assert!(verified, "our signature survives the JSON form");
     assert_eq!(*m, message);
     // Unsigned, as TypeScript nodes send: accepted as unauthenticated content.
     let plain = bob.message(kind("chat")).payload(&b"[1,2]"[..]).build();
     let got = message_from(&alice, bob.peer_id(), b"[1,2]");
-    bob.send_with(alice.peer_id(), &plain, WireChoice::LegacyJson)
+    bob.send_with(alice.peer_id(), &plain, WireChoice::TypeScript)
         .await
         .unwrap();
     let Event::Message { verified, .. } = got.await else {
@@ -634,9 +637,10 @@ async fn a_handler_registered_before_start_receives_raw_streams() {
 async fn a_sender_over_its_rate_is_slowed_not_dropped_or_punished() {
     use p2p_core::{Rate, RateLimits};
     let limited = || {
-        common::tcp_builder(DhtModeSetting::Client).rate_limits(RateLimits {
-            peer_messages: Some(Rate::new(100, 50)),
-            ..RateLimits::default()
+        common::tcp_builder(DhtModeSetting::Client).rate_limits({
+            let mut c = RateLimits::default();
+            c.peer_messages = Some(Rate::new(100, 50));
+            c
         })
     };
     let (alice, bob) = common::connect_pair(
@@ -710,12 +714,11 @@ async fn numbered_messages_are_accepted_once_per_sender_and_protocol() {
 /// `unsigned_messages_only_for_direct_traffic_to_opted_in_handlers`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_signatures_not_required_unsigned_messages_reach_every_handler() {
-    let bob = common::started(common::tcp_builder(DhtModeSetting::Client).inbound(
-        p2p_protocol::InboundPolicy {
-            require_signature: false,
-            ..p2p_protocol::InboundPolicy::default()
-        },
-    ))
+    let bob = common::started(common::tcp_builder(DhtModeSetting::Client).inbound({
+        let mut c = p2p_protocol::InboundPolicy::default();
+        c.require_signature = false;
+        c
+    }))
     .await;
     let (alice, bob) = common::connect_pair(tcp_node(DhtModeSetting::Client).await, bob).await;
     let (strict, _) = recorder("strict", false);

@@ -7,8 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{WAIT, connected_to, dial_addr, identified, tcp_node};
-use p2p_core::{DhtModeSetting, DisconnectCause, Event, Identity, Node, NodeError, NodeEvent};
+use common::{WAIT, connected_to, dial_addr, identified, rid, rtype, tcp_node};
+use p2p_core::libp2p::swarm::DialError;
+use p2p_core::{
+    Banned, DhtModeSetting, DisconnectCause, Event, Identity, Node, NodeError, NodeEvent,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_reports_real_addresses_and_stop_makes_calls_fail() {
@@ -180,13 +183,14 @@ async fn dial_errors_are_reported_not_hung() {
         .with_p2p(p2p_types::PeerId::random())
         .unwrap();
     let refused = alice.connect(wrong).await;
-    let Err(NodeError::Dial { reason, .. }) = refused else {
+    // The cause is libp2p's typed dial error, naming the peer that answered.
+    let Err(NodeError::Dial { source, .. }) = &refused else {
         panic!("expected a dial error, got {refused:?}")
     };
-    // The reason carries the cause, not just libp2p's top-level "Dial error":
-    // the peer that answered.
-    assert!(reason.contains("Unexpected peer ID"), "{reason}");
-    assert!(reason.contains(&bob.peer_id().to_string()), "{reason}");
+    let DialError::WrongPeerId { obtained, .. } = &**source else {
+        panic!("expected a wrong-peer dial error, got {source:?}")
+    };
+    assert_eq!(*obtained, bob.peer_id());
     assert!(!alice.is_connected(bob.peer_id()).await);
 }
 
@@ -341,9 +345,10 @@ fn rand_port() -> u64 {
 async fn strict_idle_node() -> Node {
     common::started(
         common::tcp_builder(DhtModeSetting::Client)
-            .limits(p2p_core::ConnectionLimits {
-                keep_idle: 0,
-                ..p2p_core::ConnectionLimits::default()
+            .limits({
+                let mut c = p2p_core::ConnectionLimits::default();
+                c.keep_idle = 0;
+                c
             })
             .idle_connection_timeout(Duration::from_millis(300)),
     )
@@ -445,8 +450,8 @@ async fn dropping_the_last_handle_stops_a_started_node() {
     peer.connect(address.clone()).await.unwrap();
     // A resource to republish keeps a task busy; it must not keep the node.
     node.announce(
-        "session",
-        "dropped",
+        &rtype("session"),
+        &rid("dropped"),
         "{}",
         p2p_core::AnnounceOptions::default(),
     )
@@ -550,10 +555,14 @@ async fn a_timed_ban_refuses_the_peer_then_ends_on_its_own() {
     );
     assert!(alice.is_banned(bob_id).await.unwrap());
     let refused = alice.connect(bob_addr.clone()).await;
-    assert!(
-        matches!(&refused, Err(NodeError::Dial { reason, .. }) if reason.contains("is banned")),
-        "{refused:?}"
-    );
+    // Denied by the peer manager, which says whom.
+    let Err(NodeError::Dial { source, .. }) = &refused else {
+        panic!("expected a dial error, got {refused:?}")
+    };
+    let DialError::Denied { cause } = &**source else {
+        panic!("expected a denied dial, got {source:?}")
+    };
+    assert_eq!(cause.downcast_ref::<Banned>(), Some(&Banned(bob_id)));
     // The peer manager's timer ends the ban; nothing polls for it.
     unbanned.await.unwrap();
     assert!(!alice.is_banned(bob_id).await.unwrap());

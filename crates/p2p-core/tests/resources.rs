@@ -9,16 +9,17 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{WAIT, dial_addr, memory_node, tcp_node, wait_table_at_least};
+use common::{WAIT, dial_addr, memory_node, rid, rtype, tcp_node, wait_table_at_least};
 use p2p_core::{
     AnnounceOptions, DhtModeSetting, Event, Node, PeerId, ProtocolHandler, ResourceError,
 };
 use serde_json::json;
 
 fn ttl(secs: u64) -> AnnounceOptions {
-    AnnounceOptions {
-        ttl: Some(Duration::from_secs(secs)),
-        ..AnnounceOptions::default()
+    {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_secs(secs));
+        c
     }
 }
 
@@ -32,48 +33,55 @@ async fn link(node: &Node, to: &Node) {
 async fn announced_resources_are_kept_locally_and_filterable() {
     let node = tcp_node(DhtModeSetting::Server).await;
     let announced = node
-        .announce("session", "s-1", r#"{"status":"active","n":1}"#, ttl(3600))
+        .announce(
+            &rtype("session"),
+            &rid("s-1"),
+            r#"{"status":"active","n":1}"#,
+            ttl(3600),
+        )
         .await
         .unwrap();
     assert_eq!(announced.stored_by, 0, "a lone node stores nowhere else");
-    node.announce("session", "s-2", r#"{"status":"done"}"#, ttl(3600))
+    node.announce(
+        &rtype("session"),
+        &rid("s-2"),
+        r#"{"status":"done"}"#,
+        ttl(3600),
+    )
+    .await
+    .unwrap();
+    node.announce(&rtype("other"), &rid("o-1"), "{}", ttl(3600))
         .await
         .unwrap();
-    node.announce("other", "o-1", "{}", ttl(3600))
-        .await
-        .unwrap();
-    let got = node.resource("session", "s-1").unwrap();
+    let got = node.resource(&rtype("session"), &rid("s-1")).unwrap();
     assert_eq!(got.key.to_string(), "resource:session:s-1");
     assert_eq!(got.creator, node.peer_id());
-    assert_eq!(node.local_resources("session", &[]).len(), 2);
-    let active = node.local_resources("session", &[("status", json!("active"))]);
+    assert_eq!(node.local_resources(&rtype("session"), &[]).len(), 2);
+    let active = node.local_resources(&rtype("session"), &[("status", json!("active"))]);
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].key.resource_id().as_str(), "s-1");
     // The TTL is honoured, not ignored: the expiry is an hour from creation.
     assert_eq!(got.expires_ms.unwrap() - got.created_ms, 3_600_000);
     // Expired entries are hidden and cleaned up.
     let past = p2p_protocol::now_ms() - 1;
-    let gone = node.announce(
-        "session",
-        "old",
-        "{}",
-        AnnounceOptions {
-            expires_at_ms: Some(past),
-            ..AnnounceOptions::default()
-        },
-    );
+    let mut expired = AnnounceOptions::default();
+    expired.expires_at_ms = Some(past);
+    let gone = node
+        .announce(&rtype("session"), &rid("old"), "{}", expired)
+        .await;
     assert!(
-        matches!(gone.await, Err(ResourceError::Data(_))),
+        matches!(gone, Err(ResourceError::Data(_))),
         "an already expired record cannot be put"
     );
-    assert!(node.resource("session", "old").is_none());
-    // Names that would make keys ambiguous are refused.
+    assert!(node.resource(&rtype("session"), &rid("old")).is_none());
+    // Names that would make keys ambiguous cannot be made.
     assert!(matches!(
-        node.announce("a:b", "c", "{}", ttl(60)).await,
-        Err(ResourceError::Name(_))
+        "a:b".parse::<p2p_core::ResourceType>(),
+        Err(p2p_types::NameError::BadChar { .. })
     ));
     assert!(matches!(
-        node.announce("t", "i", "not json", ttl(60)).await,
+        node.announce(&rtype("t"), &rid("i"), "not json", ttl(60))
+            .await,
         Err(ResourceError::Data(_))
     ));
     // A missing resource on a lone node: no one to ask, so the lookup ends
@@ -82,7 +90,7 @@ async fn announced_resources_are_kept_locally_and_filterable() {
     // `discover_from_a_peer_that_never_answers_times_out`.)
     let started = std::time::Instant::now();
     let missing = node
-        .discover("session", "nope", Duration::from_secs(5))
+        .discover(&rtype("session"), &rid("nope"), Duration::from_secs(5))
         .await;
     assert!(
         matches!(missing, Err(ResourceError::NotFound)),
@@ -164,7 +172,9 @@ async fn discover_from_a_peer_that_never_answers_times_out() {
 
     let timeout = Duration::from_millis(500);
     let started = tokio::time::Instant::now();
-    let result = asker.discover("session", "unanswered", timeout).await;
+    let result = asker
+        .discover(&rtype("session"), &rid("unanswered"), timeout)
+        .await;
     let took = started.elapsed();
     assert!(matches!(result, Err(ResourceError::Timeout)), "{result:?}");
     assert!(
@@ -191,8 +201,8 @@ async fn the_other_node_discovers_a_verified_record_over_the_dht() {
     wait_table_at_least(&bob, 1).await;
     let announced = alice
         .announce(
-            "auto-test",
-            "auto-resource-id",
+            &rtype("auto-test"),
+            &rid("auto-resource-id"),
             r#"{"sharedBy":"Alice"}"#,
             ttl(3600),
         )
@@ -200,25 +210,29 @@ async fn the_other_node_discovers_a_verified_record_over_the_dht() {
         .unwrap();
     assert_eq!(announced.stored_by, 1, "Bob acknowledged the put");
     assert!(
-        bob.resource("auto-test", "auto-resource-id").is_none(),
+        bob.resource(&rtype("auto-test"), &rid("auto-resource-id"))
+            .is_none(),
         "not in Bob's cache"
     );
     let discovered = bob.wait_for(WAIT, |e| matches!(e, Event::ResourceDiscovered { .. }));
     let found = bob
-        .discover("auto-test", "auto-resource-id", WAIT)
+        .discover(&rtype("auto-test"), &rid("auto-resource-id"), WAIT)
         .await
         .unwrap();
     assert_eq!(*found, *announced.record);
     assert_eq!(found.creator, alice.peer_id());
     discovered.await.unwrap();
     // Now cached by Bob.
-    assert!(bob.resource("auto-test", "auto-resource-id").is_some());
+    assert!(
+        bob.resource(&rtype("auto-test"), &rid("auto-resource-id"))
+            .is_some()
+    );
     // Wrong type or id: nothing.
     for (ty, id) in [
         ("auto-test", "other-id"),
         ("other-type", "auto-resource-id"),
     ] {
-        let missing = bob.discover(ty, id, WAIT).await;
+        let missing = bob.discover(&rtype(ty), &rid(id), WAIT).await;
         assert!(
             matches!(missing, Err(ResourceError::NotFound)),
             "{ty}/{id}: {missing:?}"
@@ -240,8 +254,8 @@ async fn five_node_star_every_spoke_discovers_the_hubs_resource() {
         wait_table_at_least(spoke, 1).await;
     }
     hub.announce(
-        "star-test",
-        "propagation-test-id",
+        &rtype("star-test"),
+        &rid("propagation-test-id"),
         r#"{"message":"hello star"}"#,
         ttl(3600),
     )
@@ -249,7 +263,7 @@ async fn five_node_star_every_spoke_discovers_the_hubs_resource() {
     .unwrap();
     for spoke in &spokes {
         let found = spoke
-            .discover("star-test", "propagation-test-id", WAIT)
+            .discover(&rtype("star-test"), &rid("propagation-test-id"), WAIT)
             .await
             .unwrap();
         assert_eq!(found.creator, hub.peer_id());
@@ -267,15 +281,15 @@ async fn through_a_bootstrap_node_bob_finds_alices_resource() {
     wait_table_at_least(&bootstrap, 2).await;
     alice
         .announce(
-            "bootstrap-test",
-            "shared-resource",
+            &rtype("bootstrap-test"),
+            &rid("shared-resource"),
             r#"{"sharedBy":"Alice"}"#,
             ttl(3600),
         )
         .await
         .unwrap();
     let found = bob
-        .discover("bootstrap-test", "shared-resource", WAIT)
+        .discover(&rtype("bootstrap-test"), &rid("shared-resource"), WAIT)
         .await
         .unwrap();
     let data: serde_json::Value = serde_json::from_slice(&found.data).unwrap();
@@ -290,13 +304,21 @@ async fn a_client_mode_announcement_reaches_the_servers() {
     let client = tcp_node(DhtModeSetting::Client).await;
     link(&client, &server_a).await;
     let announced = client
-        .announce("client-test", "c-1", r#"{"from":"client"}"#, ttl(3600))
+        .announce(
+            &rtype("client-test"),
+            &rid("c-1"),
+            r#"{"from":"client"}"#,
+            ttl(3600),
+        )
         .await
         .unwrap();
     assert_eq!(announced.stored_by, 2, "put to both servers");
     let reader = tcp_node(DhtModeSetting::Client).await;
     link(&reader, &server_b).await;
-    let found = reader.discover("client-test", "c-1", WAIT).await.unwrap();
+    let found = reader
+        .discover(&rtype("client-test"), &rid("c-1"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(found.creator, client.peer_id());
 }
 
@@ -306,20 +328,28 @@ async fn expiry_is_honoured_across_the_network_and_republish_outlives_one_ttl() 
     let bob = tcp_node(DhtModeSetting::Server).await;
     link(&alice, &bob).await;
     wait_table_at_least(&bob, 1).await;
-    let short = AnnounceOptions {
-        ttl: Some(Duration::from_millis(1500)),
-        ..AnnounceOptions::default()
+    let short = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_millis(1500));
+        c
     };
-    let kept = AnnounceOptions {
-        republish: true,
-        ..short
+    let kept = {
+        let mut c = short;
+        c.republish = true;
+        c
     };
     let once = alice
-        .announce("ttl-test", "once", "1", short)
+        .announce(&rtype("ttl-test"), &rid("once"), "1", short)
         .await
         .unwrap();
-    let alive = alice.announce("ttl-test", "kept", "2", kept).await.unwrap();
-    let found = bob.discover("ttl-test", "once", WAIT).await.unwrap();
+    let alive = alice
+        .announce(&rtype("ttl-test"), &rid("kept"), "2", kept)
+        .await
+        .unwrap();
+    let found = bob
+        .discover(&rtype("ttl-test"), &rid("once"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(found.creator, alice.peer_id());
     // Wait for the wall clock to pass the first record's expiry: that passage
     // of time is the behaviour under test.
@@ -327,16 +357,19 @@ async fn expiry_is_honoured_across_the_network_and_republish_outlives_one_ttl() 
     let wait = until.saturating_sub(p2p_protocol::now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
     assert!(
-        bob.resource("ttl-test", "once").is_none(),
+        bob.resource(&rtype("ttl-test"), &rid("once")).is_none(),
         "expired in Bob's cache"
     );
-    let expired = bob.discover("ttl-test", "once", WAIT).await;
+    let expired = bob.discover(&rtype("ttl-test"), &rid("once"), WAIT).await;
     assert!(
         matches!(expired, Err(ResourceError::NotFound)),
         "expired in the DHT: {expired:?}"
     );
     // The republished one is still there, re-signed with a later expiry.
-    let found = bob.discover("ttl-test", "kept", WAIT).await.unwrap();
+    let found = bob
+        .discover(&rtype("ttl-test"), &rid("kept"), WAIT)
+        .await
+        .unwrap();
     assert!(found.expires_ms.unwrap() > alive.record.expires_ms.unwrap());
     assert!(found.expires_ms.unwrap() > p2p_protocol::now_ms());
     assert_eq!(found.data.as_ref(), b"2");
@@ -356,13 +389,20 @@ async fn twenty_nodes_each_discover_every_other_nodes_resource() {
         wait_table_at_least(node, 1).await;
     }
     for (i, node) in nodes.iter().enumerate() {
-        node.announce("node", &format!("n{i}"), format!("{i}"), ttl(3600))
-            .await
-            .unwrap();
+        node.announce(
+            &rtype("node"),
+            &rid(format!("n{i}")),
+            format!("{i}"),
+            ttl(3600),
+        )
+        .await
+        .unwrap();
     }
     let lookups = nodes.iter().enumerate().map(|(i, node)| async move {
         for j in (0..N).filter(|&j| j != i) {
-            let found = node.discover("node", &format!("n{j}"), WAIT).await;
+            let found = node
+                .discover(&rtype("node"), &rid(format!("n{j}")), WAIT)
+                .await;
             let found = found.unwrap_or_else(|e| panic!("node {i} could not find n{j}: {e}"));
             assert_eq!(found.data.as_ref(), format!("{j}").as_bytes());
         }
@@ -388,12 +428,15 @@ async fn cleanup_removes_expired_entries_and_counts_them() {
     // Two seconds leave the announcements and the stop ample time to finish
     // before the expiry, even on a loaded machine.
     let expires = p2p_protocol::now_ms() + 2_000;
-    let brief = AnnounceOptions {
-        expires_at_ms: Some(expires),
-        ..AnnounceOptions::default()
+    let brief = {
+        let mut c = AnnounceOptions::default();
+        c.expires_at_ms = Some(expires);
+        c
     };
-    node.announce("cache", "brief", "{}", brief).await.unwrap();
-    node.announce("cache", "lasting", "{}", ttl(3600))
+    node.announce(&rtype("cache"), &rid("brief"), "{}", brief)
+        .await
+        .unwrap();
+    node.announce(&rtype("cache"), &rid("lasting"), "{}", ttl(3600))
         .await
         .unwrap();
     // Stopped, the node no longer sweeps its cache on its own (the cache
@@ -401,39 +444,46 @@ async fn cleanup_removes_expired_entries_and_counts_them() {
     node.stop().await.unwrap();
     until_past(expires).await;
     assert!(
-        node.resource("cache", "brief").is_none(),
+        node.resource(&rtype("cache"), &rid("brief")).is_none(),
         "hidden once expired"
     );
     assert_eq!(node.cleanup(), 1, "the expired entry, and only it");
     assert_eq!(node.cleanup(), 0, "gone: nothing left to remove");
-    assert!(node.resource("cache", "lasting").is_some());
-    assert_eq!(node.local_resources("cache", &[]).len(), 1);
+    assert!(node.resource(&rtype("cache"), &rid("lasting")).is_some());
+    assert_eq!(node.local_resources(&rtype("cache"), &[]).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_node_sweeps_expired_entries_on_its_own() {
     let node = memory_node(DhtModeSetting::Client).await;
     let expires = p2p_protocol::now_ms() + 300;
-    let brief = AnnounceOptions {
-        expires_at_ms: Some(expires),
-        ..AnnounceOptions::default()
+    let brief = {
+        let mut c = AnnounceOptions::default();
+        c.expires_at_ms = Some(expires);
+        c
     };
-    node.announce("cache", "brief", "{}", brief).await.unwrap();
+    node.announce(&rtype("cache"), &rid("brief"), "{}", brief)
+        .await
+        .unwrap();
     // A record republished at half its 2 s TTL marks the sweeps: each
     // periodic pass first sweeps the cache at its time `now`, then re-signs
     // due records with `created_ms = now`.
-    let ticker = AnnounceOptions {
-        ttl: Some(Duration::from_secs(2)),
-        republish: true,
-        ..AnnounceOptions::default()
+    let ticker = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_secs(2));
+        c.republish = true;
+        c
     };
-    node.announce("cache", "ticker", "{}", ticker)
+    node.announce(&rtype("cache"), &rid("ticker"), "{}", ticker)
         .await
         .unwrap();
     let mut events = node.subscribe();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let swept_at = node.resource("cache", "ticker").unwrap().created_ms;
+        let swept_at = node
+            .resource(&rtype("cache"), &rid("ticker"))
+            .unwrap()
+            .created_ms;
         if swept_at > expires {
             break; // a pass ran after the expiry
         }
@@ -444,26 +494,34 @@ async fn the_running_node_sweeps_expired_entries_on_its_own() {
         }
     }
     assert_eq!(node.cleanup(), 0, "the periodic sweep already removed it");
-    assert!(node.resource("cache", "brief").is_none());
-    assert!(node.resource("cache", "ticker").is_some());
+    assert!(node.resource(&rtype("cache"), &rid("brief")).is_none());
+    assert!(node.resource(&rtype("cache"), &rid("ticker")).is_some());
 }
 
 /// An announcement our own DHT store does not take (here larger than the
 /// store's value limit) is an error, not an `Ok` with nobody storing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_our_store_refuses_is_an_error() {
-    let node = common::started(Node::builder().dht(p2p_core::DhtConfig {
-        max_value_bytes: 256,
-        ..common::dht(DhtModeSetting::Server)
+    let node = common::started(Node::builder().dht({
+        let mut c = common::dht(DhtModeSetting::Server);
+        c.max_value_bytes = 256;
+        c
     }))
     .await;
     let data = json!({ "blob": "x".repeat(1000) }).to_string();
-    let result = node.announce("session", "big", data, ttl(600)).await;
+    let result = node
+        .announce(&rtype("session"), &rid("big"), data, ttl(600))
+        .await;
     assert!(
         matches!(result, Err(ResourceError::NotStored)),
         "{result:?}"
     );
-    assert!(!node.stores_record("session", "big").await.unwrap());
+    assert!(
+        !node
+            .stores_record(&rtype("session"), &rid("big"))
+            .await
+            .unwrap()
+    );
 }
 
 /// A squatter announces a resource first; the real creator announces it
@@ -482,11 +540,21 @@ async fn a_squatter_announcing_first_cannot_hide_the_creators_record() {
     wait_table_at_least(&reader, 2).await;
     wait_table_at_least(&squatter, 2).await;
     let theirs = squatter
-        .announce("musig2-session", "s1", r#"{"by":"squatter"}"#, ttl(600))
+        .announce(
+            &rtype("musig2-session"),
+            &rid("s1"),
+            r#"{"by":"squatter"}"#,
+            ttl(600),
+        )
         .await
         .unwrap();
     let ours = creator
-        .announce("musig2-session", "s1", r#"{"by":"creator"}"#, ttl(600))
+        .announce(
+            &rtype("musig2-session"),
+            &rid("s1"),
+            r#"{"by":"creator"}"#,
+            ttl(600),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -494,7 +562,7 @@ async fn a_squatter_announcing_first_cannot_hide_the_creators_record() {
         "both other servers stored the creator's key"
     );
     let all = reader
-        .discover_all("musig2-session", "s1", WAIT)
+        .discover_all(&rtype("musig2-session"), &rid("s1"), WAIT)
         .await
         .unwrap();
     let creators: Vec<PeerId> = all.iter().map(|r| r.creator).collect();
@@ -505,21 +573,36 @@ async fn a_squatter_announcing_first_cannot_hide_the_creators_record() {
     );
     assert_eq!(*all[0], *ours.record);
     assert_eq!(*all[1], *theirs.record);
-    let first = reader.discover("musig2-session", "s1", WAIT).await.unwrap();
+    let first = reader
+        .discover(&rtype("musig2-session"), &rid("s1"), WAIT)
+        .await
+        .unwrap();
     assert_eq!(*first, *ours.record);
     let pinned = reader
-        .discover_from("musig2-session", "s1", creator.peer_id(), WAIT)
+        .discover_from(
+            &rtype("musig2-session"),
+            &rid("s1"),
+            creator.peer_id(),
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(*pinned, *ours.record);
     // The cache holds both creators' records; neither hides the other.
     let cached = squatter
-        .discover_from("musig2-session", "s1", creator.peer_id(), WAIT)
+        .discover_from(
+            &rtype("musig2-session"),
+            &rid("s1"),
+            creator.peer_id(),
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(*cached, *ours.record);
     assert_eq!(
-        *squatter.resource("musig2-session", "s1").unwrap(),
+        *squatter
+            .resource(&rtype("musig2-session"), &rid("s1"))
+            .unwrap(),
         *ours.record,
         "the newest cached record"
     );
@@ -536,8 +619,8 @@ async fn discover_all_answers_at_most_sixteen_records_newest_first() {
         let node = memory_node(DhtModeSetting::Client).await;
         link(&node, &server).await;
         node.announce(
-            "coinjoin-round",
-            "crowded",
+            &rtype("coinjoin-round"),
+            &rid("crowded"),
             format!(r#"{{"n":{i}}}"#),
             ttl(600),
         )
@@ -548,7 +631,7 @@ async fn discover_all_answers_at_most_sixteen_records_newest_first() {
     let reader = memory_node(DhtModeSetting::Client).await;
     link(&reader, &server).await;
     let all = reader
-        .discover_all("coinjoin-round", "crowded", WAIT)
+        .discover_all(&rtype("coinjoin-round"), &rid("crowded"), WAIT)
         .await
         .unwrap();
     assert_eq!(all.len(), p2p_core::MAX_DISCOVERED);
@@ -568,11 +651,16 @@ async fn discovery_that_times_out_falls_back_to_the_cache() {
     let asker = memory_node(DhtModeSetting::Client).await;
     link(&asker, &holder).await;
     let announced = holder
-        .announce("musig2-session", "cached", r#"{"k":1}"#, ttl(600))
+        .announce(
+            &rtype("musig2-session"),
+            &rid("cached"),
+            r#"{"k":1}"#,
+            ttl(600),
+        )
         .await
         .unwrap();
     let found = asker
-        .discover_all("musig2-session", "cached", WAIT)
+        .discover_all(&rtype("musig2-session"), &rid("cached"), WAIT)
         .await
         .unwrap();
     assert_eq!(*found[0], *announced.record);
@@ -588,7 +676,7 @@ async fn discovery_that_times_out_falls_back_to_the_cache() {
     let timeout = Duration::from_millis(500);
     let started = tokio::time::Instant::now();
     let cached = asker
-        .discover_all("musig2-session", "cached", timeout)
+        .discover_all(&rtype("musig2-session"), &rid("cached"), timeout)
         .await
         .unwrap();
     assert!(started.elapsed() >= timeout, "answered before its timeout");
@@ -600,6 +688,8 @@ async fn discovery_that_times_out_falls_back_to_the_cache() {
         .unwrap();
     assert_eq!(who, asker.peer_id(), "the silent peer was asked");
     // Nothing cached under another id: the timeout itself.
-    let other = asker.discover_all("musig2-session", "never", timeout).await;
+    let other = asker
+        .discover_all(&rtype("musig2-session"), &rid("never"), timeout)
+        .await;
     assert!(matches!(other, Err(ResourceError::Timeout)), "{other:?}");
 }

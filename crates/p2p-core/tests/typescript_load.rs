@@ -22,23 +22,25 @@ use std::time::Duration;
 
 use js_peer::{JsPeer, WAIT};
 use p2p_core::{
-    DhtConfig, DhtModeSetting, Event, LEGACY_PROTOCOL, MessageType, Node, NodeBuilder, NodeConfig,
-    NodeEvent, PeerId, SendError, WireChoice,
+    DhtConfig, DhtModeSetting, Event, MessageType, Node, NodeBuilder, NodeConfig, NodeEvent,
+    PeerId, SendError, TYPESCRIPT_PROTOCOL, WireChoice,
 };
 use serde_json::{Value, json};
 
 /// A node on 127.0.0.1 (port 0) that offers mplex and serves the TypeScript
 /// message protocol.
 fn config(mode: DhtModeSetting) -> NodeConfig {
-    NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        dht: DhtConfig {
-            mode,
-            ..DhtConfig::default()
-        },
-        mplex: true,
-        accept_legacy_messages: true,
-        ..NodeConfig::default()
+    {
+        let mut c = NodeConfig::default();
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        c.dht = {
+            let mut c = DhtConfig::default();
+            c.mode = mode;
+            c
+        };
+        c.mplex = true;
+        c.accept_typescript_messages = true;
+        c
     }
 }
 
@@ -125,7 +127,7 @@ async fn a_burst_of_typescript_message_streams_arrives_whole() {
     for burst in [30u64, 32] {
         let flood = js
             .ok(json!({
-                "cmd": "flood", "target": we, "protocolId": LEGACY_PROTOCOL.as_ref(),
+                "cmd": "flood", "target": we, "protocolId": TYPESCRIPT_PROTOCOL.as_ref(),
                 "count": burst, "msgType": "chat", "concurrency": burst,
             }))
             .await;
@@ -151,7 +153,7 @@ async fn a_dht_bootstrap_and_back_to_back_sends_keep_the_mplex_connection() {
     common::connected_to(&node, js.peer_id).await;
 
     for n in 0..10 {
-        node.send_with(js.peer_id, &chat(&node, n), WireChoice::LegacyJson)
+        node.send_with(js.peer_id, &chat(&node, n), WireChoice::TypeScript)
             .await
             .unwrap_or_else(|e| panic!("send {n}: {e}\n{}", js.diag()));
     }
@@ -187,7 +189,7 @@ async fn a_hundred_messages_reach_a_node_that_never_closes_its_streams() {
 
     let sending = async {
         for n in 0..100 {
-            node.send_with(js.peer_id, &chat(&node, n), WireChoice::LegacyJson)
+            node.send_with(js.peer_id, &chat(&node, n), WireChoice::TypeScript)
                 .await
                 .unwrap_or_else(|e| panic!("send {n}: {e}\n{}", js.diag()));
         }
@@ -214,13 +216,13 @@ async fn a_message_stream_reset_after_negotiation_is_a_send_failure() {
     let mut held = Vec::new();
     for _ in 0..32 {
         held.push(
-            node.open_stream(js.peer_id, LEGACY_PROTOCOL)
+            node.open_stream(js.peer_id, TYPESCRIPT_PROTOCOL)
                 .await
                 .expect("a message stream"),
         );
     }
     let refused = node
-        .send_with(js.peer_id, &chat(&node, 0), WireChoice::LegacyJson)
+        .send_with(js.peer_id, &chat(&node, 0), WireChoice::TypeScript)
         .await;
     assert!(
         matches!(refused, Err(SendError::Reset(_))),

@@ -30,6 +30,7 @@ pub enum DhtModeSetting {
 
 /// Kademlia settings. Every default is documented on its field.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DhtConfig {
     /// Protocol id. Default `/lotus/kad/1.0.0` (the TypeScript network's).
     pub protocol: StreamProtocol,

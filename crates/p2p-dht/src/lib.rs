@@ -27,7 +27,8 @@
 //!
 //! ```
 //! use p2p_dht::{DhtConfig, DhtModeSetting};
-//! let config = DhtConfig { mode: DhtModeSetting::Server, ..DhtConfig::default() };
+//! let mut config = DhtConfig::default();
+//! config.mode = DhtModeSetting::Server;
 //! assert_eq!(config.protocol.as_ref(), "/lotus/kad/1.0.0");
 //! let kad = config.behaviour(libp2p::identity::PeerId::random());
 //! assert_eq!(kad.mode(), libp2p::kad::Mode::Server);

@@ -16,10 +16,11 @@ fn identify_from(
     observed: impl Fn(usize) -> String,
     claimed: impl Fn(usize) -> String,
 ) -> Vec<Population> {
-    let config = DhtConfig {
-        mode: DhtModeSetting::Server,
-        diversity,
-        ..DhtConfig::default()
+    let config = {
+        let mut c = DhtConfig::default();
+        c.mode = DhtModeSetting::Server;
+        c.diversity = diversity;
+        c
     };
     let local = PeerId::random();
     let mut kad = config.behaviour(local);

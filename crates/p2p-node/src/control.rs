@@ -239,12 +239,15 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                     )
                 }
             };
-            let options = AnnounceOptions {
-                ttl,
-                republish: true,
-                ..AnnounceOptions::default()
+            let options = {
+                let mut c = AnnounceOptions::default();
+                c.ttl = ttl;
+                c.republish = true;
+                c
             };
-            let announced = node.announce(ty, id, data, options).await?;
+            let announced = node
+                .announce(&ty.parse()?, &id.parse()?, data, options)
+                .await?;
             Ok(json!({
                 "key": announced.record.key.to_string(),
                 "storedBy": announced.stored_by,
@@ -260,7 +263,9 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
             };
             // Every creator's valid record, newest first; `resource` is the
             // first, as before.
-            let records = node.discover_all(ty, id, timeout).await?;
+            let records = node
+                .discover_all(&ty.parse()?, &id.parse()?, timeout)
+                .await?;
             Ok(json!({
                 "resources": records.iter().map(|r| record_json(r)).collect::<Vec<_>>(),
                 "resource": records.first().map(|r| record_json(r)),
@@ -274,7 +279,9 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                 "" => DISCOVER_TIMEOUT,
                 ms => Duration::from_millis(ms.parse().context("timeout-ms")?),
             };
-            let record = node.discover_from(ty, id, peer(creator)?, timeout).await?;
+            let record = node
+                .discover_from(&ty.parse()?, &id.parse()?, peer(creator)?, timeout)
+                .await?;
             Ok(json!({"resource": record_json(&record)}))
         }
         "provide" => {
@@ -293,7 +300,7 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
             )
         }
         "resources" => {
-            let records = node.local_resources(args.trim(), &[]);
+            let records = node.local_resources(&args.trim().parse()?, &[]);
             Ok(json!({"resources": records.iter().map(|r| record_json(r)).collect::<Vec<_>>()}))
         }
         "stats" => {

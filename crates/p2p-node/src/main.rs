@@ -3,7 +3,7 @@
 //! ```text
 //! lotus-p2p run [--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--dht-mode client|server|auto]
 //!               [--data-dir <dir>] [--key-file <file>] [--mplex] [--json] [--metrics <ip:port>]
-//!               [--accept-unsigned-records] [--accept-legacy-messages] [--sequence-numbers]
+//!               [--accept-unsigned-records] [--accept-typescript-messages] [--sequence-numbers]
 //! lotus-p2p keygen [--key-file <file>] [--force]
 //! lotus-p2p id --key-file <file>
 //! ```
@@ -21,9 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use p2p_core::{
-    DhtConfig, DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError, SwarmMetrics,
-};
+use p2p_core::{DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError, SwarmMetrics};
 
 use crate::output::Output;
 
@@ -98,8 +96,8 @@ struct RunArgs {
     /// Serve the TypeScript system's /lotus/message/1.0.0 (unsigned JSON
     /// messages, accepted as unauthenticated content). Needed to receive
     /// messages from TypeScript nodes; sending to them works without it.
-    #[arg(long)]
-    accept_legacy_messages: bool,
+    #[arg(long, alias = "accept-legacy-messages")]
+    accept_typescript_messages: bool,
     /// Number outgoing messages per protocol, so peers refuse replays past
     /// their seen-set (native peers only: the TypeScript format has no number).
     #[arg(long)]
@@ -165,25 +163,21 @@ fn keygen(path: &Path, force: bool) -> Result<()> {
 }
 
 fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>) -> NodeConfig {
-    NodeConfig {
-        metrics,
-        identity: Identity::KeyFile(key_path(args.key_file.clone(), args.data_dir.clone())),
-        listen,
-        bootstrap: args.bootstrap.clone(),
-        mplex: args.mplex,
-        accept_unsigned_records: args.accept_unsigned_records,
-        accept_legacy_messages: args.accept_legacy_messages,
-        sequence_numbers: args.sequence_numbers,
-        dht: DhtConfig {
-            mode: match args.dht_mode {
-                DhtModeArg::Client => DhtModeSetting::Client,
-                DhtModeArg::Server => DhtModeSetting::Server,
-                DhtModeArg::Auto => DhtModeSetting::Auto,
-            },
-            ..DhtConfig::default()
-        },
-        ..NodeConfig::default()
-    }
+    let mut config = NodeConfig::default();
+    config.metrics = metrics;
+    config.identity = Identity::KeyFile(key_path(args.key_file.clone(), args.data_dir.clone()));
+    config.listen = listen;
+    config.bootstrap = args.bootstrap.clone();
+    config.mplex = args.mplex;
+    config.accept_unsigned_records = args.accept_unsigned_records;
+    config.accept_typescript_messages = args.accept_typescript_messages;
+    config.sequence_numbers = args.sequence_numbers;
+    config.dht.mode = match args.dht_mode {
+        DhtModeArg::Client => DhtModeSetting::Client,
+        DhtModeArg::Server => DhtModeSetting::Server,
+        DhtModeArg::Auto => DhtModeSetting::Auto,
+    };
+    config
 }
 
 fn default_listen(tcp: u16, ws: u16) -> Result<Vec<Multiaddr>> {
@@ -211,8 +205,8 @@ async fn start(args: &RunArgs, metrics: Option<SwarmMetrics>) -> Result<Node> {
     .build()?;
     match node.start().await {
         Ok(()) => Ok(node),
-        Err(NodeError::Listen { address, reason }) => {
-            eprintln!("cannot listen on {address} ({reason}); using free ports instead");
+        Err(NodeError::Listen { address, source }) => {
+            eprintln!("cannot listen on {address} ({source}); using free ports instead");
             let node =
                 p2p_core::NodeBuilder::from_config(config(args, default_listen(0, 0)?, metrics))
                     .build()?;

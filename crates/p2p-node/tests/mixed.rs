@@ -26,7 +26,7 @@ async fn two_lotus_p2p_processes_and_a_js_node_form_one_network() {
     let js = JsPeer::spawn(&["--dht-server"]).await;
     let js_id = js.peer_id.to_string();
     let (dir_a, dir_b) = (temp_dir("mixed-a"), temp_dir("mixed-b"));
-    let interop = ["--accept-unsigned-records", "--accept-legacy-messages"];
+    let interop = ["--accept-unsigned-records", "--accept-typescript-messages"];
     let mut a = Proc::spawn(&dir_a, &interop);
     let listening_a = a.next(|v| v["event"] == "listening").await;
     let a_id = listening_a["peerId"].as_str().unwrap().to_owned();
@@ -81,7 +81,7 @@ async fn two_lotus_p2p_processes_and_a_js_node_form_one_network() {
         .await;
     assert_eq!(got["from"], js_id.as_str());
     assert_eq!(got["payload"], json!({"text": "from js"}));
-    assert_eq!(got["wire"], "LegacyJson");
+    assert_eq!(got["wire"], "TypeScript");
     assert_eq!(got["verified"], false, "TypeScript nodes cannot sign");
 
     // Resources: B's signed record is found by js and by A; js's record by B.

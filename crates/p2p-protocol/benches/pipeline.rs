@@ -61,9 +61,10 @@ fn run_pipeline(codec: &dyn Codec, key: &Keypair, iters: u64, signed: bool) -> D
     let mut wire = wire(codec, key, iters, signed);
     let remote = key.public().to_peer_id();
     let mut decoder = FrameDecoder::default();
-    let mut inbound = Inbound::new(InboundPolicy {
-        require_signature: signed,
-        ..InboundPolicy::default()
+    let mut inbound = Inbound::new({
+        let mut c = InboundPolicy::default();
+        c.require_signature = signed;
+        c
     });
     let start = Instant::now();
     while let Some(body) = decoder.decode(&mut wire).unwrap() {

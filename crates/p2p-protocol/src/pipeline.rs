@@ -24,6 +24,7 @@ use crate::validate::{ValidationError, validate_message};
 
 /// What the inbound checks enforce.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InboundPolicy {
     /// Size, skew and field limits.
     pub limits: ProtocolLimits,

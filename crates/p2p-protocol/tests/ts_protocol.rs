@@ -318,9 +318,10 @@ fn message_with_timestamp_400_seconds_old_is_rejected_as_clock_skew() {
 #[test]
 fn message_size_limit_of_1024_accepts_small_payload_and_rejects_10000_chars() {
     let key = ed25519(1);
-    let limits = ProtocolLimits {
-        max_message_size: 1024,
-        ..ProtocolLimits::DEFAULT
+    let limits = {
+        let mut c = ProtocolLimits::DEFAULT;
+        c.max_message_size = 1024;
+        c
     };
     let small = chat(peer(&key), "small").build();
     assert_eq!(validate_message(&small, NOW_MS, &limits), Ok(()));
@@ -1010,9 +1011,10 @@ fn unsigned_message_is_accepted_when_the_caller_waives_the_signature() {
     assert!(inbound.replay_guard().contains(&message.id()));
 
     // A policy that does not require signatures accepts it through `accept`.
-    let mut lax = Inbound::new(InboundPolicy {
-        require_signature: false,
-        ..InboundPolicy::default()
+    let mut lax = Inbound::new({
+        let mut c = InboundPolicy::default();
+        c.require_signature = false;
+        c
     });
     assert!(
         !lax.accept(
@@ -1107,12 +1109,14 @@ fn oversized_body_is_rejected_before_decoding() {
     // A real message over a small limit is refused the same way.
     let key = ed25519(1);
     let message = chat(peer(&key), &"y".repeat(2_000)).sign(&key).unwrap();
-    let mut small = Inbound::new(InboundPolicy {
-        limits: ProtocolLimits {
-            max_message_size: 1024,
-            ..ProtocolLimits::DEFAULT
-        },
-        ..InboundPolicy::default()
+    let mut small = Inbound::new({
+        let mut c = InboundPolicy::default();
+        c.limits = {
+            let mut c = ProtocolLimits::DEFAULT;
+            c.max_message_size = 1024;
+            c
+        };
+        c
     });
     let err = small
         .accept(

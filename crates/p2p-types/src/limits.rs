@@ -5,8 +5,9 @@ use std::time::Duration;
 /// Bounds on what a peer may send. Every inbound byte is checked against these
 /// before it is buffered or acted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProtocolLimits {
-    /// Largest encoded message (one frame body, or one legacy JSON stream), in bytes.
+    /// Largest encoded message (one frame body, or one TypeScript-protocol stream), in bytes.
     ///
     /// Default 100 000: the cap the TypeScript system settled on after running
     /// without one (seed-study §3). The coordination messages it carries (MuSig2

@@ -8,7 +8,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum RejectReason {
-    /// The frame (or legacy stream) was larger than the limit.
+    /// The frame (or TypeScript-protocol stream) was larger than the limit.
     Oversize,
     /// The framing was broken (over-long varint, truncated frame).
     Framing,

@@ -31,9 +31,10 @@ pub(crate) async fn tcp_client(limits: RateLimits) -> Node {
     let node = Node::builder()
         .rate_limits(limits)
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .dht(DhtConfig {
-            mode: DhtModeSetting::Client,
-            ..DhtConfig::default()
+        .dht({
+            let mut c = DhtConfig::default();
+            c.mode = DhtModeSetting::Client;
+            c
         })
         .build()
         .unwrap();
@@ -97,4 +98,14 @@ pub(crate) fn json_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::
         }
     });
     lines
+}
+
+/// A resource type from a name the bench knows is valid.
+pub(crate) fn rtype(name: impl AsRef<str>) -> p2p_core::ResourceType {
+    name.as_ref().parse().expect("a valid resource type")
+}
+
+/// A resource id from a name the bench knows is valid.
+pub(crate) fn rid(name: impl AsRef<str>) -> p2p_core::ResourceId {
+    name.as_ref().parse().expect("a valid resource id")
 }

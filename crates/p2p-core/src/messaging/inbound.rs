@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use p2p_protocol::{Checker, FrameDecoder, FrameError, InboundPolicy, JsonCodec, ProtobufCodec};
+use p2p_protocol::{Checker, Codec, FrameDecoder, FrameError, InboundPolicy, JsonCodec};
 use p2p_types::RejectReason;
 use tokio::sync::mpsc;
 
@@ -20,8 +20,8 @@ use crate::streams::{Incoming, IncomingStreams, StreamCounts};
 
 /// Concurrent inbound native streams per peer (one is normal).
 const MAX_NATIVE_STREAMS_PER_PEER: usize = 4;
-/// Concurrent inbound legacy streams per peer.
-const MAX_LEGACY_STREAMS_PER_PEER: usize = 32;
+/// Concurrent inbound TypeScript-protocol streams per peer.
+const MAX_TYPESCRIPT_STREAMS_PER_PEER: usize = 32;
 
 /// Accepts inbound streams of `wire`'s protocol and spawns a bounded reader
 /// for each.
@@ -35,7 +35,7 @@ pub(crate) async fn accept(
     let counts = StreamCounts::default();
     let max = match wire {
         Wire::Native => MAX_NATIVE_STREAMS_PER_PEER,
-        Wire::LegacyJson => MAX_LEGACY_STREAMS_PER_PEER,
+        Wire::TypeScript => MAX_TYPESCRIPT_STREAMS_PER_PEER,
     };
     while let Some(Incoming { peer, stream }) = incoming.next().await {
         // Dropping a refused stream resets it.
@@ -53,7 +53,7 @@ pub(crate) async fn accept(
         tokio::spawn(async move {
             let rejected = match wire {
                 Wire::Native => read_frames(&mut reader, stream, &items).await,
-                Wire::LegacyJson => read_legacy(&mut reader, stream, &items).await,
+                Wire::TypeScript => read_typescript(&mut reader, stream, &items).await,
             };
             if let Err(reason) = rejected {
                 reader.rejections.report(peer, reason).await;
@@ -80,6 +80,8 @@ pub(crate) struct Checks {
     /// Time a peer has to finish a message it started (slowloris bound).
     pub(crate) stream_timeout: Duration,
     pub(crate) rejections: Rejections,
+    /// The native protocol's codec ([`super::NativeCodec`]).
+    pub(crate) native_codec: Arc<dyn Codec>,
 }
 
 impl Checks {
@@ -94,6 +96,7 @@ impl Checks {
             timeout: self.stream_timeout,
             rejections: self.rejections.clone(),
             require_signature: self.policy.require_signature,
+            native_codec: Arc::clone(&self.native_codec),
         }
     }
 }
@@ -110,6 +113,7 @@ struct Reader {
     rejections: Rejections,
     /// [`InboundPolicy::require_signature`].
     require_signature: bool,
+    native_codec: Arc<dyn Codec>,
 }
 
 impl Reader {
@@ -127,7 +131,7 @@ impl Reader {
             Wire::Native => {
                 (!self.limiters.wait_message(&peer, len).await).then_some(RejectReason::RateLimited)
             }
-            Wire::LegacyJson => match self.limiters.message(&peer, len) {
+            Wire::TypeScript => match self.limiters.message(&peer, len) {
                 Admission::Within => None,
                 Admission::PeerExcess => Some(RejectReason::RateLimited),
                 Admission::NodeBusy => Some(RejectReason::NodeBusy),
@@ -145,7 +149,7 @@ impl Reader {
         let checked = match wire {
             Wire::Native => self
                 .checker
-                .check_with(&ProtobufCodec, body, &peer, now, |m| {
+                .check_with(&*self.native_codec, body, &peer, now, |m| {
                     let handler = m.protocol.as_ref().and_then(|p| handlers.get(p));
                     // Unsigned is allowed only for direct messages to a handler that opts in.
                     let opted_in = looked_up
@@ -160,7 +164,7 @@ impl Reader {
             // reaches only a handler that accepts unsigned direct messages.
             // One naming no handler is an event only (an unknown handler is
             // refused below).
-            Wire::LegacyJson => self.checker.check_with(&JsonCodec, body, &peer, now, |m| {
+            Wire::TypeScript => self.checker.check_with(&JsonCodec, body, &peer, now, |m| {
                 let handler = m.protocol.as_ref().and_then(|p| handlers.get(p));
                 let strict = looked_up
                     .insert(handler)
@@ -179,7 +183,7 @@ impl Reader {
         };
         // A stream of the TypeScript protocol carries messages for us alone
         // (its messages are direct): one addressed to another peer is refused.
-        if wire == Wire::LegacyJson
+        if wire == Wire::TypeScript
             && let Some(to) = accepted.message.to
             && to != local
         {
@@ -252,7 +256,7 @@ async fn read_frames(
 }
 
 /// Reads one JSON message to EOF (bounded in size and time), then closes our side.
-async fn read_legacy(
+async fn read_typescript(
     reader: &mut Reader,
     mut stream: Stream,
     items: &mpsc::Sender<Item>,
@@ -273,6 +277,6 @@ async fn read_legacy(
     if body.is_empty() {
         return Ok(()); // the TypeScript node ignores empty streams too
     }
-    reader.check(body.into(), Wire::LegacyJson, items).await;
+    reader.check(body.into(), Wire::TypeScript, items).await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The outbound side: one writer task per peer on a long-lived native stream
 //! (batched flushes, bounded queue: a sender that outruns the network waits),
-//! and the TypeScript protocol's lanes ([`crate::legacy_lanes`]).
+//! and the TypeScript protocol's lanes ([`crate::typescript_lanes`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
-use p2p_protocol::{Codec, JsonCodec, Message, ProtobufCodec, encode_message_frame};
+use p2p_protocol::{Codec, JsonCodec, Message, encode_message_frame};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{NATIVE_PROTOCOL, SendError, WireChoice};
-use crate::legacy_lanes::LegacyLanes;
+use super::{NativeCodec, SendError, WireChoice};
 use crate::stats::SharedStats;
 use crate::streams::{self, OpenError, Target};
+use crate::typescript_lanes::TypeScriptLanes;
 
 /// Frames queued per peer writer before `send` waits.
 const WRITER_QUEUE: usize = 256;
@@ -32,7 +32,7 @@ struct OutFrame {
 enum Route {
     Native(mpsc::Sender<OutFrame>),
     /// The peer does not speak native; use JSON.
-    Legacy,
+    TypeScript,
 }
 
 /// A peer's route, filled on first use; the async lock makes concurrent first
@@ -44,14 +44,16 @@ type RouteSlot = Arc<Mutex<Option<Route>>>;
 pub(crate) struct Outbound {
     control: streams::Control,
     routes: Arc<StdMutex<HashMap<PeerId, RouteSlot>>>,
-    legacy: LegacyLanes,
+    typescript: TypeScriptLanes,
     stats: SharedStats,
+    native: NativeCodec,
 }
 
 impl Outbound {
-    pub(crate) fn new(control: streams::Control, stats: SharedStats) -> Self {
+    pub(crate) fn new(control: streams::Control, stats: SharedStats, native: NativeCodec) -> Self {
         Self {
-            legacy: LegacyLanes::new(control.clone()),
+            native,
+            typescript: TypeScriptLanes::new(control.clone()),
             control,
             routes: Arc::default(),
             stats,
@@ -61,7 +63,7 @@ impl Outbound {
     /// Forgets a peer's routes (its writer ends with its connection).
     pub(crate) fn forget(&self, peer: &PeerId) {
         self.forget_route(peer);
-        self.legacy.forget(peer);
+        self.typescript.forget(peer);
     }
 
     /// Forgets a peer's cached native route (its stream failed).
@@ -84,9 +86,9 @@ impl Outbound {
         message: &Message,
         choice: WireChoice,
     ) -> Result<(), SendError> {
-        let (mut attempt, legacy) = match self.route(peer, choice).await {
+        let (mut attempt, on_typescript) = match self.route(peer, choice).await {
             Ok(Route::Native(writer)) => (self.send_native(writer, message).await, false),
-            Ok(Route::Legacy) => (self.send_legacy(peer, message).await, true),
+            Ok(Route::TypeScript) => (self.send_typescript(peer, message).await, true),
             Err(e) => ((Err(e), 0), false),
         };
         // A cached native stream dies with its connection; the first send
@@ -94,7 +96,9 @@ impl Outbound {
         // need be). A frame that did get through is dropped as a duplicate.
         // A TypeScript message is never retried: its lane already chose the
         // connection, and the peer may have read it.
-        if !legacy && matches!(attempt.0, Err(SendError::Io(_))) && choice != WireChoice::LegacyJson
+        if !on_typescript
+            && matches!(attempt.0, Err(SendError::Io(_)))
+            && choice != WireChoice::TypeScript
         {
             tracing::debug!(%peer, error = ?attempt.0, "native stream failed; retrying on a fresh one");
             self.forget_route(&peer);
@@ -108,8 +112,8 @@ impl Outbound {
     }
 
     async fn route(&self, peer: PeerId, choice: WireChoice) -> Result<Route, SendError> {
-        if choice == WireChoice::LegacyJson {
-            return Ok(Route::Legacy);
+        if choice == WireChoice::TypeScript {
+            return Ok(Route::TypeScript);
         }
         let slot = self.slot(peer);
         let mut route = slot.lock().await;
@@ -117,10 +121,14 @@ impl Outbound {
             Some(Route::Native(writer)) if !writer.is_closed() => {
                 return Ok(Route::Native(writer.clone()));
             }
-            Some(Route::Legacy) if choice == WireChoice::Auto => return Ok(Route::Legacy),
+            Some(Route::TypeScript) if choice == WireChoice::Auto => return Ok(Route::TypeScript),
             _ => {}
         }
-        match self.control.open(peer, NATIVE_PROTOCOL, Target::Any).await {
+        match self
+            .control
+            .open(peer, self.native.protocol().clone(), Target::Any)
+            .await
+        {
             Ok(opened) => {
                 let (writer, frames) = mpsc::channel(WRITER_QUEUE);
                 tokio::spawn(write_frames(opened.stream, frames));
@@ -128,8 +136,8 @@ impl Outbound {
                 Ok(Route::Native(writer))
             }
             Err(OpenError::Unsupported(_)) if choice == WireChoice::Auto => {
-                *route = Some(Route::Legacy);
-                Ok(Route::Legacy)
+                *route = Some(Route::TypeScript);
+                Ok(Route::TypeScript)
             }
             Err(e) => Err(e.into()),
         }
@@ -141,8 +149,8 @@ impl Outbound {
         message: &Message,
     ) -> (Result<(), SendError>, usize) {
         let mut buf = BytesMut::new();
-        if let Err(e) = encode_message_frame(&ProtobufCodec, message, &mut buf) {
-            return (Err(SendError::Encode(e.to_string())), 0);
+        if let Err(e) = encode_message_frame(&**self.native.codec(), message, &mut buf) {
+            return (Err(SendError::Encode(Arc::new(e))), 0);
         }
         let len = buf.len();
         let (done, written) = oneshot::channel();
@@ -151,21 +159,25 @@ impl Outbound {
             done,
         };
         if writer.send(frame).await.is_err() {
-            return (Err(SendError::Io("stream closed".to_owned())), 0);
+            return (Err(SendError::closed("stream closed")), 0);
         }
         let result = written
             .await
-            .unwrap_or_else(|_| Err(SendError::Io("stream closed".to_owned())));
+            .unwrap_or_else(|_| Err(SendError::closed("stream closed")));
         (result, len)
     }
 
-    async fn send_legacy(&self, peer: PeerId, message: &Message) -> (Result<(), SendError>, usize) {
+    async fn send_typescript(
+        &self,
+        peer: PeerId,
+        message: &Message,
+    ) -> (Result<(), SendError>, usize) {
         let mut buf = BytesMut::new();
         if let Err(e) = JsonCodec.encode_message(message, &mut buf) {
-            return (Err(SendError::Encode(e.to_string())), 0);
+            return (Err(SendError::Encode(Arc::new(e))), 0);
         }
         let len = buf.len();
-        (self.legacy.send(peer, buf.freeze()).await, len)
+        (self.typescript.send(peer, buf.freeze()).await, len)
     }
 }
 
@@ -185,16 +197,14 @@ async fn write_frames(mut stream: Stream, mut frames: mpsc::Receiver<OutFrame>) 
         if result.is_ok() {
             result = stream.flush().await;
         }
-        let failed = result.is_err();
+        let failure = result.err().map(Arc::new);
         for frame in batch.drain(..) {
-            let _ = frame.done.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| SendError::Io(e.to_string())),
-            );
+            let _ = frame.done.send(match &failure {
+                None => Ok(()),
+                Some(error) => Err(SendError::Io(Arc::clone(error))),
+            });
         }
-        if failed {
+        if failure.is_some() {
             return;
         }
     }

@@ -75,10 +75,11 @@ pub(crate) enum Event {
     Unbanned { peer: PeerId },
 }
 
-/// Refused: the peer is banned.
-#[derive(Debug, thiserror::Error)]
+/// A connection refused because the peer is banned (the cause of
+/// `DialError::Denied` for a dial to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("peer {0} is banned")]
-pub(crate) struct Banned(PeerId);
+pub struct Banned(pub PeerId);
 
 /// See the module docs.
 pub(crate) struct PeerManager {

@@ -24,6 +24,7 @@ const MIN_SCORE: f64 = -100.0;
 
 /// How scores are kept and what they trigger.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ScoringConfig {
     /// Time for a score to halve on its way back to zero. Default 600 s.
     pub half_life: Duration,

@@ -83,9 +83,10 @@ impl Behaviour {
             Target::Any => connections.and_then(|c| c.last().copied()),
             Target::Connection(id) => {
                 if !connections.is_some_and(|c| c.contains(&id)) {
-                    let _ = request
-                        .reply
-                        .send(Err(OpenError::Io("connection closed".to_owned())));
+                    let _ = request.reply.send(Err(OpenError::Io(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "connection closed",
+                    ))));
                     return;
                 }
                 Some(id)
@@ -197,11 +198,11 @@ impl NetworkBehaviour for Behaviour {
                 if matches!(error, DialError::DialPeerConditionFalse(_)) {
                     return;
                 }
-                let reason = error.to_string();
+                let error = std::sync::Arc::new(dial_io(error));
                 for request in self.waiting.remove(&peer).unwrap_or_default() {
                     let _ = request
                         .reply
-                        .send(Err(OpenError::Io(format!("dial failed: {reason}"))));
+                        .send(Err(OpenError::Dial(std::sync::Arc::clone(&error))));
                 }
             }
             _ => {}
@@ -239,4 +240,26 @@ impl NetworkBehaviour for Behaviour {
             }
         }
     }
+}
+
+/// libp2p lends a behaviour its dial error by reference only (it is not
+/// `Clone`), so a failed dial for a stream is kept as an I/O error of the
+/// matching kind, its text the error with its causes.
+fn dial_io(error: &DialError) -> std::io::Error {
+    use std::io::ErrorKind;
+    let kind = match error {
+        DialError::LocalPeerId { .. } | DialError::NoAddresses => ErrorKind::AddrNotAvailable,
+        DialError::Denied { .. } => ErrorKind::PermissionDenied,
+        DialError::Aborted => ErrorKind::ConnectionAborted,
+        DialError::WrongPeerId { .. } => ErrorKind::InvalidData,
+        _ => ErrorKind::ConnectionRefused,
+    };
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    std::io::Error::new(kind, text)
 }

@@ -179,10 +179,11 @@ impl ConnectionHandler for Handler {
                 self.negotiating = self.negotiating.saturating_sub(1);
                 let error = match error {
                     StreamUpgradeError::NegotiationFailed => OpenError::Unsupported(open.protocol),
-                    StreamUpgradeError::Timeout => {
-                        OpenError::Io("stream negotiation timed out".to_owned())
-                    }
-                    StreamUpgradeError::Io(e) => OpenError::Io(e.to_string()),
+                    StreamUpgradeError::Timeout => OpenError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "stream negotiation timed out",
+                    )),
+                    StreamUpgradeError::Io(e) => OpenError::Io(e),
                     StreamUpgradeError::Apply(never) => match never {},
                 };
                 let _ = open.reply.send(Err(error));

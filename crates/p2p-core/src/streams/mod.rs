@@ -120,9 +120,13 @@ pub(crate) enum OpenError {
     /// The peer does not speak the protocol.
     #[error("peer does not support {0}")]
     Unsupported(StreamProtocol),
-    /// No connection could be had, or the stream failed to open.
-    #[error("{0}")]
-    Io(String),
+    /// No connection could be had (the dial error's kind and text; libp2p
+    /// lends it by reference only).
+    #[error("dial failed")]
+    Dial(#[source] std::sync::Arc<std::io::Error>),
+    /// The stream failed to open, or its connection (or the node) went away.
+    #[error("stream failed to open")]
+    Io(#[source] std::io::Error),
 }
 
 /// What the behaviour reports to the event loop.
@@ -243,7 +247,12 @@ impl Control {
             target,
             reply,
         };
-        let stopped = || OpenError::Io("node stopped".to_owned());
+        let stopped = || {
+            OpenError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "node stopped",
+            ))
+        };
         self.requests
             .send(Request::Open(request))
             .await

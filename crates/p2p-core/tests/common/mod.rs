@@ -10,11 +10,22 @@ use p2p_types::PeerId;
 /// are shared; waits end as soon as the awaited event happens.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A resource type from a name the test knows is valid.
+pub fn rtype(name: impl AsRef<str>) -> p2p_core::ResourceType {
+    name.as_ref().parse().unwrap()
+}
+
+/// A resource id from a name the test knows is valid.
+pub fn rid(name: impl AsRef<str>) -> p2p_core::ResourceId {
+    name.as_ref().parse().unwrap()
+}
+
 /// A DHT configuration pinned to `mode` (Auto never turns server on loopback).
 pub fn dht(mode: DhtModeSetting) -> DhtConfig {
-    DhtConfig {
-        mode,
-        ..DhtConfig::default()
+    {
+        let mut c = DhtConfig::default();
+        c.mode = mode;
+        c
     }
 }
 

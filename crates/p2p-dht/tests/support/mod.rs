@@ -198,10 +198,11 @@ impl<B: NetworkBehaviour> Net<B> {
 /// addresses included), with `rates`.
 pub fn dht_config(rates: p2p_dht::DhtRates) -> p2p_dht::BehaviourConfig {
     p2p_dht::BehaviourConfig {
-        dht: p2p_dht::DhtConfig {
-            mode: p2p_dht::DhtModeSetting::Server,
-            mapper: p2p_dht::MapperPolicy::Passthrough,
-            ..p2p_dht::DhtConfig::default()
+        dht: {
+            let mut c = p2p_dht::DhtConfig::default();
+            c.mode = p2p_dht::DhtModeSetting::Server;
+            c.mapper = p2p_dht::MapperPolicy::Passthrough;
+            c
         },
         rates,
         ..p2p_dht::BehaviourConfig::default()

@@ -5,16 +5,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use p2p_core::{AnnounceOptions, DhtConfig, DhtModeSetting, Event, Node};
+use p2p_core::{AnnounceOptions, DhtConfig, DhtModeSetting, Event, Node, ResourceId, ResourceType};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn node() -> Result<Node> {
     Ok(Node::builder()
         .listen("/ip4/127.0.0.1/tcp/0".parse()?)
-        .dht(DhtConfig {
-            mode: DhtModeSetting::Server,
-            ..DhtConfig::default()
+        .dht({
+            let mut c = DhtConfig::default();
+            c.mode = DhtModeSetting::Server;
+            c
         })
         .build()?)
 }
@@ -65,14 +66,19 @@ async fn main() -> Result<()> {
     );
 
     // 2. Alice announces a resource for an hour.
-    let options = AnnounceOptions {
-        ttl: Some(Duration::from_secs(3600)),
-        ..AnnounceOptions::default()
+    let options = {
+        let mut c = AnnounceOptions::default();
+        c.ttl = Some(Duration::from_secs(3600));
+        c
     };
+    // Resource types and ids are typed: a name that would make the DHT key
+    // ambiguous cannot be built.
+    let kind: ResourceType = "example-resource".parse()?;
+    let id: ResourceId = "resource-123".parse()?;
     let announced = alice
         .announce(
-            "example-resource",
-            "resource-123",
+            &kind,
+            &id,
             r#"{"name":"Example","data":"hello DHT"}"#,
             options,
         )
@@ -83,9 +89,7 @@ async fn main() -> Result<()> {
     );
 
     // 3. Bob discovers it through the DHT.
-    let found = bob
-        .discover("example-resource", "resource-123", WAIT)
-        .await?;
+    let found = bob.discover(&kind, &id, WAIT).await?;
     println!(
         "bob discovered {} created by {}: {}",
         found.key,

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use p2p_core::{AnnounceOptions, DhtConfig, DhtModeSetting, Node, TransportKind};
+use p2p_core::{AnnounceOptions, DhtConfig, DhtModeSetting, Node, ResourceType, TransportKind};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -32,9 +32,10 @@ async fn main() -> Result<()> {
         let node = Node::builder()
             .transport(transport)
             .listen(listen.parse()?)
-            .dht(DhtConfig {
-                mode: DhtModeSetting::Server,
-                ..DhtConfig::default()
+            .dht({
+                let mut c = DhtConfig::default();
+                c.mode = DhtModeSetting::Server;
+                c
             })
             .build()?;
         node.start().await?;
@@ -65,11 +66,13 @@ async fn main() -> Result<()> {
     }
     let t_connect = connecting.elapsed();
 
+    let kind: ResourceType = "node".parse()?;
+    let kind = &kind;
     let announcing = Instant::now();
     for (i, node) in nodes.iter().enumerate() {
         node.announce(
-            "node",
-            &format!("n{i}"),
+            kind,
+            &format!("n{i}").parse()?,
             format!("{{\"index\":{i}}}"),
             AnnounceOptions::default(),
         )
@@ -81,7 +84,10 @@ async fn main() -> Result<()> {
     let lookups = nodes.iter().enumerate().map(|(i, node)| async move {
         let mut found = 0usize;
         for j in (0..count).filter(|&j| j != i) {
-            if node.discover("node", &format!("n{j}"), WAIT).await.is_ok() {
+            let Ok(id) = format!("n{j}").parse() else {
+                continue;
+            };
+            if node.discover(kind, &id, WAIT).await.is_ok() {
                 found += 1;
             }
         }

@@ -7,6 +7,10 @@
 //!   `ResourceAnnouncement` JSON, for its `/lotus/message/1.0.0` protocol and its
 //!   DHT records.
 //!
+//! A codec of your own implements [`Codec`] too and keeps its own error
+//! types: wrap them with [`DecodeError::custom`] and [`CodecError::custom`],
+//! which keep them as the typed `source` of the error a node reports.
+//!
 //! A codec only parses and types fields; limits and clocks are checked by
 //! [`crate::validate_message`] and the inbound pipeline.
 
@@ -52,6 +56,27 @@ pub enum DecodeError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A codec of the user's own could not decode; its error is the source.
+    #[error("{codec}: {source}")]
+    Custom {
+        /// The codec's [`Codec::name`].
+        codec: &'static str,
+        /// The codec's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl DecodeError {
+    /// A decoding failure of the codec named `codec`, keeping its own error.
+    pub fn custom(
+        codec: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Custom {
+            codec,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// A codec failure.
@@ -68,6 +93,27 @@ pub enum CodecError {
         /// Why.
         reason: &'static str,
     },
+    /// A codec of the user's own could not encode; its error is the source.
+    #[error("{codec}: {source}")]
+    Custom {
+        /// The codec's [`Codec::name`].
+        codec: &'static str,
+        /// The codec's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl CodecError {
+    /// An encoding failure of the codec named `codec`, keeping its own error.
+    pub fn custom(
+        codec: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Custom {
+            codec,
+            source: Box::new(source),
+        }
+    }
 }
 
 /// Encodes and decodes messages and resource records.

@@ -30,7 +30,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{PeerId, Stream};
 use tokio::sync::Mutex;
 
-use crate::messaging::{LEGACY_PROTOCOL, SendError};
+use crate::messaging::{SendError, TYPESCRIPT_PROTOCOL};
 use crate::streams::{self, Target};
 
 /// Message streams left open per connection before the lane moves to a fresh
@@ -60,12 +60,12 @@ type LaneSlot = Arc<Mutex<Option<Arc<Lane>>>>;
 
 /// The lanes of every peer.
 #[derive(Clone)]
-pub(crate) struct LegacyLanes {
+pub(crate) struct TypeScriptLanes {
     control: streams::Control,
     lanes: Arc<StdMutex<HashMap<PeerId, LaneSlot>>>,
 }
 
-impl LegacyLanes {
+impl TypeScriptLanes {
     pub(crate) fn new(control: streams::Control) -> Self {
         Self {
             control,
@@ -117,10 +117,12 @@ impl LegacyLanes {
             Some(full) => Target::Except(full.connection),
             None => Target::Any,
         };
-        let opened = match self.control.open(peer, LEGACY_PROTOCOL, target).await {
+        let opened = match self.control.open(peer, TYPESCRIPT_PROTOCOL, target).await {
             // The lane's connection closed under us: take any other.
             Err(_) if matches!(target, Target::Connection(_)) => {
-                self.control.open(peer, LEGACY_PROTOCOL, Target::Any).await
+                self.control
+                    .open(peer, TYPESCRIPT_PROTOCOL, Target::Any)
+                    .await
             }
             other => other,
         }?;
@@ -221,22 +223,22 @@ async fn deliver(stream: &mut Stream, bytes: &[u8]) -> Result<PeerSide, SendErro
         // side being closed). yamux cannot tell them apart.
         Ok(Ok(0)) => match stream.write(&byte).await {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                Err(SendError::Reset(e.to_string()))
+                Err(SendError::Reset(Arc::new(e)))
             }
             _ => Ok(PeerSide::Closed),
         },
         // The protocol has no answer; whatever the peer writes is ignored.
         Ok(Ok(_)) => Ok(PeerSide::Open),
-        Ok(Err(e)) => Err(SendError::Reset(e.to_string())),
+        Ok(Err(e)) => Err(SendError::Reset(Arc::new(e))),
     }
 }
 
 fn failure(error: std::io::Error) -> SendError {
     match error.kind() {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-            SendError::Reset(error.to_string())
+            SendError::Reset(Arc::new(error))
         }
-        _ => SendError::Io(error.to_string()),
+        _ => SendError::io(error),
     }
 }
 
