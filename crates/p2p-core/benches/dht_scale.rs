@@ -31,6 +31,8 @@
 //! every size ran, to `docs/dht_scale.svg`.
 //!
 //! `LOTUS_BENCH_QUICK=1`: sizes 10 and 30, 40 lookups; seconds.
+//! `LOTUS_DHT_KEEP_IDLE=<n>`: every node's `ConnectionLimits::keep_idle`
+//! (default: the library's default).
 //!
 //! Run: `cargo bench -p p2p-core --bench dht_scale [-- <size>...]`. The binary
 //! re-executes itself with `LOTUS_DHT_SCALE_CHILD=<size>`. Every wait is
@@ -57,6 +59,16 @@ use serde_json::{Map, Value, json};
 use support::{rid, rtype, summary};
 
 const CHILD_ENV: &str = "LOTUS_DHT_SCALE_CHILD";
+
+/// `LOTUS_DHT_KEEP_IDLE`, if set (inherited by the child).
+fn keep_idle() -> Option<u32> {
+    std::env::var("LOTUS_DHT_KEEP_IDLE").ok()?.parse().ok()
+}
+
+/// A numeric environment knob, if set.
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
 const RESOURCE_TYPE: &str = "bench-scale";
 
 struct Scale {
@@ -299,6 +311,13 @@ async fn start_node() -> Node {
         .dht({
             let mut c = DhtConfig::default();
             c.mode = DhtModeSetting::Server;
+            // Experiment knobs (not used by `cargo xtask bench`).
+            if let Some(secs) = env_u64("LOTUS_DHT_QUERY_TIMEOUT_S") {
+                c.query_timeout = Duration::from_secs(secs);
+            }
+            if let Some(disjoint) = env_u64("LOTUS_DHT_DISJOINT") {
+                c.disjoint_query_paths = disjoint != 0;
+            }
             c
         })
         // The whole network shares this process: libp2p's process-memory
@@ -307,6 +326,9 @@ async fn start_node() -> Node {
         .limits({
             let mut c = ConnectionLimits::default();
             c.max_process_memory = None;
+            if let Some(keep) = keep_idle() {
+                c.keep_idle = keep;
+            }
             c
         })
         .build()
@@ -537,6 +559,9 @@ async fn network(n: usize) {
     emit(json!({
         "phase": "up",
         "t_up_s": t(),
+        "keep_idle": keep_idle(),
+        "query_timeout_s": env_u64("LOTUS_DHT_QUERY_TIMEOUT_S"),
+        "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
         "dials": dial_count,
         "dial_failures": dial_failures,
         "dials_done_ms": ms(dials_done),
@@ -556,12 +581,13 @@ async fn network(n: usize) {
     let plan: Vec<(usize, String)> = (0..s.resources)
         .map(|r| (rng.below(n), format!("r{r}")))
         .collect();
-    let outcomes: Vec<Option<usize>> = futures::stream::iter(plan.iter().cloned())
+    let outcomes: Vec<(Option<usize>, f64)> = futures::stream::iter(plan.iter().cloned())
         .map(|(i, id)| {
             let node = nodes[i].clone();
             async move {
                 let data = format!("{{\"r\":\"{id}\"}}");
-                match tokio::time::timeout(
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(
                     Duration::from_secs(30),
                     node.announce(
                         &rtype(RESOURCE_TYPE),
@@ -574,11 +600,39 @@ async fn network(n: usize) {
                 {
                     Ok(Ok(a)) => Some(a.stored_by),
                     _ => None,
-                }
+                };
+                (outcome, ms(started.elapsed()))
             }
         })
         .buffered(16)
         .collect()
+        .await;
+    let announce_ms: Vec<f64> = outcomes.iter().map(|(_, t)| *t).collect();
+    let unacknowledged_ms: Vec<f64> = outcomes
+        .iter()
+        .filter(|(o, _)| *o == Some(0))
+        .map(|(_, t)| *t)
+        .collect();
+    let outcomes: Vec<Option<usize>> = outcomes.into_iter().map(|(o, _)| o).collect();
+    // Refusals the whole network counted while announcing (a put refused by
+    // rate or quota shows here).
+    let rejected = futures::stream::iter(&nodes)
+        .map(|n| async move {
+            n.stats()
+                .await
+                .map(|s| s.messages.rejected)
+                .unwrap_or_default()
+        })
+        .buffered(64)
+        .fold(
+            std::collections::BTreeMap::new(),
+            |mut all, one| async move {
+                for (reason, count) in one {
+                    *all.entry(format!("{reason:?}")).or_insert(0u64) += count;
+                }
+                all
+            },
+        )
         .await;
     let announce_wall = announce_started.elapsed();
     let announced: Vec<(usize, String)> = plan
@@ -596,6 +650,9 @@ async fn network(n: usize) {
             "announced": announced.len(),
             "stored_by": usize_summary(&stored_by),
             "wall_s": round2(announce_wall.as_secs_f64()),
+            "announce_ms": summary(announce_ms),
+            "unacknowledged_announce_ms": summary(unacknowledged_ms),
+            "rejections_in_network": rejected,
         },
     }));
     assert!(!announced.is_empty(), "no resource could be announced");

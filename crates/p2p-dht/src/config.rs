@@ -52,8 +52,14 @@ pub struct DhtConfig {
     pub provider_publication_interval: Duration,
     /// Replication factor (k). Default 20, the Kademlia standard and js kad-dht's.
     pub replication_factor: NonZeroUsize,
-    /// Bound on one query. Default 10 s: the TypeScript system used 5 s for one
-    /// put/get; a full iterative lookup gets twice that.
+    /// Bound on one query. Default 60 s (libp2p's). A put is the slow query:
+    /// a full walk to the k closest peers, then a PUT to each of them, α (3)
+    /// at a time, and the reply waits for all of them. In a 200-node network
+    /// on 2 cores with 16 announces at once a put took 5–19 s (median 8 s);
+    /// with the 10 s bound this used before, about one put in ten timed out
+    /// before its first PUT and was stored by no one (BENCHMARKS.md §5).
+    /// Lookups are bounded by the caller (`discover`'s timeout); a lookup
+    /// left running is dropped at this bound.
     pub query_timeout: Duration,
     /// Periodic bootstrap (refresh) interval. Default 5 minutes (libp2p's).
     pub bootstrap_interval: Option<Duration>,
@@ -93,7 +99,7 @@ impl Default for DhtConfig {
             provider_ttl: Duration::from_secs(3600),
             provider_publication_interval: Duration::from_secs(1800),
             replication_factor: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
-            query_timeout: Duration::from_secs(10),
+            query_timeout: Duration::from_secs(60),
             bootstrap_interval: Some(Duration::from_secs(300)),
             max_records: 10_000,
             max_provider_keys: 1024,
