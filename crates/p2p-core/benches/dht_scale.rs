@@ -31,8 +31,10 @@
 //! every size ran, to `docs/dht_scale.svg`.
 //!
 //! `LOTUS_BENCH_QUICK=1`: sizes 10 and 30, 40 lookups; seconds.
-//! `LOTUS_DHT_KEEP_IDLE=<n>`: every node's `ConnectionLimits::keep_idle`
-//! (default: the library's default).
+//! Experiment knobs (`cargo xtask bench` sets none): `LOTUS_DHT_KEEP_IDLE=<n>`
+//! (every node's `ConnectionLimits::keep_idle`), `LOTUS_DHT_QUERY_TIMEOUT_S=<s>`
+//! (`DhtConfig::query_timeout`), `LOTUS_DHT_DISJOINT=0|1`
+//! (`DhtConfig::disjoint_query_paths`); unset, the library's defaults.
 //!
 //! Run: `cargo bench -p p2p-core --bench dht_scale [-- <size>...]`. The binary
 //! re-executes itself with `LOTUS_DHT_SCALE_CHILD=<size>`. Every wait is
@@ -614,8 +616,8 @@ async fn network(n: usize) {
         .map(|(_, t)| *t)
         .collect();
     let outcomes: Vec<Option<usize>> = outcomes.into_iter().map(|(o, _)| o).collect();
-    // Refusals the whole network counted while announcing (a put refused by
-    // rate or quota shows here).
+    // Refusals the whole network counted since it started, announcing
+    // included (a put refused by rate or quota shows here).
     let rejected = futures::stream::iter(&nodes)
         .map(|n| async move {
             n.stats()

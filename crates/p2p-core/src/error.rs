@@ -40,6 +40,10 @@ pub enum NodeError {
         #[source]
         source: Box<libp2p::swarm::DialError>,
     },
+    /// The native codec's protocol id is one the node already speaks (the
+    /// TypeScript message protocol or the DHT's).
+    #[error("protocol {0} is already one of the node's own")]
+    ProtocolInUse(libp2p::StreamProtocol),
     /// Too many dials are in progress.
     #[error("too many dials in progress ({0})")]
     TooManyPendingDials(usize),

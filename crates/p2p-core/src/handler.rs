@@ -85,6 +85,10 @@ pub enum RegisterError {
     /// Another handler already uses this stream protocol.
     #[error("stream protocol already registered: {0}")]
     DuplicateStream(StreamProtocol),
+    /// The node itself speaks this stream protocol (its native or TypeScript
+    /// message protocol, or its DHT).
+    #[error("stream protocol is the node's own: {0}")]
+    Reserved(StreamProtocol),
 }
 
 /// Work for a handler's worker.

@@ -136,6 +136,12 @@ impl Node {
     }
 
     pub(crate) fn new(config: NodeConfig) -> Result<Self, NodeError> {
+        // A native codec under the TypeScript or DHT protocol id would take
+        // that protocol's streams and misread them.
+        let native = config.native.protocol();
+        if *native == TYPESCRIPT_PROTOCOL || *native == config.dht.protocol {
+            return Err(NodeError::ProtocolInUse(native.clone()));
+        }
         let keypair = config.identity.keypair()?;
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let resources = ResourceCache::new(config.resource_cache_capacity);
@@ -238,7 +244,9 @@ impl Node {
             served.push((TYPESCRIPT_PROTOCOL, Wire::TypeScript));
         }
         for (protocol, wire) in served {
-            // A fresh control has no registrations, so accept cannot fail here.
+            // A fresh control has no registrations, and the native id is
+            // never the TypeScript one (checked when the node was built), so
+            // accept cannot fail here.
             if let Ok(incoming) = control.accept(protocol) {
                 background.push(tokio::spawn(messaging::accept(
                     incoming,
@@ -438,6 +446,11 @@ impl Node {
     /// name already registered is refused. Must be called inside a tokio
     /// runtime (the handler gets a worker task).
     pub fn register_handler(&self, handler: Arc<dyn ProtocolHandler>) -> Result<(), RegisterError> {
+        if let Some(protocol) = handler.stream_protocol()
+            && own_protocols(&self.inner.config).contains(&protocol)
+        {
+            return Err(RegisterError::Reserved(protocol));
+        }
         let registered = self.inner.handlers.register(handler)?;
         self.tell_loop(Command::AcceptStreams(registered.handler));
         Ok(())
@@ -930,6 +943,20 @@ impl Node {
     }
 }
 
+/// The stream protocols the node itself speaks: a handler cannot take them.
+fn own_protocols(config: &NodeConfig) -> [libp2p::StreamProtocol; 3] {
+    [
+        config.native.protocol().clone(),
+        TYPESCRIPT_PROTOCOL,
+        config.dht.protocol.clone(),
+    ]
+}
+
+/// How long the republisher waits for one put. A put left running goes on
+/// in the DHT (only the wait ends), and the republisher holds the node only
+/// while it waits, so dropping the last handle stops the node within this.
+const REPUBLISH_WAIT: Duration = Duration::from_secs(10);
+
 /// Republishes own announcements at half their TTL and sweeps the cache,
 /// while the node runs (aborted on stop). Holds the node weakly, so dropping
 /// the last handle still stops it.
@@ -953,8 +980,13 @@ async fn keep_resources(node: Weak<Inner>) {
             );
             match fresh.sign(&node.inner.keypair) {
                 Ok(fresh) => {
-                    if let Err(e) = node.publish(fresh, Some(ttl)).await {
-                        tracing::debug!(key = %old.key, error = %e, "republish failed");
+                    match tokio::time::timeout(REPUBLISH_WAIT, node.publish(fresh, Some(ttl))).await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(key = %old.key, error = ?e, "republish failed");
+                        }
+                        Err(_) => tracing::debug!(key = %old.key, "republish still running"),
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot re-sign a resource"),

@@ -49,7 +49,9 @@ pub enum ResourceError {
     /// The node is not running.
     #[error("node not started")]
     NotStarted,
-    /// The data cannot be carried (the DHT form is JSON: it must be JSON text).
+    /// No valid record can be made: the data is not JSON text (the DHT form
+    /// is JSON), the record is too large or already expired, or it cannot be
+    /// signed. The cause is the source.
     #[error("invalid data")]
     Data(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// Nothing valid was found.

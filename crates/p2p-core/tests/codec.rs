@@ -1,8 +1,9 @@
 //! A codec of the user's own for the native protocol: two nodes configured
 //! with a small CBOR codec under its own protocol id exchange signed messages
-//! end to end; a protobuf node finds no common native protocol with them; and
-//! a frame the CBOR codec cannot decode is refused with the codec's own error
-//! kept as the typed source.
+//! end to end (a CBOR frame written by hand arrives; a protobuf frame on the
+//! same protocol is refused, so the node really decodes with the codec it was
+//! given); a protobuf node finds no common native protocol with them; and the
+//! codec's own error is kept as the typed source of a decode error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,8 +15,13 @@ use bytes::{Bytes, BytesMut};
 use common::{WAIT, connect_pair, message_from, rejection, started, tcp_builder};
 use futures::AsyncWriteExt;
 use p2p_core::libp2p::StreamProtocol;
-use p2p_core::{DhtModeSetting, Event, NATIVE_PROTOCOL, RejectReason, SendError, Wire, WireChoice};
-use p2p_protocol::{Codec, CodecError, DecodeError, Message, ResourceRecord};
+use p2p_core::{
+    DhtModeSetting, Event, NATIVE_PROTOCOL, NodeError, RejectReason, SendError,
+    TYPESCRIPT_PROTOCOL, Wire, WireChoice,
+};
+use p2p_protocol::{
+    Codec, CodecError, DecodeError, Message, ProtobufCodec, ResourceRecord, encode_message_frame,
+};
 use serde::{Deserialize, Serialize};
 
 const CBOR_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus-test/cbor/1.0.0");
@@ -146,8 +152,25 @@ async fn two_nodes_exchange_signed_messages_over_a_codec_of_their_own() {
     let got = message_from(&alice, bob.peer_id(), b"back");
     bob.send(alice.peer_id(), &reply).await.unwrap();
     got.await;
-    // The bytes on the wire were the codec's: the CBOR node serves its own
-    // protocol id, not protobuf's.
+    // A CBOR frame written by hand on the CBOR protocol is a message.
+    let by_hand = alice
+        .sign(
+            alice
+                .message("chat".parse().unwrap())
+                .payload(&b"cbor by hand"[..]),
+        )
+        .unwrap();
+    let mut frame = BytesMut::new();
+    encode_message_frame(&CborCodec, &by_hand, &mut frame).unwrap();
+    let got = message_from(&bob, alice.peer_id(), b"cbor by hand");
+    let mut stream = alice
+        .open_stream(bob.peer_id(), CBOR_PROTOCOL)
+        .await
+        .unwrap();
+    stream.write_all(&frame).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::timeout(WAIT, got).await.unwrap();
+    // The CBOR node serves its own protocol id, not protobuf's.
     let refused = bob.open_stream(alice.peer_id(), NATIVE_PROTOCOL).await;
     assert!(
         matches!(&refused, Err(SendError::Unsupported(p)) if *p == NATIVE_PROTOCOL),
@@ -182,7 +205,7 @@ async fn a_protobuf_node_and_a_cbor_node_share_no_native_protocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_the_codec_cannot_decode_is_refused_and_attributed() {
+async fn a_protobuf_frame_on_the_cbor_protocol_is_refused_and_attributed() {
     let (attacker, victim) =
         connect_pair(started(cbor_builder()).await, started(cbor_builder()).await).await;
     let refused = rejection(&victim, attacker.peer_id(), RejectReason::Decode);
@@ -190,11 +213,17 @@ async fn a_frame_the_codec_cannot_decode_is_refused_and_attributed() {
         .open_stream(victim.peer_id(), CBOR_PROTOCOL)
         .await
         .unwrap();
-    // One frame: a varint length, then bytes that are no CBOR message (a CBOR
-    // text string).
-    let junk = b"\x65hello";
-    let mut frame = vec![u8::try_from(junk.len()).unwrap()];
-    frame.extend_from_slice(junk);
+    // A valid signed message, framed in protobuf: the node decodes this
+    // protocol with CBOR, so it is malformed here.
+    let message = attacker
+        .sign(
+            attacker
+                .message("chat".parse().unwrap())
+                .payload(&b"protobuf"[..]),
+        )
+        .unwrap();
+    let mut frame = BytesMut::new();
+    encode_message_frame(&ProtobufCodec, &message, &mut frame).unwrap();
     stream.write_all(&frame).await.unwrap();
     stream.flush().await.unwrap();
     tokio::time::timeout(WAIT, refused).await.unwrap();
@@ -218,5 +247,26 @@ async fn a_frame_the_codec_cannot_decode_is_refused_and_attributed() {
             .downcast_ref::<ciborium::de::Error<std::io::Error>>()
             .is_some(),
         "{source:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codec_cannot_take_a_protocol_the_node_already_speaks() {
+    let refused = tcp_builder(DhtModeSetting::Client)
+        .native_codec(TYPESCRIPT_PROTOCOL, Arc::new(CborCodec))
+        .build();
+    assert!(
+        matches!(&refused, Err(NodeError::ProtocolInUse(p)) if *p == TYPESCRIPT_PROTOCOL),
+        "{:?}",
+        refused.err()
+    );
+    let dht = p2p_core::DhtConfig::default().protocol;
+    let refused = tcp_builder(DhtModeSetting::Client)
+        .native_codec(dht.clone(), Arc::new(CborCodec))
+        .build();
+    assert!(
+        matches!(&refused, Err(NodeError::ProtocolInUse(p)) if *p == dht),
+        "{:?}",
+        refused.err()
     );
 }

@@ -141,14 +141,34 @@ impl ProtocolHandler for Silent {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_cannot_take_a_protocol_the_node_itself_speaks() {
+    let node = common::memory_builder(DhtModeSetting::Client)
+        .build()
+        .unwrap();
+    let (asked, _) = tokio::sync::mpsc::unbounded_channel();
+    let refused = node.register_handler(Arc::new(Silent {
+        asked,
+        held: std::sync::Mutex::default(),
+    }));
+    assert!(
+        matches!(&refused, Err(p2p_core::RegisterError::Reserved(p)) if p.as_ref() == p2p_dht::DEFAULT_PROTOCOL),
+        "{refused:?}"
+    );
+}
+
 /// A peer that looks like a DHT server and never answers: a client-mode node
-/// (its own kad serves nothing) whose handler takes the DHT protocol's
-/// streams and holds them. The receiver names each peer that asked.
+/// whose own kad speaks another protocol id (a handler cannot take a
+/// protocol the node itself speaks), and whose handler takes the DHT
+/// protocol's streams and holds them. The receiver names each peer that
+/// asked.
 async fn silent_server() -> (Node, tokio::sync::mpsc::UnboundedReceiver<PeerId>) {
+    let mut dht = common::dht(DhtModeSetting::Client);
+    dht.protocol = libp2p::StreamProtocol::new("/lotus-test/unused-kad/1.0.0");
     let silent = Node::builder()
         .transport(p2p_core::TransportKind::Memory)
         .listen("/memory/0".parse().unwrap())
-        .dht(common::dht(DhtModeSetting::Client))
+        .dht(dht)
         .build()
         .unwrap();
     let (asked, requests) = tokio::sync::mpsc::unbounded_channel();

@@ -1,8 +1,12 @@
-//! How much of a storing server one creator may occupy: at most
-//! [`CreatorQuotas::per_creator`] resource records in all and
+//! How much of a storing server one creator may occupy: records of at most
+//! [`CreatorQuotas::per_creator`] resources in all and
 //! [`CreatorQuotas::per_type`] of one resource type (the original's numbers:
-//! 100 per peer, 20 per type). Without this, one identity could fill the
-//! store's 10 000 slots and push everyone else's records out.
+//! 100 per peer, 20 per type). A resource's two records (its creator-scoped
+//! key and the shared `resource:<type>:<id>` key, both put by every
+//! announce) count as one resource: counting records halved the allowance,
+//! and an honest creator's 11th resource of one type was stored by no one.
+//! Without quotas, one identity could fill the store's 10 000 slots and push
+//! everyone else's records out.
 //!
 //! [`CreatorIndex`] is exact: it knows the creator of every record admitted
 //! to the store and is told when the store drops one
@@ -17,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
-use p2p_types::ResourceType;
+use p2p_types::{ResourceKey, ResourceType};
 
 use crate::records::StoredKey;
 
@@ -43,17 +47,19 @@ impl Default for CreatorQuotas {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaExceeded {
     /// The creator holds its whole allowance.
-    #[error("creator already has {0} records stored")]
+    #[error("creator already has records of {0} resources stored")]
     Creator(usize),
     /// The creator holds its allowance of this type.
-    #[error("creator already has {0} records of this type stored")]
+    #[error("creator already has records of {0} resources of this type stored")]
     Type(usize),
 }
 
-/// One creator's keys, counted per type.
+/// One creator's keys, and the resources they hold counted per type.
 #[derive(Debug, Default)]
 struct Held {
     keys: HashSet<StoredKey>,
+    /// Each resource with how many of its records (one or two) are held.
+    resources: HashMap<ResourceKey, usize>,
     per_type: HashMap<ResourceType, usize>,
 }
 
@@ -63,23 +69,45 @@ impl Held {
     }
 
     fn full(&self, quotas: CreatorQuotas, ty: &ResourceType) -> bool {
-        self.keys.len() >= quotas.per_creator || self.of_type(ty) >= quotas.per_type
+        self.resources.len() >= quotas.per_creator || self.of_type(ty) >= quotas.per_type
+    }
+
+    fn holds(&self, resource: &ResourceKey) -> bool {
+        self.resources.contains_key(resource)
     }
 
     fn add(&mut self, key: StoredKey) {
-        let ty = key.resource().resource_type().clone();
+        let resource = key.resource().clone();
         if self.keys.insert(key) {
-            *self.per_type.entry(ty).or_default() += 1;
+            let copies = self.resources.entry(resource.clone()).or_default();
+            *copies += 1;
+            if *copies == 1 {
+                *self
+                    .per_type
+                    .entry(resource.resource_type().clone())
+                    .or_default() += 1;
+            }
         }
     }
 
     fn take(&mut self, key: &StoredKey) {
-        if self.keys.remove(key)
-            && let Some(n) = self.per_type.get_mut(key.resource().resource_type())
-        {
+        if !self.keys.remove(key) {
+            return;
+        }
+        let resource = key.resource();
+        let Some(copies) = self.resources.get_mut(resource) else {
+            return;
+        };
+        *copies -= 1;
+        if *copies > 0 {
+            return;
+        }
+        self.resources.remove(resource);
+        let ty = resource.resource_type();
+        if let Some(n) = self.per_type.get_mut(ty) {
             *n -= 1;
             if *n == 0 {
-                self.per_type.remove(key.resource().resource_type());
+                self.per_type.remove(ty);
             }
         }
     }
@@ -107,6 +135,15 @@ impl CreatorIndex {
         if self.owners.get(key) == Some(&creator) {
             return Ok(()); // an update of its own record
         }
+        if self
+            .creators
+            .get(&creator)
+            .is_some_and(|held| held.holds(key.resource()))
+        {
+            // The other record of a resource it holds: no new resource.
+            self.insert(creator, key.clone());
+            return Ok(());
+        }
         let ty = key.resource().resource_type();
         if let Some(held) = self.creators.get(&creator)
             && held.full(quotas, ty)
@@ -122,8 +159,8 @@ impl CreatorIndex {
             }
         }
         if let Some(held) = self.creators.get(&creator) {
-            if held.keys.len() >= quotas.per_creator {
-                return Err(QuotaExceeded::Creator(held.keys.len()));
+            if held.resources.len() >= quotas.per_creator {
+                return Err(QuotaExceeded::Creator(held.resources.len()));
             }
             let same_type = held.of_type(ty);
             if same_type >= quotas.per_type {
@@ -214,6 +251,49 @@ mod tests {
         let only_b = |k: &StoredKey, _: &PeerId| k.resource().resource_type().as_str() == "b";
         index.admit(quotas, greedy, &key("c", 0), only_b).unwrap();
         index.admit(quotas, greedy, &key("a", 7), only_b).unwrap();
+    }
+
+    #[test]
+    fn a_resources_shared_and_creator_scoped_records_count_once() {
+        let quotas = CreatorQuotas {
+            per_creator: 3,
+            per_type: 2,
+        };
+        let mut index = CreatorIndex::default();
+        let creator = PeerId::random();
+        let never = |_: &StoredKey, _: &PeerId| -> bool { panic!("no prune needed") };
+        let scoped =
+            |ty: &str, id: usize| StoredKey::Creator(key(ty, id).resource().clone(), creator);
+        // Two resources of one type, each announced as both records.
+        for id in 0..2 {
+            index.admit(quotas, creator, &key("a", id), never).unwrap();
+            index
+                .admit(quotas, creator, &scoped("a", id), never)
+                .unwrap();
+        }
+        assert_eq!(index.records(), 4);
+        // A third of that type is over its allowance, in either form.
+        assert_eq!(
+            index.admit(quotas, creator, &scoped("a", 2), never),
+            Err(QuotaExceeded::Type(2))
+        );
+        assert_eq!(
+            index.admit(quotas, creator, &key("a", 2), never),
+            Err(QuotaExceeded::Type(2))
+        );
+        // One record of a resource gone: the resource still counts; both gone: room.
+        index.remove(&key("a", 0));
+        assert_eq!(
+            index.admit(quotas, creator, &key("a", 2), never),
+            Err(QuotaExceeded::Type(2))
+        );
+        index.remove(&scoped("a", 0));
+        index.admit(quotas, creator, &key("a", 2), never).unwrap();
+        index.admit(quotas, creator, &key("b", 0), never).unwrap();
+        assert_eq!(
+            index.admit(quotas, creator, &key("c", 0), never),
+            Err(QuotaExceeded::Creator(3))
+        );
     }
 
     #[test]

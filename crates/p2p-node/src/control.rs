@@ -220,7 +220,7 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
             Ok(json!({
                 "id": message.id().to_string(),
                 "sent": report.delivered.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "failed": report.failed.iter().map(|(p, e)| json!({"peerId": p.to_string(), "error": e.to_string()})).collect::<Vec<_>>(),
+                "failed": report.failed.iter().map(|(p, e)| json!({"peerId": p.to_string(), "error": format!("{:#}", anyhow::Error::new(e.clone()))})).collect::<Vec<_>>(),
             }))
         }
         "announce" => {

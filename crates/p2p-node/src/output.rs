@@ -148,7 +148,7 @@ fn event_json(event: &Event) -> Option<Value> {
             "payload": serde_json::from_slice::<Value>(&message.payload)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.payload).into_owned())),
             "verified": verified,
-            "wire": format!("{wire:?}"),
+            "wire": wire.as_str(),
             "id": id.to_string(),
         }),
         Event::ResourceDiscovered { record, source } => json!({

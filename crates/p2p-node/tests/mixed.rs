@@ -81,7 +81,7 @@ async fn two_lotus_p2p_processes_and_a_js_node_form_one_network() {
         .await;
     assert_eq!(got["from"], js_id.as_str());
     assert_eq!(got["payload"], json!({"text": "from js"}));
-    assert_eq!(got["wire"], "TypeScript");
+    assert_eq!(got["wire"], "typescript");
     assert_eq!(got["verified"], false, "TypeScript nodes cannot sign");
 
     // Resources: B's signed record is found by js and by A; js's record by B.

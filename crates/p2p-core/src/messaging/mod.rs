@@ -42,7 +42,7 @@ pub(crate) use inbound::{Checks, accept};
 pub(crate) use outbound::Outbound;
 pub(crate) use processor::Processor;
 
-/// The native message protocol.
+/// The native message protocol's default id (protobuf; see [`NativeCodec`]).
 pub const NATIVE_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/p2p/1.0.0");
 /// The TypeScript system's message protocol (JSON, one message per stream).
 pub const TYPESCRIPT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lotus/message/1.0.0");
@@ -116,6 +116,16 @@ pub enum Wire {
     TypeScript,
 }
 
+impl Wire {
+    /// `native` or `typescript`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::TypeScript => "typescript",
+        }
+    }
+}
+
 /// Which protocol `send` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WireChoice {
@@ -132,6 +142,7 @@ pub enum WireChoice {
 /// sources (shared, so that one failed write can fail every message of its
 /// batch).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The node is not running.
     #[error("node not started")]

@@ -96,10 +96,7 @@ impl Outbound {
         // need be). A frame that did get through is dropped as a duplicate.
         // A TypeScript message is never retried: its lane already chose the
         // connection, and the peer may have read it.
-        if !on_typescript
-            && matches!(attempt.0, Err(SendError::Io(_)))
-            && choice != WireChoice::TypeScript
-        {
+        if !on_typescript && retryable(&attempt.0) && choice != WireChoice::TypeScript {
             tracing::debug!(%peer, error = ?attempt.0, "native stream failed; retrying on a fresh one");
             self.forget_route(&peer);
             if let Ok(Route::Native(writer)) = self.route(peer, choice).await {
@@ -178,6 +175,21 @@ impl Outbound {
         }
         let len = buf.len();
         (self.typescript.send(peer, buf.freeze()).await, len)
+    }
+}
+
+/// Whether a failed native send is worth one more try on a fresh stream: a
+/// stream that broke, or a dial that failed because it rode on someone
+/// else's dial to the peer (kad's, a bootstrap redial) that failed; not a
+/// denial (ban, limits) or a peer without addresses.
+fn retryable(result: &Result<(), SendError>) -> bool {
+    match result {
+        Err(SendError::Io(_)) => true,
+        Err(SendError::Dial(error)) => !matches!(
+            error.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrNotAvailable
+        ),
+        _ => false,
     }
 }
 

@@ -75,8 +75,10 @@ pub(crate) enum Event {
     Unbanned { peer: PeerId },
 }
 
-/// A connection refused because the peer is banned (the cause of
-/// `DialError::Denied` for a dial to it).
+/// A connection refused because the peer is banned: the cause of
+/// `DialError::Denied` in [`crate::NodeError::Dial`] when `connect` dials a
+/// banned peer. (A send to one fails with [`crate::SendError::Dial`], whose
+/// I/O error has kind `PermissionDenied`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("peer {0} is banned")]
 pub struct Banned(pub PeerId);

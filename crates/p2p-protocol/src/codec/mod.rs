@@ -30,6 +30,7 @@ pub use protobuf::ProtobufCodec;
 /// Why bytes could not be decoded. Field errors name the field as it is called
 /// on the wire.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Not valid protobuf.
     #[error("protobuf: {0}")]
@@ -57,7 +58,7 @@ pub enum DecodeError {
         reason: &'static str,
     },
     /// A codec of the user's own could not decode; its error is the source.
-    #[error("{codec}: {source}")]
+    #[error("{codec} could not decode")]
     Custom {
         /// The codec's [`Codec::name`].
         codec: &'static str,
@@ -81,6 +82,7 @@ impl DecodeError {
 
 /// A codec failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Decoding failed.
     #[error("decode: {0}")]
@@ -94,7 +96,7 @@ pub enum CodecError {
         reason: &'static str,
     },
     /// A codec of the user's own could not encode; its error is the source.
-    #[error("{codec}: {source}")]
+    #[error("{codec} could not encode")]
     Custom {
         /// The codec's [`Codec::name`].
         codec: &'static str,
