@@ -25,9 +25,40 @@ impl Proc {
         Self::spawn_env(data_dir, extra, &[])
     }
 
+    /// `lotus-p2p run --json <args>` started by `program` (e.g. `ip netns
+    /// exec <ns>`, given as `["ip", "netns", "exec", ns]`), its stderr
+    /// discarded.
+    pub fn spawn_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
+        let child = Command::new(program)
+            .args(wrapper_args)
+            .arg(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .args(["run", "--json"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lotus-p2p");
+        Self::from_child(child)
+    }
+
+    /// Drives a spawned child through its piped stdin and stdout.
+    fn from_child(mut child: Child) -> Self {
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            stdin,
+            lines,
+            backlog: Vec::new(),
+        }
+    }
+
     /// [`Proc::spawn`] with environment variables set.
     pub fn spawn_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+        let child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
             .envs(env.iter().copied())
             .args([
                 "run",
@@ -46,14 +77,7 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn lotus-p2p");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self {
-            child,
-            stdin,
-            lines,
-            backlog: Vec::new(),
-        }
+        Self::from_child(child)
     }
 
     /// The first line (already read or still to come) that satisfies `pred`.
