@@ -13,7 +13,11 @@
 //!   mode (criterion's `--test`, `LOTUS_BENCH_QUICK=1` for the scenario benches,
 //!   small counts for the Node.js baselines): a smoke test that each completes,
 //!   failing if one does not; its figures mean nothing.
-//! - `ci`: fmt check, clippy, codegen check, fuzz-check, the tests, `bench --quick`.
+//! - `netns`: the tests that build networks with NAT in Linux network
+//!   namespaces (`crates/p2p-node/tests/netns.rs`; root, iproute2 and
+//!   nftables needed), ignored by a plain `cargo test`.
+//! - `ci`: fmt check, clippy, codegen check, fuzz-check, the tests, `netns`,
+//!   `bench --quick`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,11 +40,12 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz(&root, args.get(1..).unwrap_or_default()),
         Some("fuzz-check") => fuzz_check(&root),
         Some("bench") => bench(&root, args.iter().any(|a| a == "--quick")),
+        Some("netns") => netns(&root),
         Some("ci") => ci(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask codegen [--check] | fuzz <{}> [--seconds N] | fuzz-check \
-                 | bench [--quick] | ci",
+                 | bench [--quick] | netns | ci",
                 FUZZ_TARGETS.join("|")
             );
             bail!("unknown or missing task")
@@ -381,7 +386,27 @@ fn ci(root: &Path) -> Result<()> {
     codegen(root, true)?;
     fuzz_check(root)?;
     run(root, "cargo", &["test", "--workspace"])?;
+    netns(root)?;
     bench(root, true)
+}
+
+/// Runs the network-namespace tests (ignored in a plain `cargo test`: they
+/// need root, iproute2 and nftables), one at a time.
+fn netns(root: &Path) -> Result<()> {
+    run(
+        root,
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "p2p-node",
+            "--test",
+            "netns",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ],
+    )
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {

@@ -1,7 +1,8 @@
 //! The libp2p behaviours a node runs, in the order they see each connection.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, memory_connection_limits, ping};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{autonat, connection_limits, identify, memory_connection_limits, ping};
 
 use crate::ip_limits::IpLimiter;
 use crate::peer_manager::PeerManager;
@@ -21,6 +22,9 @@ pub(crate) struct Behaviour {
     /// Always on: js kad-dht pings a contact before it adds it to its table,
     /// and the round-trip time is reported per peer.
     pub(crate) ping: ping::Behaviour,
+    /// Reachability probes, ours and others' (see `crate::nat`); off when
+    /// `NatConfig::autonat` is false.
+    pub(crate) autonat: Toggle<autonat::Behaviour>,
     /// Kademlia with every DHT rule (see `p2p_dht::Behaviour`).
     pub(crate) dht: p2p_dht::Behaviour,
     /// Raw streams per protocol (messaging and handler streams).

@@ -11,6 +11,7 @@ use crate::identity::Identity;
 use crate::ip_limits::IpLimits;
 use crate::messaging::NativeCodec;
 use crate::metrics::SwarmMetrics;
+use crate::nat::NatConfig;
 use crate::node::Node;
 use crate::peer_manager::scores::ScoringConfig;
 use crate::rate_limits::RateLimits;
@@ -165,6 +166,9 @@ pub struct NodeConfig {
     /// The native message protocol's codec and protocol id. Default protobuf
     /// on `/lotus/p2p/1.0.0` (see [`NativeCodec`]).
     pub native: NativeCodec,
+    /// Reachability: declared external addresses and AutoNAT (see
+    /// [`NatConfig`]).
+    pub nat: NatConfig,
 }
 
 impl Default for NodeConfig {
@@ -193,6 +197,7 @@ impl Default for NodeConfig {
             sequence_numbers: false,
             stream_timeout: Duration::from_secs(10),
             native: NativeCodec::default(),
+            nat: NatConfig::default(),
         }
     }
 }
@@ -227,6 +232,7 @@ impl std::fmt::Debug for NodeConfig {
             stream_timeout,
             sequence_numbers,
             native,
+            nat,
         } = self;
         f.debug_struct("NodeConfig")
             .field("identity", identity)
@@ -252,6 +258,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("stream_timeout", stream_timeout)
             .field("sequence_numbers", sequence_numbers)
             .field("native", native)
+            .field("nat", nat)
             .finish()
     }
 }
@@ -397,6 +404,18 @@ impl NodeBuilder {
         codec: std::sync::Arc<dyn p2p_protocol::Codec>,
     ) -> Self {
         self.config.native = NativeCodec::new(protocol, codec);
+        self
+    }
+
+    /// Sets how the node learns its reachability (see [`NatConfig`]).
+    pub fn nat(mut self, nat: NatConfig) -> Self {
+        self.config.nat = nat;
+        self
+    }
+
+    /// Declares an address this node is reachable at (confirmed at start).
+    pub fn external_address(mut self, address: Multiaddr) -> Self {
+        self.config.nat.external_addresses.push(address);
         self
     }
 

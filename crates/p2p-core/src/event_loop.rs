@@ -33,6 +33,7 @@ use crate::handler::{Handlers, Job, ProtocolHandler};
 use crate::ip_limits::IpLimiter;
 use crate::messaging::Outbound;
 use crate::metrics::SwarmMetrics;
+use crate::nat;
 use crate::peer_manager::scores::PeerScores;
 use crate::peer_manager::{self, PeerManager, Rejections};
 use crate::peers::{PeerInfo, PeerTable};
@@ -171,6 +172,8 @@ pub(crate) struct EventLoop {
     rejections: Rejections,
     /// Handlers' raw-stream acceptors, with their protocols.
     raw: HashMap<ProtocolName, (libp2p::StreamProtocol, JoinHandle<()>)>,
+    /// What AutoNAT last said (see [`crate::nat`]).
+    reachability: nat::Reachability,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -243,6 +246,7 @@ impl EventLoop {
                     .with_agent_version(config.agent_version.clone()),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
+            autonat: config.nat.autonat(local),
             dht: dht_behaviour(config, local, &listen),
             stream: streams::Behaviour::new(config.limits.keep_idle as usize),
         };
@@ -267,6 +271,11 @@ impl EventLoop {
                 }
             };
             listeners_pending.insert(id, address.clone());
+        }
+        // Declared external addresses: confirmed now, so a DHT in auto mode
+        // serves from the start and identify advertises them.
+        for address in &config.nat.external_addresses {
+            swarm.add_external_address(address.clone());
         }
         let bootstrap = config
             .bootstrap
@@ -301,6 +310,7 @@ impl EventLoop {
                 limiters,
                 rejections: rejections.clone(),
                 raw: HashMap::new(),
+                reachability: nat::Reachability::default(),
             },
             control,
             rejections,
@@ -743,6 +753,22 @@ impl EventLoop {
                 ..
             }) => self.peers.pinged(peer, rtt),
             BehaviourEvent::Dht(event) => self.on_dht_event(event),
+            BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { old, new }) => {
+                tracing::info!(?old, ?new, "reachability changed");
+                let change = self.reachability.changed(new);
+                if let Some(address) = change.withdraw {
+                    self.swarm.remove_external_address(&address);
+                }
+                // AutoNAT reports the status before the swarm takes the
+                // address it confirmed: list that one too.
+                let mut addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+                if let Some(confirmed) = change.confirmed
+                    && !addrs.contains(&confirmed)
+                {
+                    addrs.push(confirmed);
+                }
+                self.emit(nat::event(change.status, addrs));
+            }
             BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
                 tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
                 let peers = &mut self.swarm.behaviour_mut().peers;

@@ -28,6 +28,7 @@ mod ip_limits;
 mod messaging;
 mod metrics;
 mod mplex_pacing;
+mod nat;
 mod node;
 mod peer_manager;
 mod peers;
@@ -57,12 +58,13 @@ pub use messaging::{
     NATIVE_PROTOCOL, NativeCodec, SendError, TYPESCRIPT_PROTOCOL, Wire, WireChoice,
 };
 pub use metrics::SwarmMetrics;
+pub use nat::NatConfig;
 pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{
     DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
-    PeerId, ProtocolName, RejectReason, ResourceId, ResourceKey, ResourceType,
+    PeerId, ProtocolName, Reachability, RejectReason, ResourceId, ResourceKey, ResourceType,
 };
 pub use peer_manager::Banned;
 pub use peer_manager::scores::{ScoringConfig, penalty};

@@ -12,12 +12,12 @@ mod common;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use common::{WAIT, connect_pair, message_from, rejection, started, tcp_builder};
+use common::{WAIT, connect_pair, message_from, rejection, send_and_receive, started, tcp_builder};
 use futures::AsyncWriteExt;
 use p2p_core::libp2p::StreamProtocol;
 use p2p_core::{
-    DhtModeSetting, Event, NATIVE_PROTOCOL, NodeError, RejectReason, SendError,
-    TYPESCRIPT_PROTOCOL, Wire, WireChoice,
+    DhtModeSetting, NATIVE_PROTOCOL, NodeError, RejectReason, SendError, TYPESCRIPT_PROTOCOL, Wire,
+    WireChoice,
 };
 use p2p_protocol::{
     Codec, CodecError, DecodeError, Message, ProtobufCodec, ResourceRecord, encode_message_frame,
@@ -125,20 +125,7 @@ async fn two_nodes_exchange_signed_messages_over_a_codec_of_their_own() {
                 .payload(&b"over cbor"[..]),
         )
         .unwrap();
-    let got = message_from(&bob, alice.peer_id(), b"over cbor");
-    alice
-        .send_with(bob.peer_id(), &message, WireChoice::Native)
-        .await
-        .unwrap();
-    let Event::Message {
-        message: m,
-        wire,
-        verified,
-        ..
-    } = got.await
-    else {
-        unreachable!()
-    };
+    let (m, wire, verified) = send_and_receive(&alice, &bob, &message, WireChoice::Native).await;
     assert_eq!(wire, Wire::Native);
     assert!(
         verified,

@@ -366,20 +366,8 @@ async fn the_typescript_json_protocol_is_served_only_when_configured_and_works_b
                 .payload(&b"{\"text\":\"hi\"}"[..]),
         )
         .unwrap();
-    let got = message_from(&bob, alice.peer_id(), b"{\"text\":\"hi\"}");
-    alice
-        .send_with(bob.peer_id(), &message, WireChoice::TypeScript)
-        .await
-        .unwrap();
-    let Event::Message {
-        message: m,
-        wire,
-        verified,
-        ..
-    } = got.await
-    else {
-        unreachable!()
-    };
+    let (m, wire, verified) =
+        common::send_and_receive(&alice, &bob, &message, WireChoice::TypeScript).await;
     assert_eq!(wire, Wire::TypeScript);
     assert!(verified, "our signature survives the JSON form");
     assert_eq!(*m, message);

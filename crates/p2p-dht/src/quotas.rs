@@ -261,37 +261,36 @@ mod tests {
         };
         let mut index = CreatorIndex::default();
         let creator = PeerId::random();
-        let never = |_: &StoredKey, _: &PeerId| -> bool { panic!("no prune needed") };
+        // Every record is still stored (nothing for the prune at a limit to drop).
+        let all = |_: &StoredKey, _: &PeerId| true;
         let scoped =
             |ty: &str, id: usize| StoredKey::Creator(key(ty, id).resource().clone(), creator);
         // Two resources of one type, each announced as both records.
         for id in 0..2 {
-            index.admit(quotas, creator, &key("a", id), never).unwrap();
-            index
-                .admit(quotas, creator, &scoped("a", id), never)
-                .unwrap();
+            index.admit(quotas, creator, &key("a", id), all).unwrap();
+            index.admit(quotas, creator, &scoped("a", id), all).unwrap();
         }
         assert_eq!(index.records(), 4);
         // A third of that type is over its allowance, in either form.
         assert_eq!(
-            index.admit(quotas, creator, &scoped("a", 2), never),
+            index.admit(quotas, creator, &scoped("a", 2), all),
             Err(QuotaExceeded::Type(2))
         );
         assert_eq!(
-            index.admit(quotas, creator, &key("a", 2), never),
+            index.admit(quotas, creator, &key("a", 2), all),
             Err(QuotaExceeded::Type(2))
         );
         // One record of a resource gone: the resource still counts; both gone: room.
         index.remove(&key("a", 0));
         assert_eq!(
-            index.admit(quotas, creator, &key("a", 2), never),
+            index.admit(quotas, creator, &key("a", 2), all),
             Err(QuotaExceeded::Type(2))
         );
         index.remove(&scoped("a", 0));
-        index.admit(quotas, creator, &key("a", 2), never).unwrap();
-        index.admit(quotas, creator, &key("b", 0), never).unwrap();
+        index.admit(quotas, creator, &key("a", 2), all).unwrap();
+        index.admit(quotas, creator, &key("b", 0), all).unwrap();
         assert_eq!(
-            index.admit(quotas, creator, &key("c", 0), never),
+            index.admit(quotas, creator, &key("c", 0), all),
             Err(QuotaExceeded::Creator(3))
         );
     }

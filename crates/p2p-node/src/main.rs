@@ -4,6 +4,8 @@
 //! lotus-p2p run [--listen <multiaddr>]... [--bootstrap <multiaddr>]... [--dht-mode client|server|auto]
 //!               [--data-dir <dir>] [--key-file <file>] [--mplex] [--json] [--metrics <ip:port>]
 //!               [--accept-unsigned-records] [--accept-typescript-messages] [--sequence-numbers]
+//!               [--external-address <multiaddr>]... [--no-autonat]
+//!               [--autonat-delay-secs <s>] [--autonat-retry-secs <s>]
 //! lotus-p2p keygen [--key-file <file>] [--force]
 //! lotus-p2p id --key-file <file>
 //! ```
@@ -18,6 +20,7 @@ mod output;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -102,6 +105,21 @@ struct RunArgs {
     /// their seen-set (native peers only: the TypeScript format has no number).
     #[arg(long)]
     sequence_numbers: bool,
+    /// An address this node is reachable at (repeatable): a public IP with a
+    /// port forward, a DNS name. Confirmed at start, so `--dht-mode auto`
+    /// serves the DHT at once.
+    #[arg(long)]
+    external_address: Vec<Multiaddr>,
+    /// Do not probe reachability with AutoNAT nor answer others' probes.
+    #[arg(long)]
+    no_autonat: bool,
+    /// Seconds before the first AutoNAT probe (default 15).
+    #[arg(long)]
+    autonat_delay_secs: Option<u64>,
+    /// Seconds between AutoNAT probes while reachability is unknown
+    /// (default 90).
+    #[arg(long)]
+    autonat_retry_secs: Option<u64>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -172,6 +190,14 @@ fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>)
     config.accept_unsigned_records = args.accept_unsigned_records;
     config.accept_typescript_messages = args.accept_typescript_messages;
     config.sequence_numbers = args.sequence_numbers;
+    config.nat.external_addresses = args.external_address.clone();
+    config.nat.autonat = !args.no_autonat;
+    if let Some(secs) = args.autonat_delay_secs {
+        config.nat.probe_delay = Duration::from_secs(secs);
+    }
+    if let Some(secs) = args.autonat_retry_secs {
+        config.nat.retry_interval = Duration::from_secs(secs);
+    }
     config.dht.mode = match args.dht_mode {
         DhtModeArg::Client => DhtModeSetting::Client,
         DhtModeArg::Server => DhtModeSetting::Server,

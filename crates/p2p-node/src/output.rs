@@ -131,6 +131,14 @@ fn event_json(event: &Event) -> Option<Value> {
         Event::Node(NodeEvent::PeerUnbanned { peer }) => {
             json!({"event": "peer:unbanned", "peerId": peer.to_string()})
         }
+        Event::Node(NodeEvent::Reachability { status, addrs }) => json!({
+            "event": "reachability",
+            "status": status.as_str(),
+            "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        Event::Node(NodeEvent::DhtModeChanged { mode }) => {
+            json!({"event": "dht:mode", "mode": format!("{mode:?}").to_lowercase()})
+        }
         Event::Node(NodeEvent::MessageRejected { peer, reason }) => {
             json!({"event": "message:rejected", "peerId": peer.to_string(), "reason": reason.as_str()})
         }

@@ -14,6 +14,28 @@ pub enum DisconnectCause {
     Remote(String),
 }
 
+/// Whether peers on the internet can dial this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reachability {
+    /// A peer dialled us back at an address we hold: we are reachable there.
+    Public,
+    /// Peers tried and could not dial us back (behind NAT or a firewall).
+    Private,
+    /// Not known yet (no peer asked, or too few answers).
+    Unknown,
+}
+
+impl Reachability {
+    /// `public`, `private` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// Something that happened in a node, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,6 +74,14 @@ pub enum NodeEvent {
         peer: PeerId,
         /// Routing-table size afterwards.
         routing_table_size: usize,
+    },
+    /// What the node learned about its own reachability (AutoNAT), with the
+    /// external addresses it holds as confirmed afterwards.
+    Reachability {
+        /// Public, private or unknown.
+        status: Reachability,
+        /// Confirmed external addresses (declared ones included).
+        addrs: Vec<Multiaddr>,
     },
     /// The DHT switched mode.
     DhtModeChanged {

@@ -26,7 +26,7 @@ mod names;
 mod resource;
 mod stats;
 
-pub use events::{DisconnectCause, NodeEvent};
+pub use events::{DisconnectCause, NodeEvent, Reachability};
 pub use libp2p_identity::PeerId;
 pub use limits::ProtocolLimits;
 pub use multiaddr::Multiaddr;

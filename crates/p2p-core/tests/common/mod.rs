@@ -148,6 +148,32 @@ pub fn message_from(
     async move { wait.await.expect("message event") }
 }
 
+/// Sends `message` from `from` to `to` on `choice` and returns what `to`
+/// received: the message, the protocol it came on, and whether its
+/// signature verified.
+pub async fn send_and_receive(
+    from: &Node,
+    to: &Node,
+    message: &p2p_core::Message,
+    choice: p2p_core::WireChoice,
+) -> (std::sync::Arc<p2p_core::Message>, p2p_core::Wire, bool) {
+    let (sender, id) = (from.peer_id(), message.id());
+    let got = to.wait_for(WAIT, move |e| {
+        matches!(e, Event::Message { from: f, message: m, .. } if *f == sender && m.id() == id)
+    });
+    from.send_with(to.peer_id(), message, choice).await.unwrap();
+    let Ok(Event::Message {
+        message,
+        wire,
+        verified,
+        ..
+    }) = got.await
+    else {
+        panic!("no message event")
+    };
+    (message, wire, verified)
+}
+
 /// A future resolving when `node` rejects a message from `from` for `reason`.
 pub fn rejection(
     node: &Node,

@@ -25,9 +25,25 @@ impl Proc {
         Self::spawn_env(data_dir, extra, &[])
     }
 
+    /// `lotus-p2p run --json <args>` started by `program` (e.g. `ip netns
+    /// exec <ns>`, given as `["ip", "netns", "exec", ns]`), its stderr
+    /// discarded.
+    pub fn spawn_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
+        let mut command = Command::new(program);
+        command
+            .args(wrapper_args)
+            .arg(env!("CARGO_BIN_EXE_lotus-p2p"))
+            .args(["run", "--json"])
+            .args(args)
+            .stderr(Stdio::null());
+        Self::start(command)
+    }
+
     /// [`Proc::spawn`] with environment variables set.
     pub fn spawn_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lotus-p2p"));
+        command
             .envs(env.iter().copied())
             .args([
                 "run",
@@ -40,9 +56,15 @@ impl Proc {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .stderr(Stdio::piped());
+        Self::start(command)
+    }
+
+    /// Starts `command` and drives it through its piped stdin and stdout.
+    fn start(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn lotus-p2p");
