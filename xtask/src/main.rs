@@ -397,14 +397,16 @@ fn netns(root: &Path) -> Result<()> {
         root,
         "cargo",
         &[
+            // Workspace-wide, so the build is the one `cargo test
+            // --workspace` made (same features), not a rebuild.
             "test",
-            "-p",
-            "p2p-node",
+            "--workspace",
             "--test",
             "netns",
             "--",
             "--ignored",
             "--test-threads=1",
+            "--nocapture",
         ],
     )
 }

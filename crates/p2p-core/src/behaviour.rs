@@ -2,7 +2,7 @@
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{autonat, connection_limits, identify, memory_connection_limits, ping};
+use libp2p::{autonat, connection_limits, dcutr, identify, memory_connection_limits, ping, relay};
 
 use crate::ip_limits::IpLimiter;
 use crate::peer_manager::PeerManager;
@@ -25,6 +25,12 @@ pub(crate) struct Behaviour {
     /// Reachability probes, ours and others' (see `crate::nat`); off when
     /// `NatConfig::autonat` is false.
     pub(crate) autonat: Toggle<autonat::Behaviour>,
+    /// Relaying for others (`NatConfig::relay_server`); off by default.
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Reservations on relays and dials through them (see `crate::relays`).
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Hole punching over relayed connections (`NatConfig::hole_punching`).
+    pub(crate) dcutr: Toggle<dcutr::Behaviour>,
     /// Kademlia with every DHT rule (see `p2p_dht::Behaviour`).
     pub(crate) dht: p2p_dht::Behaviour,
     /// Raw streams per protocol (messaging and handler streams).

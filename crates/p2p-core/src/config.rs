@@ -43,8 +43,12 @@ pub struct ConnectionLimits {
     /// puts (BENCHMARKS.md, DHT at scale), which is not understood yet. Lower
     /// it to bound memory on nodes that serve many lookups.
     pub keep_idle: u32,
-    /// Established connections to one peer. Default 2 (one each way during a
-    /// simultaneous dial); more only serve to multiply one peer's weight.
+    /// Established connections to one peer. Default 4: one each way during a
+    /// simultaneous dial, an AutoNAT dial-back each way (two public nodes
+    /// probing each other: with 2, the second dial-back was refused and
+    /// the prober wrongly concluded it was private), and a relayed
+    /// connection beside the direct one that hole punching opens. More only
+    /// serve to multiply one peer's weight.
     pub max_established_per_peer: u32,
     /// Inbound connections still in their handshake. Default 64: bounds the
     /// work an unauthenticated flood can cause.
@@ -66,7 +70,7 @@ impl Default for ConnectionLimits {
             max_established_incoming: 192,
             max_established_outgoing: 128,
             keep_idle: 256,
-            max_established_per_peer: 2,
+            max_established_per_peer: 4,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,
             per_ip: IpLimits::default(),
@@ -100,9 +104,14 @@ pub struct NodeConfig {
     pub identity: Identity,
     /// Transport family.
     pub transport: TransportKind,
-    /// Addresses to listen on. Default: `/ip4/0.0.0.0/tcp/0` on TCP, `/memory/0`
+    /// Addresses to listen on. Default: `/ip4/0.0.0.0/tcp/0` (and
+    /// `/ip6/::/tcp/0` in [`NodeConfig::listen_optional`]) on TCP, `/memory/0`
     /// on the memory transport.
     pub listen: Vec<Multiaddr>,
+    /// Addresses to listen on if the host allows: one that fails is logged
+    /// and skipped (the default IPv6 listener, so a host without IPv6 still
+    /// starts). Default none; with `listen` empty on TCP, `/ip6/::/tcp/0`.
+    pub listen_optional: Vec<Multiaddr>,
     /// Peers (with `/p2p/<id>`) dialled at start and redialled with backoff.
     pub bootstrap: Vec<Multiaddr>,
     /// Offer mplex besides yamux, for the TypeScript system's Phase-1 nodes.
@@ -177,6 +186,7 @@ impl Default for NodeConfig {
             identity: Identity::Generate,
             transport: TransportKind::Tcp,
             listen: Vec::new(),
+            listen_optional: Vec::new(),
             bootstrap: Vec::new(),
             mplex: false,
             dht: DhtConfig::default(),
@@ -212,6 +222,7 @@ impl std::fmt::Debug for NodeConfig {
             identity,
             transport,
             listen,
+            listen_optional,
             bootstrap,
             mplex,
             dht,
@@ -238,6 +249,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("identity", identity)
             .field("transport", transport)
             .field("listen", listen)
+            .field("listen_optional", listen_optional)
             .field("bootstrap", bootstrap)
             .field("mplex", mplex)
             .field("dht", dht)
@@ -264,16 +276,17 @@ impl std::fmt::Debug for NodeConfig {
 }
 
 impl NodeConfig {
-    /// The listen addresses, or the transport's default.
-    pub(crate) fn listen_addrs(&self) -> Vec<Multiaddr> {
+    /// The listen addresses, required then optional, or the transport's
+    /// default (dual-stack on TCP, the IPv6 half optional).
+    pub(crate) fn listen_addrs(&self) -> (Vec<Multiaddr>, Vec<Multiaddr>) {
         if !self.listen.is_empty() {
-            return self.listen.clone();
+            return (self.listen.clone(), self.listen_optional.clone());
         }
-        let default = match self.transport {
-            TransportKind::Tcp => "/ip4/0.0.0.0/tcp/0",
-            TransportKind::Memory => "/memory/0",
-        };
-        default.parse().map(|a| vec![a]).unwrap_or_default()
+        let parse = |a: &str| a.parse().map(|a| vec![a]).unwrap_or_default();
+        match self.transport {
+            TransportKind::Tcp => (parse("/ip4/0.0.0.0/tcp/0"), parse("/ip6/::/tcp/0")),
+            TransportKind::Memory => (parse("/memory/0"), Vec::new()),
+        }
     }
 }
 
@@ -331,6 +344,13 @@ impl NodeBuilder {
     /// Adds a listen address.
     pub fn listen(mut self, address: Multiaddr) -> Self {
         self.config.listen.push(address);
+        self
+    }
+
+    /// Adds a listen address the node may start without (see
+    /// [`NodeConfig::listen_optional`]).
+    pub fn listen_optional(mut self, address: Multiaddr) -> Self {
+        self.config.listen_optional.push(address);
         self
     }
 

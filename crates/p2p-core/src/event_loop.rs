@@ -38,15 +38,13 @@ use crate::peer_manager::scores::PeerScores;
 use crate::peer_manager::{self, PeerManager, Rejections};
 use crate::peers::{PeerInfo, PeerTable};
 use crate::rate_limits::Limiters;
+use crate::relays::Relays;
 use crate::stats::SharedStats;
 use crate::{raw_streams, streams, transport};
 use p2p_types::RejectReason;
 
 /// Disconnected peers remembered for `peer_info` and stats.
 const MAX_KNOWN_PEERS: usize = 1024;
-/// Bootstrap redial backoff: 1 s doubling up to 60 s.
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Time given to connections to close on stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often idle rate-limiter state is swept.
@@ -141,10 +139,7 @@ struct BootstrapPeer {
 
 impl BootstrapPeer {
     fn schedule_redial(&mut self) {
-        let backoff = BACKOFF_BASE
-            .saturating_mul(1u32 << self.failures.min(6))
-            .min(BACKOFF_MAX);
-        self.next_dial = Some(Instant::now() + backoff);
+        self.next_dial = Some(Instant::now() + crate::relays::redial_delay(self.failures));
     }
 }
 
@@ -155,8 +150,9 @@ pub(crate) struct EventLoop {
     outbound: Option<Outbound>,
     stats: SharedStats,
     ready: Option<oneshot::Sender<Result<(), NodeError>>>,
-    /// Listeners that have not reported an address yet, with what they bind.
-    listeners_pending: HashMap<ListenerId, Multiaddr>,
+    /// Listeners that have not reported an address yet, with what they bind
+    /// and whether the start may go on without them.
+    listeners_pending: HashMap<ListenerId, (Multiaddr, bool)>,
     /// Every listener, removed explicitly on stop (the memory transport only
     /// releases its port on removal, not on drop).
     listeners: Vec<ListenerId>,
@@ -174,6 +170,8 @@ pub(crate) struct EventLoop {
     raw: HashMap<ProtocolName, (libp2p::StreamProtocol, JoinHandle<()>)>,
     /// What AutoNAT last said (see [`crate::nat`]).
     reachability: nat::Reachability,
+    /// Our reservations on relays (see [`crate::relays`]).
+    relays: Relays,
 }
 
 /// An error and its causes, `outer: inner: ...` (libp2p's dial errors say
@@ -193,11 +191,31 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// support is [`std::io::ErrorKind::Unsupported`]).
 fn transport_io(error: libp2p::TransportError<std::io::Error>) -> std::io::Error {
     match error {
-        libp2p::TransportError::Other(e) => e,
+        libp2p::TransportError::Other(e) => with_os_kind(e),
         libp2p::TransportError::MultiaddrNotSupported(address) => std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             format!("no transport for {address}"),
         ),
+    }
+}
+
+/// `error` with the kind of the OS error it carries: libp2p's boxed
+/// transports wrap it in layers of their own, all of kind `Other`, so an
+/// address in use or not assigned would otherwise not say so.
+fn with_os_kind(error: std::io::Error) -> std::io::Error {
+    let mut kind = None;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() != std::io::ErrorKind::Other
+        {
+            kind = Some(io.kind());
+        }
+        cause = e.source();
+    }
+    match kind {
+        Some(kind) if kind != error.kind() => std::io::Error::new(kind, error),
+        _ => error,
     }
 }
 
@@ -228,12 +246,13 @@ impl EventLoop {
     ) -> Result<(Self, streams::Control, Rejections), Box<(NodeError, PeerScores)>> {
         let (events, handlers, stats, limiters) = shared;
         let local = keypair.public().to_peer_id();
-        let transport = match transport::build(config.transport, keypair, config.mplex) {
+        let (relayed, relay_client) = libp2p::relay::client::new(local);
+        let transport = match transport::build(config.transport, keypair, config.mplex, relayed) {
             Ok(transport) => transport,
             Err(e) => return Err(Box::new((e.into(), scores))),
         };
         let (peer_manager, rejections) = PeerManager::new(scores, Arc::clone(&stats));
-        let listen = config.listen_addrs();
+        let (listen, optional) = config.listen_addrs();
         let behaviour = Behaviour {
             peers: peer_manager,
             limits: connection_limits::Behaviour::new(config.limits.to_libp2p()),
@@ -247,6 +266,9 @@ impl EventLoop {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             autonat: config.nat.autonat(local),
+            relay: config.nat.relay_server(local),
+            relay_client,
+            dcutr: config.nat.hole_punching(local),
             dht: dht_behaviour(config, local, &listen),
             stream: streams::Behaviour::new(config.limits.keep_idle as usize),
         };
@@ -259,9 +281,14 @@ impl EventLoop {
                 .with_idle_connection_timeout(config.idle_connection_timeout),
         );
         let mut listeners_pending = HashMap::new();
-        for address in &listen {
+        let all = listen.iter().map(|a| (a, false));
+        for (address, optional) in all.chain(optional.iter().map(|a| (a, true))) {
             let id = match swarm.listen_on(address.clone()) {
                 Ok(id) => id,
+                Err(e) if optional => {
+                    tracing::warn!(%address, error = %transport_io(e), "optional listen address skipped");
+                    continue;
+                }
                 Err(e) => {
                     let error = NodeError::Listen {
                         address: address.clone(),
@@ -270,7 +297,7 @@ impl EventLoop {
                     return Err(Box::new((error, swarm.behaviour_mut().peers.take_scores())));
                 }
             };
-            listeners_pending.insert(id, address.clone());
+            listeners_pending.insert(id, (address.clone(), optional));
         }
         // Declared external addresses: confirmed now, so a DHT in auto mode
         // serves from the start and identify advertises them.
@@ -298,9 +325,9 @@ impl EventLoop {
                 listeners: listeners_pending.keys().copied().collect(),
                 listeners_pending,
                 peers: PeerTable::new(MAX_KNOWN_PEERS),
-                advertise_listen_addrs: config
-                    .advertise_listen_addrs
-                    .unwrap_or_else(|| p2p_dht::mapper::auto_is_passthrough(&listen)),
+                advertise_listen_addrs: config.advertise_listen_addrs.unwrap_or_else(|| {
+                    p2p_dht::mapper::auto_is_passthrough(&listen, &config.dht.public_ranges)
+                }),
                 pending_dials: HashMap::new(),
                 max_pending_dials: config.max_pending_dials,
                 pending_disconnects: HashMap::new(),
@@ -311,6 +338,10 @@ impl EventLoop {
                 rejections: rejections.clone(),
                 raw: HashMap::new(),
                 reachability: nat::Reachability::default(),
+                relays: Relays::new(
+                    &config.nat.relays,
+                    !config.nat.external_addresses.is_empty(),
+                ),
             },
             control,
             rejections,
@@ -334,7 +365,10 @@ impl EventLoop {
         let mut forget_idle = tokio::time::interval(FORGET_IDLE_EVERY);
         forget_idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let redial_at = self.next_bootstrap_dial();
+            let redial_at = [self.next_bootstrap_dial(), self.relays.next_attempt()]
+                .into_iter()
+                .flatten()
+                .min();
             let redial = async move {
                 match redial_at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -357,7 +391,10 @@ impl EventLoop {
                         return self.swarm.behaviour_mut().peers.take_scores();
                     }
                 }
-                () = redial => self.redial_bootstrap(),
+                () = redial => {
+                    self.redial_bootstrap();
+                    self.reserve_on_relays();
+                }
                 _ = forget_idle.tick() => self.limiters.forget_idle(),
             }
         }
@@ -570,6 +607,22 @@ impl EventLoop {
         }
     }
 
+    /// Listens on the circuit addresses of the relays whose reservation is due.
+    fn reserve_on_relays(&mut self) {
+        for (index, circuit) in self.relays.due(Instant::now()) {
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    self.relays.listening(index, listener);
+                    self.listeners.push(listener);
+                }
+                Err(e) => {
+                    tracing::debug!(%circuit, error = %e, "relay reservation not asked");
+                    self.relays.failed(index);
+                }
+            }
+        }
+    }
+
     fn stats(&mut self) -> NodeStats {
         let info = self.swarm.network_info();
         let dht = self.swarm.behaviour_mut().dht.stats();
@@ -591,6 +644,8 @@ impl EventLoop {
             match &event {
                 SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => metrics.record(e),
                 SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => metrics.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => metrics.record(e),
                 _ => {}
             }
         }
@@ -599,7 +654,13 @@ impl EventLoop {
                 listener_id,
                 address,
             } => {
-                if self.advertise_listen_addrs {
+                if let Some(reserved) = self.relays.reserved(listener_id, &address) {
+                    tracing::info!(relay = ?reserved.relay, %address, "relay reservation accepted");
+                    self.emit(NodeEvent::RelayReserved {
+                        relay: reserved.relay,
+                        addr: reserved.address,
+                    });
+                } else if self.advertise_listen_addrs {
                     self.swarm.add_external_address(address.clone());
                 }
                 self.emit(NodeEvent::ListenAddress { address });
@@ -614,16 +675,28 @@ impl EventLoop {
                 reason,
                 ..
             } => {
-                if let Some(address) = self.listeners_pending.remove(&listener_id) {
-                    self.signal_ready(Err(NodeError::Listen {
-                        address,
-                        source: reason.err().unwrap_or_else(|| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::ConnectionAborted,
-                                "the listener closed",
-                            )
-                        }),
-                    }));
+                if let Some(relay) = self.relays.closed(listener_id) {
+                    let error = reason.err().map(|e| error_chain(&e));
+                    tracing::info!(?relay, ?error, "relay reservation ended");
+                    self.listeners.retain(|l| *l != listener_id);
+                    self.emit(NodeEvent::RelayReservationEnded { relay, error });
+                } else if let Some((address, optional)) =
+                    self.listeners_pending.remove(&listener_id)
+                {
+                    let source = reason.err().map(with_os_kind).unwrap_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "the listener closed",
+                        )
+                    });
+                    if optional {
+                        tracing::warn!(%address, error = %source, "optional listen address skipped");
+                        if self.listeners_pending.is_empty() {
+                            self.signal_ready(Ok(()));
+                        }
+                    } else {
+                        self.signal_ready(Err(NodeError::Listen { address, source }));
+                    }
                 }
             }
             SwarmEvent::ConnectionEstablished {
@@ -684,6 +757,10 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(remote = %send_back_addr, %error, "inbound connection failed");
+            }
+            SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
+                let addrs = self.swarm.external_addresses().cloned().collect();
+                self.emit(NodeEvent::Addresses { addrs });
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -759,6 +836,11 @@ impl EventLoop {
                 if let Some(address) = change.withdraw {
                     self.swarm.remove_external_address(&address);
                 }
+                let public = change.status == p2p_types::Reachability::Public;
+                for listener in self.relays.set_public(public) {
+                    self.swarm.remove_listener(listener);
+                }
+                self.reserve_on_relays();
                 // AutoNAT reports the status before the swarm takes the
                 // address it confirmed: list that one too.
                 let mut addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
@@ -769,6 +851,19 @@ impl EventLoop {
                 }
                 self.emit(nat::event(change.status, addrs));
             }
+            BehaviourEvent::Dcutr(libp2p::dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                tracing::info!(peer = %remote_peer_id, ?result, "hole punch");
+                self.emit(NodeEvent::HolePunch {
+                    peer: remote_peer_id,
+                    ok: result.is_ok(),
+                    error: result.err().map(|e| error_chain(&e)),
+                });
+            }
+            BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
+            BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay server"),
             BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
                 tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
                 let peers = &mut self.swarm.behaviour_mut().peers;

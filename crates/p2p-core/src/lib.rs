@@ -34,6 +34,7 @@ mod peer_manager;
 mod peers;
 mod rate_limits;
 mod raw_streams;
+mod relays;
 mod resources;
 mod stats;
 mod streams;
@@ -58,13 +59,15 @@ pub use messaging::{
     NATIVE_PROTOCOL, NativeCodec, SendError, TYPESCRIPT_PROTOCOL, Wire, WireChoice,
 };
 pub use metrics::SwarmMetrics;
-pub use nat::NatConfig;
+pub use nat::{NatConfig, RelayRate, RelayServerConfig};
 pub use node::{BroadcastOptions, BroadcastReport, Node};
+pub use p2p_dht::mapper::{IpNet, PublicRanges};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{
     DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
     PeerId, ProtocolName, Reachability, RejectReason, ResourceId, ResourceKey, ResourceType,
+    is_relayed,
 };
 pub use peer_manager::Banned;
 pub use peer_manager::scores::{ScoringConfig, penalty};

@@ -18,14 +18,23 @@
 //! node and never expires one, so it cannot notice that a node became
 //! unreachable; v1 re-probes and reports a status.
 //!
+//! A node that is not publicly reachable keeps reservations on the relays
+//! it is given ([`NatConfig::relays`], Circuit Relay v2, see
+//! [`crate::relays`]) and is reachable at their `/p2p-circuit` addresses;
+//! DCUtR then upgrades a relayed connection to a direct one where the NATs
+//! allow (hole punching, [`NatConfig::hole_punching`]). A node with a public
+//! address can serve as a relay for others ([`NatConfig::relay_server`]).
+//!
 //! Documentation and private address ranges are probed too (libp2p's
 //! `only_global_ips` is off): in a private deployment or a LAN they are the
 //! addresses that matter, and a dial-back to an address nobody can reach
 //! simply fails.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-use libp2p::{Multiaddr, PeerId, autonat};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay};
 use p2p_types::NodeEvent;
 
 /// How a node learns whether it is reachable.
@@ -47,6 +56,120 @@ pub struct NatConfig {
     /// Time between probes while the status is unknown or after a probe that
     /// found no peer to ask. Default 90 s (libp2p's).
     pub retry_interval: Duration,
+    /// Relays (`…/p2p/<relay id>`) on which the node keeps a reservation
+    /// while it is not known to be publicly reachable (no declared external
+    /// address, AutoNAT not saying public), so peers reach it at
+    /// `<relay>/p2p-circuit/p2p/<us>`. Default none.
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a relay for other peers, within these bounds. The relay
+    /// serves once the node has a confirmed external address (declared, or
+    /// confirmed by AutoNAT). Default off.
+    pub relay_server: Option<RelayServerConfig>,
+    /// Upgrade relayed connections to direct ones by hole punching (DCUtR).
+    /// Default true.
+    pub hole_punching: bool,
+}
+
+/// A token bucket: at most `burst` at once, one more every `refill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayRate {
+    /// Tokens when full.
+    pub burst: NonZeroU32,
+    /// Time to regain one token.
+    pub refill: Duration,
+}
+
+impl RelayRate {
+    const fn new(burst: u32, refill: Duration) -> Self {
+        Self {
+            burst: match NonZeroU32::new(burst) {
+                Some(burst) => burst,
+                None => NonZeroU32::MIN,
+            },
+            refill,
+        }
+    }
+}
+
+/// Bounds of a relay server (Circuit Relay v2 "hop"). The defaults are
+/// libp2p's, except the byte limit per circuit (1 MiB, libp2p 128 KiB: a
+/// signing session's messages fit while hole punching runs; bulk transfers
+/// wait for the direct connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayServerConfig {
+    /// Reservations held at once. Default 128.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold. Default 4.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts before the client renews it. Default 1 h.
+    pub reservation_duration: Duration,
+    /// New reservations per peer. Default 30, one more every 2 min.
+    pub reservation_rate_per_peer: RelayRate,
+    /// New reservations per IP address. Default 60, one more every minute.
+    pub reservation_rate_per_ip: RelayRate,
+    /// Circuits relayed at once. Default 16.
+    pub max_circuits: usize,
+    /// Circuits one peer may have at once. Default 4.
+    pub max_circuits_per_peer: usize,
+    /// A circuit is closed after this long. Default 2 min.
+    pub max_circuit_duration: Duration,
+    /// A circuit is closed after relaying this many bytes. Default 1 MiB.
+    pub max_circuit_bytes: u64,
+    /// New circuits per source peer. Default 30, one more every 2 min.
+    pub circuit_rate_per_peer: RelayRate,
+    /// New circuits per source IP address. Default 60, one more every minute.
+    pub circuit_rate_per_ip: RelayRate,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(60 * 60),
+            reservation_rate_per_peer: RelayRate::new(30, Duration::from_secs(120)),
+            reservation_rate_per_ip: RelayRate::new(60, Duration::from_secs(60)),
+            max_circuits: 16,
+            max_circuits_per_peer: 4,
+            max_circuit_duration: Duration::from_secs(120),
+            max_circuit_bytes: 1 << 20,
+            circuit_rate_per_peer: RelayRate::new(30, Duration::from_secs(120)),
+            circuit_rate_per_ip: RelayRate::new(60, Duration::from_secs(60)),
+        }
+    }
+}
+
+impl RelayServerConfig {
+    fn to_libp2p(&self) -> relay::Config {
+        relay::Config {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: self.max_reservations_per_peer,
+            reservation_duration: self.reservation_duration,
+            reservation_rate_limiters: Vec::new(),
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_duration: self.max_circuit_duration,
+            max_circuit_bytes: self.max_circuit_bytes,
+            circuit_src_rate_limiters: Vec::new(),
+        }
+        .reservation_rate_per_peer(
+            self.reservation_rate_per_peer.burst,
+            self.reservation_rate_per_peer.refill,
+        )
+        .reservation_rate_per_ip(
+            self.reservation_rate_per_ip.burst,
+            self.reservation_rate_per_ip.refill,
+        )
+        .circuit_src_per_peer(
+            self.circuit_rate_per_peer.burst,
+            self.circuit_rate_per_peer.refill,
+        )
+        .circuit_src_per_ip(
+            self.circuit_rate_per_ip.burst,
+            self.circuit_rate_per_ip.refill,
+        )
+    }
 }
 
 impl Default for NatConfig {
@@ -57,6 +180,9 @@ impl Default for NatConfig {
             probe_delay: Duration::from_secs(15),
             probe_interval: Duration::from_secs(15 * 60),
             retry_interval: Duration::from_secs(90),
+            relays: Vec::new(),
+            relay_server: None,
+            hole_punching: true,
         }
     }
 }
@@ -64,10 +190,7 @@ impl Default for NatConfig {
 impl NatConfig {
     /// libp2p's AutoNAT behaviour for this configuration (probing and serving
     /// off when `autonat` is false).
-    pub(crate) fn autonat(
-        &self,
-        local: PeerId,
-    ) -> libp2p::swarm::behaviour::toggle::Toggle<autonat::Behaviour> {
+    pub(crate) fn autonat(&self, local: PeerId) -> Toggle<autonat::Behaviour> {
         let behaviour = self.autonat.then(|| {
             autonat::Behaviour::new(
                 local,
@@ -83,6 +206,21 @@ impl NatConfig {
             )
         });
         behaviour.into()
+    }
+
+    /// libp2p's relay server, when this node is one.
+    pub(crate) fn relay_server(&self, local: PeerId) -> Toggle<relay::Behaviour> {
+        self.relay_server
+            .as_ref()
+            .map(|config| relay::Behaviour::new(local, config.to_libp2p()))
+            .into()
+    }
+
+    /// libp2p's DCUtR, when hole punching is on.
+    pub(crate) fn hole_punching(&self, local: PeerId) -> Toggle<dcutr::Behaviour> {
+        self.hole_punching
+            .then(|| dcutr::Behaviour::new(local))
+            .into()
     }
 }
 

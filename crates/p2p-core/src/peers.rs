@@ -45,6 +45,11 @@ impl PeerInfo {
         }
     }
 
+    /// True when every open connection runs through a relay (no direct one).
+    pub fn is_relayed(&self) -> bool {
+        !self.addresses.is_empty() && self.addresses.iter().all(p2p_types::is_relayed)
+    }
+
     /// True while at least one connection is open.
     pub fn is_connected(&self) -> bool {
         self.connections > 0

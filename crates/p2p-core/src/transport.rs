@@ -1,6 +1,7 @@
 //! Transports: TCP + WebSocket (+ DNS) for real networks, in-memory for tests
-//! and simulation; always Noise, with yamux (and mplex on request, its new
-//! outbound streams paced: see [`crate::mplex_pacing`]).
+//! and simulation, each with circuits through relays (`/p2p-circuit`); always
+//! Noise, with yamux (and mplex on request, its new outbound streams paced:
+//! see [`crate::mplex_pacing`]).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use libp2p::core::transport::{Boxed, MemoryTransport};
 use libp2p::core::upgrade::{SelectUpgrade, Version};
 use libp2p::futures::{AsyncRead, AsyncWrite};
 use libp2p::identity::Keypair;
-use libp2p::{PeerId, Transport, dns, noise, tcp, websocket, yamux};
+use libp2p::{PeerId, Transport, dns, noise, relay, tcp, websocket, yamux};
 
 use crate::mplex_pacing::Paced;
 
@@ -42,15 +43,19 @@ pub enum TransportError {
 /// The authenticated, multiplexed transport of a node.
 pub(crate) type NodeTransport = Boxed<(PeerId, StreamMuxerBox)>;
 
-/// Builds the transport for `kind`. `mplex` also offers mplex (after yamux) for
-/// the TypeScript system's Phase-1 nodes, which speak nothing else.
+/// Builds the transport for `kind`, with `relayed` (the relay client's
+/// transport) for circuit addresses. `mplex` also offers mplex (after yamux)
+/// for the TypeScript system's Phase-1 nodes, which speak nothing else.
 pub(crate) fn build(
     kind: TransportKind,
     key: &Keypair,
     mplex: bool,
+    relayed: relay::client::Transport,
 ) -> Result<NodeTransport, TransportError> {
     match kind {
-        TransportKind::Memory => secure(MemoryTransport::default(), key, mplex),
+        TransportKind::Memory => {
+            secure(relayed.or_transport(MemoryTransport::default()), key, mplex)
+        }
         TransportKind::Tcp => {
             let tcp_config = tcp::Config::default().nodelay(true);
             let tcp =
@@ -58,7 +63,7 @@ pub(crate) fn build(
             let ws = websocket::Config::new(dns::tokio::Transport::system(
                 tcp::tokio::Transport::new(tcp_config),
             )?);
-            secure(ws.or_transport(tcp), key, mplex)
+            secure(relayed.or_transport(ws.or_transport(tcp)), key, mplex)
         }
     }
 }

@@ -1026,8 +1026,9 @@ async fn established_connections_are_capped_in_total() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_gets_two_connections_at_most() {
-    // The attacker's own node would allow many; the victim's default is 2.
+async fn a_peer_gets_the_per_peer_cap_of_connections_at_most() {
+    // The attacker's own node would allow many; the victim has the default.
+    let cap = ConnectionLimits::default().max_established_per_peer as usize;
     let victim = started(memory_builder(DhtModeSetting::Client)).await;
     let attacker = started(memory_builder(DhtModeSetting::Client).limits({
         let mut c = ConnectionLimits::default();
@@ -1037,17 +1038,17 @@ async fn a_peer_gets_two_connections_at_most() {
     .await;
     // Without `/p2p/<id>` every dial opens a new connection.
     let plain = victim.listen_addrs().await.unwrap().remove(0);
-    for _ in 0..4 {
+    for _ in 0..cap + 2 {
         match attacker.connect(plain.clone()).await {
             Ok(peer) => assert_eq!(peer, victim.peer_id()),
             Err(NodeError::Dial { .. }) => {}
             Err(e) => panic!("unexpected dial outcome: {e:?}"),
         }
     }
-    // The victim closes the third and fourth once their handshakes are done.
-    wait_connections(&attacker, victim.peer_id(), 2).await;
-    wait_connections(&victim, attacker.peer_id(), 2).await;
-    assert_eq!(victim.stats().await.unwrap().connections, 2);
+    // The victim closes those over the cap once their handshakes are done.
+    wait_connections(&attacker, victim.peer_id(), cap).await;
+    wait_connections(&victim, attacker.peer_id(), cap).await;
+    assert_eq!(victim.stats().await.unwrap().connections, cap);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

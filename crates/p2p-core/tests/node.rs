@@ -599,3 +599,72 @@ async fn a_handler_unregistered_and_registered_again_serves_its_streams() {
     let who = tokio::time::timeout(WAIT, opened.recv()).await.unwrap();
     assert_eq!(who, Some(client.peer_id()));
 }
+
+/// Two nodes talk over IPv6 loopback (`::1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_talk_over_ipv6_loopback() {
+    let six = || {
+        Node::builder()
+            .listen("/ip6/::1/tcp/0".parse().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (alice, bob) = (six(), six());
+    alice.start().await.unwrap();
+    bob.start().await.unwrap();
+    let addr = dial_addr(&bob).await;
+    assert!(addr.to_string().starts_with("/ip6/::1/tcp/"), "{addr}");
+    let mut inbox = bob.subscribe();
+    alice.connect(addr).await.unwrap();
+    let hello = alice
+        .sign(
+            alice
+                .message("greeting".parse().unwrap())
+                .payload(&b"{}"[..]),
+        )
+        .unwrap();
+    alice.send(bob.peer_id(), &hello).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Message { from, .. }) = inbox.recv().await
+                && from == alice.peer_id()
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the message over IPv6");
+}
+
+/// A listen address the node may start without (the default IPv6 one, on a
+/// host without IPv6) is skipped when it cannot be bound; a required one
+/// fails the start with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_listen_address_that_cannot_be_bound_is_skipped() {
+    // Not assigned to any interface here: binding fails (EADDRNOTAVAIL).
+    let absent: p2p_core::Multiaddr = "/ip6/2001:db8::77/tcp/0".parse().unwrap();
+    let node = Node::builder()
+        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .listen_optional(absent.clone())
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    let addrs = node.listen_addrs().await.unwrap();
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert!(addrs[0].to_string().starts_with("/ip4/127.0.0.1/"));
+    node.stop().await.unwrap();
+
+    let required = Node::builder().listen(absent.clone()).build().unwrap();
+    match required.start().await {
+        Err(NodeError::Listen { address, source }) => {
+            assert_eq!(address, absent);
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::AddrNotAvailable,
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a listen error, got {other:?}"),
+    }
+}

@@ -40,23 +40,30 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use hashlink::LruCache;
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::kad::{self, store::RecordStore as _};
+use libp2p::swarm::behaviour::{ExternalAddrConfirmed, ExternalAddrExpired};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour,
     NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use p2p_types::{DhtMode, DhtStats, ProtocolLimits, QueryTotals, RejectReason};
+use p2p_types::{DhtMode, DhtStats, ProtocolLimits, QueryTotals, RejectReason, is_relayed};
 
 use crate::inbound::Inbound;
-use crate::mapper::AddressMapper;
+use crate::mapper::{AddressMapper, PublicRanges};
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
 use crate::records::{StoredKey, Validation};
 use crate::routing::{self, Diversity, Groups, Population};
 use crate::{DhtConfig, Kademlia};
+
+/// Providers whose addresses are remembered (see `Behaviour::provider_addrs`).
+const MAX_PROVIDER_PEERS: usize = 1024;
+/// Addresses remembered per provider.
+const MAX_PROVIDER_ADDRS: usize = 8;
 
 type HandlerOut = THandlerOutEvent<Kademlia>;
 type HandlerIn = THandlerInEvent<Kademlia>;
@@ -150,6 +157,18 @@ pub struct Behaviour {
     /// Diversity groups of the peers in the routing table.
     groups: Groups,
     observer: Option<KadObserver>,
+    /// Mode setting Auto: the behaviour sets kad's mode from
+    /// `direct_external`.
+    auto_mode: bool,
+    /// The node's confirmed external addresses that are not relayed.
+    direct_external: HashSet<Multiaddr>,
+    /// Ranges treated as public (diversity groups; the mapper has its own copy).
+    public_ranges: PublicRanges,
+    /// Addresses provider records gave for their providers (after the
+    /// mapper), offered when the node dials such a peer: a provider that is
+    /// a DHT client (behind NAT, reachable through a relay) is in no routing
+    /// table, and the provider record is where its addresses are.
+    provider_addrs: LruCache<PeerId, Vec<Multiaddr>>,
     /// Record lookups finished and their requests (in [`DhtStats`]).
     record_lookups: QueryTotals,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
@@ -176,7 +195,10 @@ impl Behaviour {
             kad: config.dht.behaviour(local),
             local,
             protocol: config.dht.protocol.clone(),
-            mapper: config.dht.mapper.resolve(&config.listen),
+            mapper: config
+                .dht
+                .mapper
+                .resolve(&config.listen, &config.dht.public_ranges),
             diversity: config.dht.diversity,
             inbound: Inbound::new(local, validation, config.dht.creator_quotas),
             rates: Rates::new(config.rates),
@@ -185,6 +207,10 @@ impl Behaviour {
             observed: HashMap::new(),
             groups: Groups::default(),
             observer: None,
+            auto_mode: config.dht.mode == crate::DhtModeSetting::Auto,
+            direct_external: HashSet::new(),
+            public_ranges: config.dht.public_ranges.clone(),
+            provider_addrs: LruCache::new(MAX_PROVIDER_PEERS),
             record_lookups: QueryTotals::default(),
             queued: VecDeque::new(),
         }
@@ -279,9 +305,37 @@ impl Behaviour {
         self.kad.bootstrap()
     }
 
-    /// Pins the mode (`None`: kad's automatic mode).
+    /// Pins the mode (`None`: automatic, see [`crate::DhtModeSetting::Auto`]).
     pub fn set_mode(&mut self, mode: Option<kad::Mode>) {
-        self.kad.set_mode(mode);
+        self.auto_mode = mode.is_none();
+        match mode {
+            Some(mode) => self.switch_mode(mode),
+            None => self.decide_mode(),
+        }
+    }
+
+    /// Auto mode: server exactly while a direct external address is confirmed.
+    fn decide_mode(&mut self) {
+        if self.auto_mode {
+            self.switch_mode(if self.direct_external.is_empty() {
+                kad::Mode::Client
+            } else {
+                kad::Mode::Server
+            });
+        }
+    }
+
+    fn switch_mode(&mut self, mode: kad::Mode) {
+        let old = self.kad.mode();
+        self.kad.set_mode(Some(mode));
+        if old != mode {
+            self.emit(Event::ModeChanged {
+                mode: match mode {
+                    kad::Mode::Client => DhtMode::Client,
+                    kad::Mode::Server => DhtMode::Server,
+                },
+            });
+        }
     }
 
     /// Adds `peer` at `addr` to the routing table, if the mapper keeps the
@@ -306,6 +360,7 @@ impl Behaviour {
             peer: self.local,
             kad_protocol: &self.protocol,
             diversity: self.diversity,
+            public_ranges: &self.public_ranges,
         };
         let identified = routing::Identified {
             peer,
@@ -419,7 +474,7 @@ impl Behaviour {
     /// refuses (a LAN or loopback address, in public mode). A peer left with
     /// no address stays in the answer: kad then dials it only at addresses it
     /// already knows.
-    fn filter_answer(&self, event: &mut HandlerOut) {
+    fn filter_answer(&mut self, event: &mut HandlerOut) {
         let (closer, providers) = match event {
             HandlerOut::FindNodeRes { closer_peers, .. }
             | HandlerOut::GetRecordRes { closer_peers, .. } => (closer_peers, None),
@@ -435,6 +490,20 @@ impl Behaviour {
             peer.multiaddrs.retain(|addr| self.mapper.keep(addr));
             if peer.multiaddrs.len() < before {
                 tracing::trace!(peer = %peer.node_id, "addresses refused by the mapper dropped from an answer");
+            }
+        }
+        if let HandlerOut::GetProvidersRes { provider_peers, .. } = event {
+            for provider in provider_peers.iter() {
+                tracing::trace!(provider = %provider.node_id, addrs = ?provider.multiaddrs, "provider in an answer");
+                if provider.node_id != self.local && !provider.multiaddrs.is_empty() {
+                    let addrs = provider
+                        .multiaddrs
+                        .iter()
+                        .take(MAX_PROVIDER_ADDRS)
+                        .cloned()
+                        .collect();
+                    self.provider_addrs.insert(provider.node_id, addrs);
+                }
             }
         }
     }
@@ -461,12 +530,6 @@ impl Behaviour {
                 let table_size = self.routing_table_size();
                 self.emit(Event::RoutingUpdated { peer, table_size });
             }
-            kad::Event::ModeChanged { new_mode } => self.emit(Event::ModeChanged {
-                mode: match new_mode {
-                    kad::Mode::Client => DhtMode::Client,
-                    kad::Mode::Server => DhtMode::Server,
-                },
-            }),
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::PutRecord {
@@ -553,12 +616,20 @@ impl NetworkBehaviour for Behaviour {
         addresses: &[Multiaddr],
         effective_role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.kad.handle_pending_outbound_connection(
+        let mut addrs = self.kad.handle_pending_outbound_connection(
             connection_id,
             maybe_peer,
             addresses,
             effective_role,
-        )
+        )?;
+        if let Some(known) = maybe_peer.and_then(|peer| self.provider_addrs.get(&peer)) {
+            for addr in known {
+                if !addrs.contains(addr) && !addresses.contains(addr) {
+                    addrs.push(addr.clone());
+                }
+            }
+        }
+        Ok(addrs)
     }
 
     fn handle_established_outbound_connection(
@@ -596,6 +667,16 @@ impl NetworkBehaviour for Behaviour {
                 error: DialError::Transport(_),
                 ..
             }) => self.forget_unreachable(peer),
+            FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed { addr })
+                if !is_relayed(addr) =>
+            {
+                self.direct_external.insert(addr.clone());
+                self.decide_mode();
+            }
+            FromSwarm::ExternalAddrExpired(ExternalAddrExpired { addr }) => {
+                self.direct_external.remove(addr);
+                self.decide_mode();
+            }
             _ => {}
         }
     }

@@ -19,8 +19,9 @@ pub enum DhtModeSetting {
     Client,
     /// Store records and answer queries.
     Server,
-    /// libp2p-kad's automatic mode: server once an external address is
-    /// confirmed, client before. A node whose listen addresses are all local
+    /// Server while the node has a confirmed direct external address (kad's
+    /// automatic mode, except that a relayed address does not count: a node
+    /// reachable only through a relay stays a client). A node whose listen addresses are all local
     /// (loopback, LAN, memory) advertises them as external addresses by default
     /// (`NodeConfig::advertise_listen_addrs`), so Auto turns Server there at
     /// once; a node on `0.0.0.0` stays a client until an address is confirmed.
@@ -38,6 +39,9 @@ pub struct DhtConfig {
     pub mode: DhtModeSetting,
     /// Which peer addresses enter the routing table. Default Auto (see [`crate::mapper`]).
     pub mapper: MapperPolicy,
+    /// Address ranges the mapper and the diversity groups treat as public
+    /// (private deployments, tests on documentation ranges). Default none.
+    pub public_ranges: crate::mapper::PublicRanges,
     /// How long stored records live unless they carry an earlier expiry.
     /// Default 1 hour: resources are sessions and rounds that last minutes to
     /// hours (the TypeScript examples announce with `ttl: 3600`), so a record
@@ -94,6 +98,7 @@ impl Default for DhtConfig {
             protocol: StreamProtocol::new(DEFAULT_PROTOCOL),
             mode: DhtModeSetting::Auto,
             mapper: MapperPolicy::Auto,
+            public_ranges: crate::mapper::PublicRanges::default(),
             record_ttl: Duration::from_secs(3600),
             record_replication_interval: Duration::from_secs(600),
             provider_ttl: Duration::from_secs(3600),
@@ -148,11 +153,13 @@ impl DhtConfig {
             },
         );
         let mut kad = kad::Behaviour::with_config(local, store, self.kad_config());
-        kad.set_mode(match self.mode {
-            DhtModeSetting::Client => Some(kad::Mode::Client),
-            DhtModeSetting::Server => Some(kad::Mode::Server),
-            DhtModeSetting::Auto => None,
-        });
+        // Auto starts as a client; `crate::Behaviour` decides from the
+        // node's direct external addresses (kad's own auto mode would also
+        // count relayed ones).
+        kad.set_mode(Some(match self.mode {
+            DhtModeSetting::Server => kad::Mode::Server,
+            DhtModeSetting::Client | DhtModeSetting::Auto => kad::Mode::Client,
+        }));
         kad
     }
 }

@@ -20,10 +20,17 @@
 //!   setting) and for public IPs or DNS names. A LAN deployment that listens on
 //!   `0.0.0.0` chooses Passthrough explicitly.
 //! - [`MapperPolicy::Custom`] is the user's own [`AddressMapper`].
+//!
+//! [`PublicRanges`] lists ranges to treat as public whatever their class (a
+//! private deployment on RFC 1918 space, or tests on documentation ranges):
+//! an address in one of them is [`AddressScope::Public`] for every policy
+//! above and for the diversity groups (`--public-ranges`).
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+pub use ipnet::IpNet;
 
 use multiaddr::{Multiaddr, Protocol};
 
@@ -110,6 +117,48 @@ fn classify_v6(ip: Ipv6Addr) -> AddressScope {
     }
 }
 
+/// Address ranges treated as public whatever their class (see the module
+/// docs). Empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublicRanges(Vec<IpNet>);
+
+impl PublicRanges {
+    /// These ranges.
+    pub fn new(ranges: Vec<IpNet>) -> Self {
+        Self(ranges)
+    }
+
+    /// The ranges.
+    pub fn ranges(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    /// True when `ip` is in one of the ranges (an IPv4-mapped IPv6 address
+    /// as its IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|range| range.contains(&ip))
+    }
+
+    /// [`classify`], with addresses in these ranges [`AddressScope::Public`].
+    pub fn classify(&self, addr: &Multiaddr) -> AddressScope {
+        if !self.0.is_empty() {
+            let ip = addr.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+                _ => None,
+            });
+            if ip.is_some_and(|ip| self.contains(ip)) {
+                return AddressScope::Public;
+            }
+        }
+        classify(addr)
+    }
+}
+
 /// Classifies an address by its first IP, DNS or memory component.
 pub fn classify(addr: &Multiaddr) -> AddressScope {
     for protocol in addr.iter() {
@@ -157,13 +206,17 @@ impl AddressMapper for Passthrough {
     }
 }
 
-/// Keeps only publicly reachable addresses (see the module docs).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PublicOnly;
+/// Keeps only publicly reachable addresses (see the module docs), and those
+/// in its [`PublicRanges`].
+#[derive(Debug, Clone, Default)]
+pub struct PublicOnly {
+    /// Ranges treated as public.
+    pub public_ranges: PublicRanges,
+}
 
 impl AddressMapper for PublicOnly {
     fn keep(&self, addr: &Multiaddr) -> bool {
-        classify(addr).is_public()
+        self.public_ranges.classify(addr).is_public()
     }
 }
 
@@ -182,22 +235,35 @@ pub enum MapperPolicy {
 }
 
 impl MapperPolicy {
-    /// The mapper to use for a node listening on `listen_addrs`.
-    pub fn resolve(&self, listen_addrs: &[Multiaddr]) -> Arc<dyn AddressMapper> {
+    /// The mapper to use for a node listening on `listen_addrs`, with
+    /// `public_ranges` treated as public.
+    pub fn resolve(
+        &self,
+        listen_addrs: &[Multiaddr],
+        public_ranges: &PublicRanges,
+    ) -> Arc<dyn AddressMapper> {
+        let public_only = || {
+            Arc::new(PublicOnly {
+                public_ranges: public_ranges.clone(),
+            })
+        };
         match self {
             Self::Passthrough => Arc::new(Passthrough),
-            Self::PublicOnly => Arc::new(PublicOnly),
+            Self::PublicOnly => public_only(),
             Self::Custom(mapper) => Arc::clone(mapper),
-            Self::Auto if auto_is_passthrough(listen_addrs) => Arc::new(Passthrough),
-            Self::Auto => Arc::new(PublicOnly),
+            Self::Auto if auto_is_passthrough(listen_addrs, public_ranges) => Arc::new(Passthrough),
+            Self::Auto => public_only(),
         }
     }
 }
 
 /// Auto's rule: Passthrough iff there is at least one listen address and every
-/// one is a specific local address.
-pub fn auto_is_passthrough(listen_addrs: &[Multiaddr]) -> bool {
-    !listen_addrs.is_empty() && listen_addrs.iter().all(|a| classify(a).is_local())
+/// one is a specific local address (not in `public_ranges`).
+pub fn auto_is_passthrough(listen_addrs: &[Multiaddr], public_ranges: &PublicRanges) -> bool {
+    !listen_addrs.is_empty()
+        && listen_addrs
+            .iter()
+            .all(|a| public_ranges.classify(a).is_local())
 }
 
 #[cfg(test)]
@@ -262,14 +328,18 @@ mod tests {
             ma("/ip6/2a01:4f8::1/tcp/1"),
             ma("/dns4/node.example.com/tcp/1"),
         ];
-        assert_eq!(PublicOnly.map(&addrs), addrs[6..].to_vec());
+        assert_eq!(PublicOnly::default().map(&addrs), addrs[6..].to_vec());
         assert_eq!(Passthrough.map(&addrs), addrs.to_vec());
     }
 
     #[test]
     fn auto_choice_for_typical_listen_sets() {
-        let passthrough =
-            |addrs: &[&str]| auto_is_passthrough(&addrs.iter().map(|a| ma(a)).collect::<Vec<_>>());
+        let passthrough = |addrs: &[&str]| {
+            auto_is_passthrough(
+                &addrs.iter().map(|a| ma(a)).collect::<Vec<_>>(),
+                &PublicRanges::default(),
+            )
+        };
         // Tests and local simulations.
         assert!(passthrough(&["/ip4/127.0.0.1/tcp/0"]));
         assert!(passthrough(&[
@@ -294,24 +364,66 @@ mod tests {
         let local = [ma("/ip4/127.0.0.1/tcp/0")];
         assert!(
             MapperPolicy::Auto
-                .resolve(&local)
+                .resolve(&local, &PublicRanges::default())
                 .keep(&ma("/ip4/127.0.0.1/tcp/5"))
         );
         assert!(
             !MapperPolicy::PublicOnly
-                .resolve(&local)
+                .resolve(&local, &PublicRanges::default())
                 .keep(&ma("/ip4/127.0.0.1/tcp/5"))
         );
         let any = [ma("/ip4/0.0.0.0/tcp/0")];
         assert!(
             !MapperPolicy::Auto
-                .resolve(&any)
+                .resolve(&any, &PublicRanges::default())
                 .keep(&ma("/ip4/10.0.0.1/tcp/5"))
         );
         assert!(
             MapperPolicy::Passthrough
-                .resolve(&any)
+                .resolve(&any, &PublicRanges::default())
                 .keep(&ma("/ip4/10.0.0.1/tcp/5"))
         );
+    }
+
+    #[test]
+    fn public_ranges_make_their_addresses_public_for_every_policy() {
+        let ranges = PublicRanges::new(vec![
+            "198.51.100.0/24".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap(),
+        ]);
+        for (addr, scope) in [
+            ("/ip4/198.51.100.7/tcp/1", AddressScope::Public),
+            ("/ip4/203.0.113.7/tcp/1", AddressScope::Reserved),
+            ("/ip6/2001:db8:1::5/tcp/1", AddressScope::Public),
+            ("/ip6/2001:db8:2::5/tcp/1", AddressScope::Reserved),
+            ("/ip6/::ffff:198.51.100.9/tcp/1", AddressScope::Public),
+            ("/ip4/10.1.2.3/tcp/1", AddressScope::Public),
+            ("/ip4/10.2.2.3/tcp/1", AddressScope::Private),
+            // A relayed address is classified by its relay's IP.
+            (
+                "/ip4/198.51.100.10/tcp/4001/p2p/12D3KooWGzG2XNHqCbYBk4JrDoTjvzLDRbQEFjXAdN2FEv3HTwqr/p2p-circuit",
+                AddressScope::Public,
+            ),
+        ] {
+            assert_eq!(ranges.classify(&ma(addr)), scope, "{addr}");
+        }
+        let public_only = MapperPolicy::PublicOnly.resolve(&[], &ranges);
+        assert!(public_only.keep(&ma("/ip4/198.51.100.7/tcp/1")));
+        assert!(!public_only.keep(&ma("/ip4/203.0.113.7/tcp/1")));
+        // A node listening in a public range is public: Auto keeps only
+        // public addresses (and those in the ranges).
+        let listen = [ma("/ip4/198.51.100.10/tcp/4001")];
+        assert!(!auto_is_passthrough(&listen, &ranges));
+        let auto = MapperPolicy::Auto.resolve(&listen, &ranges);
+        assert!(auto.keep(&ma("/ip4/198.51.100.11/tcp/4001")));
+        assert!(!auto.keep(&ma("/ip4/192.168.1.1/tcp/4001")));
+        // A private listener stays Passthrough unless its range is listed.
+        let lan = [ma("/ip4/10.2.0.5/tcp/4001")];
+        assert!(auto_is_passthrough(&lan, &ranges));
+        assert!(!auto_is_passthrough(
+            &[ma("/ip4/10.1.0.5/tcp/4001")],
+            &ranges
+        ));
     }
 }

@@ -24,7 +24,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use crate::Kademlia;
-use crate::mapper::{AddressMapper, AddressScope, classify};
+use crate::mapper::{AddressMapper, AddressScope, PublicRanges};
 
 /// Routing-table diversity, after go-libp2p's peer-diversity filter: peers are
 /// grouped by the address their connection was observed at (a public IPv4
@@ -50,8 +50,8 @@ impl Default for Diversity {
 }
 
 /// The diversity group of a connection observed at `addr`, if it has one.
-fn group_of(addr: &Multiaddr) -> Option<Vec<u8>> {
-    match classify(addr) {
+fn group_of(addr: &Multiaddr, public_ranges: &PublicRanges) -> Option<Vec<u8>> {
+    match public_ranges.classify(addr) {
         AddressScope::Public => addr.iter().find_map(|p| match p {
             Protocol::Ip4(ip) => Some(prefix(IpAddr::V4(ip))),
             Protocol::Ip6(ip) => Some(prefix(IpAddr::V6(ip))),
@@ -152,6 +152,8 @@ pub struct Local<'a> {
     pub kad_protocol: &'a StreamProtocol,
     /// Diversity limits; `None` turns them off.
     pub diversity: Option<Diversity>,
+    /// Ranges treated as public (grouped like public addresses).
+    pub public_ranges: &'a PublicRanges,
 }
 
 /// A peer identify told us about.
@@ -190,7 +192,7 @@ pub fn on_identified(
     if addrs.is_empty() {
         return Population::NoUsableAddress;
     }
-    let group = observed.and_then(group_of);
+    let group = observed.and_then(|addr| group_of(addr, local.public_ranges));
     if let Some(limits) = local.diversity
         && let Some(group) = &group
         && !diverse(kad, groups, local.peer, limits, peer, group)

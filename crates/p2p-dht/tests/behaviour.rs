@@ -1025,3 +1025,106 @@ fn the_behaviour_groups_peers_by_their_observed_connection_address() {
     assert_eq!(added, 3);
     assert_eq!(dht.routing_table_size(), 3);
 }
+
+/// Auto mode serves the DHT exactly while a direct external address is
+/// confirmed: an address through a relay (a wallet behind NAT holding a
+/// reservation) does not make a server, though kad's own auto mode would.
+#[test]
+fn auto_mode_serves_on_a_direct_address_and_never_on_a_relayed_one() {
+    use libp2p::swarm::behaviour::{ExternalAddrConfirmed, ExternalAddrExpired};
+    use libp2p::swarm::{FromSwarm, NetworkBehaviour as _};
+    use p2p_types::DhtMode;
+
+    let mut config = dht_config(DhtRates::default());
+    config.dht.mode = p2p_dht::DhtModeSetting::Auto;
+    let mut dht = Behaviour::new(PeerId::random(), config);
+    assert_eq!(dht.stats().mode, DhtMode::Client);
+    let relayed: libp2p::Multiaddr = format!(
+        "/ip4/198.51.100.10/tcp/4001/p2p/{}/p2p-circuit",
+        PeerId::random()
+    )
+    .parse()
+    .unwrap();
+    dht.on_swarm_event(FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed {
+        addr: &relayed,
+    }));
+    assert_eq!(dht.stats().mode, DhtMode::Client, "relayed only");
+    let direct: libp2p::Multiaddr = "/ip4/198.51.100.20/tcp/4001".parse().unwrap();
+    dht.on_swarm_event(FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed {
+        addr: &direct,
+    }));
+    assert_eq!(dht.stats().mode, DhtMode::Server, "a direct address");
+    dht.on_swarm_event(FromSwarm::ExternalAddrExpired(ExternalAddrExpired {
+        addr: &direct,
+    }));
+    assert_eq!(dht.stats().mode, DhtMode::Client, "back to relayed only");
+}
+
+/// A provider that is a DHT client (behind NAT) is in no routing table: the
+/// addresses its provider record gives (here a relayed one) are where the
+/// node dials it after a lookup.
+#[tokio::test]
+async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
+    use libp2p::core::Endpoint;
+    use libp2p::swarm::{ConnectionId, NetworkBehaviour as _};
+
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
+        raw: vec![
+            node(Keypair::generate_ed25519(), |id| {
+                raw_kad(id, kad::Mode::Server)
+            })
+            .await,
+        ],
+    };
+    let key = RecordKey::new(&"resource:session:relayed");
+    let provider = PeerId::random();
+    let relayed: libp2p::Multiaddr = format!(
+        "/memory/77/p2p/{}/p2p-circuit/p2p/{provider}",
+        net.raw[0].id()
+    )
+    .parse()
+    .unwrap();
+    use kad::store::RecordStore as _;
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .store_mut()
+        .add_provider(kad::ProviderRecord {
+            key: key.clone(),
+            provider,
+            expires: None,
+            addresses: vec![relayed.clone()],
+        })
+        .unwrap();
+    net.connect_raw(0, 0).await;
+    let (raw_id, raw_addr) = (net.raw[0].id(), net.raw[0].addr.clone());
+    let dht = net.nodes[0].swarm.behaviour_mut();
+    assert!(dht.add_address(raw_id, raw_addr));
+    let no_address = dht
+        .handle_pending_outbound_connection(
+            ConnectionId::new_unchecked(1_000),
+            Some(provider),
+            &[],
+            Endpoint::Dialer,
+        )
+        .unwrap();
+    assert!(no_address.is_empty(), "unknown before the lookup");
+    let (tx, mut rx) = oneshot::channel();
+    dht.get_providers(key, tx);
+    let found = net
+        .drive_until("providers found", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found, vec![provider]);
+    let addrs = net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .handle_pending_outbound_connection(
+            ConnectionId::new_unchecked(1_001),
+            Some(provider),
+            &[],
+            Endpoint::Dialer,
+        )
+        .unwrap();
+    assert_eq!(addrs, vec![relayed]);
+}

@@ -30,6 +30,7 @@ fn identify_from(
         peer: local,
         kad_protocol: &protocol,
         diversity: config.diversity,
+        public_ranges: &config.public_ranges,
     };
     let populations: Vec<Population> = (0..15)
         .map(|i| {
@@ -37,7 +38,7 @@ fn identify_from(
             let listen: Multiaddr = claimed(i).parse().unwrap();
             on_identified(
                 &mut kad,
-                &PublicOnly,
+                &PublicOnly::default(),
                 me,
                 &mut groups,
                 Identified {

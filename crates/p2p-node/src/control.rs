@@ -192,6 +192,12 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                     json!({
                         "peerId": p.peer_id.to_string(),
                         "addrs": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        // One entry per open connection: where it goes and
+                        // whether it runs through a relay.
+                        "connections": p.addresses.iter().map(|a| json!({
+                            "addr": a.to_string(),
+                            "relayed": p2p_core::is_relayed(a),
+                        })).collect::<Vec<_>>(),
                         "agent": p.agent,
                         "protocols": p.protocols,
                         "rttMs": p.rtt.map(|d| d.as_secs_f64() * 1000.0),

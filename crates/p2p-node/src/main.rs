@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use p2p_core::{DhtModeSetting, Identity, Multiaddr, Node, NodeConfig, NodeError, SwarmMetrics};
+use p2p_core::{
+    DhtModeSetting, Event, Identity, Multiaddr, Node, NodeConfig, NodeError, SwarmMetrics,
+};
+use tokio::sync::broadcast;
 
 use crate::output::Output;
 
@@ -41,7 +44,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a key file (ed25519).
     Keygen {
         /// Where to write it. Default: <data dir>/node.key.
@@ -69,7 +72,8 @@ enum DhtModeArg {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/4001 and
-    /// /ip4/0.0.0.0/tcp/4002/ws, falling back to free ports if taken.
+    /// /ip4/0.0.0.0/tcp/4002/ws, plus /ip6/::/tcp/4001 and /ip6/::/tcp/4002/ws
+    /// where the host has IPv6, falling back to free ports if taken.
     #[arg(long)]
     listen: Vec<Multiaddr>,
     /// Bootstrap peer, with /p2p/<id> (repeatable).
@@ -120,6 +124,34 @@ struct RunArgs {
     /// (default 90).
     #[arg(long)]
     autonat_retry_secs: Option<u64>,
+    /// A relay to keep a reservation on while this node is not publicly
+    /// reachable, with /p2p/<id> (repeatable): peers then reach this node at
+    /// <relay>/p2p-circuit/p2p/<this id>.
+    #[arg(long)]
+    relay: Vec<Multiaddr>,
+    /// Relay for other peers (Circuit Relay v2, bounded: 128 reservations,
+    /// 16 circuits, 2 min and 1 MiB per circuit); serves once this node has
+    /// a confirmed external address.
+    #[arg(long)]
+    relay_server: bool,
+    /// Relay server: reservations held at once (default 128).
+    #[arg(long)]
+    relay_max_reservations: Option<usize>,
+    /// Relay server: circuits relayed at once (default 16).
+    #[arg(long)]
+    relay_max_circuits: Option<usize>,
+    /// Relay server: new reservations, and new circuits, one IP address may
+    /// ask for at once (default 60, one more a minute).
+    #[arg(long)]
+    relay_per_ip: Option<std::num::NonZeroU32>,
+    /// Do not upgrade relayed connections by hole punching (DCUtR).
+    #[arg(long)]
+    no_hole_punching: bool,
+    /// Address ranges to treat as public, comma-separated CIDRs (a private
+    /// deployment; tests on documentation ranges): the DHT keeps peers'
+    /// addresses there as it keeps public ones.
+    #[arg(long, value_delimiter = ',')]
+    public_ranges: Vec<p2p_core::IpNet>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -163,7 +195,7 @@ fn main() -> Result<()> {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run(args)),
+            .block_on(run(*args)),
     }
 }
 
@@ -180,11 +212,16 @@ fn keygen(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>) -> NodeConfig {
+fn config(
+    args: &RunArgs,
+    (listen, optional): (Vec<Multiaddr>, Vec<Multiaddr>),
+    metrics: Option<SwarmMetrics>,
+) -> NodeConfig {
     let mut config = NodeConfig::default();
     config.metrics = metrics;
     config.identity = Identity::KeyFile(key_path(args.key_file.clone(), args.data_dir.clone()));
     config.listen = listen;
+    config.listen_optional = optional;
     config.bootstrap = args.bootstrap.clone();
     config.mplex = args.mplex;
     config.accept_unsigned_records = args.accept_unsigned_records;
@@ -198,6 +235,10 @@ fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>)
     if let Some(secs) = args.autonat_retry_secs {
         config.nat.retry_interval = Duration::from_secs(secs);
     }
+    config.nat.relays = args.relay.clone();
+    config.nat.relay_server = args.relay_server.then(|| relay_server(args));
+    config.nat.hole_punching = !args.no_hole_punching;
+    config.dht.public_ranges = p2p_core::PublicRanges::new(args.public_ranges.clone());
     config.dht.mode = match args.dht_mode {
         DhtModeArg::Client => DhtModeSetting::Client,
         DhtModeArg::Server => DhtModeSetting::Server,
@@ -206,40 +247,65 @@ fn config(args: &RunArgs, listen: Vec<Multiaddr>, metrics: Option<SwarmMetrics>)
     config
 }
 
-fn default_listen(tcp: u16, ws: u16) -> Result<Vec<Multiaddr>> {
-    Ok(vec![
-        format!("/ip4/0.0.0.0/tcp/{tcp}").parse()?,
-        format!("/ip4/0.0.0.0/tcp/{ws}/ws").parse()?,
-    ])
+/// The relay server's bounds: the defaults, with what the flags set.
+fn relay_server(args: &RunArgs) -> p2p_core::RelayServerConfig {
+    let mut relay = p2p_core::RelayServerConfig::default();
+    if let Some(max) = args.relay_max_reservations {
+        relay.max_reservations = max;
+    }
+    if let Some(max) = args.relay_max_circuits {
+        relay.max_circuits = max;
+    }
+    if let Some(burst) = args.relay_per_ip {
+        relay.reservation_rate_per_ip.burst = burst;
+        relay.circuit_rate_per_ip.burst = burst;
+    }
+    relay
+}
+
+/// The default listen addresses: IPv4 (required) and IPv6 (where the host
+/// has it).
+fn default_listen(tcp: u16, ws: u16) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>)> {
+    Ok((
+        vec![
+            format!("/ip4/0.0.0.0/tcp/{tcp}").parse()?,
+            format!("/ip4/0.0.0.0/tcp/{ws}/ws").parse()?,
+        ],
+        vec![
+            format!("/ip6/::/tcp/{tcp}").parse()?,
+            format!("/ip6/::/tcp/{ws}/ws").parse()?,
+        ],
+    ))
 }
 
 /// Starts the node; with default listen addresses, falls back to free ports
 /// when the default ones are taken (and says so).
-async fn start(args: &RunArgs, metrics: Option<SwarmMetrics>) -> Result<Node> {
+async fn start(
+    args: &RunArgs,
+    metrics: Option<SwarmMetrics>,
+) -> Result<(Node, broadcast::Receiver<Event>)> {
+    // Subscribed before the node starts, so no event of the start is lost
+    // (bootstrap connections, relay reservations): they print after the
+    // `listening` line.
+    let started = |config| async {
+        let node = p2p_core::NodeBuilder::from_config(config).build()?;
+        let events = node.subscribe();
+        node.start().await.map(|()| (node, events))
+    };
     if !args.listen.is_empty() {
-        let node =
-            p2p_core::NodeBuilder::from_config(config(args, args.listen.clone(), metrics.clone()))
-                .build()?;
-        node.start().await.context("starting the node")?;
-        return Ok(node);
+        let listen = (args.listen.clone(), Vec::new());
+        return started(config(args, listen, metrics))
+            .await
+            .context("starting the node");
     }
-    let node = p2p_core::NodeBuilder::from_config(config(
-        args,
-        default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?,
-        metrics.clone(),
-    ))
-    .build()?;
-    match node.start().await {
-        Ok(()) => Ok(node),
+    let defaults = default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?;
+    match started(config(args, defaults, metrics.clone())).await {
+        Ok(started) => Ok(started),
         Err(NodeError::Listen { address, source }) => {
             eprintln!("cannot listen on {address} ({source}); using free ports instead");
-            let node =
-                p2p_core::NodeBuilder::from_config(config(args, default_listen(0, 0)?, metrics))
-                    .build()?;
-            node.start()
+            started(config(args, default_listen(0, 0)?, metrics))
                 .await
-                .context("starting the node on free ports")?;
-            Ok(node)
+                .context("starting the node on free ports")
         }
         Err(e) => Err(e).context("starting the node"),
     }
@@ -248,14 +314,14 @@ async fn start(args: &RunArgs, metrics: Option<SwarmMetrics>) -> Result<Node> {
 async fn run(args: RunArgs) -> Result<()> {
     let out = Output::new(args.json);
     let registry = args.metrics.map(|_| metrics::Metrics::new());
-    let node = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;
+    let (node, events) = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;
     let addrs = node.listen_addrs().await?;
     out.listening(&node, &addrs);
     let metrics = match (args.metrics, registry) {
         (Some(addr), Some(registry)) => Some(metrics::serve(addr, node.clone(), registry).await?),
         _ => None,
     };
-    let events = tokio::spawn(output::print_events(node.subscribe(), out.clone()));
+    let events = tokio::spawn(output::print_events(events, out.clone()));
     let outcome = tokio::select! {
         r = control::run(node.clone(), out.clone()) => r,
         _ = shutdown_signal() => Ok(()),

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use p2p_core::{Event, Node, NodeStats, Registry, RejectReason, SwarmMetrics};
+use p2p_core::{
+    Event, Node, NodeEvent, NodeStats, Reachability, Registry, RejectReason, SwarmMetrics,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -65,6 +67,11 @@ struct Snapshot {
     stats: Mutex<Option<NodeStats>>,
     announced: AtomicU64,
     discovered: AtomicU64,
+    /// The last reachability status: 0 unknown, 1 public, 2 private.
+    reachability: AtomicU64,
+    relay_reservations: AtomicU64,
+    hole_punches_ok: AtomicU64,
+    hole_punches_failed: AtomicU64,
 }
 
 impl Snapshot {
@@ -96,6 +103,35 @@ impl Collector for Snapshot {
             "resources_discovered",
             "Resources discovered in the DHT.",
             self.discovered.load(Ordering::Relaxed),
+        )?;
+        let status = self.reachability.load(Ordering::Relaxed);
+        let mut family = e.encode_descriptor(
+            "reachability",
+            "1 for the node's reachability as AutoNAT last reported it, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (value, name) in [(0, "unknown"), (1, "public"), (2, "private")] {
+            ConstGauge::new(i64::from(status == value))
+                .encode(family.encode_family(&[("status", name)])?)?;
+        }
+        counter(
+            &mut e,
+            "relay_reservations",
+            "Reservations relays granted this node.",
+            self.relay_reservations.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "hole_punches_succeeded",
+            "Relayed connections upgraded to direct ones (DCUtR).",
+            self.hole_punches_ok.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "hole_punches_failed",
+            "Hole punches that failed.",
+            self.hole_punches_failed.load(Ordering::Relaxed),
         )?;
         let Some(s) = self.stats() else {
             return Ok(());
@@ -200,7 +236,7 @@ pub(crate) async fn serve(
         .sub_registry_with_prefix("lotus_p2p")
         .register_collector(Box::new(Arc::clone(&snapshot)));
     let registry = Arc::new(registry);
-    let counter_task = tokio::spawn(count_resources(node.clone(), Arc::clone(&snapshot)));
+    let counter_task = tokio::spawn(count_events(node.clone(), Arc::clone(&snapshot)));
     Ok(tokio::spawn(async move {
         let _counter_task = AbortOnDrop(counter_task);
         // One scrape at a time: each refreshes the snapshot, then encodes it.
@@ -286,8 +322,9 @@ async fn respond(
     let _ = socket.shutdown().await;
 }
 
-/// Counts resource events (the node's stats do not keep these).
-async fn count_resources(node: Node, snapshot: Arc<Snapshot>) {
+/// Counts resource, relay and hole-punch events and keeps the reachability
+/// (the node's stats do not keep these).
+async fn count_events(node: Node, snapshot: Arc<Snapshot>) {
     let mut events = node.subscribe();
     loop {
         let event = match events.recv().await {
@@ -298,6 +335,23 @@ async fn count_resources(node: Node, snapshot: Arc<Snapshot>) {
         match event {
             Event::ResourceAnnounced { .. } => snapshot.announced.fetch_add(1, Ordering::Relaxed),
             Event::ResourceDiscovered { .. } => snapshot.discovered.fetch_add(1, Ordering::Relaxed),
+            Event::Node(NodeEvent::RelayReserved { .. }) => {
+                snapshot.relay_reservations.fetch_add(1, Ordering::Relaxed)
+            }
+            Event::Node(NodeEvent::HolePunch { ok: true, .. }) => {
+                snapshot.hole_punches_ok.fetch_add(1, Ordering::Relaxed)
+            }
+            Event::Node(NodeEvent::HolePunch { ok: false, .. }) => {
+                snapshot.hole_punches_failed.fetch_add(1, Ordering::Relaxed)
+            }
+            Event::Node(NodeEvent::Reachability { status, .. }) => {
+                let value = match status {
+                    Reachability::Public => 1,
+                    Reachability::Private => 2,
+                    _ => 0,
+                };
+                snapshot.reachability.swap(value, Ordering::Relaxed)
+            }
             _ => 0,
         };
     }

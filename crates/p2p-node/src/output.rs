@@ -136,6 +136,26 @@ fn event_json(event: &Event) -> Option<Value> {
             "status": status.as_str(),
             "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),
+        Event::Node(NodeEvent::Addresses { addrs }) => json!({
+            "event": "addresses",
+            "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }),
+        Event::Node(NodeEvent::RelayReserved { relay, addr }) => json!({
+            "event": "relay_reserved",
+            "relay": relay.map(|r| r.to_string()),
+            "addr": addr.to_string(),
+        }),
+        Event::Node(NodeEvent::RelayReservationEnded { relay, error }) => json!({
+            "event": "relay_reservation_ended",
+            "relay": relay.map(|r| r.to_string()),
+            "error": error,
+        }),
+        Event::Node(NodeEvent::HolePunch { peer, ok, error }) => json!({
+            "event": "hole_punch",
+            "peer": peer.to_string(),
+            "ok": ok,
+            "error": error,
+        }),
         Event::Node(NodeEvent::DhtModeChanged { mode }) => {
             json!({"event": "dht:mode", "mode": format!("{mode:?}").to_lowercase()})
         }

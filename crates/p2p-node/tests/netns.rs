@@ -1,7 +1,8 @@
-//! Reachability on a real network with NAT, built by the test in Linux
-//! network namespaces: an "internet" bridge on 198.51.100.0/24 with two public
-//! nodes B1 and B2, and a wallet W behind a router that masquerades its LAN
-//! 192.0.2.0/24 (nftables). Real `lotus-p2p` processes run in the namespaces.
+//! Reachability, relays and hole punching on a real network with NAT, built
+//! by the tests in Linux network namespaces: an "internet" bridge on
+//! 198.51.100.0/24 with public nodes, and wallets behind routers that
+//! masquerade their LANs (192.0.2.0/24, 203.0.113.0/24) with nftables. Real
+//! `lotus-p2p` processes run in the namespaces.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables), so it is ignored in a
 //! plain `cargo test`; `cargo xtask netns` runs it (CI does, as root). Only
@@ -14,6 +15,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Proc, temp_dir};
 use serde_json::Value;
@@ -85,26 +87,101 @@ fn exec(ns: &str, args: &[&str]) {
     run(&[&["ip", "netns", "exec", ns][..], args].concat());
 }
 
+/// The "internet": namespace `inet` with bridge `br0`.
+fn internet(net: &mut Net) -> String {
+    let inet = net.namespace("inet");
+    exec(&inet, &["ip", "link", "add", "br0", "type", "bridge"]);
+    exec(&inet, &["ip", "link", "set", "br0", "up"]);
+    inet
+}
+
+/// Host `name` on the internet bridge at `addr` (in 198.51.100.0/24).
+fn public_host(net: &mut Net, inet: &str, name: &str, addr: &str) -> String {
+    let ns = net.namespace(name);
+    net.link((&ns, "eth0", Some(addr)), (inet, name, None));
+    exec(inet, &["ip", "link", "set", name, "master", "br0"]);
+    ns
+}
+
+/// How a home router treats traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Router {
+    /// Masquerade with ports preserved where free (endpoint-independent
+    /// mapping); what arrives unasked is answered by the router's own stack
+    /// (a TCP reset).
+    Resets,
+    /// The same mapping; what arrives unasked is dropped, as home routers do.
+    Drops,
+    /// Drops, and gives every connection a random source port
+    /// (`masquerade fully-random`: endpoint-dependent mapping, where hole
+    /// punching cannot work).
+    RandomPorts,
+}
+
+/// A home router `name` on the internet at `wan`, masquerading its LAN for
+/// one wallet host: the router's LAN address `lan` and the wallet's
+/// `wallet` (cidrs). Returns the wallet's namespace.
+fn home_network(
+    net: &mut Net,
+    inet: &str,
+    (name, wan): (&str, &str),
+    (lan, wallet): (&str, &str),
+    kind: Router,
+) -> String {
+    let router = public_host(net, inet, name, wan);
+    let wallet_ns = net.namespace(&format!("{name}w"));
+    net.link(
+        (&router, "lan", Some(lan)),
+        (&wallet_ns, "eth0", Some(wallet)),
+    );
+    let gateway = lan.split('/').next().unwrap();
+    exec(
+        &wallet_ns,
+        &["ip", "route", "add", "default", "via", gateway],
+    );
+    exec(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    let masquerade = if kind == Router::RandomPorts {
+        "masquerade fully-random"
+    } else {
+        "masquerade"
+    };
+    let mut rules = format!(
+        "table ip nat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  oifname \"eth0\" {masquerade}\n }}\n}}\n",
+    );
+    if kind != Router::Resets {
+        for hook in ["input", "forward"] {
+            rules.push_str(&format!(
+                "table ip wan_{hook} {{\n chain {hook} {{\n  type filter hook {hook} priority 0;\n  iifname \"eth0\" ct state established,related accept\n  iifname \"eth0\" drop\n }}\n}}\n"
+            ));
+        }
+    }
+    let file = temp_dir(&format!("nft-{name}")).with_extension("nft");
+    std::fs::write(&file, rules).unwrap();
+    exec(&router, &["nft", "-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    wallet_ns
+}
+
+/// AutoNAT probing after 1 s and every 2 s until it knows.
+const QUICK_AUTONAT: [&str; 4] = ["--autonat-delay-secs", "1", "--autonat-retry-secs", "2"];
+
 /// A `lotus-p2p` in namespace `ns`, listening on `ip`:4001, AutoNAT probing
-/// after 1 s and every 2 s until it knows.
+/// quickly.
 fn node(ns: &str, ip: &str, extra: &[&str]) -> Proc {
-    let listen = format!("/ip4/{ip}/tcp/4001");
-    let dir = temp_dir(&format!("netns-{ns}"));
+    node_at(
+        ns,
+        &format!("{ip}/tcp/4001"),
+        &[&QUICK_AUTONAT[..], extra].concat(),
+    )
+}
+
+/// A `lotus-p2p` in namespace `ns`, listening on `/ip4/<ip_port>` (e.g.
+/// `192.0.2.10/tcp/4001`), with a fresh data directory (a fresh identity).
+fn node_at(ns: &str, ip_port: &str, extra: &[&str]) -> Proc {
+    let listen = format!("/ip4/{ip_port}");
+    let dir = temp_dir(&format!("netns-{ns}-{}", ip_port.replace('/', "-")));
     let dir = dir.to_str().unwrap();
-    let args = [
-        &[
-            "--listen",
-            &listen,
-            "--data-dir",
-            dir,
-            "--autonat-delay-secs",
-            "1",
-            "--autonat-retry-secs",
-            "2",
-        ][..],
-        extra,
-    ]
-    .concat();
+    let args = [&["--listen", &listen, "--data-dir", dir][..], extra].concat();
     Proc::spawn_wrapped(&["ip", "netns", "exec", ns], &args)
 }
 
@@ -124,62 +201,17 @@ fn reachability(status: &'static str) -> impl Fn(&Value) -> bool {
 #[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
 async fn public_nodes_confirm_each_other_and_serve_the_dht_a_wallet_behind_nat_stays_a_client() {
     let mut net = Net::new();
-    let inet = net.namespace("inet");
-    exec(&inet, &["ip", "link", "add", "br0", "type", "bridge"]);
-    exec(&inet, &["ip", "link", "set", "br0", "up"]);
-    let attach = |ns_if: &str| exec(&inet, &["ip", "link", "set", ns_if, "master", "br0"]);
-    let (b1, b2, router, wallet) = (
-        net.namespace("b1"),
-        net.namespace("b2"),
-        net.namespace("r1"),
-        net.namespace("w1"),
-    );
-    net.link((&b1, "eth0", Some("198.51.100.10/24")), (&inet, "b1", None));
-    net.link((&b2, "eth0", Some("198.51.100.11/24")), (&inet, "b2", None));
-    net.link(
-        (&router, "wan", Some("198.51.100.20/24")),
-        (&inet, "r1", None),
-    );
-    for port in ["b1", "b2", "r1"] {
-        attach(port);
-    }
-    net.link(
-        (&router, "lan", Some("192.0.2.1/24")),
-        (&wallet, "eth0", Some("192.0.2.10/24")),
-    );
-    exec(
-        &wallet,
-        &["ip", "route", "add", "default", "via", "192.0.2.1"],
-    );
-    exec(&router, &["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
-    // Endpoint-independent mapping (Linux masquerade): the LAN leaves as
-    // 198.51.100.20; nothing unsolicited comes back in.
-    exec(&router, &["nft", "add", "table", "ip", "nat"]);
-    exec(
-        &router,
-        &[
-            "nft",
-            "add",
-            "chain",
-            "ip",
-            "nat",
-            "post",
-            "{ type nat hook postrouting priority 100 ; }",
-        ],
-    );
-    exec(
-        &router,
-        &[
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "post",
-            "oifname",
-            "wan",
-            "masquerade",
-        ],
+    let inet = internet(&mut net);
+    let b1 = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
+    let b2 = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    // The router resets what arrives unasked, so AutoNAT's dial-backs to the
+    // wallet fail at once.
+    let wallet = home_network(
+        &mut net,
+        &inet,
+        ("r1", "198.51.100.20/24"),
+        ("192.0.2.1/24", "192.0.2.10/24"),
+        Router::Resets,
     );
 
     let mut public1 = node(&b1, "198.51.100.10", &[]);
@@ -215,4 +247,411 @@ async fn public_nodes_confirm_each_other_and_serve_the_dht_a_wallet_behind_nat_s
         peers["peers"].as_array().is_some_and(|p| p.len() >= 2),
         "{peers}"
     );
+}
+
+/// The "internet" segment, public for the nodes' address policies.
+const PUBLIC: [&str; 2] = ["--public-ranges", "198.51.100.0/24"];
+
+/// Two public nodes in `b1` and `b2` (198.51.100.10 and .11), bootstrap and
+/// relay servers: they confirm each other (AutoNAT), so their DHTs serve and
+/// their relays open, on their own. Returns them and their addresses.
+async fn public_servers(b1_ns: &str, b2_ns: &str) -> (Proc, String, Proc, String) {
+    public_servers_with(b1_ns, b2_ns, &[]).await
+}
+
+/// [`public_servers`] with `relay` flags (the relay servers' limits).
+async fn public_servers_with(
+    b1_ns: &str,
+    b2_ns: &str,
+    relay: &[&str],
+) -> (Proc, String, Proc, String) {
+    let server = [&PUBLIC[..], &["--relay-server"][..], relay].concat();
+    let mut b1 = node(b1_ns, "198.51.100.10", &server);
+    let (_, b1_addr) = listening(&mut b1).await;
+    let mut b2 = node(
+        b2_ns,
+        "198.51.100.11",
+        &[&server[..], &["--bootstrap", &b1_addr][..]].concat(),
+    );
+    let (_, b2_addr) = listening(&mut b2).await;
+    for b in [&mut b1, &mut b2] {
+        b.next(reachability("public")).await;
+        b.next(|v| v["event"] == "dht:mode" && v["mode"] == "server")
+            .await;
+    }
+    (b1, b1_addr, b2, b2_addr)
+}
+
+/// A wallet in `ns` at `ip_port` bootstrapping from both servers, with
+/// `extra` flags; returns it and its id once it is connected to both.
+async fn wallet(ns: &str, ip_port: &str, servers: [&str; 2], extra: &[&str]) -> (Proc, String) {
+    let args = [
+        &PUBLIC[..],
+        &["--bootstrap", servers[0], "--bootstrap", servers[1]][..],
+        extra,
+    ]
+    .concat();
+    let mut w = node_at(ns, ip_port, &args);
+    let (id, _) = listening(&mut w).await;
+    // Bootstrapped: connected to both servers (a relayed dial started
+    // while the bootstrap dial to the same relay is under way fails).
+    for server in servers {
+        let server_id = server.rsplit('/').next().unwrap().to_owned();
+        w.next(move |v| v["event"] == "peer:connect" && v["peerId"] == server_id.as_str())
+            .await;
+    }
+    (w, id)
+}
+
+/// Waits until `w` holds a reservation on a relay and advertises the relayed
+/// address, still a DHT client; returns that address.
+async fn reserved(w: &mut Proc) -> String {
+    let reserved = w.next(|v| v["event"] == "relay_reserved").await;
+    let relayed = reserved["addr"].as_str().unwrap().to_owned();
+    assert!(relayed.contains("/p2p-circuit"), "{reserved}");
+    w.next(|v| {
+        v["event"] == "addresses"
+            && v["addrs"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a.as_str() == Some(relayed.as_str())))
+    })
+    .await;
+    let stats = w.cmd("stats").await;
+    assert_eq!(
+        stats["dht"]["mode"], "client",
+        "a relayed address does not make a server: {stats}"
+    );
+    relayed
+}
+
+/// Hole-punch trials run by the scenario.
+const TRIALS: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
+async fn wallets_behind_two_nats_meet_through_a_relay_and_punch_a_direct_connection() {
+    let mut net = Net::new();
+    let inet = internet(&mut net);
+    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
+    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let w1_ns = home_network(
+        &mut net,
+        &inet,
+        ("r1", "198.51.100.20/24"),
+        ("192.0.2.1/24", "192.0.2.10/24"),
+        Router::Drops,
+    );
+    let w2_ns = home_network(
+        &mut net,
+        &inet,
+        ("r2", "198.51.100.21/24"),
+        ("203.0.113.1/24", "203.0.113.10/24"),
+        Router::Drops,
+    );
+
+    let (_b1, b1_addr, _b2, b2_addr) = public_servers(&b1_ns, &b2_ns).await;
+
+    let mut punched = 0;
+    let mut upgrade_ms = Vec::new();
+    for trial in 0..TRIALS {
+        // Fresh wallets each trial (fresh identities, and a fresh port so no
+        // NAT mapping is left from the last trial).
+        let port = 4100 + trial;
+        let servers = [b1_addr.as_str(), b2_addr.as_str()];
+        let (mut w1, w1_id) = wallet(
+            &w1_ns,
+            &format!("192.0.2.10/tcp/{port}"),
+            servers,
+            &["--relay", &b1_addr],
+        )
+        .await;
+        let (mut w2, _) = wallet(&w2_ns, &format!("203.0.113.10/tcp/{port}"), servers, &[]).await;
+        // W1 holds a reservation on B1 and advertises the relayed address.
+        reserved(&mut w1).await;
+
+        // W1 announces; W2 discovers it through the DHT on B1 and B2.
+        let id = format!("trial-{trial}");
+        let announced = w1
+            .cmd(&format!(r#"announce musig2-session {id} {{"n":2}}"#))
+            .await;
+        assert_eq!(announced["ok"], true, "{announced}");
+        assert_eq!(announced["storedBy"], 2, "stored by B1 and B2: {announced}");
+        let found = w2.cmd(&format!("discover musig2-session {id} 10000")).await;
+        assert_eq!(found["ok"], true, "{found}");
+        assert_eq!(found["resource"]["creator"], w1_id.as_str(), "{found}");
+
+        // W2 reaches W1 at the address the provider record gave: through
+        // B1's relay. The message arrives, then DCUtR upgrades.
+        let sent_at = std::time::Instant::now();
+        let sent = w2
+            .cmd(&format!(r#"send {w1_id} greeting {{"trial":{trial}}}"#))
+            .await;
+        assert_eq!(sent["ok"], true, "{sent}");
+        let message = w1
+            .next(|v| v["event"] == "message" && v["type"] == "greeting")
+            .await;
+        assert_eq!(message["payload"]["trial"], trial, "{message}");
+        // W2 dialled the relayed connection; DCUtR reports on each side once
+        // that side holds the direct connection (or gave up).
+        let punch = w2.next(|v| v["event"] == "hole_punch").await;
+        if punch["ok"] == true {
+            upgrade_ms.push(sent_at.elapsed().as_secs_f64() * 1000.0);
+            let peers = w2.cmd("peers").await;
+            let direct = peers["peers"].as_array().unwrap().iter().any(|p| {
+                p["peerId"] == w1_id.as_str()
+                    && p["connections"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["relayed"] == false))
+            });
+            assert!(
+                direct,
+                "a direct connection to W1 after the hole punch: {peers}"
+            );
+            punched += 1;
+        } else {
+            println!("trial {trial}: hole punch failed: {punch}");
+        }
+    }
+    upgrade_ms.sort_by(f64::total_cmp);
+    let p50 = upgrade_ms.get(upgrade_ms.len() / 2).copied();
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "two wallets behind masquerade NATs, relay then DCUtR",
+            "trials": TRIALS,
+            "hole_punched": punched,
+            "first_relayed_message_to_direct_ms_p50": p50,
+            "first_relayed_message_to_direct_ms": upgrade_ms,
+        })
+    );
+    assert!(
+        punched * 10 >= TRIALS * 9,
+        "hole punching worked in {punched} of {TRIALS} trials (target 90 %)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
+async fn behind_a_port_randomising_nat_hole_punching_fails_cleanly_and_the_relay_carries_every_message()
+ {
+    const MESSAGES: u64 = 50;
+    let mut net = Net::new();
+    let inet = internet(&mut net);
+    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
+    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let w1_ns = home_network(
+        &mut net,
+        &inet,
+        ("r1", "198.51.100.20/24"),
+        ("192.0.2.1/24", "192.0.2.10/24"),
+        Router::Drops,
+    );
+    let w3_ns = home_network(
+        &mut net,
+        &inet,
+        ("r3", "198.51.100.23/24"),
+        ("203.0.113.1/24", "203.0.113.30/24"),
+        Router::RandomPorts,
+    );
+    // A dial into a dropping NAT fails after the kernel's SYN retries; fewer
+    // of them keep DCUtR's three attempts short.
+    for ns in [&w1_ns, &w3_ns] {
+        exec(ns, &["sysctl", "-q", "-w", "net.ipv4.tcp_syn_retries=2"]);
+    }
+    let (_b1, b1_addr, _b2, b2_addr) = public_servers(&b1_ns, &b2_ns).await;
+    let servers = [b1_addr.as_str(), b2_addr.as_str()];
+    let (mut w1, w1_id) = wallet(
+        &w1_ns,
+        "192.0.2.10/tcp/4001",
+        servers,
+        &["--relay", &b1_addr],
+    )
+    .await;
+    let relayed = reserved(&mut w1).await;
+    let (mut w3, _) = wallet(&w3_ns, "203.0.113.30/tcp/4001", servers, &[]).await;
+
+    // W3 reaches W1 through the relay and sends while DCUtR tries.
+    let connected = w3.cmd(&format!("connect {relayed}")).await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    for i in 0..MESSAGES {
+        let sent = w3.cmd(&format!(r#"send {w1_id} tick {{"i":{i}}}"#)).await;
+        assert_eq!(sent["ok"], true, "{sent}");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while (seen.len() as u64) < MESSAGES {
+        let message = w1
+            .next(|v| v["event"] == "message" && v["type"] == "tick")
+            .await;
+        assert!(
+            seen.insert(message["payload"]["i"].as_u64().unwrap()),
+            "{message}"
+        );
+    }
+    // The hole punch fails and says so; the relayed connection stays.
+    let punch = tokio::select! {
+        v = w1.next_within(Duration::from_secs(90), |v| v["event"] == "hole_punch") => v,
+        v = w3.next_within(Duration::from_secs(90), |v| v["event"] == "hole_punch") => v,
+    };
+    assert_eq!(punch["ok"], false, "{punch}");
+    assert!(punch["error"].is_string(), "{punch}");
+    let peers = w3.cmd("peers").await;
+    let only_relayed = peers["peers"].as_array().unwrap().iter().any(|p| {
+        p["peerId"] == w1_id.as_str()
+            && p["connections"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["relayed"] == true))
+    });
+    assert!(only_relayed, "W1 reached through the relay only: {peers}");
+    let sent = w3
+        .cmd(&format!(r#"send {w1_id} tick {{"i":{MESSAGES}}}"#))
+        .await;
+    assert_eq!(sent["ok"], true, "still talking over the relay: {sent}");
+    w1.next(|v| v["event"] == "message" && v["payload"]["i"] == MESSAGES)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
+async fn two_nodes_talk_over_ipv6() {
+    let mut net = Net::new();
+    let inet = internet(&mut net);
+    let a_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
+    let b_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    for (ns, addr) in [(&a_ns, "2001:db8::10/64"), (&b_ns, "2001:db8::11/64")] {
+        // No duplicate-address detection: the address is usable at once.
+        exec(
+            ns,
+            &["ip", "-6", "addr", "add", addr, "dev", "eth0", "nodad"],
+        );
+    }
+    let six = |ip: &str| vec!["--listen".to_owned(), format!("/ip6/{ip}/tcp/4001")];
+    let (a_args, b_args) = (six("2001:db8::10"), six("2001:db8::11"));
+    let mut a = node_at(
+        &a_ns,
+        "198.51.100.10/tcp/4001",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let (a_id, _) = listening(&mut a).await;
+    let mut b = node_at(
+        &b_ns,
+        "198.51.100.11/tcp/4001",
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    listening(&mut b).await;
+    let connected = b
+        .cmd(&format!("connect /ip6/2001:db8::10/tcp/4001/p2p/{a_id}"))
+        .await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    let sent = b
+        .cmd(&format!(r#"send {a_id} greeting {{"over":"ipv6"}}"#))
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    let message = a.next(|v| v["event"] == "message").await;
+    assert_eq!(message["payload"]["over"], "ipv6", "{message}");
+    let peers = b.cmd("peers").await;
+    let over_ipv6 = peers["peers"].as_array().unwrap().iter().any(|p| {
+        p["peerId"] == a_id.as_str()
+            && p["addrs"][0]
+                .as_str()
+                .is_some_and(|a| a.starts_with("/ip6/2001:db8::10/"))
+    });
+    assert!(over_ipv6, "{peers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
+async fn one_address_cannot_take_every_reservation_or_circuit_of_a_relay() {
+    /// Nodes the attacker runs, all at one address.
+    const ATTACKERS: usize = 6;
+    /// New reservations, and new circuits, one address may ask for.
+    const PER_IP: usize = 2;
+    let mut net = Net::new();
+    let inet = internet(&mut net);
+    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
+    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let evil_ns = public_host(&mut net, &inet, "evil", "198.51.100.66/24");
+    let w1_ns = home_network(
+        &mut net,
+        &inet,
+        ("r1", "198.51.100.20/24"),
+        ("192.0.2.1/24", "192.0.2.10/24"),
+        Router::Drops,
+    );
+    let w2_ns = home_network(
+        &mut net,
+        &inet,
+        ("r2", "198.51.100.21/24"),
+        ("203.0.113.1/24", "203.0.113.10/24"),
+        Router::Drops,
+    );
+    // Room for 4 reservations and 4 circuits in all: enough for the honest
+    // wallets, not if one address could take them all.
+    let per_ip = PER_IP.to_string();
+    let limits = [
+        "--relay-max-reservations",
+        "4",
+        "--relay-max-circuits",
+        "4",
+        "--relay-per-ip",
+        &per_ip,
+    ];
+    let (_b1, b1_addr, _b2, b2_addr) = public_servers_with(&b1_ns, &b2_ns, &limits).await;
+    let servers = [b1_addr.as_str(), b2_addr.as_str()];
+
+    // The attacker asks for a reservation from every node it runs.
+    let mut attackers = Vec::new();
+    let mut granted = 0;
+    for i in 0..ATTACKERS {
+        let mut attacker = node_at(
+            &evil_ns,
+            &format!("198.51.100.66/tcp/{}", 4001 + i),
+            &[
+                &PUBLIC[..],
+                &["--relay", &b1_addr, "--no-autonat", "--no-hole-punching"][..],
+            ]
+            .concat(),
+        );
+        listening(&mut attacker).await;
+        let outcome = attacker
+            .next(|v| v["event"] == "relay_reserved" || v["event"] == "relay_reservation_ended")
+            .await;
+        if outcome["event"] == "relay_reserved" {
+            granted += 1;
+        }
+        attackers.push(attacker);
+    }
+    assert_eq!(
+        granted, PER_IP,
+        "one address gets its share of reservations"
+    );
+
+    // An honest wallet still gets one.
+    let (mut w1, w1_id) = wallet(
+        &w1_ns,
+        "192.0.2.10/tcp/4001",
+        servers,
+        &["--relay", &b1_addr],
+    )
+    .await;
+    let relayed = reserved(&mut w1).await;
+
+    // The attacker tries to hold circuits to it from every node.
+    let mut circuits = 0;
+    for attacker in &mut attackers {
+        if attacker.cmd(&format!("connect {relayed}")).await["ok"] == true {
+            circuits += 1;
+        }
+    }
+    assert_eq!(circuits, PER_IP, "one address gets its share of circuits");
+
+    // Another honest wallet still reaches W1 through the relay.
+    let (mut w2, _) = wallet(&w2_ns, "203.0.113.10/tcp/4001", servers, &[]).await;
+    let connected = w2.cmd(&format!("connect {relayed}")).await;
+    assert_eq!(connected["ok"], true, "{connected}");
+    let sent = w2
+        .cmd(&format!(r#"send {w1_id} greeting {{"from":"w2"}}"#))
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    w1.next(|v| v["event"] == "message" && v["payload"]["from"] == "w2")
+        .await;
 }

@@ -83,6 +83,37 @@ pub enum NodeEvent {
         /// Confirmed external addresses (declared ones included).
         addrs: Vec<Multiaddr>,
     },
+    /// The addresses the node advertises changed after start (an address
+    /// confirmed or expired: declared, confirmed by AutoNAT, or a relay
+    /// reservation's).
+    Addresses {
+        /// The node's external addresses now.
+        addrs: Vec<Multiaddr>,
+    },
+    /// A relay granted us a reservation: peers reach us at `addr` through it.
+    RelayReserved {
+        /// The relay.
+        relay: Option<PeerId>,
+        /// Our address through it (`…/p2p-circuit/p2p/<us>`).
+        addr: Multiaddr,
+    },
+    /// A reservation on a relay ended, or was refused: the relay is asked
+    /// again after a growing delay while the node is not publicly reachable.
+    RelayReservationEnded {
+        /// The relay.
+        relay: Option<PeerId>,
+        /// Why, when the relay or the connection said.
+        error: Option<String>,
+    },
+    /// A hole punch (DCUtR) over a relayed connection to `peer` ended.
+    HolePunch {
+        /// The peer on the other side of the relay.
+        peer: PeerId,
+        /// True when a direct connection replaced the relayed one.
+        ok: bool,
+        /// Why it failed (`None` when it worked).
+        error: Option<String>,
+    },
     /// The DHT switched mode.
     DhtModeChanged {
         /// The new mode.

@@ -20,12 +20,14 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod addresses;
 mod events;
 mod limits;
 mod names;
 mod resource;
 mod stats;
 
+pub use addresses::is_relayed;
 pub use events::{DisconnectCause, NodeEvent, Reachability};
 pub use libp2p_identity::PeerId;
 pub use limits::ProtocolLimits;

@@ -280,7 +280,9 @@ mod tests {
 
     fn swarm(queue_depth: usize) -> Swarm<Behaviour> {
         let key = Keypair::generate_ed25519();
-        let transport = build(TransportKind::Memory, &key, false).expect("transport");
+        // The relay client's behaviour is not in this swarm: no circuits here.
+        let (relayed, _) = libp2p::relay::client::new(key.public().to_peer_id());
+        let transport = build(TransportKind::Memory, &key, false, relayed).expect("transport");
         Swarm::new(
             transport,
             Behaviour::with_queue_depth(queue_depth, usize::MAX),

@@ -80,10 +80,15 @@ impl Proc {
 
     /// The first line (already read or still to come) that satisfies `pred`.
     pub async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        self.next_within(WAIT, pred).await
+    }
+
+    /// [`Proc::next`] waiting at most `wait`.
+    pub async fn next_within(&mut self, wait: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.backlog.iter().position(&pred) {
             return self.backlog.remove(i);
         }
-        tokio::time::timeout(WAIT, async {
+        let found = tokio::time::timeout(wait, async {
             loop {
                 let line = self
                     .lines
@@ -99,8 +104,18 @@ impl Proc {
                 self.backlog.push(value);
             }
         })
-        .await
-        .expect("expected line")
+        .await;
+        match found {
+            Ok(value) => value,
+            Err(_) => {
+                let seen = self.backlog.len();
+                let tail = &self.backlog[seen.saturating_sub(20)..];
+                panic!(
+                    "no expected line within {WAIT:?}; the last {} of {seen} other lines: {tail:#?}",
+                    tail.len()
+                )
+            }
+        }
     }
 
     /// Sends a command and returns its result line.
