@@ -706,7 +706,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                let address = endpoint.get_remote_address().clone();
+                let address = crate::peers::remote_address(&endpoint, peer_id);
                 self.peers.connected(peer_id, address.clone());
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
@@ -774,8 +774,11 @@ impl EventLoop {
         remaining: u32,
         cause: Option<&libp2p::swarm::ConnectionError>,
     ) {
-        self.peers
-            .disconnected(peer, endpoint.get_remote_address(), remaining as usize);
+        self.peers.disconnected(
+            peer,
+            &crate::peers::remote_address(endpoint, peer),
+            remaining as usize,
+        );
         if remaining > 0 {
             return;
         }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
 /// Longest lists and strings kept from a peer's identify answer.
@@ -15,7 +17,8 @@ const MAX_AGENT_LEN: usize = 256;
 pub struct PeerInfo {
     /// The peer.
     pub peer_id: PeerId,
-    /// Remote addresses of the open connections.
+    /// Remote addresses of the open connections, one per connection (at
+    /// most 32).
     pub addresses: Vec<Multiaddr>,
     /// Listen addresses the peer reported through identify.
     pub listen_addrs: Vec<Multiaddr>,
@@ -56,6 +59,23 @@ impl PeerInfo {
     }
 }
 
+/// Where a connection to `peer` goes. For a circuit a peer opened to us
+/// through a relay, libp2p gives only `/p2p/<peer>` as the remote address:
+/// this says which relay it came through (`<relay>/p2p-circuit/p2p/<peer>`,
+/// from our circuit listen address), so it reads as relayed.
+pub(crate) fn remote_address(endpoint: &ConnectedPoint, peer: PeerId) -> Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener { local_addr, .. } if p2p_types::is_relayed(local_addr) => {
+            local_addr
+                .iter()
+                .take_while(|p| *p != Protocol::P2pCircuit)
+                .chain([Protocol::P2pCircuit, Protocol::P2p(peer)])
+                .collect()
+        }
+        _ => endpoint.get_remote_address().clone(),
+    }
+}
+
 /// Connected peers plus up to `max_known` remembered disconnected ones.
 #[derive(Debug)]
 pub(crate) struct PeerTable {
@@ -83,7 +103,7 @@ impl PeerTable {
     pub(crate) fn connected(&mut self, peer: PeerId, address: Multiaddr) {
         let info = self.entry(peer);
         info.connections += 1;
-        if !info.addresses.contains(&address) && info.addresses.len() < MAX_ADDRS {
+        if info.addresses.len() < MAX_ADDRS {
             info.addresses.push(address);
         }
     }
@@ -91,7 +111,11 @@ impl PeerTable {
     pub(crate) fn disconnected(&mut self, peer: PeerId, address: &Multiaddr, remaining: usize) {
         let info = self.entry(peer);
         info.connections = remaining;
-        info.addresses.retain(|a| a != address);
+        // One entry per connection: two connections can share an address
+        // (two circuits through one relay), and the other one stays.
+        if let Some(i) = info.addresses.iter().position(|a| a == address) {
+            info.addresses.swap_remove(i);
+        }
         if remaining == 0 {
             info.addresses.clear();
             self.evict_disconnected();
@@ -146,5 +170,34 @@ impl PeerTable {
         for (_, peer) in stale.into_iter().take(disconnected - self.max_known) {
             self.peers.remove(&peer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_closing_leaves_another_at_the_same_address_listed() {
+        let mut table = PeerTable::new(8);
+        let peer = PeerId::random();
+        let circuit: Multiaddr = format!(
+            "/ip4/198.51.100.10/tcp/4001/p2p/{}/p2p-circuit",
+            PeerId::random()
+        )
+        .parse()
+        .unwrap();
+        table.connected(peer, circuit.clone());
+        table.connected(peer, circuit.clone());
+        table.disconnected(peer, &circuit, 1);
+        let info = table.get(&peer).unwrap();
+        assert_eq!(info.addresses, vec![circuit.clone()]);
+        assert!(info.is_relayed());
+        table.disconnected(peer, &circuit, 0);
+        assert!(
+            table
+                .get(&peer)
+                .is_none_or(|info| info.addresses.is_empty())
+        );
     }
 }

@@ -706,3 +706,68 @@ async fn our_messages_reach_js_over_the_json_protocol() {
     let ours = node.stats().await.unwrap().messages;
     assert_eq!((ours.sent, ours.send_failures), (5, 0), "{ours:?}");
 }
+
+/// A js-libp2p peer reaches a node of ours through a relay of ours (Circuit
+/// Relay v2 on both sides) and its message arrives over the relayed
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_js_peer_reaches_our_node_through_our_relay() {
+    let quiet = |mut c: NodeConfig| {
+        c.nat.autonat = false;
+        c.nat.hole_punching = false;
+        c
+    };
+    let relay = start({
+        let mut c = quiet(config(DhtModeSetting::Client));
+        c.nat.relay_server = Some(p2p_core::RelayServerConfig::default());
+        c
+    })
+    .await;
+    let relay_addr = our_addr(&relay, Via::Tcp).await;
+    let wallet = NodeBuilder::from_config({
+        let mut c = quiet(config(DhtModeSetting::Client));
+        c.nat.relays = vec![relay_addr];
+        c
+    })
+    .build()
+    .unwrap();
+    let mut events = wallet.subscribe();
+    wallet.start().await.unwrap();
+    let relayed = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Node(NodeEvent::RelayReserved { addr, .. }) = events.recv().await.unwrap()
+            {
+                return addr;
+            }
+        }
+    })
+    .await
+    .expect("a reservation on our relay");
+
+    let js = JsPeer::spawn(&[]).await;
+    js.ok(json!({"cmd": "dial", "target": relayed.to_string(), "timeout": 20_000}))
+        .await;
+    js.ok(json!({
+        "cmd": "sendmsg", "target": wallet.peer_id().to_string(),
+        "type": "chat", "payload": {"via": "relay"},
+    }))
+    .await;
+    let message = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Message { from, message, .. } = events.recv().await.unwrap()
+                && from == js.peer_id
+            {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the js message through the relay");
+    assert_eq!(message.payload.as_ref(), br#"{"via":"relay"}"#);
+    let js_info = wallet
+        .peer_info(js.peer_id)
+        .await
+        .unwrap()
+        .expect("js known");
+    assert!(js_info.is_relayed(), "{js_info:?}");
+}

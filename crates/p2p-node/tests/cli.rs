@@ -103,6 +103,17 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
         "{body}"
     );
     assert!(body.contains("lotus_p2p_peers_connected 1"), "{body}");
+    // Reachability (AutoNAT has not probed yet: unknown), no relay, no
+    // hole punch.
+    for line in [
+        "lotus_p2p_reachability{status=\"unknown\"} 1",
+        "lotus_p2p_reachability{status=\"public\"} 0",
+        "lotus_p2p_relay_reservations_total 0",
+        "lotus_p2p_hole_punches_succeeded_total 0",
+        "lotus_p2p_hole_punches_failed_total 0",
+    ] {
+        assert!(body.contains(line), "{line} in {body}");
+    }
     assert!(
         body.contains("lotus_p2p_messages_rejected_total{reason=\"duplicate\"} 0"),
         "{body}"
