@@ -356,7 +356,7 @@ impl EventLoop {
     /// Runs until stopped (or every handle is gone); gives back the peer
     /// scores for the next start.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> PeerScores {
-        if self.listeners_pending.is_empty() {
+        if self.required_listeners_ready() {
             self.signal_ready(Ok(()));
         }
         for registered in self.handlers.all() {
@@ -607,6 +607,22 @@ impl EventLoop {
         }
     }
 
+    /// True once every listener the start needs has reported an address;
+    /// optional ones (IPv6 by default) may still be pending, or never
+    /// report (a host where `::` binds but no interface has IPv6).
+    fn required_listeners_ready(&self) -> bool {
+        self.listeners_pending
+            .values()
+            .all(|(_, optional)| *optional)
+    }
+
+    /// Reports the node's external addresses after a change (libp2p reports
+    /// only the changes other behaviours make, not the loop's own).
+    fn addresses_changed(&self) {
+        let addrs = self.swarm.external_addresses().cloned().collect();
+        self.emit(NodeEvent::Addresses { addrs });
+    }
+
     /// Listens on the circuit addresses of the relays whose reservation is due.
     fn reserve_on_relays(&mut self) {
         for (index, circuit) in self.relays.due(Instant::now()) {
@@ -654,18 +670,25 @@ impl EventLoop {
                 listener_id,
                 address,
             } => {
-                if let Some(reserved) = self.relays.reserved(listener_id, &address) {
-                    tracing::info!(relay = ?reserved.relay, %address, "relay reservation accepted");
-                    self.emit(NodeEvent::RelayReserved {
-                        relay: reserved.relay,
-                        addr: reserved.address,
-                    });
-                } else if self.advertise_listen_addrs {
-                    self.swarm.add_external_address(address.clone());
+                match self.relays.reserved(listener_id, &address) {
+                    Some(Some(reserved)) => {
+                        tracing::info!(relay = ?reserved.relay, %address, "relay reservation accepted");
+                        self.emit(NodeEvent::RelayReserved {
+                            relay: reserved.relay,
+                            addr: reserved.address,
+                        });
+                    }
+                    // A renewal of a reservation we hold.
+                    Some(None) => {}
+                    None if self.advertise_listen_addrs => {
+                        self.swarm.add_external_address(address.clone());
+                        self.addresses_changed();
+                    }
+                    None => {}
                 }
                 self.emit(NodeEvent::ListenAddress { address });
                 if self.listeners_pending.remove(&listener_id).is_some()
-                    && self.listeners_pending.is_empty()
+                    && self.required_listeners_ready()
                 {
                     self.signal_ready(Ok(()));
                 }
@@ -691,7 +714,7 @@ impl EventLoop {
                     });
                     if optional {
                         tracing::warn!(%address, error = %source, "optional listen address skipped");
-                        if self.listeners_pending.is_empty() {
+                        if self.required_listeners_ready() {
                             self.signal_ready(Ok(()));
                         }
                     } else {
@@ -759,8 +782,7 @@ impl EventLoop {
                 tracing::debug!(remote = %send_back_addr, %error, "inbound connection failed");
             }
             SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
-                let addrs = self.swarm.external_addresses().cloned().collect();
-                self.emit(NodeEvent::Addresses { addrs });
+                self.addresses_changed();
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -838,10 +860,17 @@ impl EventLoop {
                 let change = self.reachability.changed(new);
                 if let Some(address) = change.withdraw {
                     self.swarm.remove_external_address(&address);
+                    self.addresses_changed();
                 }
                 let public = change.status == p2p_types::Reachability::Public;
-                for listener in self.relays.set_public(public) {
+                for (listener, relay) in self.relays.set_public(public) {
+                    // Given up: its closing is no longer ours to retry.
                     self.swarm.remove_listener(listener);
+                    self.listeners.retain(|l| *l != listener);
+                    self.emit(NodeEvent::RelayReservationEnded {
+                        relay,
+                        error: Some("not needed: the node is publicly reachable".to_owned()),
+                    });
                 }
                 self.reserve_on_relays();
                 // AutoNAT reports the status before the swarm takes the

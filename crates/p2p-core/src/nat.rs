@@ -118,7 +118,11 @@ pub struct RelayServerConfig {
     pub max_circuit_bytes: u64,
     /// New circuits per source peer. Default 30, one more every 2 min.
     pub circuit_rate_per_peer: RelayRate,
-    /// New circuits per source IP address. Default 60, one more every minute.
+    /// New circuits per source IP address. Default 60, one more every
+    /// minute (libp2p's). This bounds a rate, not how many circuits one
+    /// address holds at once (libp2p has no such cap): many wallets behind
+    /// one carrier NAT share an address, and a tighter default refused
+    /// them. Lower it on a relay that serves few users.
     pub circuit_rate_per_ip: RelayRate,
 }
 

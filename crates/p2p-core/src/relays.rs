@@ -35,6 +35,9 @@ struct Relay {
     peer: Option<PeerId>,
     /// The circuit listener while we hold or ask for a reservation.
     listener: Option<ListenerId>,
+    /// True once the relay granted the reservation (its renewals report the
+    /// address again).
+    reserved: bool,
     failures: u32,
     /// When to ask next; `None` while a listener exists.
     next_attempt: Option<Instant>,
@@ -46,6 +49,8 @@ pub(crate) struct Relays {
     relays: Vec<Relay>,
     /// True while the node is not known to be publicly reachable.
     wanted: bool,
+    /// The operator declared an external address: never wanted.
+    declared: bool,
 }
 
 /// A reservation the relay granted.
@@ -72,11 +77,13 @@ impl Relays {
                     },
                     address: address.clone(),
                     listener: None,
+                    reserved: false,
                     failures: 0,
                     next_attempt: Some(now),
                 })
                 .collect(),
             wanted: !declared_public,
+            declared: declared_public,
         }
     }
 
@@ -119,21 +126,24 @@ impl Relays {
         }
     }
 
-    /// `listener` reported `address`: the relay accepted our reservation.
+    /// `listener` reported `address`: `None` when it is not one of ours,
+    /// `Some(Some(_))` when the relay accepted our reservation, `Some(None)`
+    /// when it renewed one we hold.
     pub(crate) fn reserved(
         &mut self,
         listener: ListenerId,
         address: &Multiaddr,
-    ) -> Option<Reserved> {
+    ) -> Option<Option<Reserved>> {
         let relay = self
             .relays
             .iter_mut()
             .find(|r| r.listener == Some(listener))?;
         relay.failures = 0;
-        Some(Reserved {
+        let new = !std::mem::replace(&mut relay.reserved, true);
+        Some(new.then(|| Reserved {
             relay: relay.peer,
             address: address.clone(),
-        })
+        }))
     }
 
     /// `listener` closed: its relay is asked again later (sooner after a
@@ -146,15 +156,17 @@ impl Relays {
             .iter_mut()
             .find(|r| r.listener == Some(listener))?;
         relay.listener = None;
+        relay.reserved = false;
         relay.failures += 1;
         relay.next_attempt = wanted.then(|| Instant::now() + redial_delay(relay.failures));
         Some(relay.peer)
     }
 
     /// The node's reachability changed: reservations are wanted while it is
-    /// not public. Returns the listeners to close when they no longer are.
-    pub(crate) fn set_public(&mut self, public: bool) -> Vec<ListenerId> {
-        let wanted = !public;
+    /// not public (and no external address was declared). Returns the
+    /// listeners to close, with their relays, when they no longer are.
+    pub(crate) fn set_public(&mut self, public: bool) -> Vec<(ListenerId, Option<PeerId>)> {
+        let wanted = !public && !self.declared;
         if wanted == self.wanted {
             return Vec::new();
         }
@@ -166,7 +178,8 @@ impl Relays {
                 relay.failures = 0;
                 relay.next_attempt = Some(now);
             } else {
-                close.extend(relay.listener.take());
+                close.extend(relay.listener.take().map(|l| (l, relay.peer)));
+                relay.reserved = false;
                 relay.next_attempt = None;
             }
         }
@@ -199,7 +212,9 @@ mod tests {
                 .is_empty()
         );
         let circuit: Multiaddr = "/ip4/198.51.100.10/tcp/4001/p2p-circuit".parse().unwrap();
-        assert!(relays.reserved(listener, &circuit).is_some());
+        assert!(matches!(relays.reserved(listener, &circuit), Some(Some(_))));
+        // The relay renews it: reported once.
+        assert_eq!(relays.reserved(listener, &circuit), Some(None));
         assert!(relays.closed(listener).is_some(), "one of ours");
         assert_eq!(relays.closed(listener), None, "closed already");
         let next = relays.next_attempt().expect("asked again");
@@ -208,18 +223,26 @@ mod tests {
     }
 
     #[test]
-    fn a_public_node_keeps_no_reservation() {
+    fn a_node_with_a_declared_address_keeps_no_reservation() {
         let mut relays = Relays::new(&[relay_addr()], true);
         assert!(relays.due(Instant::now()).is_empty());
         assert_eq!(relays.next_attempt(), None);
-        // It turns private: asked at once.
+        // AutoNAT's private does not override the operator.
         assert!(relays.set_public(false).is_empty());
+        assert!(relays.due(Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn a_node_that_turns_public_gives_its_reservation_up() {
+        let mut relays = Relays::new(&[relay_addr()], false);
+        assert!(relays.set_public(false).is_empty(), "wanted already");
         let due = relays.due(Instant::now());
         assert_eq!(due.len(), 1);
         let listener = ListenerId::next();
         relays.listening(due[0].0, listener);
-        // And public again: the reservation is given up, not asked again.
-        assert_eq!(relays.set_public(true), vec![listener]);
+        // Public: the reservation is given up, not asked again.
+        assert_eq!(relays.set_public(true).len(), 1);
+        assert_eq!(relays.set_public(true), vec![], "once");
         assert_eq!(relays.next_attempt(), None);
     }
 

@@ -64,6 +64,9 @@ use crate::{DhtConfig, Kademlia};
 const MAX_PROVIDER_PEERS: usize = 1024;
 /// Addresses remembered per provider.
 const MAX_PROVIDER_ADDRS: usize = 8;
+/// Providers remembered from one lookup answer (kad answers with at most
+/// k = 20): one answer cannot flush the cache.
+const MAX_PROVIDERS_PER_ANSWER: usize = 20;
 
 type HandlerOut = THandlerOutEvent<Kademlia>;
 type HandlerIn = THandlerInEvent<Kademlia>;
@@ -165,9 +168,10 @@ pub struct Behaviour {
     /// Ranges treated as public (diversity groups; the mapper has its own copy).
     public_ranges: PublicRanges,
     /// Addresses provider records gave for their providers (after the
-    /// mapper), offered when the node dials such a peer: a provider that is
-    /// a DHT client (behind NAT, reachable through a relay) is in no routing
-    /// table, and the provider record is where its addresses are.
+    /// mapper), offered when the node dials such a peer and knows no other
+    /// address of it: a provider that is a DHT client (behind NAT, reachable
+    /// through a relay) is in no routing table, and the provider record is
+    /// where its addresses are.
     provider_addrs: LruCache<PeerId, Vec<Multiaddr>>,
     /// Record lookups finished and their requests (in [`DhtStats`]).
     record_lookups: QueryTotals,
@@ -493,19 +497,37 @@ impl Behaviour {
             }
         }
         if let HandlerOut::GetProvidersRes { provider_peers, .. } = event {
-            for provider in provider_peers.iter() {
-                tracing::trace!(provider = %provider.node_id, addrs = ?provider.multiaddrs, "provider in an answer");
-                if provider.node_id != self.local && !provider.multiaddrs.is_empty() {
-                    let addrs = provider
-                        .multiaddrs
-                        .iter()
-                        .take(MAX_PROVIDER_ADDRS)
-                        .cloned()
-                        .collect();
-                    self.provider_addrs.insert(provider.node_id, addrs);
+            for provider in provider_peers.iter().take(MAX_PROVIDERS_PER_ANSWER) {
+                if provider.node_id != self.local {
+                    self.remember_provider(provider.node_id, &provider.multiaddrs);
                 }
             }
         }
+    }
+
+    /// Keeps addresses a lookup answer gave for `provider`: newest first,
+    /// merged with what earlier answers gave (one answer cannot erase
+    /// another's), at most [`MAX_PROVIDER_ADDRS`], none naming another peer.
+    fn remember_provider(&mut self, provider: PeerId, addrs: &[Multiaddr]) {
+        let names_other = |addr: &Multiaddr| matches!(addr.iter().last(), Some(multiaddr::Protocol::P2p(p)) if p != provider);
+        let mut merged: Vec<Multiaddr> = addrs
+            .iter()
+            .filter(|a| !names_other(a))
+            .take(MAX_PROVIDER_ADDRS)
+            .cloned()
+            .collect();
+        if merged.is_empty() {
+            return;
+        }
+        if let Some(known) = self.provider_addrs.get(&provider) {
+            for addr in known {
+                if !merged.contains(addr) {
+                    merged.push(addr.clone());
+                }
+            }
+        }
+        merged.truncate(MAX_PROVIDER_ADDRS);
+        self.provider_addrs.insert(provider, merged);
     }
 
     fn emit(&mut self, event: Event) {
@@ -616,18 +638,20 @@ impl NetworkBehaviour for Behaviour {
         addresses: &[Multiaddr],
         effective_role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        let mut addrs = self.kad.handle_pending_outbound_connection(
+        let addrs = self.kad.handle_pending_outbound_connection(
             connection_id,
             maybe_peer,
             addresses,
             effective_role,
         )?;
-        if let Some(known) = maybe_peer.and_then(|peer| self.provider_addrs.get(&peer)) {
-            for addr in known {
-                if !addrs.contains(addr) && !addresses.contains(addr) {
-                    addrs.push(addr.clone());
-                }
-            }
+        // Only for a peer nobody else knows an address of (a provider that
+        // is a DHT client, reachable through a relay): what a lookup answer
+        // claims never adds to, or competes with, better-known addresses.
+        if addrs.is_empty()
+            && addresses.is_empty()
+            && let Some(known) = maybe_peer.and_then(|peer| self.provider_addrs.get(&peer))
+        {
+            return Ok(known.clone());
         }
         Ok(addrs)
     }

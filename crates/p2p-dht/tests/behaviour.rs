@@ -1126,5 +1126,41 @@ async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
             Endpoint::Dialer,
         )
         .unwrap();
+    assert_eq!(addrs, vec![relayed.clone()]);
+
+    // A later answer cannot erase those addresses, nor give one that names
+    // another peer (an attacker's redirect).
+    let other_key = RecordKey::new(&"resource:session:other");
+    let redirect: libp2p::Multiaddr = format!("/memory/99/p2p/{}", PeerId::random())
+        .parse()
+        .unwrap();
+    net.raw[0]
+        .swarm
+        .behaviour_mut()
+        .store_mut()
+        .add_provider(kad::ProviderRecord {
+            key: other_key.clone(),
+            provider,
+            expires: None,
+            addresses: vec![redirect],
+        })
+        .unwrap();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(other_key, tx);
+    net.drive_until("providers found again", |_| answer(&mut rx))
+        .await;
+    let addrs = net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .handle_pending_outbound_connection(
+            ConnectionId::new_unchecked(1_002),
+            Some(provider),
+            &[],
+            Endpoint::Dialer,
+        )
+        .unwrap();
     assert_eq!(addrs, vec![relayed]);
 }

@@ -312,6 +312,14 @@ async fn start(
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    for relay in &args.relay {
+        if !matches!(
+            relay.iter().last(),
+            Some(p2p_core::libp2p::multiaddr::Protocol::P2p(_))
+        ) {
+            bail!("--relay {relay}: the address must end in /p2p/<relay peer id>");
+        }
+    }
     let out = Output::new(args.json);
     let registry = args.metrics.map(|_| metrics::Metrics::new());
     let (node, events) = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;

@@ -111,7 +111,7 @@ impl Proc {
                 let seen = self.backlog.len();
                 let tail = &self.backlog[seen.saturating_sub(20)..];
                 panic!(
-                    "no expected line within {WAIT:?}; the last {} of {seen} other lines: {tail:#?}",
+                    "no expected line within {wait:?}; the last {} of {seen} other lines: {tail:#?}",
                     tail.len()
                 )
             }
