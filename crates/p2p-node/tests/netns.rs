@@ -162,6 +162,27 @@ fn home_network(
     wallet_ns
 }
 
+/// The internet with two public hosts, `b1` at 198.51.100.10 and `b2` at
+/// .11: their namespaces and the internet's.
+fn internet_with_two_hosts(net: &mut Net) -> (String, String, String) {
+    let inet = internet(net);
+    let b1 = public_host(net, &inet, "b1", "198.51.100.10/24");
+    let b2 = public_host(net, &inet, "b2", "198.51.100.11/24");
+    (inet, b1, b2)
+}
+
+/// Wallet W1's home: router `r1` at 198.51.100.20, the wallet at
+/// 192.0.2.10 on its LAN. Returns the wallet's namespace.
+fn first_home(net: &mut Net, inet: &str, kind: Router) -> String {
+    home_network(
+        net,
+        inet,
+        ("r1", "198.51.100.20/24"),
+        ("192.0.2.1/24", "192.0.2.10/24"),
+        kind,
+    )
+}
+
 /// AutoNAT probing after 1 s and every 2 s until it knows.
 const QUICK_AUTONAT: [&str; 4] = ["--autonat-delay-secs", "1", "--autonat-retry-secs", "2"];
 
@@ -201,18 +222,10 @@ fn reachability(status: &'static str) -> impl Fn(&Value) -> bool {
 #[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
 async fn public_nodes_confirm_each_other_and_serve_the_dht_a_wallet_behind_nat_stays_a_client() {
     let mut net = Net::new();
-    let inet = internet(&mut net);
-    let b1 = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
-    let b2 = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let (inet, b1, b2) = internet_with_two_hosts(&mut net);
     // The router resets what arrives unasked, so AutoNAT's dial-backs to the
     // wallet fail at once.
-    let wallet = home_network(
-        &mut net,
-        &inet,
-        ("r1", "198.51.100.20/24"),
-        ("192.0.2.1/24", "192.0.2.10/24"),
-        Router::Resets,
-    );
+    let wallet = first_home(&mut net, &inet, Router::Resets);
 
     let mut public1 = node(&b1, "198.51.100.10", &[]);
     let (_, public1_addr) = listening(&mut public1).await;
@@ -331,16 +344,8 @@ const TRIALS: usize = 20;
 #[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
 async fn wallets_behind_two_nats_meet_through_a_relay_and_punch_a_direct_connection() {
     let mut net = Net::new();
-    let inet = internet(&mut net);
-    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
-    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
-    let w1_ns = home_network(
-        &mut net,
-        &inet,
-        ("r1", "198.51.100.20/24"),
-        ("192.0.2.1/24", "192.0.2.10/24"),
-        Router::Drops,
-    );
+    let (inet, b1_ns, b2_ns) = internet_with_two_hosts(&mut net);
+    let w1_ns = first_home(&mut net, &inet, Router::Drops);
     let w2_ns = home_network(
         &mut net,
         &inet,
@@ -451,16 +456,8 @@ async fn behind_a_port_randomising_nat_hole_punching_fails_cleanly_and_the_relay
  {
     const MESSAGES: u64 = 50;
     let mut net = Net::new();
-    let inet = internet(&mut net);
-    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
-    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
-    let w1_ns = home_network(
-        &mut net,
-        &inet,
-        ("r1", "198.51.100.20/24"),
-        ("192.0.2.1/24", "192.0.2.10/24"),
-        Router::Drops,
-    );
+    let (inet, b1_ns, b2_ns) = internet_with_two_hosts(&mut net);
+    let w1_ns = first_home(&mut net, &inet, Router::Drops);
     let w3_ns = home_network(
         &mut net,
         &inet,
@@ -529,9 +526,7 @@ async fn behind_a_port_randomising_nat_hole_punching_fails_cleanly_and_the_relay
 #[ignore = "needs root, iproute2 and nftables: run with `cargo xtask netns`"]
 async fn two_nodes_talk_over_ipv6() {
     let mut net = Net::new();
-    let inet = internet(&mut net);
-    let a_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
-    let b_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let (_inet, a_ns, b_ns) = internet_with_two_hosts(&mut net);
     for (ns, addr) in [(&a_ns, "2001:db8::10/64"), (&b_ns, "2001:db8::11/64")] {
         // No duplicate-address detection: the address is usable at once.
         exec(
@@ -581,17 +576,9 @@ async fn one_address_cannot_take_every_reservation_or_circuit_of_a_relay() {
     /// New reservations, and new circuits, one address may ask for.
     const PER_IP: usize = 2;
     let mut net = Net::new();
-    let inet = internet(&mut net);
-    let b1_ns = public_host(&mut net, &inet, "b1", "198.51.100.10/24");
-    let b2_ns = public_host(&mut net, &inet, "b2", "198.51.100.11/24");
+    let (inet, b1_ns, b2_ns) = internet_with_two_hosts(&mut net);
     let evil_ns = public_host(&mut net, &inet, "evil", "198.51.100.66/24");
-    let w1_ns = home_network(
-        &mut net,
-        &inet,
-        ("r1", "198.51.100.20/24"),
-        ("192.0.2.1/24", "192.0.2.10/24"),
-        Router::Drops,
-    );
+    let w1_ns = first_home(&mut net, &inet, Router::Drops);
     let w2_ns = home_network(
         &mut net,
         &inet,
