@@ -1063,11 +1063,56 @@ fn auto_mode_serves_on_a_direct_address_and_never_on_a_relayed_one() {
 /// A provider that is a DHT client (behind NAT) is in no routing table: the
 /// addresses its provider record gives (here a relayed one) are where the
 /// node dials it after a lookup.
-#[tokio::test]
-async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
+/// Plants in raw server `raw`'s store a provider record of `provider` under
+/// `key`, with `addresses`.
+fn plant_provider(
+    net: &mut Net<Behaviour>,
+    raw: usize,
+    key: &RecordKey,
+    provider: PeerId,
+    addresses: Vec<libp2p::Multiaddr>,
+) {
+    use kad::store::RecordStore as _;
+    net.raw[raw]
+        .swarm
+        .behaviour_mut()
+        .store_mut()
+        .add_provider(kad::ProviderRecord {
+            key: key.clone(),
+            provider,
+            expires: None,
+            addresses,
+        })
+        .unwrap();
+}
+
+/// The addresses node `node` would dial `peer` at, knowing no other.
+fn dial_addresses(net: &mut Net<Behaviour>, node: usize, peer: PeerId) -> Vec<libp2p::Multiaddr> {
     use libp2p::core::Endpoint;
     use libp2p::swarm::{ConnectionId, NetworkBehaviour as _};
+    static NEXT: AtomicUsize = AtomicUsize::new(1_000);
+    net.nodes[node]
+        .swarm
+        .behaviour_mut()
+        .handle_pending_outbound_connection(
+            ConnectionId::new_unchecked(NEXT.fetch_add(1, Ordering::Relaxed)),
+            Some(peer),
+            &[],
+            Endpoint::Dialer,
+        )
+        .unwrap()
+}
 
+/// Looks `key`'s providers up from node `node` until the answer.
+async fn lookup_providers(net: &mut Net<Behaviour>, node: usize, key: RecordKey) -> Vec<PeerId> {
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[node].swarm.behaviour_mut().get_providers(key, tx);
+    net.drive_until("providers found", |_| answer(&mut rx))
+        .await
+}
+
+#[tokio::test]
+async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
     let mut net: Net<Behaviour> = Net {
         nodes: vec![dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await],
         raw: vec![
@@ -1085,48 +1130,21 @@ async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
     )
     .parse()
     .unwrap();
-    use kad::store::RecordStore as _;
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .store_mut()
-        .add_provider(kad::ProviderRecord {
-            key: key.clone(),
-            provider,
-            expires: None,
-            addresses: vec![relayed.clone()],
-        })
-        .unwrap();
+    plant_provider(&mut net, 0, &key, provider, vec![relayed.clone()]);
     net.connect_raw(0, 0).await;
     let (raw_id, raw_addr) = (net.raw[0].id(), net.raw[0].addr.clone());
-    let dht = net.nodes[0].swarm.behaviour_mut();
-    assert!(dht.add_address(raw_id, raw_addr));
-    let no_address = dht
-        .handle_pending_outbound_connection(
-            ConnectionId::new_unchecked(1_000),
-            Some(provider),
-            &[],
-            Endpoint::Dialer,
-        )
-        .unwrap();
-    assert!(no_address.is_empty(), "unknown before the lookup");
-    let (tx, mut rx) = oneshot::channel();
-    dht.get_providers(key, tx);
-    let found = net
-        .drive_until("providers found", |_| answer(&mut rx))
-        .await;
-    assert_eq!(found, vec![provider]);
-    let addrs = net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .handle_pending_outbound_connection(
-            ConnectionId::new_unchecked(1_001),
-            Some(provider),
-            &[],
-            Endpoint::Dialer,
-        )
-        .unwrap();
-    assert_eq!(addrs, vec![relayed.clone()]);
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(raw_id, raw_addr)
+    );
+    assert!(
+        dial_addresses(&mut net, 0, provider).is_empty(),
+        "unknown before the lookup"
+    );
+    assert_eq!(lookup_providers(&mut net, 0, key).await, vec![provider]);
+    assert_eq!(dial_addresses(&mut net, 0, provider), vec![relayed.clone()]);
 
     // A later answer cannot erase those addresses, nor give one that names
     // another peer (an attacker's redirect).
@@ -1134,33 +1152,7 @@ async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
     let redirect: libp2p::Multiaddr = format!("/memory/99/p2p/{}", PeerId::random())
         .parse()
         .unwrap();
-    net.raw[0]
-        .swarm
-        .behaviour_mut()
-        .store_mut()
-        .add_provider(kad::ProviderRecord {
-            key: other_key.clone(),
-            provider,
-            expires: None,
-            addresses: vec![redirect],
-        })
-        .unwrap();
-    let (tx, mut rx) = oneshot::channel();
-    net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .get_providers(other_key, tx);
-    net.drive_until("providers found again", |_| answer(&mut rx))
-        .await;
-    let addrs = net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .handle_pending_outbound_connection(
-            ConnectionId::new_unchecked(1_002),
-            Some(provider),
-            &[],
-            Endpoint::Dialer,
-        )
-        .unwrap();
-    assert_eq!(addrs, vec![relayed]);
+    plant_provider(&mut net, 0, &other_key, provider, vec![redirect]);
+    lookup_providers(&mut net, 0, other_key).await;
+    assert_eq!(dial_addresses(&mut net, 0, provider), vec![relayed]);
 }
