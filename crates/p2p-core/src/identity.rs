@@ -161,13 +161,34 @@ impl fmt::Debug for Identity {
 /// regular file ([`IdentityError::NotAFile`]), or accessible to group or
 /// others ([`IdentityError::Permissions`]).
 pub fn load_or_create_key_file(path: &Path) -> Result<Keypair, IdentityError> {
-    if let Some(bytes) = read_key_file(path)? {
-        return Ok(Keypair::from_protobuf_encoding(&bytes)?);
+    let mut created = None;
+    let bytes = load_or_create_secret_file(path, || {
+        let key = Keypair::generate_ed25519();
+        let bytes = Zeroizing::new(key.to_protobuf_encoding()?);
+        created = Some(key);
+        Ok(bytes)
+    })?;
+    match created {
+        Some(key) => Ok(key),
+        None => Ok(Keypair::from_protobuf_encoding(&bytes)?),
     }
-    let key = Keypair::generate_ed25519();
-    let bytes = Zeroizing::new(key.to_protobuf_encoding()?);
+}
+
+/// Reads the secret in `path`, or creates the file with the bytes `make`
+/// returns; the same rules as [`load_or_create_key_file`] (atomic creation,
+/// mode 0600, no symbolic links, refused when group or others can access
+/// it), for any secret a node keeps on disk (a MuSig2 signer key, an API
+/// token).
+pub fn load_or_create_secret_file(
+    path: &Path,
+    make: impl FnOnce() -> Result<Zeroizing<Vec<u8>>, IdentityError>,
+) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
+    if let Some(bytes) = read_key_file(path)? {
+        return Ok(bytes);
+    }
+    let bytes = make()?;
     create_key_file(path, &bytes)?;
-    Ok(key)
+    Ok(bytes)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {

@@ -49,7 +49,7 @@ pub use events::Event;
 pub use handler::{
     HANDLER_CALL_TIMEOUT, HANDLER_QUEUE, HandlerError, ProtocolHandler, RegisterError,
 };
-pub use identity::{Identity, IdentityError, load_or_create_key_file};
+pub use identity::{Identity, IdentityError, load_or_create_key_file, load_or_create_secret_file};
 pub use ip_limits::{IpLimitExceeded, IpLimits};
 /// The libp2p this crate is built on, so a user needs no version-matched
 /// dependency of their own (for `Stream`, `StreamProtocol`, `Multiaddr`, ...).
@@ -65,9 +65,9 @@ pub use p2p_dht::mapper::{IpNet, PublicRanges};
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{
-    DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NodeEvent, NodeStats,
-    PeerId, ProtocolName, Reachability, RejectReason, ResourceId, ResourceKey, ResourceType,
-    is_relayed,
+    DhtMode, DhtStats, DisconnectCause, MessageStats, MessageType, Multiaddr, NameError, NodeEvent,
+    NodeStats, PeerId, ProtocolName, Reachability, RejectReason, ResourceId, ResourceKey,
+    ResourceType, is_relayed,
 };
 pub use peer_manager::Banned;
 pub use peer_manager::scores::{ScoringConfig, penalty};
