@@ -163,12 +163,14 @@ fn fuzz_check(root: &Path) -> Result<()> {
 }
 
 /// The environment variable that puts the scenario benches of p2p-core in
-/// their quick mode (read by `crates/p2p-core/benches/support`).
+/// their quick mode (read by `crates/p2p-core/benches/support` and
+/// `crates/p2p-musig2/benches/session.rs`).
 const BENCH_QUICK_ENV: &str = "LOTUS_BENCH_QUICK";
 
 /// The criterion pipeline benchmarks, then lotus-musig2's criterion bench
 /// (MuSig2 partial sign/verify next to k256's raw scalar multiplication), then
-/// the TypeScript pipeline baseline in
+/// p2p-musig2's 15-signer session on loopback, then the TypeScript pipeline
+/// baseline in
 /// Node.js in the same invocation (skipped with a note when Node.js is absent),
 /// then the messaging bench of p2p-core, then its node bench and the js-libp2p
 /// dial/RSS baseline (skipped with a note without Node.js, npm or the peer),
@@ -200,6 +202,8 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
             "p2p-core",
             "-p",
             "lotus-musig2",
+            "-p",
+            "p2p-musig2",
             "--no-run",
         ]),
     )?;
@@ -233,6 +237,13 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
             args.extend(["--", "--test"]);
         }
         run(root, "cargo", &args)
+    })?;
+    // A 15-signer MuSig2 session on TCP loopback: time to signature.
+    timed("musig2 session", &mut || {
+        let mut command = Command::new("cargo");
+        command.args(cargo_bench(&["-p", "p2p-musig2", "--bench", "session"]));
+        quick_env(&mut command);
+        run_command(root, &mut command)
     })?;
     timed("TypeScript pipeline baseline", &mut || {
         if !node {

@@ -126,6 +126,27 @@ fn basic_sends_a_signed_message_and_discovers_through_the_dht() -> Result<()> {
 }
 
 #[test]
+fn musig2_three_wallets_end_with_one_verified_signature() -> Result<()> {
+    let out = run(env!("CARGO_BIN_EXE_musig2"), &[])?;
+    let signatures: Vec<&str> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|name| {
+            let prefix = format!("{name} has signature ");
+            out.line(&prefix)
+                .map(|l| l.trim_start_matches(prefix.as_str()))
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        signatures[0].len() == 128,
+        "a 64-byte signature: {}",
+        signatures[0]
+    );
+    ensure!(signatures.iter().all(|s| *s == signatures[0]), "{out}");
+    out.has_line("signature verifies under the aggregated key: true")?;
+    Ok(())
+}
+
+#[test]
 fn chat_talks_both_ways_and_leaves() -> Result<()> {
     let out = run(env!("CARGO_BIN_EXE_chat"), &[])?;
     let expected = [

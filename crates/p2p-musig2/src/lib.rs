@@ -36,3 +36,8 @@ pub use wire::SessionHash;
 
 /// The most signers in one session (the original system's limit).
 pub const MAX_SIGNERS: usize = 15;
+
+/// Compiles the README's example.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

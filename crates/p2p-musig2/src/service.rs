@@ -14,10 +14,11 @@ use p2p_core::{
     ResourceError, async_trait,
 };
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::advert::{self, SignerAdvert};
 use crate::error::{Rejection, SessionError};
-use crate::session::{self, Spec};
+use crate::session::{self, Answers, Said, Spec};
 use crate::wire::{self, RoundMessage, SessionHash};
 
 /// Bounds of a signer.
@@ -75,10 +76,33 @@ struct Buffered {
     inbound: Inbound,
 }
 
+/// A running session as the router sees it.
+struct Route {
+    inbox: mpsc::Sender<Inbound>,
+    /// The co-signers' nodes, once found: only they may queue messages.
+    /// Until then each peer may queue [`PER_PEER_BEFORE_FOUND`].
+    signers: Option<Vec<PeerId>>,
+    queued: HashMap<PeerId, usize>,
+}
+
+/// Messages one peer may queue for a session whose signers are not found yet
+/// (an honest co-signer sends two, or a few more when it restarts).
+const PER_PEER_BEFORE_FOUND: usize = 8;
+
 struct State {
-    running: HashMap<SessionHash, mpsc::Sender<Inbound>>,
+    running: HashMap<SessionHash, Route>,
     buffered: VecDeque<Buffered>,
-    finished: LruCache<SessionHash, Signed>,
+    finished: LruCache<SessionHash, Finished>,
+}
+
+/// A session that signed: its signature, and until its deadline what we said
+/// in it, for co-signers that still wait for it.
+struct Finished {
+    signed: Signed,
+    said: Said,
+    signers: Vec<PeerId>,
+    until: tokio::time::Instant,
+    answers: Answers,
 }
 
 /// Signer key → its node, from adverts found (valid for [`KNOWN_FOR`]).
@@ -147,14 +171,41 @@ impl Inner {
         let from = inbound.from;
         let mut state = lock(&self.state);
         let session = inbound.round.session;
-        if state.finished.contains_key(&session) {
+        if let Some(finished) = state.finished.get_mut(&session) {
+            // Refused; a co-signer still waiting gets our messages again.
+            if finished.signers.contains(&from)
+                && tokio::time::Instant::now() < finished.until
+                && finished.answers.due(from)
+            {
+                let mut outbox = JoinSet::new();
+                finished
+                    .said
+                    .send_to(&mut outbox, &self.node, from, finished.until);
+                outbox.detach_all();
+            }
             drop(state);
             return self.reject(Rejection::SessionFinished, from);
         }
-        if let Some(inbox) = state.running.get(&session) {
-            if inbox.try_send(inbound).is_err() {
-                drop(state);
-                self.reject(Rejection::SessionBusy, from);
+        if let Some(route) = state.running.get_mut(&session) {
+            let refused = match &route.signers {
+                Some(signers) if !signers.contains(&from) => Some(Rejection::WrongPeer),
+                Some(_) => None,
+                None => {
+                    let queued = route.queued.entry(from).or_default();
+                    *queued += 1;
+                    (*queued > PER_PEER_BEFORE_FOUND).then_some(Rejection::SessionBusy)
+                }
+            };
+            let refused = refused.or_else(|| {
+                route
+                    .inbox
+                    .try_send(inbound)
+                    .is_err()
+                    .then_some(Rejection::SessionBusy)
+            });
+            drop(state);
+            if let Some(reason) = refused {
+                self.reject(reason, from);
             }
             return;
         }
@@ -184,8 +235,8 @@ impl Inner {
         session: SessionHash,
     ) -> Result<Result<mpsc::Receiver<Inbound>, Signed>, SessionError> {
         let mut state = lock(&self.state);
-        if let Some(signed) = state.finished.get(&session) {
-            return Ok(Err(signed.clone()));
+        if let Some(finished) = state.finished.get(&session) {
+            return Ok(Err(finished.signed.clone()));
         }
         if state.running.contains_key(&session) {
             return Err(SessionError::AlreadyRunning);
@@ -198,16 +249,31 @@ impl Inner {
         for buffered in mine {
             let _ = inbox.try_send(buffered.inbound);
         }
-        state.running.insert(session, inbox);
+        state.running.insert(
+            session,
+            Route {
+                inbox,
+                signers: None,
+                queued: HashMap::new(),
+            },
+        );
         Ok(Ok(receiver))
     }
 
-    /// Ends a running session; a signature is remembered.
-    fn close(&self, session: SessionHash, signed: Option<&Signed>) {
+    /// From now on only these nodes may queue messages for `session`.
+    pub(crate) fn signers_found(&self, session: SessionHash, signers: Vec<PeerId>) {
+        if let Some(route) = lock(&self.state).running.get_mut(&session) {
+            route.signers = Some(signers);
+            route.queued = HashMap::new();
+        }
+    }
+
+    /// Ends a running session; a signed one is remembered.
+    fn close(&self, session: SessionHash, finished: Option<Finished>) {
         let mut state = lock(&self.state);
         state.running.remove(&session);
-        if let Some(signed) = signed {
-            state.finished.insert(session, signed.clone());
+        if let Some(finished) = finished {
+            state.finished.insert(session, finished);
         }
     }
 }
@@ -359,8 +425,23 @@ impl Musig2 {
             inner: &self.inner,
             session: spec.hash,
         };
-        let signed = session::run(&self.inner, &spec, inbox, deadline).await?;
-        self.inner.close(spec.hash, Some(&signed));
+        let (signed, said) = session::run(&self.inner, &spec, inbox, deadline).await?;
+        let signers = signed
+            .signers
+            .iter()
+            .map(|(_, peer)| *peer)
+            .filter(|peer| *peer != self.inner.node.peer_id())
+            .collect();
+        self.inner.close(
+            spec.hash,
+            Some(Finished {
+                signed: signed.clone(),
+                said,
+                signers,
+                until: deadline,
+                answers: Answers::default(),
+            }),
+        );
         Ok(signed)
     }
 

@@ -2,6 +2,7 @@
 //! our nonce and collect theirs, sign once, collect and check the partial
 //! signatures, aggregate. The run owns every piece of the session's state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,17 +99,79 @@ struct Signing {
     partials: Vec<Option<PartialSignature>>,
 }
 
+/// What this node says in the session, kept to say it again: a message can
+/// be lost after its send succeeded (a connection closing under it), so each
+/// co-signer we still wait for is sent our messages again, re-signed (a
+/// byte-identical copy would be refused as a duplicate), every [`RESEND`],
+/// and a co-signer that repeats itself (it is still waiting for us) is
+/// answered at once.
+#[derive(Clone)]
+pub(crate) struct Said {
+    round1: RoundMessage,
+    round2: Option<RoundMessage>,
+}
+
+/// How often co-signers we still wait for get our messages again; also the
+/// least time between two answers to one peer's repeats.
+const RESEND: Duration = Duration::from_secs(1);
+
+impl Said {
+    /// Sends (re-signed) what we said to `peer`, each send retried until
+    /// written or `deadline`.
+    pub(crate) fn send_to(
+        &self,
+        outbox: &mut JoinSet<()>,
+        node: &Node,
+        peer: PeerId,
+        deadline: Instant,
+    ) {
+        for said in std::iter::once(&self.round1).chain(&self.round2) {
+            match said.sign(node) {
+                Ok(message) => send(outbox, node, peer, Arc::new(message), deadline),
+                Err(error) => tracing::warn!(%error, "cannot sign a musig2 message"),
+            }
+        }
+    }
+}
+
+/// Answers to repeats, at most one per peer per [`RESEND`].
+#[derive(Default)]
+pub(crate) struct Answers {
+    last: HashMap<PeerId, Instant>,
+}
+
+impl Answers {
+    /// True (and noted) when `peer` may be answered now.
+    pub(crate) fn due(&mut self, peer: PeerId) -> bool {
+        let now = Instant::now();
+        match self.last.get(&peer) {
+            Some(at) if now.saturating_duration_since(*at) < RESEND => false,
+            _ => {
+                self.last.insert(peer, now);
+                true
+            }
+        }
+    }
+}
+
 /// Runs the session until it signs, fails, or reaches `deadline`.
 pub(crate) async fn run(
     inner: &Inner,
     spec: &Spec,
     mut inbox: mpsc::Receiver<Inbound>,
     deadline: Instant,
-) -> Result<Signed, SessionError> {
+) -> Result<(Signed, Said), SessionError> {
     let node = &inner.node;
     let n = spec.keys().len();
     let peers = find_peers(inner, spec, deadline).await?;
+    inner.signers_found(spec.hash, peers.iter().flatten().copied().collect());
     let mut outbox = JoinSet::new();
+    let others: Vec<(usize, PeerId)> = peers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != spec.ours)
+        .filter_map(|(i, p)| Some((i, (*p)?)))
+        .collect();
 
     // Round 1: fresh nonces for this attempt; the secret half lives only here.
     let mut attempt: Attempt = [0; 16];
@@ -117,14 +180,19 @@ pub(crate) async fn run(
     let (sec_nonce, pub_nonce) =
         SecNonce::generate(&inner.key, &spec.key_agg, Some(&spec.message), &extra)?;
     let mut sec_nonce = Some(sec_nonce);
-    let round1 = RoundMessage {
-        session: spec.hash,
-        attempt,
-        signer: *inner.key.public_key(),
-        body: Body::Nonce(pub_nonce),
+    let mut said = Said {
+        round1: RoundMessage {
+            session: spec.hash,
+            attempt,
+            signer: *inner.key.public_key(),
+            body: Body::Nonce(pub_nonce),
+        },
+        round2: None,
     };
-    let round1 = Arc::new(round1.sign(node)?);
-    send_to_all(&mut outbox, node, &peers, spec.ours, &round1, deadline);
+    let round1 = Arc::new(said.round1.sign(node)?);
+    for &(_, peer) in &others {
+        send(&mut outbox, node, peer, Arc::clone(&round1), deadline);
+    }
 
     let mut nonces: Vec<Option<HeldNonce>> = (0..n).map(|_| None).collect();
     if let Some(slot) = nonces.get_mut(spec.ours) {
@@ -135,8 +203,11 @@ pub(crate) async fn run(
         });
     }
     let mut guard = EquivocationGuard::new(4 * MAX_SIGNERS);
-    let mut early: Vec<Inbound> = Vec::new();
+    // Partial signatures that came before our round 2, the latest per slot.
+    let mut early: Vec<Option<Inbound>> = (0..n).map(|_| None).collect();
     let mut signing: Option<Signing> = None;
+    let mut answers = Answers::default();
+    let mut resend = tokio::time::interval_at(Instant::now() + RESEND, RESEND);
 
     loop {
         if signing.is_none() && nonces.iter().all(Option::is_some) {
@@ -157,8 +228,11 @@ pub(crate) async fn run(
                     partial,
                 },
             };
-            let round2 = Arc::new(round2.sign(node)?);
-            send_to_all(&mut outbox, node, &peers, spec.ours, &round2, deadline);
+            let signed = Arc::new(round2.sign(node)?);
+            said.round2 = Some(round2);
+            for &(_, peer) in &others {
+                send(&mut outbox, node, peer, Arc::clone(&signed), deadline);
+            }
             let mut partials = vec![None; n];
             if let Some(slot) = partials.get_mut(spec.ours) {
                 *slot = Some(partial);
@@ -168,7 +242,7 @@ pub(crate) async fn run(
                 nonces: list,
                 partials,
             });
-            for inbound in std::mem::take(&mut early) {
+            for inbound in early.iter_mut().filter_map(Option::take) {
                 on_partial(spec, &peers, &nonces, signing.as_mut(), inbound)?;
             }
         }
@@ -182,7 +256,7 @@ pub(crate) async fn run(
             // What is still being sent goes on (bounded by the deadline): a
             // slower signer may still need our partial signature.
             outbox.detach_all();
-            return Ok(Signed {
+            let signed = Signed {
                 session: spec.hash,
                 aggregated_key: *spec.key_agg.aggregated_key(),
                 signature,
@@ -192,10 +266,24 @@ pub(crate) async fn run(
                     .zip(&peers)
                     .map(|(key, peer)| (*key, peer.unwrap_or(node.peer_id())))
                     .collect(),
-            });
+            };
+            return Ok((signed, said));
         }
         let inbound = tokio::select! {
             inbound = inbox.recv() => inbound,
+            _ = resend.tick() => {
+                // Co-signers we still wait for get our messages again.
+                for &(i, peer) in &others {
+                    let waiting = match &signing {
+                        None => nonces.get(i).is_some_and(Option::is_none),
+                        Some(s) => s.partials.get(i).is_some_and(Option::is_none),
+                    };
+                    if waiting && answers.due(peer) {
+                        said.send_to(&mut outbox, node, peer, deadline);
+                    }
+                }
+                continue;
+            }
             () = tokio::time::sleep_until(deadline) => None,
         };
         let Some(inbound) = inbound else {
@@ -230,7 +318,8 @@ pub(crate) async fn run(
             inner.reject(Rejection::WrongPeer, inbound.from);
             continue;
         }
-        match &inbound.round.body {
+        let from = inbound.from;
+        let repeat = match &inbound.round.body {
             Body::Nonce(nonce) => {
                 let nonce = *nonce;
                 let session = [spec.hash.0.as_slice(), &inbound.round.attempt].concat();
@@ -241,41 +330,65 @@ pub(crate) async fn run(
                     },
                     &inbound.message,
                 );
-                if let Ok(Observation::Equivocation(evidence)) = observed {
-                    if nonce_of(&evidence.first) != Some(nonce) {
+                match observed {
+                    Ok(Observation::Equivocation(evidence))
+                        if nonce_of(&evidence.first) != Some(nonce) =>
+                    {
                         return Err(SessionError::Equivocation {
                             blame: Box::new(spec.blame(slot, &peers, BlameReason::Equivocation)),
                             evidence,
                         });
                     }
-                    continue; // the same nonce, signed again
-                }
-                let Some(held) = nonces.get_mut(slot) else {
-                    continue;
-                };
-                match held {
-                    Some(h) if h.attempt == inbound.round.attempt => {}
-                    Some(_) if signing.is_some() => {
-                        // It restarted after we signed under its old nonce:
-                        // this run cannot finish.
-                        return Err(SessionError::NonceMismatch {
-                            blame: vec![spec.blame(slot, &peers, BlameReason::NonceMismatch)],
-                        });
-                    }
+                    // The same nonce again, signed anew: it waits for us.
+                    Ok(Observation::Equivocation(_) | Observation::Repeat) => true,
                     _ => {
-                        *held = Some(HeldNonce {
-                            attempt: inbound.round.attempt,
-                            nonce,
-                            message: inbound.message,
-                        });
+                        let held = nonces.get_mut(slot);
+                        match held {
+                            Some(Some(h)) if h.attempt == inbound.round.attempt => true,
+                            Some(Some(_)) if signing.is_some() => {
+                                // It restarted after we signed under its old
+                                // nonce: this run cannot finish.
+                                return Err(SessionError::NonceMismatch {
+                                    blame: vec![spec.blame(
+                                        slot,
+                                        &peers,
+                                        BlameReason::NonceMismatch,
+                                    )],
+                                });
+                            }
+                            Some(held) => {
+                                // Its first nonce, or a restarted signer's new
+                                // one before we signed.
+                                let restarted = held.is_some();
+                                *held = Some(HeldNonce {
+                                    attempt: inbound.round.attempt,
+                                    nonce,
+                                    message: inbound.message,
+                                });
+                                restarted
+                            }
+                            None => false,
+                        }
                     }
                 }
             }
             Body::Partial { .. } => match signing.as_mut() {
-                None if early.len() < 2 * n => early.push(inbound),
-                None => inner.reject(Rejection::SessionBusy, inbound.from),
-                Some(signing) => on_partial(spec, &peers, &nonces, Some(signing), inbound)?,
+                None => {
+                    if let Some(kept) = early.get_mut(slot) {
+                        *kept = Some(inbound);
+                    }
+                    // It signed, so it has our nonce.
+                    false
+                }
+                Some(signing) => {
+                    let seen = signing.partials.get(slot).is_some_and(Option::is_some);
+                    on_partial(spec, &peers, &nonces, Some(signing), inbound)?;
+                    seen
+                }
             },
+        };
+        if repeat && answers.due(from) {
+            said.send_to(&mut outbox, node, from, deadline);
         }
     }
 }
@@ -396,31 +509,23 @@ async fn find_peers(
     }
 }
 
-/// Sends `message` to every other signer, each send retried until it is
-/// written or the deadline passes.
-fn send_to_all(
+/// Sends `message` to `peer`, retried until it is written or the deadline
+/// passes.
+pub(crate) fn send(
     outbox: &mut JoinSet<()>,
     node: &Node,
-    peers: &[Option<PeerId>],
-    ours: usize,
-    message: &Arc<Message>,
+    peer: PeerId,
+    message: Arc<Message>,
     deadline: Instant,
 ) {
-    for (i, peer) in peers.iter().enumerate() {
-        let Some(peer) = *peer else { continue };
-        if i == ours {
-            continue;
-        }
-        let node = node.clone();
-        let message = Arc::clone(message);
-        outbox.spawn(async move {
-            while let Err(error) = node.send(peer, &message).await {
-                tracing::debug!(%peer, %error, "musig2 send failed; retrying");
-                if Instant::now() + RETRY >= deadline {
-                    return;
-                }
-                tokio::time::sleep(RETRY).await;
+    let node = node.clone();
+    outbox.spawn(async move {
+        while let Err(error) = node.send(peer, &message).await {
+            tracing::debug!(%peer, %error, "musig2 send failed; retrying");
+            if Instant::now() + RETRY >= deadline {
+                return;
             }
-        });
-    }
+            tokio::time::sleep(RETRY).await;
+        }
+    });
 }

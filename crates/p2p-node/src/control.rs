@@ -8,6 +8,8 @@
 //! discover <type> <id> [timeout-ms]   resources <type>
 //! discover-from <type> <id> <creator-peer-id> [timeout-ms]
 //! provide <name>                      providers <name> [timeout-ms]
+//! signer-key
+//! musig2-sign <session-id> <msg32-hex> <pubkey-hex>,<pubkey-hex>,... [timeout-ms]
 //! stop
 //! ```
 //!
@@ -24,13 +26,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use p2p_core::{AnnounceOptions, BroadcastOptions, Node, PeerId, RejectReason};
+use p2p_musig2::lotus_musig2::PublicKey;
+use p2p_musig2::{Blame, SessionError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use crate::output::Output;
+use crate::signer::Signer;
 
 /// Default bound on `discover` and `discover-from`.
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on `musig2-sign`.
+const SIGN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest accepted command line (bounded reads).
 const MAX_LINE: usize = 256 * 1024;
 
@@ -110,7 +117,7 @@ fn command_word(bytes: &[u8]) -> String {
 }
 
 /// Reads and executes commands until `stop` (returns) or end of input (waits).
-pub(crate) async fn run(node: Node, out: Output) -> Result<()> {
+pub(crate) async fn run(node: Node, signer: &Signer, out: Output) -> Result<()> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut buf = Vec::new();
     while let Some(line) = read_line(&mut input, &mut buf, MAX_LINE).await? {
@@ -141,9 +148,17 @@ pub(crate) async fn run(node: Node, out: Output) -> Result<()> {
             out.ok("stop", json!({}));
             return Ok(());
         }
-        match execute(&node, cmd, rest.trim()).await {
+        match execute(&node, signer, cmd, rest.trim()).await {
             Ok(fields) => out.ok(cmd, fields),
-            Err(e) => out.error(cmd, &format!("{e:#}")),
+            Err(e) => match e.downcast_ref::<SessionError>() {
+                // A failed session says whom it blames.
+                Some(failed) => out.error_with(
+                    cmd,
+                    &format!("{e:#}"),
+                    json!({"code": failed.code(), "blame": blame_json(&failed.blame())}),
+                ),
+                None => out.error(cmd, &format!("{e:#}")),
+            },
         }
     }
     std::future::pending::<()>().await;
@@ -171,8 +186,61 @@ fn json_text(text: &str) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&value)?)
 }
 
-async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
+/// The 32 bytes of a hex argument.
+fn bytes32(text: &str, what: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).with_context(|| format!("{what}: not 32 bytes of hex"))?;
+    Ok(out)
+}
+
+fn blame_json(blame: &[Blame]) -> Value {
+    blame
+        .iter()
+        .map(|b| {
+            json!({
+                "publicKey": b.public_key.to_string(),
+                "peerId": b.peer.map(|p| p.to_string()),
+                "reason": b.reason.as_str(),
+            })
+        })
+        .collect()
+}
+
+async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str) -> Result<Value> {
     match cmd {
+        "signer-key" => {
+            let signer = signer.get().await?;
+            Ok(json!({"publicKey": signer.public_key().to_string()}))
+        }
+        "musig2-sign" => {
+            let (session, rest) = word(args)?;
+            let (message, rest) = word(rest)?;
+            let (keys, rest) = word(rest)?;
+            let timeout = match rest.trim() {
+                "" => SIGN_TIMEOUT,
+                ms => Duration::from_millis(ms.parse().context("timeout-ms")?),
+            };
+            let message = bytes32(message, "message")?;
+            let keys = keys
+                .split(',')
+                .map(|k| {
+                    k.parse::<PublicKey>()
+                        .with_context(|| format!("not a public key: {k}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let signed = signer
+                .advertised()
+                .await?
+                .sign(session, &message, &keys, timeout)
+                .await?;
+            Ok(json!({
+                "session": session,
+                "sessionHash": signed.session.to_string(),
+                "aggregatedKey": signed.aggregated_key.to_string(),
+                "signature": signed.signature.to_string(),
+                "signers": signed.signers.iter().map(|(k, p)| json!({"publicKey": k.to_string(), "peerId": p.to_string()})).collect::<Vec<_>>(),
+            }))
+        }
         "connect" => {
             let peer = node
                 .connect(args.parse().context("not a multiaddr")?)
@@ -325,6 +393,12 @@ async fn execute(node: &Node, cmd: &str, args: &str) -> Result<Value> {
                 "listenAddrs": s.listen_addrs,
                 "messages": {"received": s.messages.received, "sent": s.messages.sent, "sendFailures": s.messages.send_failures, "rejected": rejected},
                 "dht": {"mode": format!("{:?}", s.dht.mode).to_lowercase(), "routingTableSize": s.dht.routing_table_size, "records": s.dht.records_stored, "ready": s.dht.ready},
+                "musig2": signer.existing().map(|m| json!({
+                    "publicKey": m.public_key().to_string(),
+                    "runningSessions": m.running_sessions(),
+                    "bufferedMessages": m.buffered_messages(),
+                    "rejected": m.rejections().into_iter().map(|(r, n)| (r.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                })),
             }))
         }
         other => bail!("unknown command {other:?}"),

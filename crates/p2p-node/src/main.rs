@@ -8,6 +8,8 @@
 //!               [--autonat-delay-secs <s>] [--autonat-retry-secs <s>]
 //! lotus-p2p keygen [--key-file <file>] [--force]
 //! lotus-p2p id --key-file <file>
+//! lotus-p2p musig2 keyagg <pubkey-hex>...
+//! lotus-p2p musig2 verify <pubkey-hex> <msg32-hex> <sig64-hex>
 //! ```
 //!
 //! While running, one command per line on stdin drives the node (see
@@ -17,6 +19,7 @@
 mod control;
 mod metrics;
 mod output;
+mod signer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +63,30 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// Lotus MuSig2 and Schnorr, offline (one JSON line on stdout).
+    #[command(subcommand)]
+    Musig2(Musig2Command),
+}
+
+#[derive(Subcommand)]
+enum Musig2Command {
+    /// The aggregated key of signer keys, as the Lotus SDK's musigKeyAgg
+    /// computes it: `{"aggregatedKey":"<hex33>"}`.
+    Keyagg {
+        /// Compressed secp256k1 public keys (66 hex digits), any order.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Verifies a Lotus Schnorr signature: `{"valid":true|false}`, exit
+    /// status 0 when valid, 1 when not, 2 when an argument is malformed.
+    Verify {
+        /// Compressed public key (66 hex digits).
+        public_key: String,
+        /// The 32-byte message (64 hex digits).
+        message: String,
+        /// The 64-byte signature r || s (128 hex digits).
+        signature: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +115,10 @@ struct RunArgs {
     /// Key file. Default: <data dir>/node.key (created on first run).
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// MuSig2 signer key file. Default: <data dir>/signer.key (created,
+    /// mode 0600, by the first `signer-key` or `musig2-sign`).
+    #[arg(long)]
+    signer_key_file: Option<PathBuf>,
     /// Also offer mplex, for the TypeScript system's Phase-1 nodes.
     #[arg(long)]
     mplex: bool,
@@ -164,6 +195,10 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+fn data_dir(args: &RunArgs) -> PathBuf {
+    args.data_dir.clone().unwrap_or_else(default_data_dir)
+}
+
 fn key_path(key_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
     key_file.unwrap_or_else(|| data_dir.unwrap_or_else(default_data_dir).join("node.key"))
 }
@@ -192,10 +227,56 @@ fn main() -> Result<()> {
             println!("{}", key.public().to_peer_id());
             Ok(())
         }
+        Command::Musig2(command) => musig2(command),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
             .block_on(run(*args)),
+    }
+}
+
+/// `lotus-p2p musig2 ...`: exits 2 on a malformed argument.
+fn musig2(command: Musig2Command) -> Result<()> {
+    use p2p_musig2::lotus_musig2::{KeyAggContext, PublicKey, Signature};
+    let malformed = |what: &str, error: &dyn std::fmt::Display| -> ! {
+        eprintln!("{what}: {error}");
+        std::process::exit(2)
+    };
+    let key = |text: &str| {
+        text.parse::<PublicKey>()
+            .unwrap_or_else(|e| malformed(&format!("public key {text}"), &e))
+    };
+    match command {
+        Musig2Command::Keyagg { keys } => {
+            let context = KeyAggContext::new(keys.iter().map(|k| key(k)))?;
+            println!(
+                "{}",
+                serde_json::json!({"aggregatedKey": context.aggregated_key().to_string()})
+            );
+            Ok(())
+        }
+        Musig2Command::Verify {
+            public_key,
+            message,
+            signature,
+        } => {
+            let public_key = key(&public_key);
+            let mut msg = [0u8; 32];
+            hex::decode_to_slice(&message, &mut msg)
+                .unwrap_or_else(|e| malformed("message (32 bytes of hex)", &e));
+            let mut sig = [0u8; 64];
+            hex::decode_to_slice(&signature, &mut sig)
+                .unwrap_or_else(|e| malformed("signature (64 bytes of hex)", &e));
+            // An encoding out of range (r >= p, s >= n) is an invalid signature.
+            let valid = Signature::from_bytes(&sig)
+                .and_then(|sig| p2p_musig2::lotus_musig2::verify(&public_key, &msg, &sig))
+                .is_ok();
+            println!("{}", serde_json::json!({"valid": valid}));
+            if !valid {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -330,8 +411,15 @@ async fn run(args: RunArgs) -> Result<()> {
         _ => None,
     };
     let events = tokio::spawn(output::print_events(events, out.clone()));
+    let signer = signer::Signer::new(
+        node.clone(),
+        args.signer_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir(&args).join("signer.key")),
+    );
+    signer.resume().await?;
     let outcome = tokio::select! {
-        r = control::run(node.clone(), out.clone()) => r,
+        r = control::run(node.clone(), &signer, out.clone()) => r,
         _ = shutdown_signal() => Ok(()),
     };
     node.stop().await?;

@@ -64,15 +64,26 @@ impl Output {
 
     /// A failed command: `{"cmd": .., "ok": false, "error": ..}`.
     pub(crate) fn error(&self, cmd: &str, error: &str) {
-        let value = json!({"cmd": cmd, "ok": false, "error": error});
-        self.line(&value, || format!("{cmd}: error: {error}"));
+        self.error_with(cmd, error, json!({}));
     }
 
     /// A refused command, with a machine-readable code:
     /// `{"cmd": .., "ok": false, "code": .., "error": ..}`.
     pub(crate) fn error_code(&self, cmd: &str, code: &str, error: &str) {
-        let value = json!({"cmd": cmd, "ok": false, "code": code, "error": error});
-        self.line(&value, || format!("{cmd}: error ({code}): {error}"));
+        self.error_with(cmd, error, json!({"code": code}));
+    }
+
+    /// A failed command with more fields (`code`, `blame`, ...).
+    pub(crate) fn error_with(&self, cmd: &str, error: &str, fields: Value) {
+        let mut value = json!({"cmd": cmd, "ok": false, "error": error});
+        merge(&mut value, &fields);
+        self.line(&value, || match fields.get("code") {
+            Some(code) => format!(
+                "{cmd}: error ({}): {error}",
+                code.as_str().unwrap_or_default()
+            ),
+            None => format!("{cmd}: error: {error}"),
+        });
     }
 
     pub(crate) fn event(&self, value: Value) {
