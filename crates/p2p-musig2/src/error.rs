@@ -127,12 +127,14 @@ pub enum SessionError {
         /// Its two signed messages.
         evidence: Box<PartialEvidence>,
     },
-    /// A signer signed two different nonces for the session.
+    /// A signer signed two different nonces for one attempt at the session
+    /// (a new attempt, with a new nonce, is a restart, not equivocation).
     #[error("equivocation: {blame}")]
     Equivocation {
         /// The signer.
         blame: Box<Blame>,
-        /// Its two signed messages ([`Evidence::verify`] checks them).
+        /// Its two signed messages ([`crate::wire::proves_equivocation`]
+        /// checks them).
         evidence: Box<Evidence>,
     },
     /// Signers aggregated different nonces (a signer restarted, or showed

@@ -247,7 +247,10 @@ impl Inner {
             .partition(|b| b.inbound.round.session == session);
         state.buffered = others;
         for buffered in mine {
-            let _ = inbox.try_send(buffered.inbound);
+            let from = buffered.inbound.from;
+            if inbox.try_send(buffered.inbound).is_err() {
+                self.reject(Rejection::SessionBusy, from);
+            }
         }
         state.running.insert(
             session,
@@ -412,7 +415,11 @@ impl Musig2 {
         keys: &[PublicKey],
         timeout: Duration,
     ) -> Result<Signed, SessionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout too large for the clock waits a year.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         let spec = Spec::new(session_id, message, keys, self.public_key())?;
         if !self.inner.node.is_running() {
             return Err(SessionError::NotStarted);

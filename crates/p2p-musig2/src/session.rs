@@ -243,7 +243,13 @@ pub(crate) async fn run(
                 partials,
             });
             for inbound in early.iter_mut().filter_map(Option::take) {
-                on_partial(spec, &peers, &nonces, signing.as_mut(), inbound)?;
+                let from = inbound.from;
+                if let Partial::Stale =
+                    on_partial(spec, &peers, &nonces, signing.as_mut(), inbound)?
+                    && answers.due(from)
+                {
+                    said.send_to(&mut outbox, node, from, deadline);
+                }
             }
         }
         if let Some(signing) = &signing
@@ -382,8 +388,11 @@ pub(crate) async fn run(
                 }
                 Some(signing) => {
                     let seen = signing.partials.get(slot).is_some_and(Option::is_some);
-                    on_partial(spec, &peers, &nonces, Some(signing), inbound)?;
-                    seen
+                    let stale = matches!(
+                        on_partial(spec, &peers, &nonces, Some(signing), inbound)?,
+                        Partial::Stale
+                    );
+                    seen || stale
                 }
             },
         };
@@ -401,6 +410,16 @@ fn nonce_of(message: &Message) -> Option<PubNonce> {
     }
 }
 
+/// What became of a partial signature.
+enum Partial {
+    /// Kept (or ignored as a repeat or not ours to judge).
+    Kept,
+    /// Made under a view of the session without our current nonce (from an
+    /// earlier run of ours): ignored, and its signer should get our
+    /// messages again.
+    Stale,
+}
+
 /// Checks a partial signature (only against the nonces it was made under)
 /// and keeps it.
 fn on_partial(
@@ -409,32 +428,42 @@ fn on_partial(
     held: &[Option<HeldNonce>],
     signing: Option<&mut Signing>,
     inbound: Inbound,
-) -> Result<(), SessionError> {
-    let Some(signing) = signing else {
-        return Ok(());
-    };
-    let Some(slot) = spec.key_agg.position(&inbound.round.signer) else {
-        return Ok(());
-    };
-    let Body::Partial { nonces, partial } = &inbound.round.body else {
-        return Ok(());
+) -> Result<Partial, SessionError> {
+    let (Some(signing), Some(slot), Body::Partial { nonces, partial }) = (
+        signing,
+        spec.key_agg.position(&inbound.round.signer),
+        &inbound.round.body,
+    ) else {
+        return Ok(Partial::Kept);
     };
     if signing.partials.get(slot).is_some_and(Option::is_some) {
-        return Ok(()); // a repeat
+        return Ok(Partial::Kept); // a repeat
+    }
+    let n = spec.keys().len();
+    if nonces.len() == n && nonces.get(spec.ours) != signing.nonces.get(spec.ours) {
+        return Ok(Partial::Stale);
     }
     if *nonces != signing.nonces {
-        let differ: Vec<usize> = (0..spec.keys().len())
-            .filter(|&i| nonces.get(i) != signing.nonces.get(i))
-            .collect();
+        // Its signed view differs from ours. A list of the wrong length, or
+        // its own nonce other than the one it sent us, is its doing alone;
+        // otherwise it or the signers whose entries differ are at fault
+        // (one of them restarted or showed two nonces), never we.
+        let own_differs = nonces.get(slot) != signing.nonces.get(slot);
+        let mut blamed = vec![slot];
+        if nonces.len() == n && !own_differs {
+            blamed.extend((0..n).filter(|&i| {
+                i != slot && i != spec.ours && nonces.get(i) != signing.nonces.get(i)
+            }));
+        }
         return Err(SessionError::NonceMismatch {
-            blame: differ
+            blame: blamed
                 .into_iter()
                 .map(|i| spec.blame(i, peers, BlameReason::NonceMismatch))
                 .collect(),
         });
     }
     let Some(nonce) = signing.nonces.get(slot) else {
-        return Ok(());
+        return Ok(Partial::Kept);
     };
     if signing
         .context
@@ -458,7 +487,7 @@ fn on_partial(
     if let Some(kept) = signing.partials.get_mut(slot) {
         *kept = Some(*partial);
     }
-    Ok(())
+    Ok(Partial::Kept)
 }
 
 /// Each other signer's node, from its advert; lookups repeat until every
@@ -509,8 +538,8 @@ async fn find_peers(
     }
 }
 
-/// Sends `message` to `peer`, retried until it is written or the deadline
-/// passes.
+/// Sends `message` to `peer`, retried until it is written, the next resend
+/// or the deadline.
 pub(crate) fn send(
     outbox: &mut JoinSet<()>,
     node: &Node,
@@ -519,13 +548,18 @@ pub(crate) fn send(
     deadline: Instant,
 ) {
     let node = node.clone();
+    // Retried until the next resend at most: what is still missing then is
+    // sent again, re-signed, so tasks never pile up.
+    let until = deadline.min(Instant::now() + RESEND);
     outbox.spawn(async move {
         while let Err(error) = node.send(peer, &message).await {
             tracing::debug!(%peer, %error, "musig2 send failed; retrying");
-            if Instant::now() + RETRY >= deadline {
+            if Instant::now() + RETRY >= until {
                 return;
             }
             tokio::time::sleep(RETRY).await;
         }
     });
+    // Finished sends are reaped here, so the set holds only running ones.
+    while outbox.try_join_next().is_some() {}
 }

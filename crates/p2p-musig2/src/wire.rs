@@ -241,6 +241,29 @@ impl RoundMessage {
     }
 }
 
+/// True when `evidence` proves nonce equivocation: both messages are validly
+/// signed by one node ([`p2p_protocol::Evidence::verify`]) and are round-1
+/// messages for the same session, attempt and signer key with different
+/// nonces. (Two signed copies of one nonce, which the protocol's resends
+/// are, prove nothing.)
+pub fn proves_equivocation(evidence: &p2p_protocol::Evidence) -> bool {
+    if evidence.verify().is_err() {
+        return false;
+    }
+    match (
+        RoundMessage::decode(&evidence.first),
+        RoundMessage::decode(&evidence.second),
+    ) {
+        (Ok(a), Ok(b)) => match (&a.body, &b.body) {
+            (Body::Nonce(x), Body::Nonce(y)) => {
+                a.session == b.session && a.attempt == b.attempt && a.signer == b.signer && x != y
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// One of this module's name constants, parsed (they are in the charset; a
 /// unit test parses each).
 pub(crate) fn constant_name<T: std::str::FromStr>(name: &str) -> T {

@@ -8,6 +8,7 @@
 //! discover <type> <id> [timeout-ms]   resources <type>
 //! discover-from <type> <id> <creator-peer-id> [timeout-ms]
 //! provide <name>                      providers <name> [timeout-ms]
+//! ban <peer> [seconds]                unban <peer>
 //! signer-key
 //! musig2-sign <session-id> <msg32-hex> <pubkey-hex>,<pubkey-hex>,... [timeout-ms]
 //! stop
@@ -24,7 +25,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use p2p_core::{AnnounceOptions, BroadcastOptions, Node, PeerId, RejectReason};
 use p2p_musig2::lotus_musig2::PublicKey;
 use p2p_musig2::{Blame, SessionError};
@@ -150,30 +151,52 @@ pub(crate) async fn run(node: Node, signer: &Signer, out: Output) -> Result<()> 
         }
         match execute(&node, signer, cmd, rest.trim()).await {
             Ok(fields) => out.ok(cmd, fields),
-            Err(e) => match e.downcast_ref::<SessionError>() {
-                // A failed session says whom it blames.
-                Some(failed) => out.error_with(
-                    cmd,
-                    &format!("{e:#}"),
-                    json!({"code": failed.code(), "blame": blame_json(&failed.blame())}),
-                ),
-                None => out.error(cmd, &format!("{e:#}")),
-            },
+            Err(e) => out.error_with(cmd, &format!("{e:#}"), failure_fields(&e)),
         }
     }
     std::future::pending::<()>().await;
     Ok(())
 }
 
+/// An argument that does not parse: the caller's mistake (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BadInput(String);
+
+fn bad(text: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(text.into()))
+}
+
+/// True when a command failed on its arguments, not in the node.
+pub(crate) fn is_bad_input(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.is::<p2p_core::NameError>()
+            || e.is::<p2p_core::libp2p::multiaddr::Error>()
+            || e.is::<std::num::ParseIntError>()
+            || e.is::<p2p_musig2::lotus_musig2::Error>()
+    })
+}
+
+/// What a failure adds to its answer: a failed session's code and blame.
+pub(crate) fn failure_fields(error: &anyhow::Error) -> Value {
+    match error.downcast_ref::<SessionError>() {
+        Some(failed) => json!({"code": failed.code(), "blame": blame_json(&failed.blame())}),
+        None if is_bad_input(error) => json!({"code": "bad_input"}),
+        None => json!({}),
+    }
+}
+
 fn peer(text: &str) -> Result<PeerId> {
-    text.parse().map_err(|_| anyhow!("not a PeerId: {text}"))
+    text.parse()
+        .map_err(|_| bad(format!("not a PeerId: {text}")))
 }
 
 /// Splits off the first word.
 fn word(text: &str) -> Result<(&str, &str)> {
     let text = text.trim_start();
     if text.is_empty() {
-        bail!("missing argument");
+        return Err(bad("missing argument"));
     }
     Ok(text
         .split_once(char::is_whitespace)
@@ -182,14 +205,15 @@ fn word(text: &str) -> Result<(&str, &str)> {
 
 /// JSON text, checked.
 fn json_text(text: &str) -> Result<Vec<u8>> {
-    let value: Value = serde_json::from_str(text).with_context(|| format!("not JSON: {text}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|_| bad(format!("not JSON: {text}")))?;
     Ok(serde_json::to_vec(&value)?)
 }
 
 /// The 32 bytes of a hex argument.
 fn bytes32(text: &str, what: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).with_context(|| format!("{what}: not 32 bytes of hex"))?;
+    hex::decode_to_slice(text, &mut out)
+        .map_err(|_| bad(format!("{what}: not 32 bytes of hex")))?;
     Ok(out)
 }
 
@@ -206,8 +230,23 @@ fn blame_json(blame: &[Blame]) -> Value {
         .collect()
 }
 
-async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str) -> Result<Value> {
+pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str) -> Result<Value> {
     match cmd {
+        "ban" => {
+            let (who, rest) = word(args)?;
+            let duration = match rest.trim() {
+                "" => None,
+                secs => Some(Duration::from_secs(
+                    secs.parse().map_err(|_| bad("seconds"))?,
+                )),
+            };
+            let banned = node.ban(peer(who)?, duration).await?;
+            Ok(json!({"peerId": who, "banned": banned}))
+        }
+        "unban" => {
+            let unbanned = node.unban(peer(args.trim())?).await?;
+            Ok(json!({"peerId": args.trim(), "unbanned": unbanned}))
+        }
         "signer-key" => {
             let signer = signer.get().await?;
             Ok(json!({"publicKey": signer.public_key().to_string()}))
@@ -401,7 +440,7 @@ async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str) -> Result<
                 })),
             }))
         }
-        other => bail!("unknown command {other:?}"),
+        other => Err(bad(format!("unknown command {other:?}"))),
     }
 }
 

@@ -16,6 +16,8 @@
 //! `control.rs`); results and events are printed one per line (JSON with
 //! `--json`). Logs go to stderr, filtered by `RUST_LOG`.
 
+mod api;
+mod client;
 mod control;
 mod metrics;
 mod output;
@@ -34,12 +36,25 @@ use tokio::sync::broadcast;
 
 use crate::output::Output;
 
+/// `--version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LOTUS_P2P_COMMIT"),
+    ")"
+);
+
 /// Default TCP port (the WebSocket listener takes the next one).
 const DEFAULT_TCP_PORT: u16 = 4001;
 
 #[derive(Parser)]
-#[command(name = "lotus-p2p", version, about = "A lotus-p2p node")]
+#[command(name = "lotus-p2p", version = VERSION, about = "A lotus-p2p node")]
 struct Cli {
+    /// Data directory of the node to talk to (client commands) or to run
+    /// (`run`'s own --data-dir wins). Default: $XDG_DATA_HOME/lotus-p2p or
+    /// ~/.local/share/lotus-p2p.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +68,9 @@ enum Command {
         /// Where to write it. Default: <data dir>/node.key.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Data directory. Default: $XDG_DATA_HOME/lotus-p2p or ~/.local/share/lotus-p2p.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
@@ -62,10 +80,19 @@ enum Command {
         /// The key file. Default: <data dir>/node.key.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Data directory. Default: $XDG_DATA_HOME/lotus-p2p or ~/.local/share/lotus-p2p.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Lotus MuSig2 and Schnorr, offline (one JSON line on stdout).
     #[command(subcommand)]
     Musig2(Musig2Command),
+    /// Any control command (`peers`, `stats`, `send <peer> <type> <json>`,
+    /// `discover <type> <id>`, ...), sent to the running node's API found
+    /// through the data dir; prints its JSON answer, exit status 1 when the
+    /// command failed.
+    #[command(external_subcommand)]
+    Client(Vec<String>),
 }
 
 #[derive(Subcommand)]
@@ -100,7 +127,7 @@ enum DhtModeArg {
 struct RunArgs {
     /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/4001 and
     /// /ip4/0.0.0.0/tcp/4002/ws, plus /ip6/::/tcp/4001 and /ip6/::/tcp/4002/ws
-    /// where the host has IPv6, falling back to free ports if taken.
+    /// where the host has IPv6. A port that is taken is an error.
     #[arg(long)]
     listen: Vec<Multiaddr>,
     /// Bootstrap peer, with /p2p/<id> (repeatable).
@@ -145,6 +172,17 @@ struct RunArgs {
     /// serves the DHT at once.
     #[arg(long)]
     external_address: Vec<Multiaddr>,
+    /// Serve the HTTP API on this address (default 127.0.0.1:4010; port 0
+    /// picks a free port). Its address is written to <data dir>/api, its
+    /// token to <data dir>/api.cookie (new each start, mode 0600).
+    #[arg(long, default_value = "127.0.0.1:4010")]
+    api: SocketAddr,
+    /// Use this API token instead of a fresh cookie.
+    #[arg(long)]
+    api_token: Option<String>,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    no_api: bool,
     /// Do not probe reachability with AutoNAT nor answer others' probes.
     #[arg(long)]
     no_autonat: bool,
@@ -204,7 +242,12 @@ fn key_path(key_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Run(args) = &mut cli.command
+        && args.data_dir.is_none()
+    {
+        args.data_dir.clone_from(&cli.data_dir);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -217,9 +260,13 @@ fn main() -> Result<()> {
         .log_internal_errors(false)
         .init();
     match cli.command {
-        Command::Keygen { key_file, force } => keygen(&key_path(key_file, None), force),
-        Command::Id { key_file } => {
-            let path = key_path(key_file, None);
+        Command::Keygen {
+            key_file,
+            data_dir,
+            force,
+        } => keygen(&key_path(key_file, data_dir.or(cli.data_dir)), force),
+        Command::Id { key_file, data_dir } => {
+            let path = key_path(key_file, data_dir.or(cli.data_dir));
             if !path.exists() {
                 bail!("no key file at {}", path.display());
             }
@@ -228,6 +275,17 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Musig2(command) => musig2(command),
+        Command::Client(words) => {
+            let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(client::run(&data_dir, &words))?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -359,35 +417,60 @@ fn default_listen(tcp: u16, ws: u16) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>)>
     ))
 }
 
-/// Starts the node; with default listen addresses, falls back to free ports
-/// when the default ones are taken (and says so).
+/// Refuses a listen address whose TCP port another socket holds. libp2p
+/// listens with `SO_REUSEPORT`, so a second node on the same explicit port
+/// would start too and the kernel would split incoming connections between
+/// the two; a plain bind (without it) fails when any socket holds the port.
+fn check_port_free(address: &Multiaddr) -> Result<()> {
+    use p2p_core::libp2p::multiaddr::Protocol;
+    let mut parts = address.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "cannot listen on {address}: TCP port {port} is taken (another lotus-p2p, or kubo, \
+             which also uses 4001); choose free ports with --listen"
+        ),
+        // Anything else (no such address here, no permission) is the
+        // node's own listen error to report.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Starts the node on the listen addresses given (or the defaults); a port
+/// that is taken is an error that says so.
 async fn start(
     args: &RunArgs,
     metrics: Option<SwarmMetrics>,
 ) -> Result<(Node, broadcast::Receiver<Event>)> {
+    let listen = if args.listen.is_empty() {
+        default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?
+    } else {
+        (args.listen.clone(), Vec::new())
+    };
+    for address in &listen.0 {
+        check_port_free(address)?;
+    }
     // Subscribed before the node starts, so no event of the start is lost
     // (bootstrap connections, relay reservations): they print after the
     // `listening` line.
-    let started = |config| async {
-        let node = p2p_core::NodeBuilder::from_config(config).build()?;
-        let events = node.subscribe();
-        node.start().await.map(|()| (node, events))
-    };
-    if !args.listen.is_empty() {
-        let listen = (args.listen.clone(), Vec::new());
-        return started(config(args, listen, metrics))
-            .await
-            .context("starting the node");
-    }
-    let defaults = default_listen(DEFAULT_TCP_PORT, DEFAULT_TCP_PORT + 1)?;
-    match started(config(args, defaults, metrics.clone())).await {
-        Ok(started) => Ok(started),
-        Err(NodeError::Listen { address, source }) => {
-            eprintln!("cannot listen on {address} ({source}); using free ports instead");
-            started(config(args, default_listen(0, 0)?, metrics))
-                .await
-                .context("starting the node on free ports")
-        }
+    let node = p2p_core::NodeBuilder::from_config(config(args, listen, metrics)).build()?;
+    let events = node.subscribe();
+    match node.start().await {
+        Ok(()) => Ok((node, events)),
+        Err(NodeError::Listen { address, source }) => Err(anyhow::anyhow!(
+            "cannot listen on {address}: {source}; choose addresses with --listen"
+        )),
         Err(e) => Err(e).context("starting the node"),
     }
 }
@@ -405,25 +488,45 @@ async fn run(args: RunArgs) -> Result<()> {
     let registry = args.metrics.map(|_| metrics::Metrics::new());
     let (node, events) = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;
     let addrs = node.listen_addrs().await?;
-    out.listening(&node, &addrs);
+    let data_dir = data_dir(&args);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let signer = std::sync::Arc::new(signer::Signer::new(
+        node.clone(),
+        args.signer_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("signer.key")),
+    ));
+    signer.resume().await?;
+    let api = if args.no_api {
+        None
+    } else {
+        Some(
+            api::serve(
+                args.api,
+                &data_dir,
+                args.api_token.clone(),
+                node.clone(),
+                std::sync::Arc::clone(&signer),
+            )
+            .await?,
+        )
+    };
+    out.listening(&node, &addrs, api.as_ref().map(|a| a.addr));
     let metrics = match (args.metrics, registry) {
         (Some(addr), Some(registry)) => Some(metrics::serve(addr, node.clone(), registry).await?),
         _ => None,
     };
     let events = tokio::spawn(output::print_events(events, out.clone()));
-    let signer = signer::Signer::new(
-        node.clone(),
-        args.signer_key_file
-            .clone()
-            .unwrap_or_else(|| data_dir(&args).join("signer.key")),
-    );
-    signer.resume().await?;
     let outcome = tokio::select! {
         r = control::run(node.clone(), &signer, out.clone()) => r,
         _ = shutdown_signal() => Ok(()),
     };
     node.stop().await?;
     events.abort();
+    if let Some(api) = api {
+        api.task.abort();
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -32,7 +32,12 @@ impl Output {
     }
 
     /// The first line: who we are and where to reach us.
-    pub(crate) fn listening(&self, node: &Node, addrs: &[Multiaddr]) {
+    pub(crate) fn listening(
+        &self,
+        node: &Node,
+        addrs: &[Multiaddr],
+        api: Option<std::net::SocketAddr>,
+    ) {
         let peer = node.peer_id();
         let dialable: Vec<String> = addrs
             .iter()
@@ -42,10 +47,14 @@ impl Output {
                     .map_or_else(|a| a.to_string(), |a| a.to_string())
             })
             .collect();
-        let value = json!({"event": "listening", "peerId": peer.to_string(), "addrs": dialable});
+        let api = api.map(|a| a.to_string());
+        let value = json!({"event": "listening", "peerId": peer.to_string(), "addrs": dialable, "api": api});
         self.line(&value, || {
             format!(
-                "listening as {peer}\n{}",
+                "listening as {peer}{}\n{}",
+                api.as_ref()
+                    .map(|a| format!(" (API on http://{a})"))
+                    .unwrap_or_default(),
                 dialable
                     .iter()
                     .map(|a| format!("  {a}"))
@@ -60,11 +69,6 @@ impl Output {
         let mut value = json!({"cmd": cmd, "ok": true});
         merge(&mut value, &fields);
         self.line(&value, || format!("{cmd}: ok {}", text_of(&fields)));
-    }
-
-    /// A failed command: `{"cmd": .., "ok": false, "error": ..}`.
-    pub(crate) fn error(&self, cmd: &str, error: &str) {
-        self.error_with(cmd, error, json!({}));
     }
 
     /// A refused command, with a machine-readable code:
@@ -95,7 +99,8 @@ impl Output {
     }
 }
 
-fn merge(into: &mut Value, from: &Value) {
+/// Adds `from`'s fields to `into` (both objects).
+pub(crate) fn merge(into: &mut Value, from: &Value) {
     if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
         for (k, v) in from {
             into.insert(k.clone(), v.clone());
@@ -111,7 +116,7 @@ fn text_of(value: &Value) -> String {
 }
 
 /// The JSON form of an event, if it is one operators see.
-fn event_json(event: &Event) -> Option<Value> {
+pub(crate) fn event_json(event: &Event) -> Option<Value> {
     Some(match event {
         Event::Node(NodeEvent::PeerConnected { peer, address }) => {
             json!({"event": "peer:connect", "peerId": peer.to_string(), "address": address.to_string()})

@@ -172,7 +172,8 @@ async fn an_overlong_control_line_is_refused_and_the_next_command_runs() {
     let within = format!("send {id} greeting {}", "b".repeat(MAX_LINE - 100));
     let answer = a.cmd(&within).await;
     assert_eq!(answer["ok"], false, "{answer}");
-    assert_eq!(answer.get("code"), None, "{answer}");
+    // Executed: refused as bad input, not as an overlong line.
+    assert_eq!(answer["code"], "bad_input", "{}", answer["cmd"]);
     assert!(
         answer["error"].as_str().unwrap().contains("not JSON"),
         "{answer}"
@@ -259,4 +260,98 @@ async fn the_node_keeps_running_when_its_stderr_is_closed() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
+}
+
+/// `lotus-p2p run` with its output collected, killed if still running after
+/// the wait (a refused start exits at once).
+async fn run_to_exit(args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+        .args(["run", "--api", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("the node kept running")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_is_an_error_that_says_so() {
+    // A plain socket holds the port.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = temp_dir("taken");
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let data_dir = dir.to_str().unwrap();
+    let out = run_to_exit(&["--data-dir", data_dir, "--listen", &listen]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("TCP port {port} is taken")),
+        "{stderr}"
+    );
+    drop(holder);
+
+    // Another node holds it (libp2p listens with SO_REUSEPORT: without the
+    // check, the second node would start and share the port).
+    let mut first = Proc::spawn(&dir, &[]);
+    let listening = first.next(|v| v["event"] == "listening").await;
+    let addr = listening["addrs"][0].as_str().unwrap();
+    let taken: String = addr.split("/p2p/").next().unwrap().to_owned();
+    let second_dir = temp_dir("taken-2");
+    let out = run_to_exit(&[
+        "--data-dir",
+        second_dir.to_str().unwrap(),
+        "--listen",
+        &taken,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is taken"));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(second_dir);
+}
+
+#[test]
+fn keygen_and_id_use_the_data_dir_and_version_names_the_commit() {
+    let dir = temp_dir("keygen");
+    let exe = env!("CARGO_BIN_EXE_lotus-p2p");
+    let keygen = std::process::Command::new(exe)
+        .args(["keygen", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    assert!(dir.join("node.key").exists());
+    let made = String::from_utf8(keygen.stdout).unwrap();
+    let id = std::process::Command::new(exe)
+        .args(["id", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(id.stdout).unwrap(), made);
+    let version = std::process::Command::new(exe)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    // "lotus-p2p 0.1.0 (<commit>)": the commit of this checkout.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .unwrap();
+    let commit = match String::from_utf8(commit.stdout).unwrap().trim() {
+        "" => "unknown".to_owned(), // not a git checkout (or git refuses it)
+        commit => commit.to_owned(),
+    };
+    assert!(
+        version.starts_with("lotus-p2p ") && version.contains(&format!("({commit})")),
+        "{version} / {commit}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

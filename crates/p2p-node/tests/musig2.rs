@@ -114,7 +114,8 @@ async fn three_processes_sign_one_message_with_musig2_sign() {
         }
     }
     let message = "9a92ac5641893be31bc9c92453abf265f5ff37bae897fe486002ed57d5a18482";
-    let line = format!("musig2-sign payout-1 {message} {} 30000", keys.join(","));
+    // Shorter than the test's wait, so a failed session shows its blame.
+    let line = format!("musig2-sign payout-1 {message} {} 15000", keys.join(","));
     let answers = futures::future::join_all(procs.iter_mut().map(|p| p.cmd(&line))).await;
     let expected = json_out(&musig2(
         &[

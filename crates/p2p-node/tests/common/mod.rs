@@ -34,7 +34,7 @@ impl Proc {
         command
             .args(wrapper_args)
             .arg(env!("CARGO_BIN_EXE_lotus-p2p"))
-            .args(["run", "--json"])
+            .args(["run", "--json", "--api", "127.0.0.1:0"])
             .args(args)
             .stderr(Stdio::null());
         Self::start(command)
@@ -52,6 +52,8 @@ impl Proc {
                 "server",
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
+                "--api",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(data_dir)

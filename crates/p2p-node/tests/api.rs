@@ -1,0 +1,194 @@
+//! The HTTP API of a running `lotus-p2p` and the command-line client that
+//! talks to it: the token, concurrent requests, typed errors with status
+//! codes, and the event stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{Proc, WAIT, temp_dir};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// One HTTP/1.1 request, read to the end: (status, JSON body).
+async fn http(
+    api: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("API answer")
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `lotus-p2p --data-dir <dir> <words…>`, started.
+fn client(dir: &std::path::Path, words: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_lotus-p2p"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(words)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn answer(child: tokio::process::Child) -> (bool, Value) {
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("client answer")
+        .unwrap();
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_every_command_concurrently_behind_its_token() {
+    let dir = temp_dir("api");
+    let mut a = Proc::spawn(&dir, &[]);
+    let listening = a.next(|v| v["event"] == "listening").await;
+    let api = listening["api"].as_str().unwrap().to_owned();
+    let a_id = listening["peerId"].as_str().unwrap().to_owned();
+    assert_eq!(std::fs::read_to_string(dir.join("api")).unwrap(), api);
+    let token = std::fs::read_to_string(dir.join("api.cookie")).unwrap();
+    assert_eq!(token.len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("api.cookie"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // No token, a wrong token: refused.
+    let (status, body) = http(&api, "GET", "/api/v1/stats", None, "").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let wrong = "0".repeat(64);
+    let (status, _) = http(&api, "GET", "/api/v1/stats", Some(&wrong), "").await;
+    assert_eq!(status, 401);
+
+    // The CLI client finds the node through the data dir.
+    let (ok, stats) = answer(client(&dir, &["stats"])).await;
+    assert!(ok, "{stats}");
+    assert_eq!(stats["peerId"], a_id.as_str());
+
+    // A slow command (a session with a signer nobody runs: 4 s until it
+    // gives up) holds up nothing: stats answers while it runs.
+    let ghost = "02cb8c4bd39abc0887907ada72fee4335fea504a4b5526cc52095890e6a605e1a1";
+    let (ok, key) = answer(client(&dir, &["signer-key"])).await;
+    assert!(ok);
+    let keys = format!("{},{ghost}", key["publicKey"].as_str().unwrap());
+    let message = "00".repeat(32);
+    let mut slow = client(&dir, &["musig2-sign", "slow", &message, &keys, "4000"]);
+    let (status, stats) = http(&api, "GET", "/api/v1/stats", Some(&token), "").await;
+    assert_eq!(status, 200, "{stats}");
+    assert!(
+        slow.try_wait().unwrap().is_none(),
+        "stats waited for the slow command"
+    );
+    let (ok, failed) = answer(slow).await;
+    assert!(!ok);
+    assert_eq!(failed["code"], "timeout");
+    assert_eq!(failed["blame"][0]["publicKey"], ghost);
+
+    // Typed errors with status codes.
+    let (status, body) = http(
+        &api,
+        "POST",
+        "/api/v1/connect",
+        Some(&token),
+        r#"{"addr":"not-an-address"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_input")),
+        "{body}"
+    );
+    let (status, _) = http(&api, "POST", "/api/v1/no-such-command", Some(&token), "{}").await;
+    assert_eq!(status, 404);
+    let (status, body) = http(
+        &api,
+        "GET",
+        "/api/v1/discover?type=nothing&id=here&timeoutMs=500",
+        Some(&token),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Events: a peer that connects is streamed.
+    let mut events = tokio::net::TcpStream::connect(&api).await.unwrap();
+    events
+        .write_all(format!("GET /api/v1/events HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut events = BufReader::new(events).lines();
+    let header = tokio::time::timeout(WAIT, events.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(header.contains("200"), "{header}");
+    let dir_b = temp_dir("api-b");
+    let mut b = Proc::spawn(
+        &dir_b,
+        &["--bootstrap", listening["addrs"][0].as_str().unwrap()],
+    );
+    let b_id = b.next(|v| v["event"] == "listening").await["peerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = events
+                .next_line()
+                .await
+                .unwrap()
+                .expect("event stream ended");
+            if let Some(data) = line.strip_prefix("data:") {
+                let event: Value = serde_json::from_str(data.trim()).unwrap();
+                if event["event"] == "peer:connect" && event["peerId"] == b_id.as_str() {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("no peer:connect event for B");
+    assert_eq!(seen["peerId"], b_id.as_str());
+
+    // Named fields: ban B for a minute, then unban it.
+    let body = format!(r#"{{"peer":"{b_id}","seconds":60}}"#);
+    let (status, banned) = http(&api, "POST", "/api/v1/ban", Some(&token), &body).await;
+    assert_eq!(
+        (status, &banned["banned"]),
+        (200, &Value::Bool(true)),
+        "{banned}"
+    );
+    let (ok, unbanned) = answer(client(&dir, &["unban", &b_id])).await;
+    assert!(ok, "{unbanned}");
+    assert_eq!(unbanned["unbanned"], true);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir_b);
+}
