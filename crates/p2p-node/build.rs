@@ -4,6 +4,15 @@
 use std::process::Command;
 
 fn main() {
+    // A build without the git history (a container build) passes it in.
+    println!("cargo:rerun-if-env-changed=LOTUS_P2P_COMMIT");
+    if let Some(commit) = std::env::var("LOTUS_P2P_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty() && c != "unknown")
+    {
+        println!("cargo:rustc-env=LOTUS_P2P_COMMIT={commit}");
+        return;
+    }
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

@@ -21,9 +21,6 @@ use crate::error::{Blame, BlameReason, PartialEvidence, Rejection, Round, Sessio
 use crate::service::{Inbound, Inner, Signed};
 use crate::wire::{Attempt, Body, RoundMessage, SessionHash};
 
-/// Longest single advert lookup; lookups repeat until the session's deadline
-/// (a signer may advertise after we start).
-const LOOKUP: Duration = Duration::from_secs(5);
 /// Pause between rounds of advert lookups, and between retries of a send.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -520,7 +517,7 @@ async fn find_peers(
         }
         let lookups = missing.iter().map(|&i| async move {
             let key = spec.keys().get(i)?;
-            let peer = inner.find_peer(key, left.min(LOOKUP)).await?;
+            let peer = inner.find_peer(key, left).await?;
             Some((i, peer))
         });
         for (i, peer) in futures::future::join_all(lookups)

@@ -21,6 +21,7 @@ mod client;
 mod control;
 mod metrics;
 mod output;
+mod settings;
 mod signer;
 
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ struct Cli {
     /// Data directory of the node to talk to (client commands) or to run
     /// (`run`'s own --data-dir wins). Default: $XDG_DATA_HOME/lotus-p2p or
     /// ~/.local/share/lotus-p2p.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -63,6 +64,10 @@ struct Cli {
 enum Command {
     /// Run a node.
     Run(Box<RunArgs>),
+    /// Print the settings `run` would use with these arguments (flags,
+    /// environment, config file, defaults), where each came from, secrets
+    /// hidden.
+    Config(Box<RunArgs>),
     /// Create a key file (ed25519).
     Keygen {
         /// Where to write it. Default: <data dir>/node.key.
@@ -125,112 +130,115 @@ enum DhtModeArg {
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// TOML file of settings, its keys the long flags (`listen = [...]`,
+    /// `api = "..."`). Default: <data dir>/config.toml when it exists.
+    /// Flags win over `LOTUS_P2P_*` variables, which win over the file.
+    #[arg(long, env = "LOTUS_P2P_CONFIG")]
+    config: Option<PathBuf>,
     /// Listen address (repeatable). Default: /ip4/0.0.0.0/tcp/4001 and
     /// /ip4/0.0.0.0/tcp/4002/ws, plus /ip6/::/tcp/4001 and /ip6/::/tcp/4002/ws
     /// where the host has IPv6. A port that is taken is an error.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_LISTEN", value_delimiter = ',')]
     listen: Vec<Multiaddr>,
     /// Bootstrap peer, with /p2p/<id> (repeatable).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<Multiaddr>,
     /// DHT mode.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", env = "LOTUS_P2P_DHT_MODE")]
     dht_mode: DhtModeArg,
     /// Data directory (holds node.key). Default: $XDG_DATA_HOME/lotus-p2p or ~/.local/share/lotus-p2p.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Key file. Default: <data dir>/node.key (created on first run).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// MuSig2 signer key file. Default: <data dir>/signer.key (created,
     /// mode 0600, by the first `signer-key` or `musig2-sign`).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_SIGNER_KEY_FILE")]
     signer_key_file: Option<PathBuf>,
     /// Also offer mplex, for the TypeScript system's Phase-1 nodes.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_MPLEX")]
     mplex: bool,
     /// JSON lines on stdout.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_JSON")]
     json: bool,
     /// Serve Prometheus metrics on this address (http://<addr>/metrics).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_METRICS")]
     metrics: Option<SocketAddr>,
     /// Accept unsigned resource records (TypeScript nodes do not sign theirs).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_ACCEPT_UNSIGNED_RECORDS")]
     accept_unsigned_records: bool,
     /// Serve the TypeScript system's /lotus/message/1.0.0 (unsigned JSON
     /// messages, accepted as unauthenticated content). Needed to receive
     /// messages from TypeScript nodes; sending to them works without it.
-    #[arg(long, alias = "accept-legacy-messages")]
+    #[arg(
+        long,
+        alias = "accept-legacy-messages",
+        env = "LOTUS_P2P_ACCEPT_TYPESCRIPT_MESSAGES"
+    )]
     accept_typescript_messages: bool,
     /// Number outgoing messages per protocol, so peers refuse replays past
     /// their seen-set (native peers only: the TypeScript format has no number).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_SEQUENCE_NUMBERS")]
     sequence_numbers: bool,
     /// An address this node is reachable at (repeatable): a public IP with a
     /// port forward, a DNS name. Confirmed at start, so `--dht-mode auto`
     /// serves the DHT at once.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_EXTERNAL_ADDRESS", value_delimiter = ',')]
     external_address: Vec<Multiaddr>,
     /// Serve the HTTP API on this address (default 127.0.0.1:4010; port 0
     /// picks a free port). Its address is written to <data dir>/api, its
     /// token to <data dir>/api.cookie (new each start, mode 0600).
-    #[arg(long, default_value = "127.0.0.1:4010")]
+    #[arg(long, default_value = "127.0.0.1:4010", env = "LOTUS_P2P_API")]
     api: SocketAddr,
     /// Use this API token instead of a fresh cookie.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_API_TOKEN")]
     api_token: Option<String>,
     /// Do not serve the HTTP API.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_NO_API")]
     no_api: bool,
     /// Do not probe reachability with AutoNAT nor answer others' probes.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_NO_AUTONAT")]
     no_autonat: bool,
     /// Seconds before the first AutoNAT probe (default 15).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_AUTONAT_DELAY_SECS")]
     autonat_delay_secs: Option<u64>,
     /// Seconds between AutoNAT probes while reachability is unknown
     /// (default 90).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_AUTONAT_RETRY_SECS")]
     autonat_retry_secs: Option<u64>,
     /// A relay to keep a reservation on while this node is not publicly
     /// reachable, with /p2p/<id> (repeatable): peers then reach this node at
     /// <relay>/p2p-circuit/p2p/<this id>.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_RELAY", value_delimiter = ',')]
     relay: Vec<Multiaddr>,
     /// Relay for other peers (Circuit Relay v2, bounded: 128 reservations,
     /// 16 circuits, 2 min and 1 MiB per circuit); serves once this node has
     /// a confirmed external address.
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_RELAY_SERVER")]
     relay_server: bool,
     /// Relay server: reservations held at once (default 128).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_RELAY_MAX_RESERVATIONS")]
     relay_max_reservations: Option<usize>,
     /// Relay server: circuits relayed at once (default 16).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_RELAY_MAX_CIRCUITS")]
     relay_max_circuits: Option<usize>,
     /// Relay server: new reservations, and new circuits, one IP address may
     /// ask for at once (default 60, one more a minute).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_RELAY_PER_IP")]
     relay_per_ip: Option<std::num::NonZeroU32>,
     /// Do not upgrade relayed connections by hole punching (DCUtR).
-    #[arg(long)]
+    #[arg(long, env = "LOTUS_P2P_NO_HOLE_PUNCHING")]
     no_hole_punching: bool,
     /// Address ranges to treat as public, comma-separated CIDRs (a private
     /// deployment; tests on documentation ranges): the DHT keeps peers'
     /// addresses there as it keeps public ones.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "LOTUS_P2P_PUBLIC_RANGES")]
     public_ranges: Vec<p2p_core::IpNet>,
 }
 
 fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(dir).join("lotus-p2p");
-    }
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/share/lotus-p2p"),
-        None => PathBuf::from(".lotus-p2p"),
-    }
+    settings::default_data_dir()
 }
 
 fn data_dir(args: &RunArgs) -> PathBuf {
@@ -242,7 +250,10 @@ fn key_path(key_file: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> Result<()> {
-    let mut cli = Cli::parse();
+    let mut cli = match parse()? {
+        Some(cli) => cli,
+        None => return Ok(()), // `config` printed the settings
+    };
     if let Command::Run(args) = &mut cli.command
         && args.data_dir.is_none()
     {
@@ -286,11 +297,48 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Config(_) => Ok(()), // printed while parsing
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
             .block_on(run(*args)),
     }
+}
+
+/// The command line, with `run`'s settings from the environment and the
+/// config file; `None` when the command was `config` (printed here).
+fn parse() -> Result<Option<Cli>> {
+    use clap::{CommandFactory, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = Cli::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let Some((name @ ("run" | "config"), sub_matches)) = matches.subcommand() else {
+        return Ok(Some(Cli::from_arg_matches(&matches)?));
+    };
+    let Some(sub) = command.find_subcommand(name) else {
+        bail!("no {name} command");
+    };
+    let global_data_dir = matches.get_one::<PathBuf>("data_dir");
+    let resolved = settings::resolve(
+        argv,
+        sub,
+        sub_matches,
+        global_data_dir.map(PathBuf::as_path),
+    )?;
+    let matches = command
+        .clone()
+        .try_get_matches_from(&resolved.argv)
+        .unwrap_or_else(|e| e.exit());
+    if name == "config" {
+        if let Some((_, sub_matches)) = matches.subcommand() {
+            println!("{}", settings::describe(sub_matches, &resolved));
+        }
+        return Ok(None);
+    }
+    Ok(Some(Cli::from_arg_matches(&matches)?))
 }
 
 /// `lotus-p2p musig2 ...`: exits 2 on a malformed argument.

@@ -355,3 +355,139 @@ fn keygen_and_id_use_the_data_dir_and_version_names_the_commit() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn flags_win_over_the_environment_which_wins_over_the_config_file() {
+    let dir = temp_dir("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        r#"
+api = "127.0.0.1:4999"
+listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
+relay-server = true
+dht_mode = "server"
+api-token = "s3cret"
+"#,
+    )
+    .unwrap();
+    let exe = env!("CARGO_BIN_EXE_lotus-p2p");
+    let out = std::process::Command::new(exe)
+        .args(["config", "--dht-mode", "client", "--data-dir"])
+        .arg(&dir)
+        .env("LOTUS_P2P_API", "127.0.0.1:4888")
+        .env("LOTUS_P2P_DHT_MODE", "auto")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (settings, sources) = (&config["settings"], &config["sources"]);
+    assert_eq!(settings["dht-mode"], "client");
+    assert_eq!(sources["dht-mode"], "flag");
+    assert_eq!(settings["api"], "127.0.0.1:4888");
+    assert_eq!(sources["api"], "env");
+    assert_eq!(settings["relay-server"], "true");
+    assert_eq!(sources["relay-server"], "file");
+    assert_eq!(settings["listen"].as_array().unwrap().len(), 2);
+    assert_eq!(settings["api-token"], "(hidden)");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+    assert_eq!(sources["no-api"], "default");
+    assert!(
+        config["configFile"]
+            .as_str()
+            .unwrap()
+            .ends_with("config.toml")
+    );
+
+    // A key that is no setting is refused, naming it.
+    std::fs::write(
+        dir.join("config.toml"),
+        "lisen = [\"/ip4/127.0.0.1/tcp/0\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["config", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting \"lisen\""));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The repository's own files for operators.
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_runs_this_binary_hardened() {
+    let unit = repo_file("contrib/systemd/lotus-p2p.service");
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=\n",
+        "StateDirectory=lotus-p2p",
+    ] {
+        assert!(unit.contains(hardening), "missing {hardening}");
+    }
+    // systemd-analyze checks the unit against this machine's systemd, with
+    // ExecStart pointing at the binary under test (it must exist).
+    let Ok(version) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze not installed: only the unit's text was checked");
+        return;
+    };
+    assert!(version.status.success());
+    let dir = temp_dir("systemd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lotus-p2p.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/lotus-p2p", env!("CARGO_BIN_EXE_lotus-p2p")),
+    )
+    .unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(
+        !String::from_utf8_lossy(&verify.stderr).contains("lotus-p2p.service:"),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_dockerfile_runs_unprivileged_with_a_volume_and_a_health_check() {
+    // No Dockerfile linter (hadolint) and no Docker engine here: the
+    // rules a linter would check that matter to operators, by hand.
+    let dockerfile = repo_file("Dockerfile");
+    let from: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "a build stage and a runtime stage");
+    assert!(from.iter().all(|l| !l.contains(":latest")), "pinned images");
+    let user = dockerfile
+        .lines()
+        .rfind(|l| l.starts_with("USER "))
+        .unwrap();
+    assert_ne!(user.trim(), "USER root");
+    assert!(dockerfile.contains("VOLUME [\"/data\"]"));
+    assert!(dockerfile.contains("EXPOSE 4001 4002"));
+    assert!(dockerfile.contains("HEALTHCHECK"));
+    assert!(dockerfile.contains("--locked"));
+    // The health check is a client command this binary knows.
+    let health = dockerfile
+        .lines()
+        .find(|l| l.trim_start().starts_with("CMD [\"lotus-p2p\""))
+        .unwrap();
+    assert!(health.contains("\"stats\""), "{health}");
+}
