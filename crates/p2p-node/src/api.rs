@@ -1,6 +1,7 @@
 //! The local HTTP API: every control command as a JSON endpoint under
 //! `/api/v1/<command>`, node events as Server-Sent Events at
-//! `/api/v1/events`, all behind a bearer token (a fresh random cookie in the
+//! `/api/v1/events`, all behind a bearer token, and Prometheus metrics at
+//! `/metrics` without one (a fresh random cookie in the
 //! data dir, readable by its owner only, or a configured token). Requests are
 //! served concurrently: a slow `discover` holds no other request.
 //!
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::control;
+use crate::metrics::Exporter;
 use crate::signer::Signer;
 
 /// The cookie file in the data dir: the token, 64 hex digits.
@@ -77,6 +79,7 @@ pub(crate) async fn serve(
     token: Option<String>,
     node: Node,
     signer: Arc<Signer>,
+    exporter: Exporter,
 ) -> Result<Served> {
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -103,7 +106,17 @@ pub(crate) async fn serve(
         .route("/api/v1/events", get(events))
         .route("/api/v1/{cmd}", get(command).post(command))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), auth))
-        .with_state(api);
+        .with_state(api)
+        // Prometheus scrapes without a token (the address is local unless
+        // --api says otherwise); nothing there is secret.
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(exporter),
+        )
+        // The status page holds no data: its script asks the API, with the
+        // token the browser was given (#token=… once, then kept).
+        .route("/", get(status_page));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "API server stopped");
@@ -253,6 +266,23 @@ fn status_of(error: &anyhow::Error) -> StatusCode {
         return StatusCode::BAD_REQUEST;
     }
     StatusCode::BAD_GATEWAY
+}
+
+/// The status page: peers (direct or relayed), DHT mode and table size,
+/// message and rejection rates, bans, updated every second.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+async fn status_page() -> impl IntoResponse {
+    axum::response::Html(STATUS_PAGE)
+}
+
+/// The Prometheus text of the node, its swarm and the process.
+async fn metrics(State(exporter): State<Exporter>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        exporter.render().await,
+    )
+        .into_response()
 }
 
 /// Node events, one JSON object per Server-Sent Event, as `--json` prints

@@ -533,8 +533,9 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     let out = Output::new(args.json);
-    let registry = args.metrics.map(|_| metrics::Metrics::new());
-    let (node, events) = start(&args, registry.as_ref().map(metrics::Metrics::swarm)).await?;
+    let registry = metrics::Metrics::new();
+    let (node, events) = start(&args, Some(registry.swarm())).await?;
+    let exporter = metrics::Exporter::new(node.clone(), registry);
     let addrs = node.listen_addrs().await?;
     let data_dir = data_dir(&args);
     std::fs::create_dir_all(&data_dir)
@@ -556,14 +557,15 @@ async fn run(args: RunArgs) -> Result<()> {
                 args.api_token.clone(),
                 node.clone(),
                 std::sync::Arc::clone(&signer),
+                exporter.clone(),
             )
             .await?,
         )
     };
     out.listening(&node, &addrs, api.as_ref().map(|a| a.addr));
-    let metrics = match (args.metrics, registry) {
-        (Some(addr), Some(registry)) => Some(metrics::serve(addr, node.clone(), registry).await?),
-        _ => None,
+    let metrics = match args.metrics {
+        Some(addr) => Some(metrics::serve(addr, exporter).await?),
+        None => None,
     };
     let events = tokio::spawn(output::print_events(events, out.clone()));
     let outcome = tokio::select! {

@@ -3,8 +3,10 @@
 //! One registry holds libp2p's swarm metrics (`libp2p_*`, recorded by the
 //! node's event loop through [`SwarmMetrics`]) and ours (`lotus_p2p_*`: peers,
 //! messages in/out/rejected by reason, resources, DHT). Ours are read from the
-//! node's stats at scrape time. The endpoint is a tiny bounded HTTP responder
-//! (one short read, one response, close) rather than a web framework.
+//! node's stats at scrape time, with `lotus_p2p_build_info` and the
+//! conventional `process_*` figures. The API server serves them at
+//! `/metrics`; `--metrics <addr>` adds a listener of its own, a tiny bounded
+//! HTTP responder (one short read, one response, close).
 //!
 //! Bounded: at most [`MAX_CONNECTIONS`] connections are served at once (one
 //! over the cap is closed as soon as it is accepted), each within
@@ -221,36 +223,71 @@ impl Collector for Snapshot {
 }
 
 /// Binds `addr` and serves metrics until aborted.
-pub(crate) async fn serve(
-    addr: SocketAddr,
+/// Everything a scrape reads: the registry (libp2p's and ours), our
+/// snapshot, and the node. Shared by the `--metrics` listener and the API's
+/// `/metrics`.
+#[derive(Clone)]
+pub(crate) struct Exporter {
     node: Node,
-    metrics: Metrics,
-) -> Result<JoinHandle<()>> {
+    registry: Arc<Registry>,
+    snapshot: Arc<Snapshot>,
+    /// One scrape at a time: each refreshes the snapshot, then encodes it.
+    scrape: Arc<tokio::sync::Mutex<()>>,
+    /// Counts events into the snapshot while the exporter lives.
+    _counter: Arc<AbortOnDrop>,
+}
+
+impl Exporter {
+    /// Starts counting `node`'s events into `metrics`' registry.
+    pub(crate) fn new(node: Node, metrics: Metrics) -> Self {
+        let Metrics { mut registry, .. } = metrics;
+        let snapshot = Arc::new(Snapshot::default());
+        let ours = registry.sub_registry_with_prefix("lotus_p2p");
+        ours.register_collector(Box::new(Arc::clone(&snapshot)));
+        ours.register_collector(Box::new(BuildInfo));
+        registry.register_collector(Box::new(Process));
+        let counter = tokio::spawn(count_events(node.clone(), Arc::clone(&snapshot)));
+        Exporter {
+            node,
+            registry: Arc::new(registry),
+            snapshot,
+            scrape: Arc::default(),
+            _counter: Arc::new(AbortOnDrop(counter)),
+        }
+    }
+
+    /// The OpenMetrics text of a scrape now.
+    pub(crate) async fn render(&self) -> String {
+        let _one = self.scrape.lock().await;
+        *self
+            .snapshot
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self.node.stats().await.ok();
+        let mut body = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut body, &self.registry);
+        body
+    }
+}
+
+/// The content type of [`Exporter::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Binds `addr` and serves metrics until aborted.
+pub(crate) async fn serve(addr: SocketAddr, exporter: Exporter) -> Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("metrics address {addr}"))?;
     eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
-    let Metrics { mut registry, .. } = metrics;
-    let snapshot = Arc::new(Snapshot::default());
-    registry
-        .sub_registry_with_prefix("lotus_p2p")
-        .register_collector(Box::new(Arc::clone(&snapshot)));
-    let registry = Arc::new(registry);
-    let counter_task = tokio::spawn(count_events(node.clone(), Arc::clone(&snapshot)));
     Ok(tokio::spawn(async move {
-        let _counter_task = AbortOnDrop(counter_task);
-        // One scrape at a time: each refreshes the snapshot, then encodes it.
-        let scrape = Arc::new(tokio::sync::Mutex::new(()));
         let accept = || async { listener.accept().await.map(|(socket, _)| socket) };
         accept_loop(
             accept,
             MAX_CONNECTIONS,
             |socket: TcpStream, permit: OwnedSemaphorePermit| {
-                let (node, snapshot, registry) =
-                    (node.clone(), Arc::clone(&snapshot), Arc::clone(&registry));
-                let scrape = Arc::clone(&scrape);
+                let exporter = exporter.clone();
                 tokio::spawn(async move {
-                    let respond = respond(socket, permit, node, snapshot, registry, scrape);
+                    let respond = respond(socket, permit, exporter);
                     let _ = tokio::time::timeout(CONNECTION_TIMEOUT, respond).await;
                 });
             },
@@ -294,25 +331,12 @@ async fn accept_loop<S, A>(
 }
 
 /// Answers one scrape: reads the request (briefly), encodes, writes, closes.
-async fn respond(
-    mut socket: TcpStream,
-    permit: OwnedSemaphorePermit,
-    node: Node,
-    snapshot: Arc<Snapshot>,
-    registry: Arc<Registry>,
-    scrape: Arc<tokio::sync::Mutex<()>>,
-) {
+async fn respond(mut socket: TcpStream, permit: OwnedSemaphorePermit, exporter: Exporter) {
     let mut request = [0u8; 2048];
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, socket.read(&mut request)).await;
-    let body = {
-        let _one = scrape.lock().await;
-        *snapshot.stats.lock().unwrap_or_else(|p| p.into_inner()) = node.stats().await.ok();
-        let mut body = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-        body
-    };
+    let body = exporter.render().await;
     let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = socket.write_all(response.as_bytes()).await;
@@ -320,6 +344,98 @@ async fn respond(
     // end of it (so a client that read a whole response can count on a slot).
     drop(permit);
     let _ = socket.shutdown().await;
+}
+
+/// `lotus_p2p_build_info{version, commit} 1`.
+#[derive(Debug)]
+struct BuildInfo;
+
+impl Collector for BuildInfo {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut family = e.encode_descriptor(
+            "build_info",
+            "The version and git commit of this binary (always 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("LOTUS_P2P_COMMIT")),
+        ];
+        ConstGauge::new(1).encode(family.encode_family(&labels)?)
+    }
+}
+
+/// The conventional `process_*` metrics, from `/proc/self` (Linux; none
+/// elsewhere).
+#[derive(Debug)]
+struct Process;
+
+impl Collector for Process {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let Some(process) = process_figures() else {
+            return Ok(());
+        };
+        gauge(
+            &mut e,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process.rss_bytes,
+        )?;
+        gauge(
+            &mut e,
+            "process_open_fds",
+            "Open file descriptors.",
+            process.open_fds,
+        )?;
+        let cpu = ConstCounter::new(process.cpu_seconds);
+        cpu.encode(e.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time spent, in seconds.",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        let start = ConstGauge::new(process.start_time_seconds);
+        start.encode(e.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            None,
+            start.metric_type(),
+        )?)
+    }
+}
+
+struct ProcessFigures {
+    rss_bytes: usize,
+    open_fds: usize,
+    cpu_seconds: f64,
+    start_time_seconds: f64,
+}
+
+/// Read from `/proc/self/stat` (CPU ticks, start ticks after boot, RSS
+/// pages), `/proc/stat` (boot time) and `/proc/self/fd`; assumes the usual
+/// 100 ticks a second and 4 KiB pages.
+fn process_figures() -> Option<ProcessFigures> {
+    const TICKS: f64 = 100.0;
+    const PAGE: usize = 4096;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n).and_then(|v| v.parse::<u64>().ok());
+    // stat(5) numbers from 1 with pid and comm first: utime is 14, stime 15,
+    // starttime 22, rss 24; here index 0 is field 3.
+    let (utime, stime, start, rss) = (field(11)?, field(12)?, field(19)?, field(21)?);
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(ProcessFigures {
+        rss_bytes: usize::try_from(rss).ok()? * PAGE,
+        open_fds,
+        cpu_seconds: (utime + stime) as f64 / TICKS,
+        start_time_seconds: boot as f64 + start as f64 / TICKS,
+    })
 }
 
 /// Counts resource, relay and hole-punch events and keeps the reachability

@@ -18,6 +18,18 @@ async fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
+    let (status, body) = http_text(api, method, path, token, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// One HTTP/1.1 request, read to the end: (status, body).
+async fn http_text(
+    api: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(api).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -33,8 +45,11 @@ async fn http(
         .expect("API answer")
         .unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, body.to_owned())
 }
 
 /// `lotus-p2p --data-dir <dir> <words…>`, started.
@@ -86,6 +101,20 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
     let wrong = "0".repeat(64);
     let (status, _) = http(&api, "GET", "/api/v1/stats", Some(&wrong), "").await;
     assert_eq!(status, 401);
+
+    // Prometheus scrapes /metrics without a token: the node's, libp2p's,
+    // the process's figures and the build.
+    let (status, metrics) = http_text(&api, "GET", "/metrics", None, "").await;
+    assert_eq!(status, 200);
+    for name in [
+        "lotus_p2p_peers_connected",
+        "lotus_p2p_build_info{",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "libp2p_",
+    ] {
+        assert!(metrics.contains(name), "no {name} in\n{metrics}");
+    }
 
     // The CLI client finds the node through the data dir.
     let (ok, stats) = answer(client(&dir, &["stats"])).await;
