@@ -431,7 +431,7 @@ pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str)
                 "connectionsDeniedPerIp": s.connections_denied_per_ip,
                 "listenAddrs": s.listen_addrs,
                 "messages": {"received": s.messages.received, "sent": s.messages.sent, "sendFailures": s.messages.send_failures, "rejected": rejected},
-                "dht": {"mode": format!("{:?}", s.dht.mode).to_lowercase(), "routingTableSize": s.dht.routing_table_size, "records": s.dht.records_stored, "ready": s.dht.ready},
+                "dht": {"mode": s.dht.mode.as_str(), "routingTableSize": s.dht.routing_table_size, "records": s.dht.records_stored, "ready": s.dht.ready},
                 "musig2": signer.existing().map(|m| json!({
                     "publicKey": m.public_key().to_string(),
                     "runningSessions": m.running_sessions(),

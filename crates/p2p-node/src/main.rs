@@ -19,6 +19,7 @@
 mod api;
 mod client;
 mod control;
+mod limits;
 mod metrics;
 mod output;
 mod settings;
@@ -121,6 +122,12 @@ enum Musig2Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DhtModeArg {
     Client,
@@ -162,6 +169,9 @@ struct RunArgs {
     /// JSON lines on stdout.
     #[arg(long, env = "LOTUS_P2P_JSON")]
     json: bool,
+    /// Logs on stderr as text or as JSON lines (filtered by RUST_LOG).
+    #[arg(long, value_enum, default_value = "text", env = "LOTUS_P2P_LOG_FORMAT")]
+    log_format: LogFormat,
     /// Serve Prometheus metrics on this address (http://<addr>/metrics).
     #[arg(long, env = "LOTUS_P2P_METRICS")]
     metrics: Option<SocketAddr>,
@@ -235,6 +245,8 @@ struct RunArgs {
     /// addresses there as it keeps public ones.
     #[arg(long, value_delimiter = ',', env = "LOTUS_P2P_PUBLIC_RANGES")]
     public_ranges: Vec<p2p_core::IpNet>,
+    #[command(flatten)]
+    limits: limits::LimitArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -259,7 +271,8 @@ fn main() -> Result<()> {
     {
         args.data_dir.clone_from(&cli.data_dir);
     }
-    tracing_subscriber::fmt()
+    let log_json = matches!(&cli.command, Command::Run(args) if args.log_format == LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
@@ -268,8 +281,12 @@ fn main() -> Result<()> {
         // is dropped. Reporting it would eprintln! to the same dead stderr,
         // which panics - in whichever task logged, the node's event loop
         // included.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    if log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Keygen {
             key_file,
@@ -298,10 +315,25 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Config(_) => Ok(()), // printed while parsing
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(*args)),
+        Command::Run(args) => {
+            let json = args.json;
+            let outcome = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(run(*args));
+            match outcome {
+                // With --json, a failure (a taken port, a bad key file) is
+                // one JSON line on stdout too.
+                Err(error) if json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"event": "error", "error": format!("{error:#}")})
+                    );
+                    std::process::exit(1)
+                }
+                other => other,
+            }
+        }
     }
 }
 
@@ -426,6 +458,7 @@ fn config(
     config.nat.relay_server = args.relay_server.then(|| relay_server(args));
     config.nat.hole_punching = !args.no_hole_punching;
     config.dht.public_ranges = p2p_core::PublicRanges::new(args.public_ranges.clone());
+    args.limits.apply(&mut config);
     config.dht.mode = match args.dht_mode {
         DhtModeArg::Client => DhtModeSetting::Client,
         DhtModeArg::Server => DhtModeSetting::Server,

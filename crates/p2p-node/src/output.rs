@@ -108,10 +108,48 @@ pub(crate) fn merge(into: &mut Value, from: &Value) {
     }
 }
 
+/// A result or event as one readable line: `key=value` pairs (strings bare,
+/// lists comma-separated, nested objects as `key.sub=value`), the event name
+/// first.
 fn text_of(value: &Value) -> String {
+    let mut words = Vec::new();
+    if let Some(event) = value.get("event").and_then(Value::as_str) {
+        words.push(event.to_owned());
+    }
+    flatten("", value, &mut words);
+    words.join(" ")
+}
+
+fn flatten(prefix: &str, value: &Value, words: &mut Vec<String>) {
     match value {
-        Value::Object(map) if map.is_empty() => String::new(),
-        other => other.to_string(),
+        Value::Object(map) => {
+            for (key, value) in map {
+                if prefix.is_empty() && key == "event" {
+                    continue;
+                }
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&key, value, words);
+            }
+        }
+        Value::Null => {}
+        Value::String(text) => words.push(format!("{prefix}={text}")),
+        Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect();
+            words.push(format!("{prefix}={}", items.join(",")));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), item, words);
+            }
+        }
+        other => words.push(format!("{prefix}={other}")),
     }
 }
 
@@ -173,7 +211,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             "error": error,
         }),
         Event::Node(NodeEvent::DhtModeChanged { mode }) => {
-            json!({"event": "dht:mode", "mode": format!("{mode:?}").to_lowercase()})
+            json!({"event": "dht:mode", "mode": mode.as_str()})
         }
         Event::Node(NodeEvent::MessageRejected { peer, reason }) => {
             json!({"event": "message:rejected", "peerId": peer.to_string(), "reason": reason.as_str()})
@@ -219,5 +257,25 @@ pub(crate) async fn print_events(mut events: broadcast::Receiver<Event>, out: Ou
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_lines_are_key_value_pairs_not_json() {
+        let event = json!({
+            "event": "peer:connect",
+            "peerId": "12D3KooWA",
+            "address": "/ip4/127.0.0.1/tcp/1",
+        });
+        assert_eq!(
+            text_of(&event),
+            "peer:connect address=/ip4/127.0.0.1/tcp/1 peerId=12D3KooWA"
+        );
+        let stats = json!({"peers": {"connected": 2}, "addrs": ["/a", "/b"], "none": null});
+        assert_eq!(text_of(&stats), "addrs=/a,/b peers.connected=2");
     }
 }

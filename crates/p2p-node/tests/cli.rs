@@ -295,6 +295,15 @@ async fn a_taken_port_is_an_error_that_says_so() {
         stderr.contains(&format!("TCP port {port} is taken")),
         "{stderr}"
     );
+    // With --json the failure is one JSON line on stdout as well.
+    let out = run_to_exit(&["--json", "--data-dir", data_dir, "--listen", &listen]).await;
+    assert!(!out.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["event"], "error");
+    assert!(
+        line["error"].as_str().unwrap().contains("is taken"),
+        "{line}"
+    );
     drop(holder);
 
     // Another node holds it (libp2p listens with SO_REUSEPORT: without the
@@ -373,8 +382,16 @@ api-token = "s3cret"
     .unwrap();
     let exe = env!("CARGO_BIN_EXE_lotus-p2p");
     let out = std::process::Command::new(exe)
-        .args(["config", "--dht-mode", "client", "--data-dir"])
+        .args([
+            "config",
+            "--dht-mode",
+            "client",
+            "--max-connections",
+            "64",
+            "--data-dir",
+        ])
         .arg(&dir)
+        .env("LOTUS_P2P_PEER_MESSAGES", "100:200")
         .env("LOTUS_P2P_API", "127.0.0.1:4888")
         .env("LOTUS_P2P_DHT_MODE", "auto")
         .output()
@@ -392,12 +409,25 @@ api-token = "s3cret"
     assert_eq!(settings["api-token"], "(hidden)");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
     assert_eq!(sources["no-api"], "default");
+    // Limits are settings like any other.
+    assert_eq!(settings["max-connections"], "64");
+    assert_eq!(settings["peer-messages"], "100:200");
+    assert_eq!(sources["peer-messages"], "env");
     assert!(
         config["configFile"]
             .as_str()
             .unwrap()
             .ends_with("config.toml")
     );
+
+    // A limit that does not parse is refused before anything starts.
+    let out = std::process::Command::new(exe)
+        .args(["config", "--peer-messages", "lots", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected off"));
 
     // A key that is no setting is refused, naming it.
     std::fs::write(

@@ -176,6 +176,16 @@ pub enum DhtMode {
     Server,
 }
 
+impl DhtMode {
+    /// `"client"` or `"server"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DhtMode::Client => "client",
+            DhtMode::Server => "server",
+        }
+    }
+}
+
 /// State of the DHT.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DhtStats {
