@@ -13,23 +13,13 @@
 
 use std::time::{Duration, Instant};
 
-use p2p_core::{DhtConfig, DhtModeSetting, Node};
 use p2p_musig2::Musig2;
 use p2p_musig2::lotus_musig2::{self, PublicKey, SecretKey};
 
-const SIGNERS: usize = 15;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-async fn server() -> Node {
-    let mut dht = DhtConfig::default();
-    dht.mode = DhtModeSetting::Server;
-    let node = Node::builder()
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .dht(dht)
-        .build()
-        .unwrap();
-    node.start().await.unwrap();
-    node
-}
+const SIGNERS: usize = 15;
 
 /// The value at percentile `p` (nearest rank) of sorted `v`, in ms.
 fn percentile(sorted: &[Duration], p: usize) -> f64 {
@@ -46,20 +36,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let hub = server().await;
-        let hub_addr = hub
-            .listen_addrs()
-            .await
-            .unwrap()
-            .remove(0)
-            .with_p2p(hub.peer_id())
-            .unwrap();
-        let mut nodes = vec![hub];
-        for _ in 1..SIGNERS {
-            let node = server().await;
-            node.connect(hub_addr.clone()).await.unwrap();
-            nodes.push(node);
-        }
+        let nodes = common::network(SIGNERS).await;
         let mut signers = Vec::new();
         for node in &nodes {
             let signer = Musig2::new(

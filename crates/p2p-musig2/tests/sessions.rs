@@ -7,10 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_core::{
-    DhtConfig, DhtModeSetting, HandlerError, Message, Node, PeerId, ProtocolHandler, ProtocolName,
-    async_trait,
-};
+use p2p_core::{HandlerError, Message, Node, PeerId, ProtocolHandler, ProtocolName, async_trait};
 use p2p_musig2::lotus_musig2::{
     self, KeyAggContext, PartialSignature, PubNonce, PublicKey, SecNonce, SecretKey,
 };
@@ -18,55 +15,9 @@ use p2p_musig2::wire::{Body, RoundMessage, SessionHash};
 use p2p_musig2::{BlameReason, Musig2, Rejection, Round, SessionError, Signed};
 use tokio::sync::mpsc;
 
-/// Upper bound on any wait; waits end as soon as what they wait for happens.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+use common::{WAIT, network};
 const MESSAGE: [u8; 32] = [0x42; 32];
-
-async fn server() -> Node {
-    let mut dht = DhtConfig::default();
-    dht.mode = DhtModeSetting::Server;
-    let node = Node::builder()
-        .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .dht(dht)
-        .build()
-        .unwrap();
-    node.start().await.unwrap();
-    node
-}
-
-/// Waits (bounded) until `node`'s routing table holds a peer.
-async fn wait_table(node: &Node) {
-    let mut events = node.subscribe();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.stats().await.unwrap().dht.routing_table_size == 0 {
-        tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .expect("routing table stayed empty")
-            .ok();
-    }
-}
-
-/// `n` DHT servers, each connected to the first.
-async fn network(n: usize) -> Vec<Node> {
-    let hub = server().await;
-    let hub_addr = hub
-        .listen_addrs()
-        .await
-        .unwrap()
-        .remove(0)
-        .with_p2p(hub.peer_id())
-        .unwrap();
-    let mut nodes = vec![hub];
-    for _ in 1..n {
-        let node = server().await;
-        node.connect(hub_addr.clone()).await.unwrap();
-        nodes.push(node);
-    }
-    for node in &nodes {
-        wait_table(node).await;
-    }
-    nodes
-}
 
 /// A signer with a fresh key on each node, advertised.
 async fn signers(nodes: &[Node]) -> Vec<Musig2> {

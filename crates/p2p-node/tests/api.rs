@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Proc, WAIT, temp_dir};
+use common::{Proc, WAIT, joining, temp_dir};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -179,15 +179,7 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
         .unwrap()
         .unwrap();
     assert!(header.contains("200"), "{header}");
-    let dir_b = temp_dir("api-b");
-    let mut b = Proc::spawn(
-        &dir_b,
-        &["--bootstrap", listening["addrs"][0].as_str().unwrap()],
-    );
-    let b_id = b.next(|v| v["event"] == "listening").await["peerId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_b, b_id, dir_b) = joining("api-b", listening["addrs"][0].as_str().unwrap()).await;
     let seen = tokio::time::timeout(WAIT, async {
         loop {
             let line = events

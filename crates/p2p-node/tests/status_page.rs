@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Proc, WAIT, temp_dir};
+use common::{Proc, WAIT, joining, temp_dir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -76,15 +76,7 @@ async fn the_status_page_shows_the_node_and_a_peer_that_connects() {
     assert!(dom.contains(r#"<tbody id="peers"></tbody>"#), "{dom}");
 
     // A peer connects: it appears, with its connection marked direct.
-    let dir_b = temp_dir("status-b");
-    let mut b = Proc::spawn(
-        &dir_b,
-        &["--bootstrap", listening["addrs"][0].as_str().unwrap()],
-    );
-    let b_id = b.next(|v| v["event"] == "listening").await["peerId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_b, b_id, dir_b) = joining("status-b", listening["addrs"][0].as_str().unwrap()).await;
     a.next(|v| v["event"] == "peer:connect" && v["peerId"] == b_id.as_str())
         .await;
     // The token was kept by the browser profile: the plain address works.

@@ -131,6 +131,18 @@ impl Proc {
     }
 }
 
+/// A second node (its data in the temp dir `name`) joining through
+/// `bootstrap`: the process, its PeerId and its data dir.
+pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String, std::path::PathBuf) {
+    let dir = temp_dir(name);
+    let mut proc = Proc::spawn(&dir, &["--bootstrap", bootstrap]);
+    let id = proc.next(|v| v["event"] == "listening").await["peerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (proc, id, dir)
+}
+
 pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
