@@ -34,6 +34,38 @@ pub struct PeerInfo {
     pub last_seen: Instant,
 }
 
+/// Serializes as the `lotus-p2p` binary reports a peer: `peerId`, `addrs`,
+/// `connections` (one `{addr, relayed}` per open connection), `listenAddrs`,
+/// `agent`, `protocols`, `rttMs`.
+impl serde::Serialize for PeerInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        #[derive(serde::Serialize)]
+        struct Connection<'a> {
+            addr: &'a Multiaddr,
+            relayed: bool,
+        }
+        let connections: Vec<Connection<'_>> = self
+            .addresses
+            .iter()
+            .map(|addr| Connection {
+                addr,
+                relayed: p2p_types::is_relayed(addr),
+            })
+            .collect();
+        let mut peer = serializer.serialize_struct("PeerInfo", 7)?;
+        peer.serialize_field("peerId", &self.peer_id)?;
+        peer.serialize_field("addrs", &self.addresses)?;
+        peer.serialize_field("connections", &connections)?;
+        peer.serialize_field("listenAddrs", &self.listen_addrs)?;
+        peer.serialize_field("agent", &self.agent)?;
+        peer.serialize_field("protocols", &self.protocols)?;
+        peer.serialize_field("rttMs", &self.rtt.map(|d| d.as_secs_f64() * 1000.0))?;
+        peer.end()
+    }
+}
+
 impl PeerInfo {
     fn new(peer_id: PeerId) -> Self {
         Self {

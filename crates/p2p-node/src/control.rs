@@ -26,7 +26,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use p2p_core::{AnnounceOptions, BroadcastOptions, Node, PeerId, RejectReason};
+use p2p_core::{AnnounceOptions, BroadcastOptions, Node, PeerId};
 use p2p_musig2::lotus_musig2::PublicKey;
 use p2p_musig2::{Blame, SessionError};
 use serde_json::{Value, json};
@@ -290,29 +290,7 @@ pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str)
             node.disconnect(peer(args)?).await?;
             Ok(json!({}))
         }
-        "peers" => {
-            let peers: Vec<Value> = node
-                .connected_peers()
-                .await?
-                .into_iter()
-                .map(|p| {
-                    json!({
-                        "peerId": p.peer_id.to_string(),
-                        "addrs": p.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        // One entry per open connection: where it goes and
-                        // whether it runs through a relay.
-                        "connections": p.addresses.iter().map(|a| json!({
-                            "addr": a.to_string(),
-                            "relayed": p2p_core::is_relayed(a),
-                        })).collect::<Vec<_>>(),
-                        "agent": p.agent,
-                        "protocols": p.protocols,
-                        "rttMs": p.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    })
-                })
-                .collect();
-            Ok(json!({"peers": peers}))
-        }
+        "peers" => Ok(json!({"peers": node.connected_peers().await?})),
         "send" => {
             let (to, rest) = word(args)?;
             let (kind, payload) = word(rest)?;
@@ -417,28 +395,20 @@ pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str)
             Ok(json!({"resources": records.iter().map(|r| record_json(r)).collect::<Vec<_>>()}))
         }
         "stats" => {
-            let s = node.stats().await?;
-            let rejected: serde_json::Map<String, Value> = RejectReason::ALL
-                .iter()
-                .map(|r| (r.as_str().to_owned(), json!(s.messages.rejected(*r))))
-                .filter(|(_, n)| n != &json!(0))
-                .collect();
-            Ok(json!({
-                "peerId": node.peer_id().to_string(),
-                "peers": {"connected": s.connected_peers, "known": s.known_peers},
-                "connections": s.connections,
-                "bannedPeers": s.banned_peers,
-                "connectionsDeniedPerIp": s.connections_denied_per_ip,
-                "listenAddrs": s.listen_addrs,
-                "messages": {"received": s.messages.received, "sent": s.messages.sent, "sendFailures": s.messages.send_failures, "rejected": rejected},
-                "dht": {"mode": s.dht.mode.as_str(), "routingTableSize": s.dht.routing_table_size, "records": s.dht.records_stored, "ready": s.dht.ready},
-                "musig2": signer.existing().map(|m| json!({
-                    "publicKey": m.public_key().to_string(),
-                    "runningSessions": m.running_sessions(),
-                    "bufferedMessages": m.buffered_messages(),
-                    "rejected": m.rejections().into_iter().map(|(r, n)| (r.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                })),
-            }))
+            let mut stats = serde_json::to_value(node.stats().await?)?;
+            crate::output::merge(
+                &mut stats,
+                &json!({
+                    "peerId": node.peer_id(),
+                    "musig2": signer.existing().map(|m| json!({
+                        "publicKey": m.public_key().to_string(),
+                        "runningSessions": m.running_sessions(),
+                        "bufferedMessages": m.buffered_messages(),
+                        "rejected": m.rejections().into_iter().map(|(r, n)| (r.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                    })),
+                }),
+            );
+            Ok(stats)
         }
         other => Err(bad(format!("unknown command {other:?}"))),
     }

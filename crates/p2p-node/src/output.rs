@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use p2p_core::{DisconnectCause, Event, Multiaddr, Node, NodeEvent};
+use p2p_core::{Event, Multiaddr, Node};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -156,66 +156,7 @@ fn flatten(prefix: &str, value: &Value, words: &mut Vec<String>) {
 /// The JSON form of an event, if it is one operators see.
 pub(crate) fn event_json(event: &Event) -> Option<Value> {
     Some(match event {
-        Event::Node(NodeEvent::PeerConnected { peer, address }) => {
-            json!({"event": "peer:connect", "peerId": peer.to_string(), "address": address.to_string()})
-        }
-        Event::Node(NodeEvent::PeerDisconnected { peer, cause }) => json!({
-            "event": "peer:disconnect",
-            "peerId": peer.to_string(),
-            "cause": match cause { DisconnectCause::Local => "local".to_owned(), DisconnectCause::Remote(r) => r.clone() },
-        }),
-        Event::Node(NodeEvent::RoutingUpdated {
-            peer,
-            routing_table_size,
-        }) => json!({
-            "event": "routing:updated",
-            "peerId": peer.to_string(),
-            "routingTableSize": routing_table_size,
-        }),
-        Event::Node(NodeEvent::PeerBanned {
-            peer,
-            reason,
-            duration,
-        }) => json!({
-            "event": "peer:banned",
-            "peerId": peer.to_string(),
-            "reason": reason.map(|r| r.as_str()),
-            "seconds": duration.map(|d| d.as_secs()),
-        }),
-        Event::Node(NodeEvent::PeerUnbanned { peer }) => {
-            json!({"event": "peer:unbanned", "peerId": peer.to_string()})
-        }
-        Event::Node(NodeEvent::Reachability { status, addrs }) => json!({
-            "event": "reachability",
-            "status": status.as_str(),
-            "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }),
-        Event::Node(NodeEvent::Addresses { addrs }) => json!({
-            "event": "addresses",
-            "addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }),
-        Event::Node(NodeEvent::RelayReserved { relay, addr }) => json!({
-            "event": "relay_reserved",
-            "relay": relay.map(|r| r.to_string()),
-            "addr": addr.to_string(),
-        }),
-        Event::Node(NodeEvent::RelayReservationEnded { relay, error }) => json!({
-            "event": "relay_reservation_ended",
-            "relay": relay.map(|r| r.to_string()),
-            "error": error,
-        }),
-        Event::Node(NodeEvent::HolePunch { peer, ok, error }) => json!({
-            "event": "hole_punch",
-            "peer": peer.to_string(),
-            "ok": ok,
-            "error": error,
-        }),
-        Event::Node(NodeEvent::DhtModeChanged { mode }) => {
-            json!({"event": "dht:mode", "mode": mode.as_str()})
-        }
-        Event::Node(NodeEvent::MessageRejected { peer, reason }) => {
-            json!({"event": "message:rejected", "peerId": peer.to_string(), "reason": reason.as_str()})
-        }
+        Event::Node(event) => serde_json::to_value(event).ok()?,
         Event::Message {
             from,
             message,

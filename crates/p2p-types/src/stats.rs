@@ -68,6 +68,13 @@ pub enum RejectReason {
     WrongRecipient,
 }
 
+/// A reason serializes as its name (`"rate_limited"`, ...).
+impl serde::Serialize for RejectReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl RejectReason {
     /// Every reason, in a stable order.
     pub const ALL: [RejectReason; 23] = [
@@ -133,7 +140,8 @@ impl fmt::Display for RejectReason {
 }
 
 /// Message counters of a node (or of one peer).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MessageStats {
     /// Messages accepted and dispatched.
     pub received: u64,
@@ -167,7 +175,8 @@ impl MessageStats {
 }
 
 /// Kademlia mode of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DhtMode {
     /// Queries others, does not answer or store.
     #[default]
@@ -187,7 +196,8 @@ impl DhtMode {
 }
 
 /// State of the DHT.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DhtStats {
     /// Current mode.
     pub mode: DhtMode,
@@ -208,7 +218,7 @@ pub struct DhtStats {
 }
 
 /// Totals of one kind of finished DHT query.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueryTotals {
     /// Queries finished (found or not).
     pub finished: u64,
@@ -217,7 +227,8 @@ pub struct QueryTotals {
 }
 
 /// Totals of a running node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeStats {
     /// Peers with at least one open connection.
     pub connected_peers: usize,
