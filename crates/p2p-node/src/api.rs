@@ -62,7 +62,8 @@ pub(crate) const ARGUMENTS: &[(&str, &[&str])] = &[
 struct Api {
     node: Node,
     signer: Arc<Signer>,
-    token: String,
+    /// The cookie's token, and the configured one if any.
+    tokens: Vec<String>,
 }
 
 /// A running API server.
@@ -71,7 +72,10 @@ pub(crate) struct Served {
     pub(crate) task: JoinHandle<()>,
 }
 
-/// Binds `addr`, writes the cookie (unless `token` is given) and the address
+/// Shortest configured token accepted.
+const MIN_TOKEN: usize = 16;
+
+/// Binds `addr`, writes the cookie (a configured `token` is accepted too) and the address
 /// file into `data_dir`, and serves until the task is aborted.
 pub(crate) async fn serve(
     addr: SocketAddr,
@@ -91,16 +95,21 @@ pub(crate) async fn serve(
         }
     })?;
     let addr = listener.local_addr()?;
-    let token = match token {
-        Some(token) => token,
-        None => write_cookie(&data_dir.join(COOKIE_FILE))?,
-    };
+    if let Some(token) = &token
+        && token.len() < MIN_TOKEN
+    {
+        anyhow::bail!("--api-token must be at least {MIN_TOKEN} characters");
+    }
+    // The cookie is written even with a configured token, so the CLI client
+    // and a container's health check, which read it, keep working.
+    let cookie = write_cookie(&data_dir.join(COOKIE_FILE))?;
+    let tokens: Vec<String> = std::iter::once(cookie).chain(token).collect();
     std::fs::write(data_dir.join(ADDRESS_FILE), addr.to_string())
         .with_context(|| format!("writing {}", data_dir.join(ADDRESS_FILE).display()))?;
     let api = Arc::new(Api {
         node,
         signer,
-        token,
+        tokens,
     });
     let router = Router::new()
         .route("/api/v1/events", get(events))
@@ -161,7 +170,9 @@ async fn auth(State(api): State<Arc<Api>>, request: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if token_matches(token, &api.token) => next.run(request).await,
+        Some(token) if api.tokens.iter().any(|ours| token_matches(token, ours)) => {
+            next.run(request).await
+        }
         _ => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -173,10 +184,10 @@ async fn auth(State(api): State<Arc<Api>>, request: Request, next: Next) -> Resp
 
 /// The control line's arguments from JSON fields or query parameters.
 fn arguments(cmd: &str, fields: &serde_json::Map<String, Value>) -> Option<String> {
+    let (_, names) = ARGUMENTS.iter().find(|(name, _)| *name == cmd)?;
     if let Some(Value::String(args)) = fields.get("args") {
         return Some(args.clone());
     }
-    let (_, names) = ARGUMENTS.iter().find(|(name, _)| *name == cmd)?;
     let mut words = Vec::new();
     for name in *names {
         let Some(value) = fields.get(*name) else {
@@ -278,11 +289,18 @@ async fn status_page() -> impl IntoResponse {
 
 /// The Prometheus text of the node, its swarm and the process.
 async fn metrics(State(exporter): State<Exporter>) -> Response {
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        exporter.render().await,
-    )
-        .into_response()
+    match exporter.try_render().await {
+        Some(text) => {
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+        }
+        // One scrape at a time: callers beyond it wait for nothing.
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "a scrape is in progress\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Node events, one JSON object per Server-Sent Event, as `--json` prints

@@ -19,6 +19,21 @@ pub(crate) async fn run(data_dir: &Path, words: &[String]) -> Result<bool> {
     let Some((cmd, args)) = words.split_first() else {
         bail!("no command");
     };
+    if !crate::api::ARGUMENTS.iter().any(|(name, _)| name == cmd) {
+        let known: Vec<&str> = crate::api::ARGUMENTS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        bail!(
+            "unknown command {cmd:?}: the node's commands are {}; the others are run, config, keygen, id, musig2 (see --help)",
+            known.join(", ")
+        );
+    }
+    if let Some(flag) = args.iter().find(|a| a.starts_with("--")) {
+        bail!(
+            "{flag} after the command is not read: put lotus-p2p's own flags (--data-dir) before it"
+        );
+    }
     let read = |name: &str| {
         let path = data_dir.join(name);
         std::fs::read_to_string(&path).with_context(|| {

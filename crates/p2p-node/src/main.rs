@@ -505,9 +505,10 @@ fn default_listen(tcp: u16, ws: u16) -> Result<(Vec<Multiaddr>, Vec<Multiaddr>)>
 fn check_port_free(address: &Multiaddr) -> Result<()> {
     use p2p_core::libp2p::multiaddr::Protocol;
     let mut parts = address.iter();
+    // IPv4 only: a std socket on an IPv6 address is dual-stack where
+    // libp2p's is IPv6-only, so it would see IPv4 holders as conflicts.
     let ip: std::net::IpAddr = match parts.next() {
         Some(Protocol::Ip4(ip)) => ip.into(),
-        Some(Protocol::Ip6(ip)) => ip.into(),
         _ => return Ok(()),
     };
     let Some(Protocol::Tcp(port)) = parts.next() else {

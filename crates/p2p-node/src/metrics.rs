@@ -256,19 +256,35 @@ impl Exporter {
         }
     }
 
-    /// The OpenMetrics text of a scrape now.
+    /// The OpenMetrics text of a scrape, after any scrape running (one at a
+    /// time: each refreshes the snapshot, then encodes it).
     pub(crate) async fn render(&self) -> String {
         let _one = self.scrape.lock().await;
+        self.encode().await
+    }
+
+    /// [`Exporter::render`], or `None` at once while another scrape runs
+    /// (for a server whose connections are not bounded otherwise).
+    pub(crate) async fn try_render(&self) -> Option<String> {
+        let _one = self.scrape.try_lock().ok()?;
+        Some(self.encode().await)
+    }
+
+    async fn encode(&self) -> String {
+        let stats = tokio::time::timeout(STATS_TIMEOUT, self.node.stats()).await;
         *self
             .snapshot
             .stats
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = self.node.stats().await.ok();
+            .unwrap_or_else(|p| p.into_inner()) = stats.ok().and_then(Result::ok);
         let mut body = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut body, &self.registry);
         body
     }
 }
+
+/// Longest a scrape waits for the node's figures (then reports without them).
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The content type of [`Exporter::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -395,7 +411,10 @@ impl Collector for Process {
             None,
             cpu.metric_type(),
         )?)?;
-        let start = ConstGauge::new(process.start_time_seconds);
+        let Some(start) = process.start_time_seconds else {
+            return Ok(());
+        };
+        let start = ConstGauge::new(start);
         start.encode(e.encode_descriptor(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
@@ -409,7 +428,8 @@ struct ProcessFigures {
     rss_bytes: usize,
     open_fds: usize,
     cpu_seconds: f64,
-    start_time_seconds: f64,
+    /// Unreadable where /proc/stat is hidden (systemd's ProcSubset=pid).
+    start_time_seconds: Option<f64>,
 }
 
 /// Read from `/proc/self/stat` (CPU ticks, start ticks after boot, RSS
@@ -425,16 +445,16 @@ fn process_figures() -> Option<ProcessFigures> {
     // stat(5) numbers from 1 with pid and comm first: utime is 14, stime 15,
     // starttime 22, rss 24; here index 0 is field 3.
     let (utime, stime, start, rss) = (field(11)?, field(12)?, field(19)?, field(21)?);
-    let boot: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    let boot: Option<u64> = std::fs::read_to_string("/proc/stat").ok().and_then(|stat| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+    });
     let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
     Some(ProcessFigures {
         rss_bytes: usize::try_from(rss).ok()? * PAGE,
         open_fds,
         cpu_seconds: (utime + stime) as f64 / TICKS,
-        start_time_seconds: boot as f64 + start as f64 / TICKS,
+        start_time_seconds: boot.map(|boot| boot as f64 + start as f64 / TICKS),
     })
 }
 

@@ -136,11 +136,16 @@ fn flatten(prefix: &str, value: &Value, words: &mut Vec<String>) {
             }
         }
         Value::Null => {}
-        Value::String(text) => words.push(format!("{prefix}={text}")),
+        // Peers choose some of these strings (payloads, agents): control
+        // characters are escaped so none can forge a line.
+        Value::String(text) => words.push(format!("{prefix}={}", text.escape_debug())),
         Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
             let items: Vec<String> = items
                 .iter()
-                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .map(|i| {
+                    i.as_str()
+                        .map_or_else(|| i.to_string(), |s| s.escape_debug().to_string())
+                })
                 .collect();
             words.push(format!("{prefix}={}", items.join(",")));
         }

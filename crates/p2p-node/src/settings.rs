@@ -89,10 +89,9 @@ pub(crate) fn resolve(
             match value {
                 toml::Value::Boolean(true) => argv.push(flag.clone().into()),
                 toml::Value::Boolean(false) => {}
-                toml::Value::String(s) => argv.extend([flag.clone().into(), s.into()]),
-                toml::Value::Integer(n) => {
-                    argv.extend([flag.clone().into(), n.to_string().into()]);
-                }
+                // One word, so a value starting with '-' is not a flag.
+                toml::Value::String(s) => argv.push(format!("{flag}={s}").into()),
+                toml::Value::Integer(n) => argv.push(format!("{flag}={n}").into()),
                 other => bail!(
                     "{}: {key} holds a {}, not a flag value",
                     path.display(),

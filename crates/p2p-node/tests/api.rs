@@ -59,6 +59,7 @@ fn client(dir: &std::path::Path, words: &[&str]) -> tokio::process::Child {
         .arg(dir)
         .args(words)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap()
@@ -78,7 +79,8 @@ async fn answer(child: tokio::process::Child) -> (bool, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serves_every_command_concurrently_behind_its_token() {
     let dir = temp_dir("api");
-    let mut a = Proc::spawn(&dir, &[]);
+    let configured = "configured-token-0123456789";
+    let mut a = Proc::spawn(&dir, &["--api-token", configured]);
     let listening = a.next(|v| v["event"] == "listening").await;
     let api = listening["api"].as_str().unwrap().to_owned();
     let a_id = listening["peerId"].as_str().unwrap().to_owned();
@@ -101,6 +103,9 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
     let wrong = "0".repeat(64);
     let (status, _) = http(&api, "GET", "/api/v1/stats", Some(&wrong), "").await;
     assert_eq!(status, 401);
+    // A configured token works beside the cookie's (which the CLI uses).
+    let (status, _) = http(&api, "GET", "/api/v1/stats", Some(configured), "").await;
+    assert_eq!(status, 200);
 
     // Prometheus scrapes /metrics without a token: the node's, libp2p's,
     // the process's figures and the build.
@@ -128,17 +133,40 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
     assert!(ok);
     let keys = format!("{},{ghost}", key["publicKey"].as_str().unwrap());
     let message = "00".repeat(32);
-    let mut slow = client(&dir, &["musig2-sign", "slow", &message, &keys, "4000"]);
-    let (status, stats) = http(&api, "GET", "/api/v1/stats", Some(&token), "").await;
+    let mut slow = client(&dir, &["musig2-sign", "slow", &message, &keys, "6000"]);
+    // Once the session runs, stats still answers (and the slow command is
+    // still running).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, stats) = http(&api, "GET", "/api/v1/stats", Some(&token), "").await;
+            assert_eq!(status, 200, "{stats}");
+            if stats["musig2"]["runningSessions"] == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session never started");
+    let (status, stats) = http(&api, "GET", "/api/v1/peers", Some(&token), "").await;
     assert_eq!(status, 200, "{stats}");
     assert!(
         slow.try_wait().unwrap().is_none(),
-        "stats waited for the slow command"
+        "the slow command ended before the others were answered"
     );
     let (ok, failed) = answer(slow).await;
     assert!(!ok);
     assert_eq!(failed["code"], "timeout");
     assert_eq!(failed["blame"][0]["publicKey"], ghost);
+
+    // A name that is no command is refused by the client, naming it.
+    let typo = client(&dir, &["peerz"]);
+    let out = tokio::time::timeout(WAIT, typo.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command \"peerz\""));
 
     // Typed errors with status codes.
     let (status, body) = http(
@@ -155,6 +183,15 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
         "{body}"
     );
     let (status, _) = http(&api, "POST", "/api/v1/no-such-command", Some(&token), "{}").await;
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        &api,
+        "POST",
+        "/api/v1/no-such-command",
+        Some(&token),
+        r#"{"args":"x"}"#,
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, body) = http(
         &api,
