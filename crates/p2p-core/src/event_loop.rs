@@ -651,6 +651,7 @@ impl EventLoop {
             dht,
             banned_peers: self.swarm.behaviour().peers.banned_count(),
             connections_denied_per_ip: self.stats.denied_per_ip(),
+            reachability: self.reachability.status(),
         }
     }
 

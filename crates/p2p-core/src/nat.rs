@@ -233,6 +233,7 @@ impl NatConfig {
 #[derive(Debug, Default)]
 pub(crate) struct Reachability {
     confirmed: Option<Multiaddr>,
+    status: p2p_types::Reachability,
 }
 
 /// What the event loop does with a status change.
@@ -247,8 +248,19 @@ pub(crate) struct Change {
 }
 
 impl Reachability {
+    /// The status last reported.
+    pub(crate) fn status(&self) -> p2p_types::Reachability {
+        self.status
+    }
+
     /// Takes AutoNAT's new status.
     pub(crate) fn changed(&mut self, status: autonat::NatStatus) -> Change {
+        let change = self.change(status);
+        self.status = change.status;
+        change
+    }
+
+    fn change(&mut self, status: autonat::NatStatus) -> Change {
         match status {
             autonat::NatStatus::Public(address) => {
                 let previous = self.confirmed.replace(address.clone());

@@ -415,14 +415,7 @@ pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str)
 }
 
 fn record_json(record: &p2p_core::ResourceRecord) -> Value {
-    json!({
-        "key": record.key.to_string(),
-        "creator": record.creator.to_string(),
-        "data": serde_json::from_slice::<Value>(&record.data).unwrap_or(Value::Null),
-        "createdAt": record.created_ms,
-        "expiresAt": record.expires_ms,
-        "signed": record.signature.is_some(),
-    })
+    serde_json::to_value(record).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -346,15 +346,24 @@ async fn accept_loop<S, A>(
     }
 }
 
-/// Answers one scrape: reads the request (briefly), encodes, writes, closes.
+/// Answers one scrape: reads the request (briefly), encodes, writes, closes;
+/// any other path is 404.
 async fn respond(mut socket: TcpStream, permit: OwnedSemaphorePermit, exporter: Exporter) {
     let mut request = [0u8; 2048];
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, socket.read(&mut request)).await;
-    let body = exporter.render().await;
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, socket.read(&mut request)).await;
+    let read = read.ok().and_then(Result::ok).unwrap_or(0);
+    // Only `GET /metrics` (and `/metrics?...`) is answered.
+    let line = request.get(..read).unwrap_or_default();
+    let wanted = line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?");
+    let response = if wanted {
+        let body = exporter.render().await;
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+    };
     let _ = socket.write_all(response.as_bytes()).await;
     // The slot is free once the response is out, before the client sees the
     // end of it (so a client that read a whole response can count on a slot).

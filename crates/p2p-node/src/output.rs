@@ -158,35 +158,9 @@ fn flatten(prefix: &str, value: &Value, words: &mut Vec<String>) {
     }
 }
 
-/// The JSON form of an event, if it is one operators see.
+/// The JSON form of an event: the library's own serialization.
 pub(crate) fn event_json(event: &Event) -> Option<Value> {
-    Some(match event {
-        Event::Node(event) => serde_json::to_value(event).ok()?,
-        Event::Message {
-            from,
-            message,
-            verified,
-            wire,
-            id,
-        } => json!({
-            "event": "message",
-            "from": from.to_string(),
-            "type": message.kind.as_str(),
-            "protocol": message.protocol.as_ref().map(|p| p.as_str()),
-            "payload": serde_json::from_slice::<Value>(&message.payload)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.payload).into_owned())),
-            "verified": verified,
-            "wire": wire.as_str(),
-            "id": id.to_string(),
-        }),
-        Event::ResourceDiscovered { record, source } => json!({
-            "event": "resource:discovered",
-            "key": record.key.to_string(),
-            "creator": record.creator.to_string(),
-            "source": source.map(|s| s.to_string()),
-        }),
-        _ => return None,
-    })
+    serde_json::to_value(event).ok()
 }
 
 /// Prints events until the subscription ends.

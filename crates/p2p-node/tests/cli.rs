@@ -84,6 +84,18 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
     .unwrap();
     let url = metrics_line.split("http://").nth(1).unwrap();
     let host = url.trim_end_matches("/metrics");
+    // Only /metrics answers.
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    socket
+        .write_all(b"GET /admin HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut other = String::new();
+    tokio::time::timeout(WAIT, socket.read_to_string(&mut other))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
     socket
         .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -194,7 +206,8 @@ async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
     let host = a.metrics_addr().await;
 
     // Connections that send nothing: served ones wait for their request (up
-    // to 2 s), the ones over the cap are closed on arrival, answerless.
+    // to 2 s) and are answered 404 (they asked for no path), the ones over
+    // the cap are closed on arrival, answerless.
     let mut burst = Vec::new();
     for _ in 0..BURST {
         burst.push(tokio::net::TcpStream::connect(&host).await.unwrap());
@@ -208,7 +221,7 @@ async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
         match read {
             Ok(_) if reply.is_empty() => closed += 1,
             Ok(_) => {
-                assert!(reply.starts_with(b"HTTP/1.1 200 OK"));
+                assert!(reply.starts_with(b"HTTP/1.1 404"));
                 answered += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,

@@ -74,6 +74,12 @@ async fn the_status_page_shows_the_node_and_a_peer_that_connects() {
         "{dom}"
     );
     assert!(dom.contains(r#"<tbody id="peers"></tbody>"#), "{dom}");
+    assert!(
+        ["unknown", "public", "private"]
+            .iter()
+            .any(|status| dom.contains(&format!(r#"<b id="reachability">{status}</b>"#))),
+        "{dom}"
+    );
 
     // A peer connects: it appears, with its connection marked direct.
     let (_b, b_id, dir_b) = joining("status-b", listening["addrs"][0].as_str().unwrap()).await;

@@ -47,6 +47,25 @@ pub enum RecordError {
     Signature(#[from] VerifyError),
 }
 
+/// Serializes as the `lotus-p2p` binary reports a record: `key`, `creator`,
+/// `data` (the JSON it holds; `null` when it is not JSON), `createdAt`,
+/// `expiresAt` (ms since the Unix epoch) and `signed`.
+impl serde::Serialize for ResourceRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let data: serde_json::Value =
+            serde_json::from_slice(&self.data).unwrap_or(serde_json::Value::Null);
+        let mut record = serializer.serialize_struct("ResourceRecord", 6)?;
+        record.serialize_field("key", &self.key.to_string())?;
+        record.serialize_field("creator", &self.creator.to_string())?;
+        record.serialize_field("data", &data)?;
+        record.serialize_field("createdAt", &self.created_ms)?;
+        record.serialize_field("expiresAt", &self.expires_ms)?;
+        record.serialize_field("signed", &self.signature.is_some())?;
+        record.end()
+    }
+}
+
 impl ResourceRecord {
     /// An unsigned record.
     pub fn new(

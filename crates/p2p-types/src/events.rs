@@ -15,13 +15,14 @@ pub enum DisconnectCause {
 }
 
 /// Whether peers on the internet can dial this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Reachability {
     /// A peer dialled us back at an address we hold: we are reachable there.
     Public,
     /// Peers tried and could not dial us back (behind NAT or a firewall).
     Private,
     /// Not known yet (no peer asked, or too few answers).
+    #[default]
     Unknown,
 }
 

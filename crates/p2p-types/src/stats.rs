@@ -246,4 +246,6 @@ pub struct NodeStats {
     pub banned_peers: usize,
     /// Inbound connections refused because their address block was full.
     pub connections_denied_per_ip: u64,
+    /// Reachability as AutoNAT last reported it (`Unknown` until it has).
+    pub reachability: crate::Reachability,
 }
