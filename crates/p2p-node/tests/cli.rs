@@ -8,6 +8,21 @@ mod common;
 use common::{Proc, WAIT, temp_dir};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+/// `GET <path>` on a plain HTTP server, the whole response (bounded).
+async fn get(host: &str, path: &str) -> String {
+    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, socket.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    response
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_connect_message_announce_discover_and_stop() {
     let (dir_a, dir_b) = (temp_dir("a"), temp_dir("b"));
@@ -85,27 +100,9 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
     let url = metrics_line.split("http://").nth(1).unwrap();
     let host = url.trim_end_matches("/metrics");
     // Only /metrics answers.
-    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
-    socket
-        .write_all(b"GET /admin HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut other = String::new();
-    tokio::time::timeout(WAIT, socket.read_to_string(&mut other))
-        .await
-        .unwrap()
-        .unwrap();
+    let other = get(host, "/admin").await;
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
-    let mut socket = tokio::net::TcpStream::connect(host).await.unwrap();
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(WAIT, socket.read_to_string(&mut body))
-        .await
-        .unwrap()
-        .unwrap();
+    let body = get(host, "/metrics").await;
     assert!(
         body.contains("lotus_p2p_messages_received_total 1"),
         "{body}"
@@ -235,16 +232,7 @@ async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
     assert!(answered <= CAP, "{closed} closed, {answered} answered");
 
     // Every served connection has finished: a scrape is answered.
-    let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(WAIT, socket.read_to_string(&mut body))
-        .await
-        .unwrap()
-        .unwrap();
+    let body = get(&host, "/metrics").await;
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("lotus_p2p_peers_connected 0"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
