@@ -914,6 +914,12 @@ impl Node {
             .collect()
     }
 
+    /// Our own unexpired announcements, of every type, newest first (those
+    /// kept alive by republishing included; withdrawn ones not).
+    pub fn announced(&self) -> Vec<Arc<ResourceRecord>> {
+        self.inner.resources.own(p2p_protocol::now_ms())
+    }
+
     /// The newest unexpired record of a resource in the local cache.
     pub fn resource(
         &self,

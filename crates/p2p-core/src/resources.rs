@@ -177,6 +177,18 @@ impl ResourceCache {
             .collect()
     }
 
+    /// Our own unexpired announcements, newest first.
+    pub(crate) fn own(&self, now_ms: u64) -> Vec<Arc<ResourceRecord>> {
+        let mut own: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|c| c.own.is_some() && !c.record.is_expired(now_ms))
+            .map(|c| Arc::clone(&c.record))
+            .collect();
+        own.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        own
+    }
+
     /// Forgets `creator`'s record of a resource.
     pub(crate) fn remove(&self, key: &ResourceKey, creator: PeerId) -> bool {
         self.lock().remove(&(key.clone(), creator)).is_some()

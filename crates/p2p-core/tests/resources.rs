@@ -260,6 +260,52 @@ async fn the_other_node_discovers_a_verified_record_over_the_dht() {
     }
 }
 
+/// What the operator's `announced` shows: our own live announcements of
+/// every type, newest first; records discovered from others and withdrawn
+/// ones are not ours to list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_lists_only_our_own_live_announcements_newest_first() {
+    let alice = tcp_node(DhtModeSetting::Server).await;
+    let bob = tcp_node(DhtModeSetting::Server).await;
+    link(&alice, &bob).await;
+    wait_table_at_least(&bob, 1).await;
+    bob.announce(&rtype("round"), &rid("bobs"), "{}", ttl(3600))
+        .await
+        .unwrap();
+    alice
+        .announce(&rtype("session"), &rid("first"), "{}", ttl(3600))
+        .await
+        .unwrap();
+    // `created` is in milliseconds: the second is strictly newer.
+    until_past(p2p_protocol::now_ms()).await;
+    alice
+        .announce(&rtype("round"), &rid("second"), "{}", ttl(3600))
+        .await
+        .unwrap();
+    let found = alice
+        .discover(&rtype("round"), &rid("bobs"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(found.creator, bob.peer_id());
+    let listed: Vec<String> = alice
+        .announced()
+        .iter()
+        .map(|r| r.key.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["resource:round:second", "resource:session:first"],
+        "Bob's record, though cached, is not Alice's announcement"
+    );
+    assert!(alice.withdraw(&rtype("session"), &rid("first")));
+    let listed: Vec<String> = alice
+        .announced()
+        .iter()
+        .map(|r| r.key.to_string())
+        .collect();
+    assert_eq!(listed, ["resource:round:second"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_node_star_every_spoke_discovers_the_hubs_resource() {
     let hub = tcp_node(DhtModeSetting::Server).await;

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -54,6 +55,7 @@ pub(crate) const ARGUMENTS: &[(&str, &[&str])] = &[
     ("discover", &["type", "id", "timeoutMs"]),
     ("discover-from", &["type", "id", "creator", "timeoutMs"]),
     ("resources", &["type"]),
+    ("announced", &[]),
     ("provide", &["name"]),
     ("providers", &["name", "timeoutMs"]),
     ("musig2-sign", &["session", "message", "keys", "timeoutMs"]),
@@ -114,6 +116,8 @@ pub(crate) async fn serve(
     let router = Router::new()
         .route("/api/v1/events", get(events))
         .route("/api/v1/{cmd}", get(command).post(command))
+        // A request body is one control line's arguments: as bounded.
+        .layer(DefaultBodyLimit::max(control::MAX_LINE))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), auth))
         .with_state(api)
         // Prometheus scrapes without a token (the address is local unless
@@ -125,7 +129,21 @@ pub(crate) async fn serve(
         )
         // The status page holds no data: its script asks the API, with the
         // token the browser was given (#token=… once, then kept).
-        .route("/", get(status_page));
+        .route("/", get(status_page))
+        .method_not_allowed_fallback(|| async {
+            failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "commands take GET or POST; /metrics and / take GET".to_owned(),
+            )
+        })
+        .fallback(|| async {
+            failure(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such path: the API is under /api/v1/<command>".to_owned(),
+            )
+        });
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "API server stopped");
@@ -207,12 +225,37 @@ fn arguments(cmd: &str, fields: &serde_json::Map<String, Value>) -> Option<Strin
     Some(words.join(" "))
 }
 
+/// A typed JSON error answer: `{"ok": false, "code", "error"}`.
+fn failure(status: StatusCode, code: &str, error: String) -> Response {
+    (
+        status,
+        Json(json!({"ok": false, "code": code, "error": error})),
+    )
+        .into_response()
+}
+
 async fn command(
     State(api): State<Arc<Api>>,
     UrlPath(cmd): UrlPath<String>,
-    Query(query): Query<HashMap<String, String>>,
-    body: axum::body::Bytes,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
+    // axum's own refusals, as JSON like every other answer.
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return failure(rejection.status(), "bad_input", rejection.body_text()),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return failure(
+                rejection.status(),
+                "too_large",
+                format!("a request body is at most {} bytes", control::MAX_LINE),
+            );
+        }
+        Err(rejection) => return failure(rejection.status(), "bad_input", rejection.body_text()),
+    };
     let mut fields: serde_json::Map<String, Value> = query
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))

@@ -6,6 +6,7 @@
 //! send <peer> <type> <json-payload>   broadcast <type> <json-payload>
 //! announce <type> <id> <json-data> [ttl-seconds]
 //! discover <type> <id> [timeout-ms]   resources <type>
+//! announced
 //! discover-from <type> <id> <creator-peer-id> [timeout-ms]
 //! provide <name>                      providers <name> [timeout-ms]
 //! ban <peer> [seconds]                unban <peer>
@@ -40,7 +41,7 @@ const DISCOVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on `musig2-sign`.
 const SIGN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest accepted command line (bounded reads).
-const MAX_LINE: usize = 256 * 1024;
+pub(crate) const MAX_LINE: usize = 256 * 1024;
 
 /// Longest command name echoed back in the answer to a refused line.
 const MAX_ECHOED_CMD: usize = 32;
@@ -390,6 +391,9 @@ pub(crate) async fn execute(node: &Node, signer: &Signer, cmd: &str, args: &str)
                 json!({"key": name, "providers": providers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
             )
         }
+        "announced" => Ok(json!({
+            "resources": node.announced().iter().map(|r| record_json(r)).collect::<Vec<_>>(),
+        })),
         "resources" => {
             let records = node.local_resources(&args.trim().parse()?, &[]);
             Ok(json!({"resources": records.iter().map(|r| record_json(r)).collect::<Vec<_>>()}))

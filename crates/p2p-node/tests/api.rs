@@ -202,6 +202,67 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
     )
     .await;
     assert_eq!(status, 404, "{body}");
+    // axum's own refusals are typed JSON too: a path outside the API, a
+    // method a command does not take, a body over one control line's bound
+    // (refused once that much of it is read).
+    let (status, body) = http(&api, "GET", "/api/v2/stats", Some(&token), "").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = http(&api, "DELETE", "/api/v1/stats", Some(&token), "").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+    let (mut from_api, mut to_api) = tokio::net::TcpStream::connect(&api)
+        .await
+        .unwrap()
+        .into_split();
+    let size = 1024 * 1024;
+    let head = format!(
+        "POST /api/v1/send HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    // The server may stop reading once it refuses: the rest of the body is
+    // written by a task of its own, whose errors do not matter.
+    let writer = tokio::spawn(async move {
+        let _ = to_api.write_all(head.as_bytes()).await;
+        let _ = to_api.write_all(&vec![b' '; size]).await;
+        to_api
+    });
+    // Read up to the answer's end, not the connection's: a server closing
+    // with body bytes unread may reset the connection after its answer.
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        while !response.ends_with('}') {
+            let n = from_api.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer: {response}");
+            response.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    })
+    .await
+    .expect("an answer to the oversized body");
+    writer.abort();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains(r#""code":"too_large""#), "{response}");
+
+    // Announced resources are listed.
+    let (ok, announced) = answer(client(
+        &dir,
+        &["announce", "round", "r-1", r#"{"n":1}"#, "600"],
+    ))
+    .await;
+    assert!(ok, "{announced}");
+    let (status, listed) = http(&api, "GET", "/api/v1/announced", Some(&token), "").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["resources"][0]["key"], "resource:round:r-1",
+        "{listed}"
+    );
+    assert_eq!(listed["resources"][0]["data"]["n"], 1, "{listed}");
 
     // Events: a peer that connects is streamed.
     let mut events = tokio::net::TcpStream::connect(&api).await.unwrap();

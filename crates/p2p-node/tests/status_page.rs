@@ -1,7 +1,8 @@
 //! The status page in a real browser (Debian's headless Chromium): it loads
-//! from the API server, shows the node, shows a peer once it connects, and
-//! renders something (its screenshot is not blank). Fails, naming the
-//! missing program, where Chromium is not installed (`.ci/run` installs it).
+//! from the API server, shows the node, shows a peer once it connects and a
+//! resource once the node announces it, and renders something (its
+//! screenshot is not blank). Fails, naming the missing program, where
+//! Chromium is not installed (`.ci/run` installs it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -74,6 +75,7 @@ async fn the_status_page_shows_the_node_and_a_peer_that_connects() {
         "{dom}"
     );
     assert!(dom.contains(r#"<tbody id="peers"></tbody>"#), "{dom}");
+    assert!(dom.contains(r#"<tbody id="announced"></tbody>"#), "{dom}");
     assert!(
         ["unknown", "public", "private"]
             .iter()
@@ -85,10 +87,21 @@ async fn the_status_page_shows_the_node_and_a_peer_that_connects() {
     let (_b, b_id, dir_b) = joining("status-b", listening["addrs"][0].as_str().unwrap()).await;
     a.next(|v| v["event"] == "peer:connect" && v["peerId"] == b_id.as_str())
         .await;
+    // The node announces a resource: the page lists it.
+    let announced = a.cmd(r#"announce session s-status {"round":1} 600"#).await;
+    assert_eq!(announced["ok"], true, "{announced}");
     // The token was kept by the browser profile: the plain address works.
     let dom = page(&profile, &format!("http://{api}/")).await;
     assert!(dom.contains(&format!(r#"data-peer="{b_id}""#)), "{dom}");
     assert!(dom.contains("(direct)"), "{dom}");
+    assert!(
+        dom.contains(r#"data-resource="resource:session:s-status""#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"{&quot;round&quot;:1}"#) || dom.contains(r#"{"round":1}"#),
+        "{dom}"
+    );
 
     // Rendered, not blank: the screenshot has text and colour on it.
     let shot = profile.join("status.png");
