@@ -62,6 +62,8 @@ pub use metrics::SwarmMetrics;
 pub use nat::{NatConfig, RelayRate, RelayServerConfig};
 pub use node::{BroadcastOptions, BroadcastReport, Node};
 pub use p2p_dht::mapper::{IpNet, PublicRanges};
+pub use p2p_dht::quotas::CreatorQuotas;
+pub use p2p_dht::routing::Diversity;
 pub use p2p_dht::{DhtConfig, DhtModeSetting, MapperPolicy};
 pub use p2p_protocol::{Message, MessageBuilder, MessageId, ResourceRecord};
 pub use p2p_types::{

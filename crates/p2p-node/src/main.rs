@@ -227,16 +227,6 @@ struct RunArgs {
     /// a confirmed external address.
     #[arg(long, env = "LOTUS_P2P_RELAY_SERVER")]
     relay_server: bool,
-    /// Relay server: reservations held at once (default 128).
-    #[arg(long, env = "LOTUS_P2P_RELAY_MAX_RESERVATIONS")]
-    relay_max_reservations: Option<usize>,
-    /// Relay server: circuits relayed at once (default 16).
-    #[arg(long, env = "LOTUS_P2P_RELAY_MAX_CIRCUITS")]
-    relay_max_circuits: Option<usize>,
-    /// Relay server: new reservations, and new circuits, one IP address may
-    /// ask for at once (default 60, one more a minute).
-    #[arg(long, env = "LOTUS_P2P_RELAY_PER_IP")]
-    relay_per_ip: Option<std::num::NonZeroU32>,
     /// Do not upgrade relayed connections by hole punching (DCUtR).
     #[arg(long, env = "LOTUS_P2P_NO_HOLE_PUNCHING")]
     no_hole_punching: bool,
@@ -455,7 +445,7 @@ fn config(
         config.nat.retry_interval = Duration::from_secs(secs);
     }
     config.nat.relays = args.relay.clone();
-    config.nat.relay_server = args.relay_server.then(|| relay_server(args));
+    config.nat.relay_server = args.relay_server.then(p2p_core::RelayServerConfig::default);
     config.nat.hole_punching = !args.no_hole_punching;
     config.dht.public_ranges = p2p_core::PublicRanges::new(args.public_ranges.clone());
     args.limits.apply(&mut config);
@@ -465,22 +455,6 @@ fn config(
         DhtModeArg::Auto => DhtModeSetting::Auto,
     };
     config
-}
-
-/// The relay server's bounds: the defaults, with what the flags set.
-fn relay_server(args: &RunArgs) -> p2p_core::RelayServerConfig {
-    let mut relay = p2p_core::RelayServerConfig::default();
-    if let Some(max) = args.relay_max_reservations {
-        relay.max_reservations = max;
-    }
-    if let Some(max) = args.relay_max_circuits {
-        relay.max_circuits = max;
-    }
-    if let Some(burst) = args.relay_per_ip {
-        relay.reservation_rate_per_ip.burst = burst;
-        relay.circuit_rate_per_ip.burst = burst;
-    }
-    relay
 }
 
 /// The default listen addresses: IPv4 (required) and IPv6 (where the host
