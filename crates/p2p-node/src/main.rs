@@ -611,3 +611,34 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The contract scripts rely on: every flag `--some-flag` of `run` has
+    /// the variable `LOTUS_P2P_SOME_FLAG` (and so a config-file key).
+    #[test]
+    fn every_run_flag_has_its_environment_variable() {
+        let cli = super::Cli::command();
+        let run = cli
+            .get_subcommands()
+            .find(|c| c.get_name() == "run")
+            .expect("a run subcommand");
+        let mut flags = 0;
+        for arg in run.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            let expected = format!("LOTUS_P2P_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(expected.as_str()),
+                "--{long}"
+            );
+            flags += 1;
+        }
+        assert!(flags > 80, "only {flags} flags found");
+    }
+}
