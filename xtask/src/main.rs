@@ -186,27 +186,18 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     // test profile (dependencies optimised, shared with `cargo test`) instead
     // of a second, release-like build of the whole tree.
     let profile: &[&str] = if quick { &["--profile", "dev"] } else { &[] };
+    // Every bench is built and run with `--workspace` (bench names are
+    // unique in it): features are then unified as for `cargo test
+    // --workspace`, so the dependencies built for the tests serve the
+    // benches too. With `-p <crate>`, each crate's own feature set rebuilt
+    // shared dependencies once per bench (about 10 minutes of a CI run).
     let cargo_bench = |rest: &[&'static str]| -> Vec<&'static str> {
-        let mut args = vec!["bench"];
+        let mut args = vec!["bench", "--workspace"];
         args.extend_from_slice(profile);
         args.extend_from_slice(rest);
         args
     };
-    run(
-        root,
-        "cargo",
-        &cargo_bench(&[
-            "-p",
-            "p2p-protocol",
-            "-p",
-            "p2p-core",
-            "-p",
-            "lotus-musig2",
-            "-p",
-            "p2p-musig2",
-            "--no-run",
-        ]),
-    )?;
+    run(root, "cargo", &cargo_bench(&["--no-run"]))?;
     let quick_env = |command: &mut Command| {
         if quick {
             command.env(BENCH_QUICK_ENV, "1");
@@ -224,7 +215,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     let node = succeeds("node", &["--version"]);
 
     timed("pipeline (criterion)", &mut || {
-        let mut args = cargo_bench(&["-p", "p2p-protocol", "--bench", "pipeline"]);
+        let mut args = cargo_bench(&["--bench", "pipeline"]);
         if quick {
             // Criterion's own smoke mode: every benchmark once, unmeasured.
             args.extend(["--", "--test"]);
@@ -232,7 +223,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
         run(root, "cargo", &args)
     })?;
     timed("musig2 (criterion)", &mut || {
-        let mut args = cargo_bench(&["-p", "lotus-musig2", "--bench", "musig2"]);
+        let mut args = cargo_bench(&["--bench", "musig2"]);
         if quick {
             args.extend(["--", "--test"]);
         }
@@ -241,7 +232,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     // A 15-signer MuSig2 session on TCP loopback: time to signature.
     timed("musig2 session", &mut || {
         let mut command = Command::new("cargo");
-        command.args(cargo_bench(&["-p", "p2p-musig2", "--bench", "session"]));
+        command.args(cargo_bench(&["--bench", "session"]));
         quick_env(&mut command);
         run_command(root, &mut command)
     })?;
@@ -268,7 +259,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     ] {
         timed(name, &mut || {
             let mut command = Command::new("cargo");
-            command.args(cargo_bench(&["-p", "p2p-core", "--bench", bench]));
+            command.args(cargo_bench(&["--bench", bench]));
             quick_env(&mut command);
             run_command(root, &mut command)
         })?;
@@ -283,7 +274,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     })?;
     timed("hardening", &mut || {
         let mut command = Command::new("cargo");
-        command.args(cargo_bench(&["-p", "p2p-core", "--bench", "hardening"]));
+        command.args(cargo_bench(&["--bench", "hardening"]));
         quick_env(&mut command);
         run_command(root, &mut command)
     })?;
@@ -291,7 +282,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
     // lookups before and after 30 % churn, memory per node, and the plot.
     timed("dht_scale", &mut || {
         let mut command = Command::new("cargo");
-        command.args(cargo_bench(&["-p", "p2p-core", "--bench", "dht_scale"]));
+        command.args(cargo_bench(&["--bench", "dht_scale"]));
         quick_env(&mut command);
         run_command(root, &mut command)
     })?;
