@@ -287,23 +287,20 @@ async fn announced_lists_only_our_own_live_announcements_newest_first() {
         .await
         .unwrap();
     assert_eq!(found.creator, bob.peer_id());
-    let listed: Vec<String> = alice
-        .announced()
-        .iter()
-        .map(|r| r.key.to_string())
-        .collect();
+    let announced = || -> Vec<String> {
+        alice
+            .announced()
+            .iter()
+            .map(|r| r.key.to_string())
+            .collect()
+    };
     assert_eq!(
-        listed,
+        announced(),
         ["resource:round:second", "resource:session:first"],
         "Bob's record, though cached, is not Alice's announcement"
     );
     assert!(alice.withdraw(&rtype("session"), &rid("first")));
-    let listed: Vec<String> = alice
-        .announced()
-        .iter()
-        .map(|r| r.key.to_string())
-        .collect();
-    assert_eq!(listed, ["resource:round:second"]);
+    assert_eq!(announced(), ["resource:round:second"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

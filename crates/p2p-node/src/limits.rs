@@ -26,6 +26,14 @@ impl FromStr for RateArg {
     }
 }
 
+/// `<a>:<b>`, both unsigned.
+fn strict_pair<T: FromStr + Copy>(text: &str, expected: &str) -> Result<(T, T), String> {
+    if !text.contains(':') {
+        return Err(format!("{text:?}: expected {expected}"));
+    }
+    pair(text, expected)
+}
+
 /// `<a>` (meaning `<a>:<a>`) or `<a>:<b>`, both unsigned.
 fn pair<T: FromStr + Copy>(text: &str, expected: &str) -> Result<(T, T), String> {
     let number = |s: &str| {
@@ -49,11 +57,7 @@ impl FromStr for PutRateArg {
         if text == "off" {
             return Ok(PutRateArg(None));
         }
-        let expected = "off or <one-every-ms>:<burst>";
-        if !text.contains(':') {
-            return Err(format!("{text:?}: expected {expected}"));
-        }
-        let (every, burst) = pair::<u64>(text, expected)?;
+        let (every, burst) = strict_pair::<u64>(text, "off or <one-every-ms>:<burst>")?;
         let burst = u32::try_from(burst).map_err(|_| format!("{text:?}: burst too large"))?;
         Ok(PutRateArg(Some((Duration::from_millis(every), burst))))
     }
@@ -68,10 +72,7 @@ impl FromStr for RelayRateArg {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let expected = "<burst>:<seconds-per-token>, the burst at least 1";
-        if !text.contains(':') {
-            return Err(format!("{text:?}: expected {expected}"));
-        }
-        let (burst, secs) = pair::<u64>(text, expected)?;
+        let (burst, secs) = strict_pair::<u64>(text, expected)?;
         let burst = u32::try_from(burst)
             .ok()
             .and_then(NonZeroU32::new)
@@ -83,8 +84,7 @@ impl FromStr for RelayRateArg {
     }
 }
 
-/// `off`, or `<a>:<b>` (both at least 1): the DHT's diversity and creator
-/// quotas.
+/// `off`, or `<a>:<b>`: the DHT's diversity and creator quotas.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PairOrOff(Option<(usize, usize)>);
 
@@ -95,11 +95,7 @@ impl FromStr for PairOrOff {
         if text == "off" {
             return Ok(PairOrOff(None));
         }
-        let expected = "off or <n>:<m>";
-        if !text.contains(':') {
-            return Err(format!("{text:?}: expected {expected}"));
-        }
-        Ok(PairOrOff(Some(pair(text, expected)?)))
+        Ok(PairOrOff(Some(strict_pair(text, "off or <n>:<m>")?)))
     }
 }
 
