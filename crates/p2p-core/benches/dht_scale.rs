@@ -34,7 +34,11 @@
 //! Experiment knobs (`cargo xtask bench` sets none): `LOTUS_DHT_KEEP_IDLE=<n>`
 //! (every node's `ConnectionLimits::keep_idle`), `LOTUS_DHT_QUERY_TIMEOUT_S=<s>`
 //! (`DhtConfig::query_timeout`), `LOTUS_DHT_DISJOINT=0|1`
-//! (`DhtConfig::disjoint_query_paths`); unset, the library's defaults.
+//! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_MAX_CONNECTIONS=<n>`
+//! (every node's established-connection limits, in all, in and out); unset,
+//! the library's defaults. While the dials run, a line on stderr every 15 s
+//! gives the dials done, the connections of 16 sampled nodes and the CPU
+//! time used.
 //!
 //! Run: `cargo bench -p p2p-core --bench dht_scale [-- <size>...]`. The binary
 //! re-executes itself with `LOTUS_DHT_SCALE_CHILD=<size>`. Every wait is
@@ -331,6 +335,12 @@ async fn start_node() -> Node {
             if let Some(keep) = keep_idle() {
                 c.keep_idle = keep;
             }
+            if let Some(max) = env_u64("LOTUS_DHT_MAX_CONNECTIONS") {
+                let max = u32::try_from(max).unwrap();
+                c.max_established = max;
+                c.max_established_incoming = max;
+                c.max_established_outgoing = max;
+            }
             c
         })
         .build()
@@ -515,20 +525,48 @@ async fn network(n: usize) {
     }
     let dial_count = dials.len();
     let up_started = Instant::now();
+    // Progress on stderr every 15 s while the dials run: dials done, and the
+    // connections of a sample of nodes (the limits are 256 in all, 128 out).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sample: Vec<Node> = nodes.iter().step_by((n / 16).max(1)).cloned().collect();
+    let progress = tokio::spawn({
+        let done = std::sync::Arc::clone(&done);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                let mut connections = Vec::new();
+                for node in &sample {
+                    connections.push(node.stats().await.map(|s| s.connections).unwrap_or(0));
+                }
+                connections.sort_unstable();
+                eprintln!(
+                    "  {:>4.0} s: {} dials done; sampled connections per node {:?}; cpu {:.0} s",
+                    up_started.elapsed().as_secs_f64(),
+                    done.load(std::sync::atomic::Ordering::Relaxed),
+                    connections,
+                    cpu_seconds()
+                );
+            }
+        }
+    });
     let dial_results: Vec<bool> = futures::stream::iter(dials)
         .map(|(i, j)| {
             let node = nodes[i].clone();
             let addr = addrs[j].clone();
+            let done = std::sync::Arc::clone(&done);
             async move {
-                matches!(
+                let ok = matches!(
                     tokio::time::timeout(Duration::from_secs(30), node.connect(addr)).await,
                     Ok(Ok(_))
-                )
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ok
             }
         })
         .buffer_unordered(32)
         .collect()
         .await;
+    progress.abort();
     let dials_done = up_started.elapsed();
     let dial_failures = dial_results.iter().filter(|ok| !**ok).count();
     let target = 20.min(n - 1);
