@@ -9,7 +9,9 @@
 //!    dial until every routing table holds min(20, N − 1) peers (polled with
 //!    `Node::stats` every 100 ms, bounded);
 //! 2. reads the process RSS: memory per node = (RSS − RSS before the first
-//!    node) / N;
+//!    node) / N; then leaves the network alone for 10 s and reports the CPU
+//!    it used (its upkeep: pings, yamux, timers, kad's periodic work), in
+//!    cores and per connection end;
 //! 3. announces `resources` records, each from a random node;
 //! 4. runs `lookups` lookups (`Node::discover`) of random resources from
 //!    `queriers` nodes (never the announcer), each querier sequentially, the
@@ -96,6 +98,9 @@ struct Scale {
     /// Bound on one child process (one size).
     child_wait: Duration,
     settle: Duration,
+    /// Window in which the network, once up, is left alone and its CPU use
+    /// measured (the upkeep of its connections and routing tables).
+    idle: Duration,
 }
 
 const FULL: Scale = Scale {
@@ -109,6 +114,7 @@ const FULL: Scale = Scale {
     up_wait: Duration::from_secs(180),
     child_wait: Duration::from_secs(1500),
     settle: Duration::from_secs(2),
+    idle: Duration::from_secs(10),
 };
 
 /// Quick mode (`LOTUS_BENCH_QUICK=1`): two small networks, a few lookups.
@@ -123,6 +129,7 @@ const QUICK: Scale = Scale {
     up_wait: Duration::from_secs(30),
     child_wait: Duration::from_secs(120),
     settle: Duration::from_millis(200),
+    idle: Duration::from_secs(1),
 };
 
 fn scale() -> &'static Scale {
@@ -596,8 +603,18 @@ async fn network(n: usize) {
         .buffered(64)
         .collect()
         .await;
+    // Upkeep: CPU of the network left alone (pings, yamux, timers, kad's
+    // periodic work), in cores, and per connection end.
+    let idle = env_u64("LOTUS_DHT_IDLE_S").map_or(s.idle, Duration::from_secs);
+    let cpu_before = cpu_seconds();
+    tokio::time::sleep(idle).await;
+    let idle_cores = (cpu_seconds() - cpu_before) / idle.as_secs_f64();
+    let connection_ends: usize = connections.iter().sum();
     emit(json!({
         "phase": "up",
+        "idle_cpu_cores": round2(idle_cores),
+        "idle_cpu_us_per_connection_end_per_s":
+            round2(idle_cores * 1e6 / connection_ends.max(1) as f64),
         "t_up_s": t(),
         "keep_idle": keep_idle(),
         "query_timeout_s": env_u64("LOTUS_DHT_QUERY_TIMEOUT_S"),
