@@ -37,8 +37,9 @@
 //! (every node's `ConnectionLimits::keep_idle`), `LOTUS_DHT_QUERY_TIMEOUT_S=<s>`
 //! (`DhtConfig::query_timeout`), `LOTUS_DHT_DISJOINT=0|1`
 //! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_MAX_CONNECTIONS=<n>`
-//! (every node's established-connection limits, in all, in and out); unset,
-//! the library's defaults. While the dials run, a line on stderr every 15 s
+//! (every node's established-connection limits, in all, in and out),
+//! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
+//! idle window); unset, the library's defaults. While the dials run, a line on stderr every 15 s
 //! gives the dials done, the connections of 16 sampled nodes and the CPU
 //! time used.
 //!
@@ -332,6 +333,13 @@ async fn start_node() -> Node {
                 c.disjoint_query_paths = disjoint != 0;
             }
             c
+        })
+        .nat({
+            let mut nat = p2p_core::NatConfig::default();
+            if env_u64("LOTUS_DHT_NO_AUTONAT") == Some(1) {
+                nat.autonat = false;
+            }
+            nat
         })
         // The whole network shares this process: libp2p's process-memory
         // connection limit (1 GiB by default) would refuse dials of every
