@@ -116,6 +116,15 @@ pub(crate) async fn serve(
     let router = Router::new()
         .route("/api/v1/events", get(events))
         .route("/api/v1/{cmd}", get(command).post(command))
+        // Inside the token check, so a request without the token is told
+        // 401 whatever its method.
+        .method_not_allowed_fallback(|| async {
+            failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "commands take GET or POST; /metrics and / take GET".to_owned(),
+            )
+        })
         // A request body is one control line's arguments: as bounded.
         .layer(DefaultBodyLimit::max(control::MAX_LINE))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), auth))
@@ -130,13 +139,6 @@ pub(crate) async fn serve(
         // The status page holds no data: its script asks the API, with the
         // token the browser was given (#token=… once, then kept).
         .route("/", get(status_page))
-        .method_not_allowed_fallback(|| async {
-            failure(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "commands take GET or POST; /metrics and / take GET".to_owned(),
-            )
-        })
         .fallback(|| async {
             failure(
                 StatusCode::NOT_FOUND,

@@ -4,7 +4,7 @@
 //! the DHT's store and query bounds, the relay server's. A flag not given
 //! keeps the library's default (documented on the `NodeConfig` field).
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -46,6 +46,14 @@ fn pair<T: FromStr + Copy>(text: &str, expected: &str) -> Result<(T, T), String>
     }
 }
 
+/// A score threshold: a number above the lowest score (−100) and below 0.
+fn score_threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > -100.0 && x < 0.0 => Ok(x),
+        _ => Err(format!("{text:?}: expected a number between -100 and 0")),
+    }
+}
+
 /// DHT puts from one peer: `off`, or `<one-every-ms>:<burst>`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PutRateArg(Option<(Duration, u32)>);
@@ -57,7 +65,11 @@ impl FromStr for PutRateArg {
         if text == "off" {
             return Ok(PutRateArg(None));
         }
-        let (every, burst) = strict_pair::<u64>(text, "off or <one-every-ms>:<burst>")?;
+        let expected = "off or <one-every-ms>:<burst>, both at least 1";
+        let (every, burst) = strict_pair::<u64>(text, expected)?;
+        if every == 0 || burst == 0 {
+            return Err(format!("{text:?}: expected {expected}"));
+        }
         let burst = u32::try_from(burst).map_err(|_| format!("{text:?}: burst too large"))?;
         Ok(PutRateArg(Some((Duration::from_millis(every), burst))))
     }
@@ -71,8 +83,11 @@ impl FromStr for RelayRateArg {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let expected = "<burst>:<seconds-per-token>, the burst at least 1";
+        let expected = "<burst>:<seconds-per-token>, both at least 1";
         let (burst, secs) = strict_pair::<u64>(text, expected)?;
+        if secs == 0 {
+            return Err(format!("{text:?}: expected {expected}"));
+        }
         let burst = u32::try_from(burst)
             .ok()
             .and_then(NonZeroU32::new)
@@ -125,7 +140,7 @@ pub(crate) struct LimitArgs {
     keep_idle: Option<u32>,
     /// Seconds an idle connection beyond --keep-idle stays open (default 30).
     #[arg(long, env = "LOTUS_P2P_IDLE_CONNECTION_TIMEOUT_SECS")]
-    idle_connection_timeout_secs: Option<u64>,
+    idle_connection_timeout_secs: Option<NonZeroU64>,
     /// Connections being set up at once, inbound.
     #[arg(long, env = "LOTUS_P2P_MAX_PENDING_IN")]
     max_pending_in: Option<u32>,
@@ -137,7 +152,7 @@ pub(crate) struct LimitArgs {
     max_pending_dials: Option<usize>,
     /// Seconds a dial may take (default 20).
     #[arg(long, env = "LOTUS_P2P_DIAL_TIMEOUT_SECS")]
-    dial_timeout_secs: Option<u64>,
+    dial_timeout_secs: Option<NonZeroU64>,
     /// Refuse new connections once the process uses this many MiB.
     #[arg(long, env = "LOTUS_P2P_MAX_MEMORY_MIB")]
     max_memory_mib: Option<usize>,
@@ -152,7 +167,7 @@ pub(crate) struct LimitArgs {
     /// Seconds a message's timestamp may lie from our clock (default 300);
     /// message ids are remembered for twice this long.
     #[arg(long, env = "LOTUS_P2P_MAX_CLOCK_SKEW_SECS")]
-    max_clock_skew_secs: Option<u64>,
+    max_clock_skew_secs: Option<NonZeroU64>,
     /// Message ids remembered against replays (default 100000).
     #[arg(long, env = "LOTUS_P2P_REPLAY_CAPACITY")]
     replay_capacity: Option<usize>,
@@ -161,7 +176,7 @@ pub(crate) struct LimitArgs {
     sequence_windows: Option<usize>,
     /// Seconds a peer has to finish a message it started (default 10).
     #[arg(long, env = "LOTUS_P2P_STREAM_TIMEOUT_SECS")]
-    stream_timeout_secs: Option<u64>,
+    stream_timeout_secs: Option<NonZeroU64>,
     /// Events buffered for each subscriber (API stream, output) (default 1024).
     #[arg(long, env = "LOTUS_P2P_EVENT_CAPACITY")]
     event_capacity: Option<usize>,
@@ -196,7 +211,7 @@ pub(crate) struct LimitArgs {
     // Peer scoring.
     /// Seconds for a peer's score to halve on its way back to 0 (default 600).
     #[arg(long, env = "LOTUS_P2P_SCORE_HALF_LIFE_SECS")]
-    score_half_life_secs: Option<u64>,
+    score_half_life_secs: Option<NonZeroU64>,
     /// Disconnect a peer whose score falls below this (default -20).
     #[arg(
         long,
@@ -205,11 +220,11 @@ pub(crate) struct LimitArgs {
     )]
     score_disconnect_below: Option<f64>,
     /// Ban a peer whose score falls below this (default -50).
-    #[arg(long, env = "LOTUS_P2P_SCORE_BAN_BELOW", allow_negative_numbers = true)]
+    #[arg(long, env = "LOTUS_P2P_SCORE_BAN_BELOW", allow_negative_numbers = true, value_parser = score_threshold)]
     score_ban_below: Option<f64>,
     /// Seconds a score ban lasts (default 3600).
     #[arg(long, env = "LOTUS_P2P_BAN_DURATION_SECS")]
-    ban_duration_secs: Option<u64>,
+    ban_duration_secs: Option<NonZeroU64>,
     /// Peers whose scores are remembered (default 8192).
     #[arg(long, env = "LOTUS_P2P_MAX_SCORED_PEERS")]
     max_scored_peers: Option<usize>,
@@ -226,22 +241,22 @@ pub(crate) struct LimitArgs {
     // The DHT.
     /// Lifetime of DHT records, seconds (default 3600).
     #[arg(long, env = "LOTUS_P2P_DHT_RECORD_TTL_SECS")]
-    dht_record_ttl_secs: Option<u64>,
+    dht_record_ttl_secs: Option<NonZeroU64>,
     /// Lifetime of provider records, seconds (default 3600).
     #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_TTL_SECS")]
-    dht_provider_ttl_secs: Option<u64>,
+    dht_provider_ttl_secs: Option<NonZeroU64>,
     /// Seconds between re-announcements of our provider records (default 1800).
     #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_INTERVAL_SECS")]
-    dht_provider_interval_secs: Option<u64>,
+    dht_provider_interval_secs: Option<NonZeroU64>,
     /// Seconds between replications of stored records (default 600).
     #[arg(long, env = "LOTUS_P2P_DHT_REPLICATION_INTERVAL_SECS")]
-    dht_replication_interval_secs: Option<u64>,
+    dht_replication_interval_secs: Option<NonZeroU64>,
     /// Replication factor k (default 20).
     #[arg(long, env = "LOTUS_P2P_DHT_REPLICATION_FACTOR")]
     dht_replication_factor: Option<NonZeroUsize>,
     /// Longest a DHT query runs, seconds (default 60).
     #[arg(long, env = "LOTUS_P2P_DHT_QUERY_TIMEOUT_SECS")]
-    dht_query_timeout_secs: Option<u64>,
+    dht_query_timeout_secs: Option<NonZeroU64>,
     /// Records kept in the DHT store at most.
     #[arg(long, env = "LOTUS_P2P_DHT_MAX_RECORDS")]
     dht_max_records: Option<usize>,
@@ -260,7 +275,9 @@ pub(crate) struct LimitArgs {
     #[arg(long, env = "LOTUS_P2P_DHT_DIVERSITY")]
     dht_diversity: Option<PairOrOff>,
 
-    // The relay server (with --relay-server).
+    // The relay server: read only with --relay-server (see `apply`); a
+    // --relay-*-rate-per-ip bucket is applied after, so wins over
+    // --relay-per-ip.
     /// Relay server: reservations held at once (default 128).
     #[arg(long, env = "LOTUS_P2P_RELAY_MAX_RESERVATIONS")]
     relay_max_reservations: Option<usize>,
@@ -269,7 +286,7 @@ pub(crate) struct LimitArgs {
     relay_max_reservations_per_peer: Option<usize>,
     /// Relay server: seconds a reservation lasts (default 3600).
     #[arg(long, env = "LOTUS_P2P_RELAY_RESERVATION_SECS")]
-    relay_reservation_secs: Option<u64>,
+    relay_reservation_secs: Option<NonZeroU64>,
     /// Relay server: circuits relayed at once (default 16).
     #[arg(long, env = "LOTUS_P2P_RELAY_MAX_CIRCUITS")]
     relay_max_circuits: Option<usize>,
@@ -278,7 +295,7 @@ pub(crate) struct LimitArgs {
     relay_max_circuits_per_peer: Option<usize>,
     /// Relay server: seconds a circuit lasts at most (default 120).
     #[arg(long, env = "LOTUS_P2P_RELAY_MAX_CIRCUIT_SECS")]
-    relay_max_circuit_secs: Option<u64>,
+    relay_max_circuit_secs: Option<NonZeroU64>,
     /// Relay server: bytes a circuit relays at most (default 1048576).
     #[arg(long, env = "LOTUS_P2P_RELAY_MAX_CIRCUIT_BYTES")]
     relay_max_circuit_bytes: Option<u64>,
@@ -308,9 +325,10 @@ fn set<T: Copy>(target: &mut T, value: Option<T>) {
     }
 }
 
-/// `*target = value` in seconds when a value was given.
-fn set_secs(target: &mut Duration, secs: Option<u64>) {
-    set(target, secs.map(Duration::from_secs));
+/// `*target = value` in seconds when a value was given (never 0: a zero
+/// timeout or interval would fail or spin).
+fn set_secs(target: &mut Duration, secs: Option<NonZeroU64>) {
+    set(target, secs.map(|s| Duration::from_secs(s.get())));
 }
 
 impl LimitArgs {
@@ -355,8 +373,8 @@ impl LimitArgs {
         set(&mut inbound.limits.max_record_size, self.max_record_bytes);
         set(&mut config.dht.max_value_bytes, self.max_record_bytes);
         if let Some(secs) = self.max_clock_skew_secs {
-            inbound.limits.max_clock_skew = Duration::from_secs(secs);
-            inbound.replay_window = Duration::from_secs(secs.saturating_mul(2));
+            inbound.limits.max_clock_skew = Duration::from_secs(secs.get());
+            inbound.replay_window = Duration::from_secs(secs.get().saturating_mul(2));
         }
         set(&mut inbound.replay_capacity, self.replay_capacity);
         set(&mut inbound.sequence_windows, self.sequence_windows);
@@ -488,7 +506,7 @@ mod tests {
 
     #[test]
     fn every_flag_reaches_its_node_config_field() {
-        let peer = PeerId::random();
+        let (friend, foe) = (PeerId::random(), PeerId::random());
         let config = configured(&[
             "--max-connections-per-ipv6-48=7",
             "--idle-connection-timeout-secs=11",
@@ -509,8 +527,8 @@ mod tests {
             "--ban-duration-secs=900",
             "--max-scored-peers=99",
             "--max-bans=98",
-            &format!("--allow-peer={peer}"),
-            &format!("--deny-peer={peer}"),
+            &format!("--allow-peer={friend}"),
+            &format!("--deny-peer={foe}"),
             "--dht-provider-ttl-secs=100",
             "--dht-provider-interval-secs=50",
             "--dht-replication-interval-secs=30",
@@ -554,7 +572,7 @@ mod tests {
         assert_eq!(scoring.max_bans, 98);
         assert_eq!(
             (scoring.allow.as_slice(), scoring.deny.as_slice()),
-            (&[peer][..], &[peer][..])
+            (&[friend][..], &[foe][..])
         );
         let dht = &config.dht;
         assert_eq!(dht.provider_ttl, Duration::from_secs(100));
@@ -614,7 +632,12 @@ mod tests {
                 "--peer-dht-puts=250",
                 "expected off or <one-every-ms>:<burst>",
             ),
-            ("--relay-circuit-rate-per-ip=0:20", "the burst at least 1"),
+            ("--relay-circuit-rate-per-ip=0:20", "both at least 1"),
+            ("--relay-circuit-rate-per-ip=5:0", "both at least 1"),
+            ("--peer-dht-puts=0:5", "both at least 1"),
+            ("--dial-timeout-secs=0", "invalid value"),
+            ("--score-ban-below=nan", "between -100 and 0"),
+            ("--score-ban-below=-200", "between -100 and 0"),
             ("--dht-diversity=2", "expected off or <n>:<m>"),
             ("--dht-replication-factor=0", "invalid value"),
         ] {

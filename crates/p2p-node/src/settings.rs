@@ -92,6 +92,7 @@ pub(crate) fn resolve(
                 // One word, so a value starting with '-' is not a flag.
                 toml::Value::String(s) => argv.push(format!("{flag}={s}").into()),
                 toml::Value::Integer(n) => argv.push(format!("{flag}={n}").into()),
+                toml::Value::Float(x) => argv.push(format!("{flag}={x}").into()),
                 other => bail!(
                     "{}: {key} holds a {}, not a flag value",
                     path.display(),

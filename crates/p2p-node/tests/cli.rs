@@ -378,6 +378,7 @@ listen = ["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"]
 relay-server = true
 dht_mode = "server"
 api-token = "s3cret"
+score-ban-below = -30.5
 "#,
     )
     .unwrap();
@@ -414,6 +415,9 @@ api-token = "s3cret"
     assert_eq!(settings["max-connections"], "64");
     assert_eq!(settings["peer-messages"], "100:200");
     assert_eq!(sources["peer-messages"], "env");
+    // A TOML float is a value like the others.
+    assert_eq!(settings["score-ban-below"], "-30.5");
+    assert_eq!(sources["score-ban-below"], "file");
     assert!(
         config["configFile"]
             .as_str()
