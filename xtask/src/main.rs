@@ -197,7 +197,7 @@ fn bench(root: &Path, quick: bool) -> Result<()> {
         args.extend_from_slice(rest);
         args
     };
-    run(root, "cargo", &cargo_bench(&["--benches", "--no-run"]))?;
+    run(root, "cargo", &cargo_bench(&["--bench", "*", "--no-run"]))?;
     let quick_env = |command: &mut Command| {
         if quick {
             command.env(BENCH_QUICK_ENV, "1");
