@@ -39,7 +39,8 @@
 //! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_MAX_CONNECTIONS=<n>`
 //! (every node's established-connection limits, in all, in and out),
 //! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
-//! idle window); unset, the library's defaults. While the dials run, a line on stderr every 15 s
+//! idle window), `LOTUS_DHT_REFRESH_S=<s>` (`DhtConfig::bootstrap_interval`,
+//! the periodic full refresh; 0 = none); unset, the library's defaults. While the dials run, a line on stderr every 15 s
 //! gives the dials done, the connections of 16 sampled nodes and the CPU
 //! time used.
 //!
@@ -112,8 +113,8 @@ const FULL: Scale = Scale {
     dials_per_node: 3,
     lookup_timeout: Duration::from_secs(10),
     lookup_phase_budget: Duration::from_secs(240),
-    up_wait: Duration::from_secs(180),
-    child_wait: Duration::from_secs(1500),
+    up_wait: Duration::from_secs(600),
+    child_wait: Duration::from_secs(2400),
     settle: Duration::from_secs(2),
     idle: Duration::from_secs(10),
 };
@@ -331,6 +332,9 @@ async fn start_node() -> Node {
             }
             if let Some(disjoint) = env_u64("LOTUS_DHT_DISJOINT") {
                 c.disjoint_query_paths = disjoint != 0;
+            }
+            if let Some(secs) = env_u64("LOTUS_DHT_REFRESH_S") {
+                c.bootstrap_interval = (secs > 0).then(|| Duration::from_secs(secs));
             }
             c
         })
@@ -627,6 +631,7 @@ async fn network(n: usize) {
         "keep_idle": keep_idle(),
         "query_timeout_s": env_u64("LOTUS_DHT_QUERY_TIMEOUT_S"),
         "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
+        "refresh_s": env_u64("LOTUS_DHT_REFRESH_S"),
         "dials": dial_count,
         "dial_failures": dial_failures,
         "dials_done_ms": ms(dials_done),

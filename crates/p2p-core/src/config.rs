@@ -37,11 +37,12 @@ pub struct ConnectionLimits {
     /// dialled through `connect` or for a bootstrap peer, is always kept;
     /// others (those DHT lookups open, either way) are closed after
     /// [`NodeConfig::idle_connection_timeout`] of idleness while the node has
-    /// more than this many connections. Default 256 (= `max_established`,
-    /// so none is closed for idleness): with 32 (kubo's low watermark) a
-    /// 200-node in-process DHT on a loaded 2-core machine lost most of its
-    /// puts (BENCHMARKS.md, DHT at scale), which is not understood yet. Lower
-    /// it to bound memory on nodes that serve many lookups.
+    /// more than this many connections. Default 64 (kubo trims to 32-96).
+    /// With 256 (= `max_established`, nothing closed for idleness) the
+    /// servers a 1 000-node network joined through filled up to the
+    /// connection limit and refused the nodes that joined after them
+    /// (BENCHMARKS.md §5, fifth session); the puts once lost at 32 were the
+    /// query timeout's doing (now 60 s), not this.
     pub keep_idle: u32,
     /// Established connections to one peer. Default 4: one each way during a
     /// simultaneous dial, an AutoNAT dial-back each way (two public nodes
@@ -69,7 +70,7 @@ impl Default for ConnectionLimits {
             max_established: 256,
             max_established_incoming: 192,
             max_established_outgoing: 128,
-            keep_idle: 256,
+            keep_idle: 64,
             max_established_per_peer: 4,
             max_pending_incoming: 64,
             max_pending_outgoing: 64,

@@ -57,6 +57,7 @@ use crate::mapper::{AddressMapper, PublicRanges};
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
 use crate::rates::{DhtRates, Rates};
 use crate::records::{StoredKey, Validation};
+use crate::refresh::Refresh;
 use crate::routing::{self, Diversity, Groups, Population};
 use crate::{DhtConfig, Kademlia};
 
@@ -152,6 +153,9 @@ pub struct Behaviour {
     inbound: Inbound,
     rates: Rates,
     queries: Queries,
+    /// Full routing-table refreshes; kad's own bootstraps stop after the
+    /// self-lookup (see [`crate::refresh`]).
+    refresh: Refresh,
     /// Peers with at least one open connection.
     connected: HashSet<PeerId>,
     /// The remote address of each connected peer's first open connection
@@ -207,6 +211,7 @@ impl Behaviour {
             inbound: Inbound::new(local, validation, config.dht.creator_quotas),
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
+            refresh: Refresh::new(config.dht.bootstrap_interval),
             connected: HashSet::new(),
             observed: HashMap::new(),
             groups: Groups::default(),
@@ -304,9 +309,11 @@ impl Behaviour {
         );
     }
 
-    /// Refreshes the routing table (kad also does it periodically).
+    /// Refreshes the routing table: a lookup of our own key, then one in
+    /// every bucket farther than our closest neighbour. The behaviour also
+    /// does it every [`crate::DhtConfig::bootstrap_interval`].
     pub fn bootstrap(&mut self) -> Result<kad::QueryId, kad::NoKnownPeers> {
-        self.kad.bootstrap()
+        self.refresh.start_full(&mut self.kad)
     }
 
     /// Pins the mode (`None`: automatic, see [`crate::DhtModeSetting::Auto`]).
@@ -584,6 +591,9 @@ impl Behaviour {
                 step,
                 stats,
             } => {
+                if matches!(result, kad::QueryResult::Bootstrap(_)) {
+                    self.refresh.progressed(&mut self.kad, id, step.last);
+                }
                 let events = self.queries.progress(
                     &mut self.kad,
                     &self.inbound.validation,
@@ -752,6 +762,7 @@ impl NetworkBehaviour for Behaviour {
             if let Some(event) = self.queued.pop_front() {
                 return Poll::Ready(event);
             }
+            self.refresh.poll(&mut self.kad, cx);
             match self.kad.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => self.on_kad_event(event),

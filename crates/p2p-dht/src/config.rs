@@ -65,7 +65,10 @@ pub struct DhtConfig {
     /// Lookups are bounded by the caller (`discover`'s timeout); a lookup
     /// left running is dropped at this bound.
     pub query_timeout: Duration,
-    /// Periodic bootstrap (refresh) interval. Default 5 minutes (libp2p's).
+    /// Interval of the full routing-table refresh (a self-lookup, then a
+    /// lookup in every bucket farther than the closest neighbour), run by
+    /// [`crate::Behaviour`]. Default 5 minutes (libp2p's). Joining runs
+    /// only the self-lookup (see [`crate::refresh`]).
     pub bootstrap_interval: Option<Duration>,
     /// Most records stored for others. Default 10 000 (≈ 160 MB worst case at
     /// the value limit; ~10 MB for typical 1 KB adverts). Our own records
@@ -119,8 +122,9 @@ impl Default for DhtConfig {
 
 impl DhtConfig {
     /// The libp2p-kad configuration. Routing-table inserts are manual (see
-    /// [`crate::routing`]) and inbound records are filtered by the node before
-    /// they are stored.
+    /// [`crate::routing`]), inbound records are filtered by the node before
+    /// they are stored, and the periodic refresh is [`crate::Behaviour`]'s,
+    /// not kad's.
     pub fn kad_config(&self) -> kad::Config {
         let mut c = kad::Config::new(self.protocol.clone());
         c.set_record_ttl(Some(self.record_ttl))
@@ -133,7 +137,7 @@ impl DhtConfig {
             .set_provider_publication_interval(Some(self.provider_publication_interval))
             .set_replication_factor(self.replication_factor)
             .set_query_timeout(self.query_timeout)
-            .set_periodic_bootstrap_interval(self.bootstrap_interval)
+            .set_periodic_bootstrap_interval(None)
             .set_kbucket_inserts(kad::BucketInserts::Manual)
             .set_record_filtering(kad::StoreInserts::FilterBoth)
             .set_max_packet_size(self.max_value_bytes * 2)

@@ -23,6 +23,8 @@
 //!   and, for TypeScript peers, under the shared `resource:<type>:<id>`
 //!   (first writer wins); creators are found through provider records at
 //!   the shared key (see the module docs for why).
+//! - [`refresh`]: routing-table refreshes (a join runs the self-lookup;
+//!   every bucket is refreshed periodically).
 //! - [`dht_stats`]: the numbers a node reports.
 //!
 //! ```
@@ -45,6 +47,7 @@ pub mod queries;
 pub mod quotas;
 mod rates;
 pub mod records;
+pub(crate) mod refresh;
 pub mod routing;
 mod stats;
 pub mod store;

@@ -1156,3 +1156,119 @@ async fn a_providers_addresses_from_a_lookup_are_used_to_dial_it() {
     lookup_providers(&mut net, 0, other_key).await;
     assert_eq!(dial_addresses(&mut net, 0, provider), vec![relayed]);
 }
+
+/// One step of a bootstrap, as the kad observer saw it.
+#[derive(Debug, Clone, Copy)]
+struct BootstrapStep {
+    id: kad::QueryId,
+    count: usize,
+    last: bool,
+    requests: u32,
+}
+
+/// Joining costs a self-lookup, not a walk of every bucket: the bootstrap
+/// kad starts by itself when a peer enters a near-empty table sends no
+/// request past its self-lookup, while an explicit (or periodic) refresh
+/// still looks up every bucket farther than the closest neighbour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
+    // The joiner's first contact must not sit in its farthest bucket, or
+    // there would be no farther bucket to refresh (half of all keys do).
+    let joiner = Keypair::generate_ed25519();
+    let bucket = |a: &Keypair, b: &Keypair| {
+        kad::KBucketKey::from(a.public().to_peer_id())
+            .distance(&kad::KBucketKey::from(b.public().to_peer_id()))
+            .ilog2()
+    };
+    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
+        .find(|k| bucket(&joiner, k).is_some_and(|b| b < 255))
+        .unwrap();
+    let mut nodes = vec![
+        dht_node(joiner, dht_config(DhtRates::default())).await,
+        dht_node(contact, dht_config(DhtRates::default())).await,
+    ];
+    for _ in 0..11 {
+        nodes.push(dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await);
+    }
+    let mut net: Net<Behaviour> = Net {
+        nodes,
+        raw: Vec::new(),
+    };
+    // Servers 1..=12 know each other; node 0 joins through server 1.
+    let contacts: Vec<_> = net.nodes.iter().map(|n| (n.id(), n.addr.clone())).collect();
+    for i in 1..net.nodes.len() {
+        for (j, (peer, addr)) in contacts.iter().enumerate().skip(1) {
+            if i != j {
+                net.nodes[i]
+                    .swarm
+                    .behaviour_mut()
+                    .add_address(*peer, addr.clone());
+            }
+        }
+    }
+    let steps = Arc::new(std::sync::Mutex::new(Vec::<BootstrapStep>::new()));
+    let seen = Arc::clone(&steps);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |event| {
+            if let kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                stats,
+            } = event
+            {
+                seen.lock().unwrap().push(BootstrapStep {
+                    id: *id,
+                    count: step.count.get(),
+                    last: step.last,
+                    requests: stats.num_requests(),
+                });
+            }
+        });
+    let (first, first_addr) = contacts[1].clone();
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(first, first_addr)
+    );
+    let finished = |steps: &Arc<std::sync::Mutex<Vec<BootstrapStep>>>, id: Option<kad::QueryId>| {
+        steps
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.last && id.is_none_or(|id| s.id == id))
+            .then_some(())
+    };
+    net.drive_until("kad's own bootstrap ends", |_| finished(&steps, None))
+        .await;
+    let joined: Vec<BootstrapStep> = steps.lock().unwrap().drain(..).collect();
+    let self_lookup = joined.iter().find(|s| s.count == 1).expect("a self-lookup");
+    assert!(self_lookup.requests > 0, "{joined:?}");
+    let refreshes: Vec<_> = joined.iter().filter(|s| s.count > 1).collect();
+    assert!(
+        !refreshes.is_empty(),
+        "farther buckets to refresh: {joined:?}"
+    );
+    assert!(
+        refreshes.iter().all(|s| s.requests == 0),
+        "joining walked the buckets: {joined:?}"
+    );
+
+    let id = net.nodes[0].swarm.behaviour_mut().bootstrap().unwrap();
+    net.drive_until("the full refresh ends", |_| finished(&steps, Some(id)))
+        .await;
+    let full: Vec<BootstrapStep> = steps
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.id == id)
+        .copied()
+        .collect();
+    assert!(
+        full.iter().filter(|s| s.count > 1).any(|s| s.requests > 0),
+        "a refresh looks up the farther buckets: {full:?}"
+    );
+}
