@@ -145,7 +145,10 @@ impl DhtConfig {
         c
     }
 
-    /// A kad behaviour for `local` with this configuration, in the configured mode.
+    /// A kad behaviour for `local` with this configuration, in the configured
+    /// mode. On its own it has no periodic refresh and walks every bucket
+    /// when it joins: [`crate::Behaviour`], which wraps it, adds the refresh
+    /// and cuts the join to the self-lookup (see [`crate::refresh`]).
     pub fn behaviour(&self, local: PeerId) -> Kademlia {
         let store = crate::store::Store::new(
             local,

@@ -10,7 +10,7 @@
 //! - [`queries`]: our queries and what each answers.
 //! - [`DhtConfig`]: the protocol id (`/lotus/kad/1.0.0`), the mode (client,
 //!   server, auto), record and provider TTLs, replication, query timeout and
-//!   periodic bootstrap, with documented defaults; [`DhtConfig::behaviour`]
+//!   the refresh interval, with documented defaults; [`DhtConfig::behaviour`]
 //!   builds the libp2p-kad behaviour from it.
 //! - [`mapper`]: which addresses of a peer may enter the routing table
 //!   (`Passthrough`, `PublicOnly`, `Auto`, or your own).
@@ -47,7 +47,7 @@ pub mod queries;
 pub mod quotas;
 mod rates;
 pub mod records;
-pub(crate) mod refresh;
+pub mod refresh;
 pub mod routing;
 mod stats;
 pub mod store;

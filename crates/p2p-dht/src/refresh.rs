@@ -2,8 +2,8 @@
 //!
 //! libp2p-kad bootstraps by itself whenever a peer enters a table of fewer
 //! than K (20) peers: a lookup of our own key, then one lookup per bucket
-//! farther than our closest neighbour (about log2 N more), each reaching ~20
-//! new peers. Run in full at every join, that made a joining node connect to
+//! farther than our closest neighbour (about log2 N more), each reaching
+//! ~20–60 new peers (disjoint paths). Run in full at every join, that made a joining node connect to
 //! most of a 200-node network and to ~250 peers of a 1 000-node one
 //! (BENCHMARKS.md §5, fifth session), each connection a Noise handshake and
 //! an identify exchange.
@@ -14,7 +14,9 @@
 //! farther buckets fill from the lookup paths and from the peers whose
 //! queries reach us, and every bucket is refreshed by a full bootstrap every
 //! [`crate::DhtConfig::bootstrap_interval`] (and by
-//! [`crate::Behaviour::bootstrap`]), which this module runs itself.
+//! [`crate::Behaviour::bootstrap`], which starts the period again), which this
+//! module runs itself on tokio's timer. The first one comes after a random
+//! half to whole interval, so nodes started together do not refresh together.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -52,6 +54,9 @@ impl Refresh {
     ) -> Result<kad::QueryId, kad::NoKnownPeers> {
         let id = kad.bootstrap()?;
         self.full.insert(id);
+        if let (Some(interval), Some(timer)) = (self.interval, self.timer.as_mut()) {
+            timer.as_mut().reset(tokio::time::Instant::now() + interval);
+        }
         Ok(id)
     }
 
@@ -73,7 +78,7 @@ impl Refresh {
         };
         let timer = self
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(first_delay(interval))));
         while timer.as_mut().poll(cx) == Poll::Ready(()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
             if self.full.is_empty()
@@ -83,4 +88,10 @@ impl Refresh {
             }
         }
     }
+}
+
+/// A random point in the second half of the first interval.
+fn first_delay(interval: Duration) -> Duration {
+    let half = interval / 2;
+    half + half.mul_f64(rand::random_range(0.0..=1.0))
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -1271,4 +1272,73 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
         full.iter().filter(|s| s.count > 1).any(|s| s.requests > 0),
         "a refresh looks up the farther buckets: {full:?}"
     );
+}
+
+/// The periodic refresh walks every bucket by itself, again and again: with
+/// a 1 s interval, two full refreshes (bucket steps that send requests) run
+/// without anyone calling `bootstrap`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_refresh_walks_every_bucket() {
+    let joiner = Keypair::generate_ed25519();
+    let bucket = |a: &Keypair, b: &Keypair| {
+        kad::KBucketKey::from(a.public().to_peer_id())
+            .distance(&kad::KBucketKey::from(b.public().to_peer_id()))
+            .ilog2()
+    };
+    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
+        .find(|k| bucket(&joiner, k).is_some_and(|b| b < 255))
+        .unwrap();
+    let mut config = dht_config(DhtRates::default());
+    config.dht.bootstrap_interval = Some(Duration::from_secs(1));
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(joiner, config).await,
+            dht_node(contact, dht_config(DhtRates::default())).await,
+        ],
+        raw: Vec::new(),
+    };
+    let steps = Arc::new(std::sync::Mutex::new(Vec::<BootstrapStep>::new()));
+    let seen = Arc::clone(&steps);
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .set_kad_observer(move |event| {
+            if let kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                stats,
+            } = event
+            {
+                seen.lock().unwrap().push(BootstrapStep {
+                    id: *id,
+                    count: step.count.get(),
+                    last: step.last,
+                    requests: stats.num_requests(),
+                });
+            }
+        });
+    let (first, first_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    assert!(
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(first, first_addr)
+    );
+    let walked = net
+        .drive_until("two periodic refreshes", |_| {
+            let steps = steps.lock().unwrap();
+            let full: HashSet<kad::QueryId> = steps
+                .iter()
+                .filter(|s| s.count > 1 && s.requests > 0)
+                .map(|s| s.id)
+                .collect();
+            let ended = full
+                .iter()
+                .filter(|id| steps.iter().any(|s| s.id == **id && s.last))
+                .count();
+            (ended >= 2).then_some(ended)
+        })
+        .await;
+    assert!(walked >= 2);
 }
