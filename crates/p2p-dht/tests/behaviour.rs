@@ -1167,23 +1167,53 @@ struct BootstrapStep {
     requests: u32,
 }
 
+type BootstrapSteps = Arc<std::sync::Mutex<Vec<BootstrapStep>>>;
+
+/// A key whose peer is not in `joiner`'s farthest bucket, so a first contact
+/// with it leaves farther buckets to refresh (half of all keys would not).
+fn near_contact(joiner: &Keypair) -> Keypair {
+    let joiner = kad::KBucketKey::from(joiner.public().to_peer_id());
+    std::iter::repeat_with(Keypair::generate_ed25519)
+        .find(|k| {
+            joiner
+                .distance(&kad::KBucketKey::from(k.public().to_peer_id()))
+                .ilog2()
+                .is_some_and(|b| b < 255)
+        })
+        .unwrap()
+}
+
+/// Records every bootstrap step `node`'s kad reports.
+fn watch_bootstraps(node: &mut support::Node<Behaviour>) -> BootstrapSteps {
+    let steps = BootstrapSteps::default();
+    let seen = Arc::clone(&steps);
+    node.swarm.behaviour_mut().set_kad_observer(move |event| {
+        if let kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::Bootstrap(_),
+            step,
+            stats,
+        } = event
+        {
+            seen.lock().unwrap().push(BootstrapStep {
+                id: *id,
+                count: step.count.get(),
+                last: step.last,
+                requests: stats.num_requests(),
+            });
+        }
+    });
+    steps
+}
+
 /// Joining costs a self-lookup, not a walk of every bucket: the bootstrap
 /// kad starts by itself when a peer enters a near-empty table sends no
 /// request past its self-lookup, while an explicit (or periodic) refresh
 /// still looks up every bucket farther than the closest neighbour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
-    // The joiner's first contact must not sit in its farthest bucket, or
-    // there would be no farther bucket to refresh (half of all keys do).
     let joiner = Keypair::generate_ed25519();
-    let bucket = |a: &Keypair, b: &Keypair| {
-        kad::KBucketKey::from(a.public().to_peer_id())
-            .distance(&kad::KBucketKey::from(b.public().to_peer_id()))
-            .ilog2()
-    };
-    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
-        .find(|k| bucket(&joiner, k).is_some_and(|b| b < 255))
-        .unwrap();
+    let contact = near_contact(&joiner);
     let mut nodes = vec![
         dht_node(joiner, dht_config(DhtRates::default())).await,
         dht_node(contact, dht_config(DhtRates::default())).await,
@@ -1207,27 +1237,7 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
             }
         }
     }
-    let steps = Arc::new(std::sync::Mutex::new(Vec::<BootstrapStep>::new()));
-    let seen = Arc::clone(&steps);
-    net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .set_kad_observer(move |event| {
-            if let kad::Event::OutboundQueryProgressed {
-                id,
-                result: kad::QueryResult::Bootstrap(_),
-                step,
-                stats,
-            } = event
-            {
-                seen.lock().unwrap().push(BootstrapStep {
-                    id: *id,
-                    count: step.count.get(),
-                    last: step.last,
-                    requests: stats.num_requests(),
-                });
-            }
-        });
+    let steps = watch_bootstraps(&mut net.nodes[0]);
     let (first, first_addr) = contacts[1].clone();
     assert!(
         net.nodes[0]
@@ -1235,7 +1245,7 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
             .behaviour_mut()
             .add_address(first, first_addr)
     );
-    let finished = |steps: &Arc<std::sync::Mutex<Vec<BootstrapStep>>>, id: Option<kad::QueryId>| {
+    let finished = |steps: &BootstrapSteps, id: Option<kad::QueryId>| {
         steps
             .lock()
             .unwrap()
@@ -1280,14 +1290,7 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_refresh_walks_every_bucket() {
     let joiner = Keypair::generate_ed25519();
-    let bucket = |a: &Keypair, b: &Keypair| {
-        kad::KBucketKey::from(a.public().to_peer_id())
-            .distance(&kad::KBucketKey::from(b.public().to_peer_id()))
-            .ilog2()
-    };
-    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
-        .find(|k| bucket(&joiner, k).is_some_and(|b| b < 255))
-        .unwrap();
+    let contact = near_contact(&joiner);
     let mut config = dht_config(DhtRates::default());
     config.dht.bootstrap_interval = Some(Duration::from_secs(1));
     let mut net: Net<Behaviour> = Net {
@@ -1297,27 +1300,7 @@ async fn the_periodic_refresh_walks_every_bucket() {
         ],
         raw: Vec::new(),
     };
-    let steps = Arc::new(std::sync::Mutex::new(Vec::<BootstrapStep>::new()));
-    let seen = Arc::clone(&steps);
-    net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .set_kad_observer(move |event| {
-            if let kad::Event::OutboundQueryProgressed {
-                id,
-                result: kad::QueryResult::Bootstrap(_),
-                step,
-                stats,
-            } = event
-            {
-                seen.lock().unwrap().push(BootstrapStep {
-                    id: *id,
-                    count: step.count.get(),
-                    last: step.last,
-                    requests: stats.num_requests(),
-                });
-            }
-        });
+    let steps = watch_bootstraps(&mut net.nodes[0]);
     let (first, first_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
     assert!(
         net.nodes[0]
