@@ -386,6 +386,32 @@ async fn table_sizes(nodes: &[Node]) -> Vec<usize> {
         .await
 }
 
+/// Idle connections the running nodes closed to make room at a connection
+/// limit, and connections they refused at one, in all and by the queriers.
+async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
+    let counts: Vec<(u64, u64)> = futures::stream::iter(nodes)
+        .map(|n| async move {
+            n.stats()
+                .await
+                .map(|s| {
+                    (
+                        s.connections_closed_for_room,
+                        s.connections_refused_at_limit,
+                    )
+                })
+                .unwrap_or((0, 0))
+        })
+        .buffered(64)
+        .collect()
+        .await;
+    json!({
+        "closed": counts.iter().map(|c| c.0).sum::<u64>(),
+        "refused": counts.iter().map(|c| c.1).sum::<u64>(),
+        "closed_by_queriers": queriers.iter().map(|&q| counts[q].0).sum::<u64>(),
+        "refused_by_queriers": queriers.iter().map(|&q| counts[q].1).sum::<u64>(),
+    })
+}
+
 fn usize_summary(v: &[usize]) -> Value {
     summary(v.iter().map(|&x| x as f64).collect())
 }
@@ -624,6 +650,7 @@ async fn network(n: usize) {
     let connection_ends: usize = connections.iter().sum();
     emit(json!({
         "phase": "up",
+        "closed_for_room_up": closed_for_room(&nodes, &queriers).await,
         "idle_cpu_cores": round2(idle_cores),
         "idle_cpu_us_per_connection_end_per_s":
             round2(idle_cores * 1e6 / connection_ends.max(1) as f64),
@@ -740,6 +767,7 @@ async fn network(n: usize) {
         "phase": "before_churn",
         "t_before_churn_s": t(),
         "before_churn": before,
+        "closed_for_room_before_churn": closed_for_room(&nodes, &queriers).await,
         "rss_after_lookups": after_lookups,
         "memory_per_node_mb_after_lookups": round2(per_node_after_kb * 1024.0 / 1e6),
         "requests_per_lookup_source": "Node::stats().dht.record_lookups of the querier (kad QueryStats::num_requests of its finished get-record queries)",
@@ -770,6 +798,7 @@ async fn network(n: usize) {
         "stop_ms": ms(stop_time),
         "resources_whose_announcer_stopped": announcers_stopped,
         "after_churn": after,
+        "closed_for_room_after_churn": closed_for_room(&nodes, &queriers).await,
     }));
     let cpu = cpu_seconds();
     // All at once: one by one, each stop's 2 s grace for its connections

@@ -17,8 +17,14 @@ use crate::peer_manager::scores::ScoringConfig;
 use crate::rate_limits::RateLimits;
 use crate::transport::TransportKind;
 
-/// Connection limits, enforced by libp2p's connection-limits behaviour before a
-/// connection is used.
+/// Connection limits, enforced before a connection is used. At an
+/// established-connection limit (in all, in, out) the node first closes its
+/// oldest idle connection that carried no application stream (older than
+/// 2 s, not dialled for the user, not relayed, not to a relay holding a
+/// reservation either way) and refuses the new one only when there is none
+/// ([`crate::ConnectionLimitReached`]); each outbound dial in progress
+/// reserves its place, and one inbound place is kept free for a newcomer.
+/// [`crate::NodeStats::connections_closed_for_room`] counts those closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionLimits {
@@ -81,11 +87,12 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// The limits libp2p's connection-limits behaviour enforces: per peer
+    /// and in progress. The established counts in all, in and out are the
+    /// streams behaviour's (`streams::room`), which closes an idle
+    /// connection to make room before it refuses one.
     pub(crate) fn to_libp2p(self) -> libp2p::connection_limits::ConnectionLimits {
         libp2p::connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(self.max_established))
-            .with_max_established_incoming(Some(self.max_established_incoming))
-            .with_max_established_outgoing(Some(self.max_established_outgoing))
             .with_max_established_per_peer(Some(self.max_established_per_peer))
             .with_max_pending_incoming(Some(self.max_pending_incoming))
             .with_max_pending_outgoing(Some(self.max_pending_outgoing))

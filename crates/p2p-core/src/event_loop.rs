@@ -19,7 +19,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, connection_limits, identify, memory_connection_limits, ping,
+    Multiaddr, PeerId, Swarm, connection_limits, identify, memory_connection_limits, ping, relay,
 };
 use p2p_types::{DisconnectCause, NodeEvent, NodeStats, ProtocolName};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -270,7 +270,7 @@ impl EventLoop {
             relay_client,
             dcutr: config.nat.hole_punching(local),
             dht: dht_behaviour(config, local, &listen),
-            stream: streams::Behaviour::new(config.limits.keep_idle as usize),
+            stream: streams::Behaviour::new(&config.limits),
         };
         let control = behaviour.stream.control();
         let mut swarm = Swarm::new(
@@ -280,6 +280,11 @@ impl EventLoop {
             libp2p::swarm::Config::with_tokio_executor()
                 .with_idle_connection_timeout(config.idle_connection_timeout),
         );
+        // The relays we reserve on: their connections never close to make
+        // room (the reservation lives on them).
+        for relay in config.nat.relays.iter().filter_map(peer_of) {
+            swarm.behaviour_mut().stream.protect(relay);
+        }
         let mut listeners_pending = HashMap::new();
         let all = listen.iter().map(|a| (a, false));
         for (address, optional) in all.chain(optional.iter().map(|a| (a, true))) {
@@ -651,6 +656,8 @@ impl EventLoop {
             dht,
             banned_peers: self.swarm.behaviour().peers.banned_count(),
             connections_denied_per_ip: self.stats.denied_per_ip(),
+            connections_closed_for_room: self.swarm.behaviour().stream.trimmed(),
+            connections_refused_at_limit: self.swarm.behaviour().stream.refused_at_limit(),
             reachability: self.reachability.status(),
         }
     }
@@ -896,7 +903,23 @@ impl EventLoop {
                 });
             }
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
-            BehaviourEvent::Relay(event) => tracing::debug!(?event, "relay server"),
+            BehaviourEvent::Relay(event) => {
+                tracing::debug!(?event, "relay server");
+                // A peer's reservation on us lives on its connection: that
+                // connection never closes to make room while it lasts.
+                let stream = &mut self.swarm.behaviour_mut().stream;
+                match event {
+                    relay::Event::ReservationReqAccepted {
+                        src_peer_id,
+                        renewed: false,
+                    } => stream.protect(src_peer_id),
+                    relay::Event::ReservationClosed { src_peer_id }
+                    | relay::Event::ReservationTimedOut { src_peer_id } => {
+                        stream.unprotect(src_peer_id);
+                    }
+                    _ => {}
+                }
+            }
             BehaviourEvent::Stream(streams::Event::Refused { peer, protocol }) => {
                 tracing::debug!(%peer, %protocol, "inbound stream refused: accept queue full");
                 let peers = &mut self.swarm.behaviour_mut().peers;

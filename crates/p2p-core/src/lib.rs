@@ -76,4 +76,5 @@ pub use peer_manager::scores::{ScoringConfig, penalty};
 pub use peers::PeerInfo;
 pub use rate_limits::{Rate, RateLimits};
 pub use resources::{AnnounceOptions, Announced, MAX_DISCOVERED, ResourceError};
+pub use streams::{ConnectionLimitKind, ConnectionLimitReached};
 pub use transport::{TransportError, TransportKind};

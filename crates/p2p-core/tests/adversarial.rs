@@ -1016,12 +1016,22 @@ async fn established_connections_are_capped_in_total() {
     let seen = common::connected_to(&arena.victim, third.peer_id());
     third.connect(target.clone()).await.unwrap();
     seen.await;
+    // Every connection carries traffic, so none may be closed to make room
+    // (an idle one would be, after its grace: tests/node.rs).
+    for peer in [&arena.honest, &arena.attacker, &third] {
+        let message = peer.message("chat".parse().unwrap()).payload(&b"{}"[..]);
+        let message = peer.sign(message).unwrap();
+        let choice = p2p_core::WireChoice::Native;
+        common::send_and_receive(peer, &arena.victim, &message, choice).await;
+    }
     for _ in 0..2 {
         let extra = started(memory_builder(DhtModeSetting::Client)).await;
         refused_connection(&extra, victim, target.clone()).await;
     }
     let stats = arena.victim.stats().await.unwrap();
     assert_eq!((stats.connected_peers, stats.connections), (3, 3));
+    assert_eq!(stats.connections_refused_at_limit, 2);
+    assert_eq!(stats.connections_closed_for_room, 0);
     arena.honest_still_flows().await;
 }
 

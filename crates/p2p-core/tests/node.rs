@@ -427,6 +427,112 @@ async fn a_connection_the_user_dialled_stays_open_while_idle() {
     assert!(alice.is_connected(bob.peer_id()).await);
 }
 
+/// How long a connection is safe from being closed to make room (the
+/// library's grace; the rule under test is time-based).
+const ROOM_GRACE: Duration = Duration::from_secs(2);
+
+/// A node with room for `inbound` connections in and `outbound` out.
+async fn limited_node(inbound: u32, outbound: u32) -> Node {
+    common::started(common::tcp_builder(DhtModeSetting::Client).limits({
+        let mut c = p2p_core::ConnectionLimits::default();
+        c.max_established_incoming = inbound;
+        c.max_established_outgoing = outbound;
+        c
+    }))
+    .await
+}
+
+/// The refusal a connection gets at a full limit with nothing to close.
+fn limit_reached(
+    result: &Result<p2p_types::PeerId, NodeError>,
+) -> p2p_core::ConnectionLimitReached {
+    let Err(NodeError::Dial { source, .. }) = result else {
+        panic!("expected the dial to be refused, got {result:?}");
+    };
+    let DialError::Denied { cause } = &**source else {
+        panic!("expected the dial to be denied, got {source:?}");
+    };
+    *cause
+        .downcast_ref::<p2p_core::ConnectionLimitReached>()
+        .unwrap_or_else(|| panic!("denied by something else: {cause}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_inbound_side_closes_an_idle_connection_so_a_newcomer_gets_in() {
+    let alice = limited_node(2, 128).await;
+    let (bob, carol, dave) = (
+        tcp_node(DhtModeSetting::Client).await,
+        tcp_node(DhtModeSetting::Client).await,
+        tcp_node(DhtModeSetting::Client).await,
+    );
+    let target = dial_addr(&alice).await;
+    // Bob's connection carries a message: Alice keeps it.
+    let alice_connected = connected_to(&alice, bob.peer_id());
+    bob.connect(target.clone()).await.unwrap();
+    alice_connected.await;
+    let received = alice.wait_for(WAIT, |e| matches!(e, Event::Message { .. }));
+    let message = bob
+        .message("room-test".parse().unwrap())
+        .payload(&b"{}"[..]);
+    bob.send(alice.peer_id(), &bob.sign(message).unwrap())
+        .await
+        .unwrap();
+    received.await.unwrap();
+    // Carol's carries nothing. With two of two inbound places taken, Alice
+    // closes it once its grace ends, so that a place is free again.
+    let carol_closed = disconnected_from(&carol, alice.peer_id());
+    carol.connect(target.clone()).await.unwrap();
+    carol_closed.await.unwrap();
+    assert_eq!(alice.stats().await.unwrap().connections_closed_for_room, 1);
+    dave.connect(target).await.unwrap();
+    assert!(
+        alice.is_connected(bob.peer_id()).await,
+        "the kept connection was closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_at_the_outbound_limit_closes_an_idle_dht_connection_and_only_that() {
+    // Alice has two outbound places: one for the server she dials, one
+    // that her DHT lookup takes to a peer the server knows.
+    let alice = limited_node(128, 2).await;
+    let server = tcp_node(DhtModeSetting::Server).await;
+    let far = tcp_node(DhtModeSetting::Server).await;
+    far.connect(dial_addr(&server).await).await.unwrap();
+    common::wait_table_at_least(&server, 1).await;
+    alice.connect(dial_addr(&server).await).await.unwrap();
+    common::wait_table_at_least(&alice, 1).await;
+    let reached_far = connected_to(&alice, far.peer_id());
+    let (kind, id) = (rtype("room"), rid("none"));
+    let lookup = alice.discover(&kind, &id, Duration::from_secs(2));
+    let (_, _) = tokio::join!(lookup, reached_far);
+    let far_connected_at = tokio::time::Instant::now();
+    // The lookup's connection is young; once its grace is over, a dial the
+    // user asks for closes it rather than being refused.
+    tokio::time::sleep_until(far_connected_at + ROOM_GRACE).await;
+    let newcomer = tcp_node(DhtModeSetting::Client).await;
+    alice.connect(dial_addr(&newcomer).await).await.unwrap();
+    assert!(
+        alice.is_connected(server.peer_id()).await,
+        "the kept connection was closed"
+    );
+    assert_eq!(alice.stats().await.unwrap().connections_closed_for_room, 1);
+    // Both places now hold connections the user dialled: nothing may close,
+    // and the next dial is refused, typed.
+    let third = tcp_node(DhtModeSetting::Client).await;
+    let refused = alice.connect(dial_addr(&third).await).await;
+    assert_eq!(
+        limit_reached(&refused),
+        p2p_core::ConnectionLimitReached {
+            kind: p2p_core::ConnectionLimitKind::Outbound,
+            limit: 2,
+        }
+    );
+    assert!(alice.is_connected(server.peer_id()).await);
+    assert!(alice.is_connected(newcomer.peer_id()).await);
+    assert!(alice.stats().await.unwrap().connections_refused_at_limit >= 1);
+}
+
 /// Polls `done` every 20 ms until it holds, failing after [`WAIT`].
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;

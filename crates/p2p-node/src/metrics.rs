@@ -158,6 +158,18 @@ impl Collector for Snapshot {
             "Inbound connections refused because their address block was full.",
             s.connections_denied_per_ip,
         )?;
+        counter(
+            &mut e,
+            "connections_closed_for_room",
+            "Idle connections closed to make room for a new one at a connection limit.",
+            s.connections_closed_for_room,
+        )?;
+        counter(
+            &mut e,
+            "connections_refused_at_limit",
+            "Connections refused at an established-connection limit with no idle connection to close.",
+            s.connections_refused_at_limit,
+        )?;
         let m = &s.messages;
         counter(
             &mut e,

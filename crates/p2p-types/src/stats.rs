@@ -246,6 +246,12 @@ pub struct NodeStats {
     pub banned_peers: usize,
     /// Inbound connections refused because their address block was full.
     pub connections_denied_per_ip: u64,
+    /// Idle connections closed to make room for a new one at a connection
+    /// limit (the oldest that carried no application stream).
+    pub connections_closed_for_room: u64,
+    /// Connections (either way) refused at an established-connection limit
+    /// with no idle connection to close.
+    pub connections_refused_at_limit: u64,
     /// Reachability as AutoNAT last reported it (`Unknown` until it has).
     pub reachability: crate::Reachability,
 }

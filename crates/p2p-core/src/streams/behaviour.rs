@@ -3,9 +3,13 @@
 //! reports refused inbound streams.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
+use libp2p::core::ConnectedPoint;
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::swarm::behaviour::ConnectionEstablished;
@@ -18,12 +22,14 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use super::handler::{Handler, Open, Refused};
+use super::handler::{Handler, Open, Report};
 use super::idle::IdlePolicy;
+use super::room::{Limits, Room};
 use super::{
     Control, Event, INBOUND_QUEUE, OpenError, OpenRequest, REQUEST_QUEUE, Request, SharedRegistry,
     Target,
 };
+use crate::config::ConnectionLimits;
 
 pub(crate) struct Behaviour {
     registry: SharedRegistry,
@@ -37,18 +43,33 @@ pub(crate) struct Behaviour {
     /// Dials made for the node's user: their connections are kept.
     keep: HashSet<ConnectionId>,
     idle: Arc<IdlePolicy>,
+    /// Enforces the established-connection limits and closes idle
+    /// connections to make room (see [`super::room`]).
+    room: Room,
+    /// When a connection that could make room leaves its grace.
+    room_check: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Behaviour {
-    /// Idle connections beyond `keep_idle` in all close unless kept (see
-    /// [`super::idle`]).
-    pub(crate) fn new(keep_idle: usize) -> Self {
-        Self::with_queue_depth(INBOUND_QUEUE, keep_idle)
+    /// Idle connections beyond `limits.keep_idle` in all close unless kept
+    /// (see [`super::idle`]); at a connection limit, the oldest idle ones
+    /// close to make room (see [`super::room`]).
+    pub(crate) fn new(limits: &ConnectionLimits) -> Self {
+        Self::with_queue_depth(INBOUND_QUEUE, limits)
     }
 
     /// With each protocol's inbound queue `depth` deep.
-    pub(crate) fn with_queue_depth(depth: usize, keep_idle: usize) -> Self {
+    pub(crate) fn with_queue_depth(depth: usize, limits: &ConnectionLimits) -> Self {
         let registry = SharedRegistry::default();
+        let idle = Arc::new(IdlePolicy::new(limits.keep_idle as usize));
+        let room = Room::new(
+            Limits {
+                total: limits.max_established as usize,
+                inbound: limits.max_established_incoming as usize,
+                outbound: limits.max_established_outgoing as usize,
+            },
+            Arc::clone(&idle),
+        );
         let (sender, requests) = mpsc::channel(REQUEST_QUEUE);
         Self {
             control: Control {
@@ -62,7 +83,46 @@ impl Behaviour {
             waiting: HashMap::new(),
             actions: VecDeque::new(),
             keep: HashSet::new(),
-            idle: Arc::new(IdlePolicy::new(keep_idle)),
+            idle,
+            room,
+            room_check: None,
+        }
+    }
+
+    /// Never close `peer`'s connections to make room, until as many
+    /// [`Behaviour::unprotect`] calls.
+    pub(crate) fn protect(&mut self, peer: PeerId) {
+        self.room.protect(peer);
+    }
+
+    /// Undoes one [`Behaviour::protect`].
+    pub(crate) fn unprotect(&mut self, peer: PeerId) {
+        self.room.unprotect(peer);
+    }
+
+    /// Connections closed to make room since the start.
+    pub(crate) fn trimmed(&self) -> u64 {
+        self.room.trimmed()
+    }
+
+    /// Connections refused at an established-connection limit since the
+    /// start.
+    pub(crate) fn refused_at_limit(&self) -> u64 {
+        self.room.refused()
+    }
+
+    /// Closes what the room says must go, and arms the timer for the next
+    /// look when a connection that could go is still in its grace.
+    fn make_room(&mut self) {
+        let (closed, again) = self.room.trim(Instant::now());
+        self.room_check =
+            again.map(|at| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at))));
+        for (peer_id, connection) in closed {
+            tracing::debug!(%peer_id, ?connection, "idle connection closed to make room");
+            self.actions.push_back(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(connection),
+            });
         }
     }
 
@@ -126,7 +186,7 @@ impl Behaviour {
             peer,
             connection,
             SharedRegistry::clone(&self.registry),
-            self.keep.remove(&connection),
+            self.keep.contains(&connection),
             Arc::clone(&self.idle),
         )
     }
@@ -136,6 +196,18 @@ impl NetworkBehaviour for Behaviour {
     type ConnectionHandler = Handler;
     type ToSwarm = Event;
 
+    fn handle_pending_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        // Only restores the free inbound place if a grace ended since the
+        // last look: an unauthenticated connection reserves nothing.
+        self.make_room();
+        Ok(())
+    }
+
     fn handle_established_inbound_connection(
         &mut self,
         connection: ConnectionId,
@@ -143,6 +215,7 @@ impl NetworkBehaviour for Behaviour {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.room.admit(false).map_err(ConnectionDenied::new)?;
         Ok(self.handler(peer, connection))
     }
 
@@ -154,7 +227,20 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.room.admit(true).map_err(ConnectionDenied::new)?;
         Ok(self.handler(peer, connection))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _: Option<PeerId>,
+        _: &[Multiaddr],
+        _: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.room.dialling(connection);
+        self.make_room();
+        Ok(Vec::new())
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -162,9 +248,14 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             }) => {
-                self.idle.established();
+                let pinned = self.keep.remove(&connection_id) || endpoint.is_relayed();
+                let outbound = matches!(endpoint, ConnectedPoint::Dialer { .. });
+                self.room
+                    .established(connection_id, peer_id, outbound, pinned, Instant::now());
+                self.make_room();
                 self.connections
                     .entry(peer_id)
                     .or_default()
@@ -178,7 +269,7 @@ impl NetworkBehaviour for Behaviour {
                 connection_id,
                 ..
             }) => {
-                self.idle.closed();
+                self.room.closed(connection_id);
                 if let Some(connections) = self.connections.get_mut(&peer_id) {
                     connections.retain(|c| *c != connection_id);
                     if connections.is_empty() {
@@ -193,6 +284,7 @@ impl NetworkBehaviour for Behaviour {
                 ..
             }) => {
                 self.keep.remove(&connection_id);
+                self.room.dial_failed(connection_id);
                 let Some(peer) = peer_id else { return };
                 // Another dial to the peer is under way: wait for its outcome.
                 if matches!(error, DialError::DialPeerConditionFalse(_)) {
@@ -212,17 +304,23 @@ impl NetworkBehaviour for Behaviour {
     fn on_connection_handler_event(
         &mut self,
         peer: PeerId,
-        _: ConnectionId,
+        connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            Refused::QueueFull(protocol) => self
+            Report::QueueFull(protocol) => self
                 .actions
                 .push_back(ToSwarm::GenerateEvent(Event::Refused { peer, protocol })),
+            Report::Kept => self.room.kept(connection),
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        if let Some(check) = self.room_check.as_mut()
+            && check.as_mut().poll(cx).is_ready()
+        {
+            self.make_room();
+        }
         loop {
             if let Some(action) = self.actions.pop_front() {
                 return Poll::Ready(action);

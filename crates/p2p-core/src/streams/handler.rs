@@ -65,9 +65,11 @@ pub(crate) struct Open {
 
 /// Told to the behaviour.
 #[derive(Debug)]
-pub(crate) enum Refused {
+pub(crate) enum Report {
     /// The protocol's queue was full; the stream was dropped (reset).
     QueueFull(StreamProtocol),
+    /// The connection carried its first application stream: it is kept.
+    Kept,
 }
 
 pub(crate) struct Handler {
@@ -78,7 +80,7 @@ pub(crate) struct Handler {
     opens: VecDeque<Open>,
     /// Opens handed to the connection and not yet negotiated.
     negotiating: usize,
-    refused: VecDeque<Refused>,
+    reports: VecDeque<Report>,
     /// Kept open while idle: it carried an application stream or the node
     /// dialled it for its user (see [`super::idle`]).
     kept: bool,
@@ -99,16 +101,27 @@ impl Handler {
             registry,
             opens: VecDeque::new(),
             negotiating: 0,
-            refused: VecDeque::new(),
+            reports: VecDeque::new(),
             kept,
             idle,
         }
     }
 }
 
+impl Handler {
+    /// The connection carried an application stream; the behaviour is told
+    /// once (it never closes a kept connection to make room).
+    fn keep(&mut self) {
+        if !self.kept {
+            self.kept = true;
+            self.reports.push_back(Report::Kept);
+        }
+    }
+}
+
 impl ConnectionHandler for Handler {
     type FromBehaviour = Open;
-    type ToBehaviour = Refused;
+    type ToBehaviour = Report;
     type InboundProtocol = Protocols;
     type OutboundProtocol = Protocols;
     type InboundOpenInfo = ();
@@ -125,9 +138,9 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         _cx: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Protocols, Self::OutboundOpenInfo, Refused>> {
-        if let Some(refused) = self.refused.pop_front() {
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(refused));
+    ) -> Poll<ConnectionHandlerEvent<Protocols, Self::OutboundOpenInfo, Report>> {
+        if let Some(report) = self.reports.pop_front() {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
         }
         while let Some(open) = self.opens.pop_front() {
             if open.reply.is_closed() {
@@ -155,20 +168,20 @@ impl ConnectionHandler for Handler {
                 protocol: (stream, protocol),
                 ..
             }) => {
-                self.kept = true;
+                self.keep();
                 let incoming = Incoming {
                     peer: self.peer,
                     stream,
                 };
                 if !lock(&self.registry).deliver(&protocol, incoming) {
-                    self.refused.push_back(Refused::QueueFull(protocol));
+                    self.reports.push_back(Report::QueueFull(protocol));
                 }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, _),
                 info: open,
             }) => {
-                self.kept = true;
+                self.keep();
                 self.negotiating = self.negotiating.saturating_sub(1);
                 let _ = open.reply.send(Ok(Opened {
                     stream,

@@ -16,6 +16,7 @@
 mod behaviour;
 mod handler;
 mod idle;
+mod room;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use behaviour::Behaviour;
+pub use room::{ConnectionLimitKind, ConnectionLimitReached};
 
 /// Streams of one protocol waiting for its accept loop, across all peers.
 /// Far above what the per-peer caps let in at once (32 TypeScript streams,
@@ -285,7 +287,13 @@ mod tests {
         let transport = build(TransportKind::Memory, &key, false, relayed).expect("transport");
         Swarm::new(
             transport,
-            Behaviour::with_queue_depth(queue_depth, usize::MAX),
+            Behaviour::with_queue_depth(
+                queue_depth,
+                &crate::config::ConnectionLimits {
+                    keep_idle: u32::MAX,
+                    ..Default::default()
+                },
+            ),
             key.public().to_peer_id(),
             libp2p::swarm::Config::with_tokio_executor()
                 .with_idle_connection_timeout(Duration::from_secs(30)),
