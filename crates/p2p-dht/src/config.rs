@@ -65,8 +65,9 @@ pub struct DhtConfig {
     /// Lookups are bounded by the caller (`discover`'s timeout); a lookup
     /// left running is dropped at this bound.
     pub query_timeout: Duration,
-    /// Interval of the full routing-table refresh (a self-lookup, then a
-    /// lookup in every bucket farther than the closest neighbour), run by
+    /// Interval of the routing-table refresh (a self-lookup, then a lookup
+    /// in every bucket farther than the closest neighbour that holds fewer
+    /// than K peers; every 12th refresh walks the full buckets too), run by
     /// [`crate::Behaviour`]. Default 5 minutes (libp2p's). Joining runs
     /// only the self-lookup (see [`crate::refresh`]).
     pub bootstrap_interval: Option<Duration>,

@@ -12,13 +12,22 @@
 //! it must hold are put and how others find it, and the self-lookup finds
 //! them. So a bootstrap kad starts by itself stops after its self-lookup. The
 //! farther buckets fill from the lookup paths and from the peers whose
-//! queries reach us, and every bucket is refreshed by a full bootstrap every
-//! [`crate::DhtConfig::bootstrap_interval`] (and by
-//! [`crate::Behaviour::bootstrap`], which starts the period again), which this
-//! module runs itself on tokio's timer. The first one comes after a random
-//! half to whole interval, so nodes started together do not refresh together.
+//! queries reach us, and the buckets are refreshed every
+//! [`crate::DhtConfig::bootstrap_interval`] by a bootstrap this module runs
+//! itself on tokio's timer. The first one comes after a random half to whole
+//! interval, so nodes started together do not refresh together.
+//!
+//! A periodic refresh skips the buckets that already hold K peers: a full
+//! bucket has nothing to learn from a walk but fresher entries, and at
+//! 1 000 nodes the far buckets are full and walking them is most of the
+//! cost (each walk reaches ~20–60 peers, mostly new connections; with all
+//! buckets walked every 5 min, the refreshes of 1 000 nodes sharing 2 cores
+//! kept them busy). Every [`FULL_WALK_EVERY`]th periodic refresh (hourly
+//! with the default 5 min, the Kademlia paper's refresh period) and
+//! [`crate::Behaviour::bootstrap`] (which starts the period again) walk every
+//! bucket.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -28,14 +37,27 @@ use libp2p::kad;
 
 use crate::Kademlia;
 
-/// The full refreshes in progress and the timer of the next one.
+/// Every how many periodic refreshes one walks the full buckets too.
+pub const FULL_WALK_EVERY: u32 = 12;
+
+/// Which farther buckets a refresh walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Every,
+    /// Those holding fewer than K peers.
+    NotFull,
+}
+
+/// The refreshes in progress and the timer of the next one.
 pub(crate) struct Refresh {
     interval: Option<Duration>,
     /// Created at the first poll (a behaviour may be built outside a runtime).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Bootstraps that refresh every bucket; any other bootstrap is kad's
-    /// own and ends after its self-lookup.
-    full: HashSet<kad::QueryId>,
+    /// Our bootstraps and what they walk; any other bootstrap is kad's own
+    /// and ends after its self-lookup.
+    running: HashMap<kad::QueryId, Walk>,
+    /// Periodic refreshes started.
+    periodic: u32,
 }
 
 impl Refresh {
@@ -43,7 +65,8 @@ impl Refresh {
         Self {
             interval,
             timer: None,
-            full: HashSet::new(),
+            running: HashMap::new(),
+            periodic: 0,
         }
     }
 
@@ -53,20 +76,26 @@ impl Refresh {
         kad: &mut Kademlia,
     ) -> Result<kad::QueryId, kad::NoKnownPeers> {
         let id = kad.bootstrap()?;
-        self.full.insert(id);
+        self.running.insert(id, Walk::Every);
         if let (Some(interval), Some(timer)) = (self.interval, self.timer.as_mut()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
         }
         Ok(id)
     }
 
-    /// A step of a bootstrap ended: one kad started by itself goes no further.
+    /// A step of a bootstrap ended: one kad started by itself goes no
+    /// further, and a periodic one skips the next bucket if it is full.
     pub(crate) fn progressed(&mut self, kad: &mut Kademlia, id: kad::QueryId, last: bool) {
         if last {
-            self.full.remove(&id);
-        } else if !self.full.contains(&id)
-            && let Some(mut next) = kad.query_mut(&id)
-        {
+            self.running.remove(&id);
+            return;
+        }
+        let skip = match self.running.get(&id) {
+            None => true,
+            Some(Walk::Every) => false,
+            Some(Walk::NotFull) => next_bucket_is_full(kad, id),
+        };
+        if skip && let Some(mut next) = kad.query_mut(&id) {
             next.finish();
         }
     }
@@ -81,17 +110,53 @@ impl Refresh {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(first_delay(interval))));
         while timer.as_mut().poll(cx) == Poll::Ready(()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
-            if self.full.is_empty()
+            if self.running.is_empty()
                 && let Ok(id) = kad.bootstrap()
             {
-                self.full.insert(id);
+                self.periodic = self.periodic.wrapping_add(1);
+                self.running.insert(id, periodic_walk(self.periodic));
             }
         }
     }
+}
+
+/// What the `n`th periodic refresh (from 1) walks.
+fn periodic_walk(n: u32) -> Walk {
+    if n.is_multiple_of(FULL_WALK_EVERY) {
+        Walk::Every
+    } else {
+        Walk::NotFull
+    }
+}
+
+/// Whether the bucket of the bootstrap step now running holds K peers.
+fn next_bucket_is_full(kad: &mut Kademlia, id: kad::QueryId) -> bool {
+    let target = match kad.query(&id).as_ref().map(|q| q.info()) {
+        Some(kad::QueryInfo::Bootstrap { peer, .. }) => *peer,
+        _ => return false,
+    };
+    kad.kbucket(target)
+        .is_some_and(|bucket| bucket.num_entries() >= kad::K_VALUE.get())
 }
 
 /// A random point in the second half of the first interval.
 fn first_delay(interval: Duration) -> Duration {
     let half = interval / 2;
     half + half.mul_f64(rand::random_range(0.0..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_twelfth_periodic_refresh_walks_the_full_buckets_too() {
+        let walks: Vec<Walk> = (1..=24).map(periodic_walk).collect();
+        let every: Vec<usize> = (1..=24)
+            .zip(&walks)
+            .filter(|(_, w)| **w == Walk::Every)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(every, vec![12, 24]);
+    }
 }

@@ -1165,6 +1165,8 @@ struct BootstrapStep {
     count: usize,
     last: bool,
     requests: u32,
+    /// The key the step looked up.
+    target: PeerId,
 }
 
 type BootstrapSteps = Arc<std::sync::Mutex<Vec<BootstrapStep>>>;
@@ -1190,16 +1192,21 @@ fn watch_bootstraps(node: &mut support::Node<Behaviour>) -> BootstrapSteps {
     node.swarm.behaviour_mut().set_kad_observer(move |event| {
         if let kad::Event::OutboundQueryProgressed {
             id,
-            result: kad::QueryResult::Bootstrap(_),
+            result: kad::QueryResult::Bootstrap(result),
             step,
             stats,
         } = event
         {
+            let target = match result {
+                Ok(ok) => ok.peer,
+                Err(kad::BootstrapError::Timeout { peer, .. }) => *peer,
+            };
             seen.lock().unwrap().push(BootstrapStep {
                 id: *id,
                 count: step.count.get(),
                 last: step.last,
                 requests: stats.num_requests(),
+                target,
             });
         }
     });
@@ -1284,11 +1291,11 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
     );
 }
 
-/// The periodic refresh walks every bucket by itself, again and again: with
-/// a 1 s interval, two full refreshes (bucket steps that send requests) run
-/// without anyone calling `bootstrap`.
+/// The periodic refresh walks the buckets by itself, again and again: with
+/// a 1 s interval, two refreshes (bucket steps that send requests; none of
+/// the buckets is full) run without anyone calling `bootstrap`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_periodic_refresh_walks_every_bucket() {
+async fn the_periodic_refresh_runs_again_and_again() {
     let joiner = Keypair::generate_ed25519();
     let contact = near_contact(&joiner);
     let mut config = dht_config(DhtRates::default());
@@ -1324,4 +1331,85 @@ async fn the_periodic_refresh_walks_every_bucket() {
         })
         .await;
     assert!(walked >= 2);
+}
+
+/// A periodic refresh leaves a full bucket alone (a walk would mostly open
+/// connections to learn nothing) and walks the others; an explicit
+/// bootstrap walks every bucket. Node 0 knows a near contact and 20 real
+/// servers in its farthest bucket (255), which is therefore full; bucket
+/// 254 is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_periodic_refresh_skips_full_buckets() {
+    let joiner = Keypair::generate_ed25519();
+    let me = kad::KBucketKey::from(joiner.public().to_peer_id());
+    let bucket = move |peer: &PeerId| me.distance(&kad::KBucketKey::from(*peer)).ilog2();
+    // Closer than bucket 254, so that the walk has a bucket that is not full
+    // (254, empty) besides the full one.
+    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
+        .find(|k| bucket(&k.public().to_peer_id()).is_some_and(|b| b < 254))
+        .unwrap();
+    let mut config = dht_config(DhtRates::default());
+    config.dht.bootstrap_interval = Some(Duration::from_secs(1));
+    let mut nodes = vec![
+        dht_node(joiner, config).await,
+        dht_node(contact, dht_config(DhtRates::default())).await,
+    ];
+    let far = std::iter::repeat_with(Keypair::generate_ed25519)
+        .filter(|k| bucket(&k.public().to_peer_id()) == Some(255))
+        .take(kad::K_VALUE.get());
+    for key in far.collect::<Vec<_>>() {
+        nodes.push(dht_node(key, dht_config(DhtRates::default())).await);
+    }
+    let mut net: Net<Behaviour> = Net {
+        nodes,
+        raw: Vec::new(),
+    };
+    let contacts: Vec<_> = net.nodes.iter().map(|n| (n.id(), n.addr.clone())).collect();
+    let steps = watch_bootstraps(&mut net.nodes[0]);
+    for (peer, addr) in contacts.iter().skip(1) {
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .add_address(*peer, addr.clone());
+    }
+    // A periodic refresh: a bootstrap whose bucket steps sent requests.
+    let periodic = net
+        .drive_until("a periodic refresh", |_| {
+            let steps = steps.lock().unwrap();
+            steps
+                .iter()
+                .find(|s| s.count > 1 && s.requests > 0)
+                .map(|s| s.id)
+                .filter(|id| steps.iter().any(|s| s.id == *id && s.last))
+        })
+        .await;
+    let full_bucket_steps = |id: kad::QueryId| -> Vec<BootstrapStep> {
+        steps
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.id == id && s.count > 1 && bucket(&s.target) == Some(255))
+            .copied()
+            .collect()
+    };
+    let skipped = full_bucket_steps(periodic);
+    assert!(!skipped.is_empty(), "no step for the full bucket");
+    assert!(
+        skipped.iter().all(|s| s.requests == 0),
+        "the periodic refresh walked the full bucket: {skipped:?}"
+    );
+    let explicit = net.nodes[0].swarm.behaviour_mut().bootstrap().unwrap();
+    net.drive_until("the explicit refresh ends", |_| {
+        let steps = steps.lock().unwrap();
+        steps
+            .iter()
+            .any(|s| s.id == explicit && s.last)
+            .then_some(())
+    })
+    .await;
+    let walked = full_bucket_steps(explicit);
+    assert!(
+        !walked.is_empty() && walked.iter().all(|s| s.requests > 0),
+        "an explicit bootstrap walks the full bucket: {walked:?}"
+    );
 }
