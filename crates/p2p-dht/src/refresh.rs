@@ -17,13 +17,17 @@
 //! itself on tokio's timer. The first one comes after a random half to whole
 //! interval, so nodes started together do not refresh together.
 //!
-//! A periodic refresh skips the buckets that already hold K peers: a full
-//! bucket has nothing to learn from a walk but fresher entries, and at
-//! 1 000 nodes the far buckets are full and walking them is most of the
-//! cost (each walk reaches ~20–60 peers, mostly new connections; with all
-//! buckets walked every 5 min, the refreshes of 1 000 nodes sharing 2 cores
-//! kept them busy). Every [`FULL_WALK_EVERY`]th periodic refresh (hourly
-//! with the default 5 min, the Kademlia paper's refresh period) and
+//! A periodic refresh walks only the buckets a walk can teach something:
+//! - not one that already holds K peers: a full bucket would only get
+//!   fresher entries, and at 1 000 nodes the far buckets are full and
+//!   walking them was most of the cost (each walk reaches ~20–60 peers,
+//!   mostly new connections; with all buckets walked every 5 min, the
+//!   refreshes of 1 000 nodes sharing 2 cores kept them busy);
+//! - not one closer than the bucket of our K-th closest peer: the
+//!   self-lookup, the refresh's first step, found every peer that close.
+//!
+//! Every [`FULL_WALK_EVERY`]th periodic refresh (hourly with the default
+//! 5 min, the Kademlia paper's refresh period) and
 //! [`crate::Behaviour::bootstrap`] (which starts the period again) walk every
 //! bucket.
 
@@ -44,8 +48,8 @@ pub const FULL_WALK_EVERY: u32 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Walk {
     Every,
-    /// Those holding fewer than K peers.
-    NotFull,
+    /// Those with fewer than K peers and not closer than our K-th closest.
+    Useful,
 }
 
 /// The refreshes in progress and the timer of the next one.
@@ -93,7 +97,7 @@ impl Refresh {
         let skip = match self.running.get(&id) {
             None => true,
             Some(Walk::Every) => false,
-            Some(Walk::NotFull) => next_bucket_is_full(kad, id),
+            Some(Walk::Useful) => !next_bucket_is_useful(kad, id),
         };
         if skip && let Some(mut next) = kad.query_mut(&id) {
             next.finish();
@@ -125,18 +129,32 @@ fn periodic_walk(n: u32) -> Walk {
     if n.is_multiple_of(FULL_WALK_EVERY) {
         Walk::Every
     } else {
-        Walk::NotFull
+        Walk::Useful
     }
 }
 
-/// Whether the bucket of the bootstrap step now running holds K peers.
-fn next_bucket_is_full(kad: &mut Kademlia, id: kad::QueryId) -> bool {
+/// Whether the bucket of the bootstrap step now running is worth a walk:
+/// it holds fewer than K peers and is not closer than the bucket of our
+/// K-th closest peer.
+fn next_bucket_is_useful(kad: &mut Kademlia, id: kad::QueryId) -> bool {
+    let k = kad::K_VALUE.get();
     let target = match kad.query(&id).as_ref().map(|q| q.info()) {
         Some(kad::QueryInfo::Bootstrap { peer, .. }) => *peer,
-        _ => return false,
+        _ => return true,
     };
-    kad.kbucket(target)
-        .is_some_and(|bucket| bucket.num_entries() >= kad::K_VALUE.get())
+    let Some((range, entries)) = kad.kbucket(target).map(|b| (b.range(), b.num_entries())) else {
+        return true;
+    };
+    if entries >= k {
+        return false;
+    }
+    // The buckets come closest first.
+    let mut known = 0;
+    let kth = kad.kbuckets().find_map(|bucket| {
+        known += bucket.num_entries();
+        (known >= k).then(|| bucket.range())
+    });
+    kth.is_none_or(|kth| range.1 >= kth.0)
 }
 
 /// A random point in the second half of the first interval.

@@ -1333,31 +1333,36 @@ async fn the_periodic_refresh_runs_again_and_again() {
     assert!(walked >= 2);
 }
 
-/// A periodic refresh leaves a full bucket alone (a walk would mostly open
-/// connections to learn nothing) and walks the others; an explicit
-/// bootstrap walks every bucket. Node 0 knows a near contact and 20 real
-/// servers in its farthest bucket (255), which is therefore full; bucket
-/// 254 is empty.
+/// A periodic refresh walks only the buckets a walk can teach something:
+/// not a full one, nor one closer than the bucket of the K-th closest peer
+/// (the self-lookup found every peer that close). An explicit bootstrap
+/// walks every bucket. Node 0 knows 20 real servers in its buckets up to
+/// 252 and 20 in its farthest bucket (255), which is therefore full; 253
+/// and 254 are empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_periodic_refresh_skips_full_buckets() {
+async fn a_periodic_refresh_walks_only_the_buckets_it_can_learn_from() {
     let joiner = Keypair::generate_ed25519();
     let me = kad::KBucketKey::from(joiner.public().to_peer_id());
     let bucket = move |peer: &PeerId| me.distance(&kad::KBucketKey::from(*peer)).ilog2();
-    // Closer than bucket 254, so that the walk has a bucket that is not full
-    // (254, empty) besides the full one.
-    let contact = std::iter::repeat_with(Keypair::generate_ed25519)
-        .find(|k| bucket(&k.public().to_peer_id()).is_some_and(|b| b < 254))
+    let k = kad::K_VALUE.get();
+    let keys = |wanted: fn(u32) -> bool| {
+        std::iter::repeat_with(Keypair::generate_ed25519)
+            .filter(|key| bucket(&key.public().to_peer_id()).is_some_and(wanted))
+            .take(k)
+            .collect::<Vec<_>>()
+    };
+    let near = keys(|b| b <= 252);
+    let far = keys(|b| b == 255);
+    // The bucket of the K-th closest peer: every closer one is covered.
+    let kth = near
+        .iter()
+        .filter_map(|key| bucket(&key.public().to_peer_id()))
+        .max()
         .unwrap();
     let mut config = dht_config(DhtRates::default());
     config.dht.bootstrap_interval = Some(Duration::from_secs(1));
-    let mut nodes = vec![
-        dht_node(joiner, config).await,
-        dht_node(contact, dht_config(DhtRates::default())).await,
-    ];
-    let far = std::iter::repeat_with(Keypair::generate_ed25519)
-        .filter(|k| bucket(&k.public().to_peer_id()) == Some(255))
-        .take(kad::K_VALUE.get());
-    for key in far.collect::<Vec<_>>() {
+    let mut nodes = vec![dht_node(joiner, config).await];
+    for key in near.into_iter().chain(far) {
         nodes.push(dht_node(key, dht_config(DhtRates::default())).await);
     }
     let mut net: Net<Behaviour> = Net {
@@ -1383,20 +1388,25 @@ async fn a_periodic_refresh_skips_full_buckets() {
                 .filter(|id| steps.iter().any(|s| s.id == *id && s.last))
         })
         .await;
-    let full_bucket_steps = |id: kad::QueryId| -> Vec<BootstrapStep> {
+    let bucket_steps = |id: kad::QueryId, wanted: &dyn Fn(u32) -> bool| -> Vec<BootstrapStep> {
         steps
             .lock()
             .unwrap()
             .iter()
-            .filter(|s| s.id == id && s.count > 1 && bucket(&s.target) == Some(255))
+            .filter(|s| s.id == id && s.count > 1 && bucket(&s.target).is_some_and(wanted))
             .copied()
             .collect()
     };
-    let skipped = full_bucket_steps(periodic);
-    assert!(!skipped.is_empty(), "no step for the full bucket");
+    let full = bucket_steps(periodic, &|b| b == 255);
+    assert!(!full.is_empty(), "no step for the full bucket");
     assert!(
-        skipped.iter().all(|s| s.requests == 0),
-        "the periodic refresh walked the full bucket: {skipped:?}"
+        full.iter().all(|s| s.requests == 0),
+        "the periodic refresh walked the full bucket: {full:?}"
+    );
+    let covered = bucket_steps(periodic, &|b| b < kth);
+    assert!(
+        covered.iter().all(|s| s.requests == 0),
+        "the periodic refresh walked a bucket closer than the K-th peer's ({kth}): {covered:?}"
     );
     let explicit = net.nodes[0].swarm.behaviour_mut().bootstrap().unwrap();
     net.drive_until("the explicit refresh ends", |_| {
@@ -1407,7 +1417,7 @@ async fn a_periodic_refresh_skips_full_buckets() {
             .then_some(())
     })
     .await;
-    let walked = full_bucket_steps(explicit);
+    let walked = bucket_steps(explicit, &|b| b == 255);
     assert!(
         !walked.is_empty() && walked.iter().all(|s| s.requests > 0),
         "an explicit bootstrap walks the full bucket: {walked:?}"
