@@ -283,7 +283,7 @@ impl EventLoop {
         // The relays we reserve on: their connections never close to make
         // room (the reservation lives on them).
         for relay in config.nat.relays.iter().filter_map(peer_of) {
-            swarm.behaviour_mut().stream.protect(relay);
+            swarm.behaviour_mut().stream.protect_relay(relay);
         }
         let mut listeners_pending = HashMap::new();
         let all = listen.iter().map(|a| (a, false));
@@ -906,16 +906,15 @@ impl EventLoop {
             BehaviourEvent::Relay(event) => {
                 tracing::debug!(?event, "relay server");
                 // A peer's reservation on us lives on its connection: that
-                // connection never closes to make room while it lasts.
+                // connection never closes to make room while it lasts (or
+                // until the peer disconnects).
                 let stream = &mut self.swarm.behaviour_mut().stream;
                 match event {
-                    relay::Event::ReservationReqAccepted {
-                        src_peer_id,
-                        renewed: false,
-                    } => stream.protect(src_peer_id),
-                    relay::Event::ReservationClosed { src_peer_id }
-                    | relay::Event::ReservationTimedOut { src_peer_id } => {
-                        stream.unprotect(src_peer_id);
+                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                        stream.reservation_held(src_peer_id);
+                    }
+                    relay::Event::ReservationTimedOut { src_peer_id } => {
+                        stream.reservation_ended(&src_peer_id);
                     }
                     _ => {}
                 }

@@ -996,6 +996,13 @@ async fn wait_connections(node: &Node, peer: PeerId, n: usize) {
     }
 }
 
+/// A signed chat message from `from`, received by `to`.
+async fn chat(from: &Node, to: &Node) {
+    let message = from.message("chat".parse().unwrap()).payload(&b"{}"[..]);
+    let message = from.sign(message).unwrap();
+    common::send_and_receive(from, to, &message, p2p_core::WireChoice::Native).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn established_connections_are_capped_in_total() {
     // Room for three: the arena's two peers and one more.
@@ -1012,18 +1019,16 @@ async fn established_connections_are_capped_in_total() {
         arena.victim.peer_id(),
         common::dial_addr(&arena.victim).await,
     );
+    // Every connection carries traffic before the victim is full, so none
+    // may be closed to make room (an idle one would be, once its 2 s grace
+    // ends: tests/node.rs).
+    chat(&arena.honest, &arena.victim).await;
+    chat(&arena.attacker, &arena.victim).await;
     let third = started(memory_builder(DhtModeSetting::Client)).await;
     let seen = common::connected_to(&arena.victim, third.peer_id());
     third.connect(target.clone()).await.unwrap();
     seen.await;
-    // Every connection carries traffic, so none may be closed to make room
-    // (an idle one would be, after its grace: tests/node.rs).
-    for peer in [&arena.honest, &arena.attacker, &third] {
-        let message = peer.message("chat".parse().unwrap()).payload(&b"{}"[..]);
-        let message = peer.sign(message).unwrap();
-        let choice = p2p_core::WireChoice::Native;
-        common::send_and_receive(peer, &arena.victim, &message, choice).await;
-    }
+    chat(&third, &arena.victim).await;
     for _ in 0..2 {
         let extra = started(memory_builder(DhtModeSetting::Client)).await;
         refused_connection(&extra, victim, target.clone()).await;

@@ -89,15 +89,21 @@ impl Behaviour {
         }
     }
 
-    /// Never close `peer`'s connections to make room, until as many
-    /// [`Behaviour::unprotect`] calls.
-    pub(crate) fn protect(&mut self, peer: PeerId) {
-        self.room.protect(peer);
+    /// Never close the connections of `relay`, one we reserve on, to make
+    /// room.
+    pub(crate) fn protect_relay(&mut self, relay: PeerId) {
+        self.room.protect_relay(relay);
     }
 
-    /// Undoes one [`Behaviour::protect`].
-    pub(crate) fn unprotect(&mut self, peer: PeerId) {
-        self.room.unprotect(peer);
+    /// `peer` holds a reservation on us: its connections stay until it ends
+    /// or the peer disconnects.
+    pub(crate) fn reservation_held(&mut self, peer: PeerId) {
+        self.room.reservation_held(peer);
+    }
+
+    /// `peer`'s reservation on us timed out.
+    pub(crate) fn reservation_ended(&mut self, peer: &PeerId) {
+        self.room.reservation_ended(peer);
     }
 
     /// Connections closed to make room since the start.
@@ -138,7 +144,17 @@ impl Behaviour {
     }
 
     fn route(&mut self, request: OpenRequest) {
-        let connections = self.connections.get(&request.peer);
+        let all = self.connections.get(&request.peer);
+        // A connection closed to make room is no place for a new stream.
+        let connections: Option<Vec<ConnectionId>> = all.map(|c| {
+            c.iter()
+                .copied()
+                .filter(|id| !self.room.is_closing(id))
+                .collect()
+        });
+        let all_closing =
+            all.is_some_and(|c| !c.is_empty()) && connections.as_ref().is_some_and(Vec::is_empty);
+        let connections = connections.as_ref();
         let chosen = match request.target {
             Target::Any => connections.and_then(|c| c.last().copied()),
             Target::Connection(id) => {
@@ -160,6 +176,7 @@ impl Behaviour {
             None => {
                 let condition = match request.target {
                     Target::Except(_) => PeerCondition::Always,
+                    _ if all_closing => PeerCondition::Always,
                     _ => PeerCondition::DisconnectedAndNotDialing,
                 };
                 self.actions.push_back(ToSwarm::Dial {
@@ -171,6 +188,9 @@ impl Behaviour {
     }
 
     fn open_on(&mut self, connection: ConnectionId, request: OpenRequest) {
+        // Kept from now on, not only once the stream is negotiated: it must
+        // not be closed to make room in between.
+        self.room.kept(connection);
         self.actions.push_back(ToSwarm::NotifyHandler {
             peer_id: request.peer,
             handler: NotifyHandler::One(connection),
@@ -274,6 +294,7 @@ impl NetworkBehaviour for Behaviour {
                     connections.retain(|c| *c != connection_id);
                     if connections.is_empty() {
                         self.connections.remove(&peer_id);
+                        self.room.disconnected(&peer_id);
                     }
                 }
             }
@@ -316,7 +337,8 @@ impl NetworkBehaviour for Behaviour {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
-        if let Some(check) = self.room_check.as_mut()
+        // Polled again after each look, so a new timer registers its waker.
+        while let Some(check) = self.room_check.as_mut()
             && check.as_mut().poll(cx).is_ready()
         {
             self.make_room();

@@ -168,12 +168,15 @@ impl ConnectionHandler for Handler {
                 protocol: (stream, protocol),
                 ..
             }) => {
-                self.keep();
                 let incoming = Incoming {
                     peer: self.peer,
                     stream,
                 };
-                if !lock(&self.registry).deliver(&protocol, incoming) {
+                // Kept only for a stream actually handed on: one refused at
+                // a full queue does not pin the connection.
+                if lock(&self.registry).deliver(&protocol, incoming) {
+                    self.keep();
+                } else {
                     self.reports.push_back(Report::QueueFull(protocol));
                 }
             }

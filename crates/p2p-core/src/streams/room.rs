@@ -11,14 +11,21 @@
 //!   connections, and among all connections;
 //! - one place stays free for the next inbound connection (among the inbound
 //!   ones and among all), so a DHT server full of idle lookup connections
-//!   still admits a peer that joins;
+//!   still admits a peer that joins; that place is only ever made by closing
+//!   an inbound connection, so strangers dialling in cannot push out our own
+//!   dials;
 //! - when a count would overflow, the oldest connections that may be closed
 //!   are closed, as many as needed. A connection may be closed when it is not
 //!   kept (see [`super::idle`]: it never carried an application stream and
-//!   was not dialled for the node's user), is not relayed, its peer is not
-//!   protected (a relay we hold a reservation on, or a peer holding one on
-//!   us), and it is older than [`GRACE`]. A younger one waits for its
-//!   grace to end (the behaviour is woken then).
+//!   was not dialled for the node's user; a stream requested on it keeps it
+//!   from then on), is not relayed, its peer is not protected (a configured
+//!   relay we reserve on, or a peer holding a reservation on us until it
+//!   times out or the peer disconnects), and it is older than [`GRACE`]. A
+//!   younger one waits for its grace to end (the behaviour is woken then).
+//!
+//! Known limit: "idle" means no application stream. A DHT request in flight
+//! on a connection older than the grace can be cut; the oldest connections
+//! go first, and a lookup's own connections are its youngest.
 //!
 //! The limits themselves are enforced here too, not by libp2p's
 //! connection-limits behaviour: a connection being closed no longer counts,
@@ -27,7 +34,7 @@
 //! [`ConnectionLimitReached`]. This module is sans I/O: the streams
 //! behaviour tells it what happened and closes what it returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +82,47 @@ pub(crate) struct Limits {
     pub(crate) outbound: usize,
 }
 
+/// Chooses connections to close for [`Room::trim`].
+struct Picker<'a> {
+    room: &'a Room,
+    now: Instant,
+    chosen: Vec<ConnectionId>,
+    /// The earliest end of grace of a connection that could have been
+    /// chosen.
+    again: Option<Instant>,
+    /// Some count could not get all the room it needs.
+    short: bool,
+}
+
+impl Picker<'_> {
+    /// Chooses up to `wanted` of the oldest connections that may close, of
+    /// the given direction (`Some(true)`: outbound) or either; how many.
+    fn oldest(&mut self, wanted: usize, outbound: Option<bool>) -> usize {
+        let mut found = 0;
+        for (&id, connection) in &self.room.open {
+            if found == wanted {
+                break;
+            }
+            if connection.pinned
+                || self.room.is_protected(&connection.peer)
+                || outbound.is_some_and(|o| o != connection.outbound)
+                || self.chosen.contains(&id)
+            {
+                continue;
+            }
+            let grace_ends = connection.since + GRACE;
+            if grace_ends > self.now {
+                self.again = Some(self.again.map_or(grace_ends, |at| at.min(grace_ends)));
+                continue;
+            }
+            self.chosen.push(id);
+            found += 1;
+        }
+        self.short |= found < wanted;
+        found
+    }
+}
+
 #[derive(Debug)]
 struct Connection {
     peer: PeerId,
@@ -82,6 +130,15 @@ struct Connection {
     /// Never closed to make room.
     pinned: bool,
     since: Instant,
+}
+
+/// Peers whose connections never close to make room.
+#[derive(Debug, Default)]
+struct Protected {
+    /// The relays we reserve on (configured).
+    relays: HashSet<PeerId>,
+    /// Peers holding a reservation on us; bounded by the connected peers.
+    reservations: HashSet<PeerId>,
 }
 
 /// The node's connections as far as making room goes.
@@ -99,7 +156,7 @@ pub(crate) struct Room {
     outbound: usize,
     /// Peers whose connections are never closed to make room, with a count
     /// of the reasons (a relay reservation each way).
-    protected: HashMap<PeerId, usize>,
+    protected: Protected,
     idle: Arc<IdlePolicy>,
     /// Connections closed to make room, in all.
     trimmed: u64,
@@ -116,7 +173,7 @@ impl Room {
             dialling: HashSet::new(),
             inbound: 0,
             outbound: 0,
-            protected: HashMap::new(),
+            protected: Protected::default(),
             idle,
             trimmed: 0,
             refused: 0,
@@ -217,19 +274,34 @@ impl Room {
         }
     }
 
-    /// Never close `peer`'s connections to make room, until as many
-    /// [`Room::unprotect`] calls.
-    pub(crate) fn protect(&mut self, peer: PeerId) {
-        *self.protected.entry(peer).or_default() += 1;
+    /// Never close the connections of `relay`, one we reserve on.
+    pub(crate) fn protect_relay(&mut self, relay: PeerId) {
+        self.protected.relays.insert(relay);
     }
 
-    pub(crate) fn unprotect(&mut self, peer: PeerId) {
-        if let Some(count) = self.protected.get_mut(&peer) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.protected.remove(&peer);
-            }
-        }
+    /// `peer` holds a reservation on us (as a relay): its connections stay
+    /// until the reservation times out or the peer disconnects.
+    pub(crate) fn reservation_held(&mut self, peer: PeerId) {
+        self.protected.reservations.insert(peer);
+    }
+
+    /// `peer`'s reservation on us ended.
+    pub(crate) fn reservation_ended(&mut self, peer: &PeerId) {
+        self.protected.reservations.remove(peer);
+    }
+
+    /// `peer`'s last connection closed (its reservation went with it).
+    pub(crate) fn disconnected(&mut self, peer: &PeerId) {
+        self.protected.reservations.remove(peer);
+    }
+
+    /// Whether the connection is being closed to make room.
+    pub(crate) fn is_closing(&self, id: &ConnectionId) -> bool {
+        self.closing.contains(id)
+    }
+
+    fn is_protected(&self, peer: &PeerId) -> bool {
+        self.protected.relays.contains(peer) || self.protected.reservations.contains(peer)
     }
 
     /// Connections closed to make room since the start.
@@ -244,47 +316,49 @@ impl Room {
 
     /// The connections to close now so that every count has room, oldest
     /// first; each is counted as gone from here on. Also when to ask again:
-    /// a count still lacks room and a connection that could close is in its
-    /// grace until then.
+    /// a count still lacks room and a connection that could close for it is
+    /// in its grace until then.
+    ///
+    /// A direction's own shortage is met from that direction, the total's
+    /// shortage for the dials in progress from either, and the free inbound
+    /// place only from inbound connections: strangers dialling in can push
+    /// out idle inbound connections, never our own dials.
     pub(crate) fn trim(&mut self, now: Instant) -> (Vec<(PeerId, ConnectionId)>, Option<Instant>) {
         let dialling = self.dialling.len();
-        let mut outbound = (self.outbound + dialling).saturating_sub(self.limits.outbound);
-        let mut inbound = (self.inbound + 1).saturating_sub(self.limits.inbound);
-        let mut total =
-            (self.inbound + self.outbound + dialling + 1).saturating_sub(self.limits.total);
-        if outbound == 0 && inbound == 0 && total == 0 {
-            return (Vec::new(), None);
-        }
-        let mut chosen = Vec::new();
-        let mut again: Option<Instant> = None;
-        for (&id, connection) in &self.open {
-            if outbound == 0 && inbound == 0 && total == 0 {
-                break;
-            }
-            if connection.pinned || self.protected.contains_key(&connection.peer) {
-                continue;
-            }
-            let grace_ends = connection.since + GRACE;
-            if grace_ends > now {
-                again = Some(again.map_or(grace_ends, |at| at.min(grace_ends)));
-                continue;
-            }
-            let wanted = if connection.outbound {
-                outbound > 0 || (total > 0 && inbound == 0)
-            } else {
-                inbound > 0 || (total > 0 && outbound == 0)
-            };
-            if !wanted {
-                continue;
-            }
-            if connection.outbound {
-                outbound = outbound.saturating_sub(1);
-            } else {
-                inbound = inbound.saturating_sub(1);
-            }
-            total = total.saturating_sub(1);
-            chosen.push(id);
-        }
+        let in_use = self.inbound + self.outbound + dialling;
+        let mut pick = Picker {
+            room: self,
+            now,
+            chosen: Vec::new(),
+            again: None,
+            short: false,
+        };
+        let outbound = pick.oldest(
+            (self.outbound + dialling).saturating_sub(self.limits.outbound),
+            Some(true),
+        );
+        let inbound = pick.oldest(
+            (self.inbound + 1).saturating_sub(self.limits.inbound),
+            Some(false),
+        );
+        let either = pick.oldest(
+            in_use
+                .saturating_sub(self.limits.total)
+                .saturating_sub(outbound + inbound),
+            None,
+        );
+        pick.oldest(
+            (in_use + 1)
+                .saturating_sub(self.limits.total)
+                .saturating_sub(outbound + inbound + either),
+            Some(false),
+        );
+        let Picker {
+            chosen,
+            again,
+            short,
+            ..
+        } = pick;
         let mut closed = Vec::with_capacity(chosen.len());
         for id in chosen {
             if let Some(connection) = self.open.remove(&id) {
@@ -294,7 +368,6 @@ impl Room {
                 closed.push((connection.peer, id));
             }
         }
-        let short = outbound > 0 || inbound > 0 || total > 0;
         (closed, again.filter(|_| short))
     }
 
@@ -365,7 +438,7 @@ mod tests {
         let (user, relay, used) = (PeerId::random(), PeerId::random(), PeerId::random());
         room.established(id(1), user, true, true, Instant::now());
         room.established(id(2), relay, true, false, Instant::now());
-        room.protect(relay);
+        room.protect_relay(relay);
         room.established(id(3), used, true, false, Instant::now());
         room.kept(id(3));
         room.dialling(id(4));
@@ -373,8 +446,32 @@ mod tests {
             trim(&mut room).is_empty(),
             "nothing may close: the limit refuses"
         );
-        room.unprotect(relay);
-        assert_eq!(trim(&mut room), vec![(relay, id(2))]);
+        assert_eq!(
+            room.admit(true),
+            Err(ConnectionLimitReached {
+                kind: ConnectionLimitKind::Outbound,
+                limit: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_peer_holding_a_reservation_on_us_stays_until_it_ends_or_leaves() {
+        let mut room = room(100, 2, 100);
+        let client = PeerId::random();
+        room.established(id(1), client, false, false, Instant::now());
+        room.reservation_held(client);
+        room.established(id(2), PeerId::random(), false, true, Instant::now());
+        assert!(trim(&mut room).is_empty());
+        room.reservation_ended(&client);
+        assert_eq!(trim(&mut room), vec![(client, id(1))]);
+        room.closed(id(1));
+        // Held again on a new connection; the peer leaves: no longer held.
+        room.established(id(3), client, false, false, Instant::now());
+        room.reservation_held(client);
+        assert!(trim(&mut room).is_empty());
+        room.disconnected(&client);
+        assert_eq!(trim(&mut room), vec![(client, id(3))]);
     }
 
     #[test]
@@ -392,9 +489,25 @@ mod tests {
         // 3 of 4 in all: the last place is the inbound one.
         assert!(trim(&mut room).is_empty());
         room.dialling(id(5));
-        // A dial needs a place in all: the oldest idle connection goes,
-        // whichever way it runs.
+        // With the dial, the free inbound place among all is taken: the
+        // oldest idle inbound connection goes (never an outbound one).
         assert_eq!(trim(&mut room), vec![(peers[1], id(2))]);
+    }
+
+    #[test]
+    fn a_dial_at_the_total_closes_an_idle_outbound_one_while_inbound_is_stuck() {
+        // Inbound is full of kept connections (its own shortage cannot be
+        // met); the total's shortage for a dial still closes an idle
+        // outbound connection.
+        let mut room = room(3, 2, 4);
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let old = Instant::now() - GRACE * 2;
+        room.established(id(1), peers[0], false, true, old);
+        room.established(id(2), peers[1], false, true, old);
+        room.established(id(3), peers[2], true, false, old);
+        room.dialling(id(4));
+        assert_eq!(trim(&mut room), vec![(peers[2], id(3))]);
+        assert_eq!(room.admit(true), Ok(()));
     }
 
     #[test]
