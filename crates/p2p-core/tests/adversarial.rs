@@ -1019,16 +1019,19 @@ async fn established_connections_are_capped_in_total() {
         arena.victim.peer_id(),
         common::dial_addr(&arena.victim).await,
     );
-    // Every connection carries traffic before the victim is full, so none
-    // may be closed to make room (an idle one would be, once its 2 s grace
-    // ends: tests/node.rs).
+    // Every connection is kept (carried traffic, or the victim dialled it)
+    // before the victim is full, so none may be closed to make room (an
+    // idle one would be, once its 2 s grace ends: tests/node.rs).
     chat(&arena.honest, &arena.victim).await;
     chat(&arena.attacker, &arena.victim).await;
+    // The victim dials the third peer itself: a connection its user asked
+    // for is kept from the start.
     let third = started(memory_builder(DhtModeSetting::Client)).await;
-    let seen = common::connected_to(&arena.victim, third.peer_id());
-    third.connect(target.clone()).await.unwrap();
-    seen.await;
-    chat(&third, &arena.victim).await;
+    arena
+        .victim
+        .connect(common::dial_addr(&third).await)
+        .await
+        .unwrap();
     for _ in 0..2 {
         let extra = started(memory_builder(DhtModeSetting::Client)).await;
         refused_connection(&extra, victim, target.clone()).await;

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use libp2p::core::ConnectedPoint;
 use libp2p::core::Endpoint;
@@ -120,7 +119,7 @@ impl Behaviour {
     /// Closes what the room says must go, and arms the timer for the next
     /// look when a connection that could go is still in its grace.
     fn make_room(&mut self) {
-        let (closed, again) = self.room.trim(Instant::now());
+        let (closed, again) = self.room.trim(tokio::time::Instant::now().into_std());
         self.room_check =
             again.map(|at| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at))));
         for (peer_id, connection) in closed {
@@ -176,7 +175,8 @@ impl Behaviour {
             None => {
                 let condition = match request.target {
                     Target::Except(_) => PeerCondition::Always,
-                    _ if all_closing => PeerCondition::Always,
+                    // Its connections still count as connected.
+                    _ if all_closing => PeerCondition::NotDialing,
                     _ => PeerCondition::DisconnectedAndNotDialing,
                 };
                 self.actions.push_back(ToSwarm::Dial {
@@ -273,8 +273,13 @@ impl NetworkBehaviour for Behaviour {
             }) => {
                 let pinned = self.keep.remove(&connection_id) || endpoint.is_relayed();
                 let outbound = matches!(endpoint, ConnectedPoint::Dialer { .. });
-                self.room
-                    .established(connection_id, peer_id, outbound, pinned, Instant::now());
+                self.room.established(
+                    connection_id,
+                    peer_id,
+                    outbound,
+                    pinned,
+                    tokio::time::Instant::now().into_std(),
+                );
                 self.make_room();
                 self.connections
                     .entry(peer_id)

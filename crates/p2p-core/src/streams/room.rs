@@ -325,7 +325,6 @@ impl Room {
     /// out idle inbound connections, never our own dials.
     pub(crate) fn trim(&mut self, now: Instant) -> (Vec<(PeerId, ConnectionId)>, Option<Instant>) {
         let dialling = self.dialling.len();
-        let in_use = self.inbound + self.outbound + dialling;
         let mut pick = Picker {
             room: self,
             now,
@@ -333,26 +332,28 @@ impl Room {
             again: None,
             short: false,
         };
-        let outbound = pick.oldest(
-            (self.outbound + dialling).saturating_sub(self.limits.outbound),
-            Some(true),
-        );
-        let inbound = pick.oldest(
+        let outbound_short = (self.outbound + dialling).saturating_sub(self.limits.outbound);
+        let outbound = pick.oldest(outbound_short, Some(true));
+        // Dials the outbound limit will refuse anyway need no place in all.
+        let in_use =
+            (self.inbound + self.outbound + dialling).saturating_sub(outbound_short - outbound);
+        let mut closed_so_far = outbound;
+        closed_so_far += pick.oldest(
             (self.inbound + 1).saturating_sub(self.limits.inbound),
             Some(false),
         );
-        let either = pick.oldest(
-            in_use
-                .saturating_sub(self.limits.total)
-                .saturating_sub(outbound + inbound),
-            None,
-        );
-        pick.oldest(
-            (in_use + 1)
-                .saturating_sub(self.limits.total)
-                .saturating_sub(outbound + inbound + either),
-            Some(false),
-        );
+        // The free inbound place first, from inbound connections only, so
+        // that the pass for either direction does not take the inbound one
+        // it needs; then what the total lacks for the dials.
+        let total_short = in_use
+            .saturating_sub(self.limits.total)
+            .saturating_sub(closed_so_far);
+        let free_place = (in_use + 1)
+            .saturating_sub(self.limits.total)
+            .saturating_sub(closed_so_far)
+            .min(1);
+        pick.oldest(free_place, Some(false));
+        pick.oldest(total_short, None);
         let Picker {
             chosen,
             again,
@@ -492,6 +493,35 @@ mod tests {
         // With the dial, the free inbound place among all is taken: the
         // oldest idle inbound connection goes (never an outbound one).
         assert_eq!(trim(&mut room), vec![(peers[1], id(2))]);
+    }
+
+    #[test]
+    fn the_free_inbound_place_is_kept_whatever_the_order_of_the_connections() {
+        // Total 2, an idle inbound and an idle outbound one, a dial: both
+        // go (one for the dial, the inbound one for the free place).
+        let mut room = room(2, 10, 10);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let old = Instant::now() - GRACE * 2;
+        room.established(id(1), a, false, false, old);
+        room.established(id(2), b, true, false, old);
+        room.dialling(id(3));
+        let mut closed = trim(&mut room);
+        closed.sort_by_key(|(_, id)| *id);
+        assert_eq!(closed, vec![(a, id(1)), (b, id(2))]);
+    }
+
+    #[test]
+    fn nothing_closes_for_dials_the_outbound_limit_refuses_anyway() {
+        // Outbound is full of kept connections: the two dials will be
+        // refused, so the idle inbound connection stays.
+        let mut room = room(4, 10, 2);
+        let old = Instant::now() - GRACE * 2;
+        room.established(id(1), PeerId::random(), true, true, old);
+        room.established(id(2), PeerId::random(), true, true, old);
+        room.established(id(3), PeerId::random(), false, false, old);
+        room.dialling(id(4));
+        room.dialling(id(5));
+        assert!(trim(&mut room).is_empty());
     }
 
     #[test]
