@@ -40,7 +40,8 @@
 //! (every node's established-connection limits, in all, in and out),
 //! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
 //! idle window), `LOTUS_DHT_REFRESH_S=<s>` (`DhtConfig::bootstrap_interval`,
-//! the periodic full refresh; 0 = none); unset, the library's defaults. While the dials run, a line on stderr every 15 s
+//! the periodic full refresh; 0 = none), `LOTUS_DHT_CHECK_AFTER_S=<s>`
+//! (`DhtConfig::contact_check_after`; 0 = kad's dial per newcomer); unset, the library's defaults. While the dials run, a line on stderr every 15 s
 //! gives the dials done, the connections of 16 sampled nodes and the CPU
 //! time used.
 //!
@@ -336,6 +337,9 @@ async fn start_node() -> Node {
             if let Some(secs) = env_u64("LOTUS_DHT_REFRESH_S") {
                 c.bootstrap_interval = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            if let Some(secs) = env_u64("LOTUS_DHT_CHECK_AFTER_S") {
+                c.contact_check_after = Duration::from_secs(secs);
+            }
             c
         })
         .nat({
@@ -387,9 +391,10 @@ async fn table_sizes(nodes: &[Node]) -> Vec<usize> {
 }
 
 /// Idle connections the running nodes closed to make room at a connection
-/// limit, and connections they refused at one, in all and by the queriers.
+/// limit, and connections they refused at one, in all and by the queriers;
+/// and the routing-table contacts they dialled to check them.
 async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
-    let counts: Vec<(u64, u64)> = futures::stream::iter(nodes)
+    let counts: Vec<(u64, u64, u64)> = futures::stream::iter(nodes)
         .map(|n| async move {
             n.stats()
                 .await
@@ -397,9 +402,10 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
                     (
                         s.connections_closed_for_room,
                         s.connections_refused_at_limit,
+                        s.dht.contact_checks,
                     )
                 })
-                .unwrap_or((0, 0))
+                .unwrap_or((0, 0, 0))
         })
         .buffered(64)
         .collect()
@@ -409,6 +415,7 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
         "refused": counts.iter().map(|c| c.1).sum::<u64>(),
         "closed_by_queriers": queriers.iter().map(|&q| counts[q].0).sum::<u64>(),
         "refused_by_queriers": queriers.iter().map(|&q| counts[q].1).sum::<u64>(),
+        "contact_checks": counts.iter().map(|c| c.2).sum::<u64>(),
     })
 }
 
@@ -579,13 +586,15 @@ async fn network(n: usize) {
         async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(15)).await;
-                let mut connections = Vec::new();
+                let (mut connections, mut checks) = (Vec::new(), 0);
                 for node in &sample {
-                    connections.push(node.stats().await.map(|s| s.connections).unwrap_or(0));
+                    let stats = node.stats().await.ok();
+                    connections.push(stats.as_ref().map_or(0, |s| s.connections));
+                    checks += stats.map_or(0, |s| s.dht.contact_checks);
                 }
                 connections.sort_unstable();
                 eprintln!(
-                    "  {:>4.0} s: {} dials done; sampled connections per node {:?}; cpu {:.0} s",
+                    "  {:>4.0} s: {} dials done; sampled connections per node {:?}, contact checks {checks}; cpu {:.0} s",
                     up_started.elapsed().as_secs_f64(),
                     done.load(std::sync::atomic::Ordering::Relaxed),
                     connections,
@@ -659,6 +668,7 @@ async fn network(n: usize) {
         "query_timeout_s": env_u64("LOTUS_DHT_QUERY_TIMEOUT_S"),
         "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
         "refresh_s": env_u64("LOTUS_DHT_REFRESH_S"),
+        "check_after_s": env_u64("LOTUS_DHT_CHECK_AFTER_S"),
         "dials": dial_count,
         "dial_failures": dial_failures,
         "dials_done_ms": ms(dials_done),

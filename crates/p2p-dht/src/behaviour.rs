@@ -58,7 +58,7 @@ use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply}
 use crate::rates::{DhtRates, Rates};
 use crate::records::{StoredKey, Validation};
 use crate::refresh::Refresh;
-use crate::routing::{self, Diversity, Groups, Population};
+use crate::routing::{self, Diversity, Groups, Population, Seen};
 use crate::{DhtConfig, Kademlia};
 
 /// Providers whose addresses are remembered (see `Behaviour::provider_addrs`).
@@ -163,6 +163,9 @@ pub struct Behaviour {
     observed: HashMap<PeerId, Multiaddr>,
     /// Diversity groups of the peers in the routing table.
     groups: Groups,
+    /// When contacts in the table were last connected (a full bucket keeps
+    /// recently seen contacts without dialling them for a newcomer).
+    seen: Seen,
     observer: Option<KadObserver>,
     /// Mode setting Auto: the behaviour sets kad's mode from
     /// `direct_external`.
@@ -215,6 +218,7 @@ impl Behaviour {
             connected: HashSet::new(),
             observed: HashMap::new(),
             groups: Groups::default(),
+            seen: Seen::new(config.dht.contact_check_after),
             observer: None,
             auto_mode: config.dht.mode == crate::DhtModeSetting::Auto,
             direct_external: HashSet::new(),
@@ -384,6 +388,7 @@ impl Behaviour {
             self.mapper.as_ref(),
             local,
             &mut self.groups,
+            &mut self.seen,
             identified,
         )
     }
@@ -398,6 +403,7 @@ impl Behaviour {
         let in_flight = self.kad.iter_queries().count();
         DhtStats {
             record_lookups: self.record_lookups,
+            contact_checks: self.seen.checks(),
             ..crate::dht_stats(&mut self.kad, in_flight)
         }
     }
@@ -693,6 +699,8 @@ impl NetworkBehaviour for Behaviour {
                     .or_insert_with(|| established.endpoint.get_remote_address().clone());
             }
             FromSwarm::ConnectionClosed(closed) if closed.remaining_established == 0 => {
+                self.seen
+                    .disconnected(&mut self.kad, closed.peer_id, Instant::now());
                 self.connected.remove(&closed.peer_id);
                 self.observed.remove(&closed.peer_id);
             }

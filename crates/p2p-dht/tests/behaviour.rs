@@ -1439,3 +1439,127 @@ async fn a_periodic_refresh_walks_only_the_buckets_it_can_learn_from() {
         "an explicit bootstrap walks the full bucket: {walked:?}"
     );
 }
+
+/// The peers `dht` asks its swarm to dial, from everything it has ready.
+fn dialled(dht: &mut Behaviour) -> Vec<PeerId> {
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut peers = Vec::new();
+    // Bounded: a behaviour that never runs dry fails the test, not hangs it.
+    for _ in 0..10_000 {
+        match libp2p::swarm::NetworkBehaviour::poll(dht, &mut cx) {
+            std::task::Poll::Ready(libp2p::swarm::ToSwarm::Dial { opts }) => {
+                peers.extend(opts.get_peer_id());
+            }
+            std::task::Poll::Ready(_) => {}
+            std::task::Poll::Pending => return peers,
+        }
+    }
+    panic!("the behaviour never ran out of events");
+}
+
+/// A connection to `peer` opens and, after `during`, closes.
+fn connection(dht: &mut Behaviour, peer: PeerId, id: usize, during: impl FnOnce(&mut Behaviour)) {
+    use libp2p::core::{ConnectedPoint, Endpoint, transport::PortUse};
+    use libp2p::swarm::behaviour::ConnectionEstablished;
+    use libp2p::swarm::{ConnectionClosed, ConnectionId, FromSwarm};
+    let endpoint = ConnectedPoint::Dialer {
+        address: "/memory/7".parse().unwrap(),
+        role_override: Endpoint::Dialer,
+        port_use: PortUse::Reuse,
+    };
+    let connection_id = ConnectionId::new_unchecked(id);
+    libp2p::swarm::NetworkBehaviour::on_swarm_event(
+        dht,
+        FromSwarm::ConnectionEstablished(ConnectionEstablished {
+            peer_id: peer,
+            connection_id,
+            endpoint: &endpoint,
+            failed_addresses: &[],
+            other_established: 0,
+        }),
+    );
+    during(dht);
+    libp2p::swarm::NetworkBehaviour::on_swarm_event(
+        dht,
+        FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id: peer,
+            connection_id,
+            endpoint: &endpoint,
+            cause: None,
+            remaining_established: 0,
+        }),
+    );
+}
+
+/// A newcomer whose k-bucket is full of contacts seen lately is turned away
+/// without a dial. kad dials the bucket's oldest disconnected contact for
+/// every newcomer to check it is alive; nodes close idle connections after
+/// 30 s, so in a large network each identify cost a dial, whose identify
+/// cost the other side one, and so on (a 1 000-node network kept ~1 400
+/// handshakes a second going with no traffic). A contact the node has not
+/// seen is still checked.
+#[tokio::test]
+async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
+    use libp2p::kad::KBucketKey;
+    let local = PeerId::random();
+    let key = KBucketKey::from(local);
+    let distance = |p: &PeerId| key.distance(&KBucketKey::from(*p));
+    let in_top_bucket = || loop {
+        let p = PeerId::random();
+        if distance(&p).ilog2() == Some(255) {
+            break p;
+        }
+    };
+    // The oldest contact (the one kad would check) is the farthest, so a
+    // lookup kad may start by itself, which dials the closest first and gets
+    // no answer here, never dials it.
+    let mut contacts: Vec<PeerId> = (0..kad::K_VALUE.get()).map(|_| in_top_bucket()).collect();
+    contacts.sort_by_key(|p| std::cmp::Reverse(distance(p)));
+    let protocols = [StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL)];
+    let addrs: [libp2p::Multiaddr; 1] = ["/memory/7".parse().unwrap()];
+
+    // Contacts the node has never been connected to: a newcomer makes kad
+    // check the oldest.
+    let mut unseen = Behaviour::new(local, dht_config(DhtRates::default()));
+    for contact in &contacts {
+        assert_eq!(
+            unseen.on_identified(*contact, &protocols, &addrs),
+            Population::Added(1)
+        );
+    }
+    // Identify comes over a connection: the newcomer is connected.
+    let newcomer = in_top_bucket();
+    connection(&mut unseen, newcomer, 100, |dht| {
+        assert_eq!(
+            dht.on_identified(newcomer, &protocols, &addrs),
+            Population::Refused
+        );
+    });
+    assert!(dialled(&mut unseen).contains(&contacts[0]));
+    assert_eq!(unseen.stats().contact_checks, 1);
+
+    // Contacts whose connections closed a moment ago: no dial.
+    let mut seen = Behaviour::new(local, dht_config(DhtRates::default()));
+    for (i, contact) in contacts.iter().enumerate() {
+        connection(&mut seen, *contact, i, |dht| {
+            assert_eq!(
+                dht.on_identified(*contact, &protocols, &addrs),
+                Population::Added(1)
+            );
+        });
+    }
+    assert_eq!(seen.routing_table_size(), kad::K_VALUE.get());
+    for i in 0..5 {
+        let newcomer = in_top_bucket();
+        connection(&mut seen, newcomer, 100 + i, |dht| {
+            assert_eq!(
+                dht.on_identified(newcomer, &protocols, &addrs),
+                Population::BucketFull
+            );
+        });
+    }
+    assert!(!dialled(&mut seen).contains(&contacts[0]));
+    assert_eq!(seen.stats().contact_checks, 0);
+    assert_eq!(seen.routing_table_size(), kad::K_VALUE.get());
+}

@@ -6,7 +6,7 @@
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_dht::mapper::PublicOnly;
-use p2p_dht::routing::{Diversity, Groups, Identified, Local, Population, on_identified};
+use p2p_dht::routing::{Diversity, Groups, Identified, Local, Population, Seen, on_identified};
 use p2p_dht::{DhtConfig, DhtModeSetting, routing_table_size};
 
 /// Fifteen servers identify themselves: server `i` connected from
@@ -25,6 +25,7 @@ fn identify_from(
     let local = PeerId::random();
     let mut kad = config.behaviour(local);
     let mut groups = Groups::default();
+    let mut last_seen = Seen::new(config.contact_check_after);
     let protocol = StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL);
     let me = Local {
         peer: local,
@@ -41,6 +42,7 @@ fn identify_from(
                 &PublicOnly::default(),
                 me,
                 &mut groups,
+                &mut last_seen,
                 Identified {
                     peer: PeerId::random(),
                     observed: Some(&seen),

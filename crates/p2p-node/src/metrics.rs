@@ -230,6 +230,12 @@ impl Collector for Snapshot {
             "dht_queries_in_flight",
             "DHT queries running.",
             d.queries_in_flight,
+        )?;
+        counter(
+            &mut e,
+            "dht_contact_checks",
+            "Routing-table contacts dialled to check they are alive before a newcomer could replace them.",
+            d.contact_checks,
         )
     }
 }

@@ -215,6 +215,9 @@ pub struct DhtStats {
     /// the requests they sent: requests per lookup is the ratio of the
     /// change in both over a period.
     pub record_lookups: QueryTotals,
+    /// Routing-table contacts dialled since start to check they are alive
+    /// before a newcomer could replace them.
+    pub contact_checks: u64,
 }
 
 /// Totals of one kind of finished DHT query.
