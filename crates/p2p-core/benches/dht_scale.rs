@@ -41,7 +41,8 @@
 //! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
 //! idle window), `LOTUS_DHT_REFRESH_S=<s>` (`DhtConfig::bootstrap_interval`,
 //! the periodic full refresh; 0 = none), `LOTUS_DHT_CHECK_AFTER_S=<s>`
-//! (`DhtConfig::contact_check_after`; 0 = kad's dial per newcomer); unset, the library's defaults. While the dials run, a line on stderr every 15 s
+//! (`DhtConfig::contact_check_after`; 0 = kad's dial per newcomer),
+//! `LOTUS_DHT_PING_S=<s>` (`NodeConfig::ping_interval`); unset, the library's defaults. While the dials run, a line on stderr every 15 s
 //! gives the dials done, the connections of 16 sampled nodes and the CPU
 //! time used.
 //!
@@ -321,7 +322,11 @@ fn round2(x: f64) -> f64 {
 }
 
 async fn start_node() -> Node {
-    let node = Node::builder()
+    let mut builder = Node::builder();
+    if let Some(secs) = env_u64("LOTUS_DHT_PING_S") {
+        builder = builder.ping_interval(Duration::from_secs(secs));
+    }
+    let node = builder
         .transport(TransportKind::Memory)
         .listen("/memory/0".parse().unwrap())
         .dht({
@@ -669,6 +674,7 @@ async fn network(n: usize) {
         "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
         "refresh_s": env_u64("LOTUS_DHT_REFRESH_S"),
         "check_after_s": env_u64("LOTUS_DHT_CHECK_AFTER_S"),
+        "ping_s": env_u64("LOTUS_DHT_PING_S"),
         "dials": dial_count,
         "dial_failures": dial_failures,
         "dials_done_ms": ms(dials_done),

@@ -264,7 +264,7 @@ impl EventLoop {
                 identify::Config::new("/lotus/1.0.0".to_owned(), keypair.public())
                     .with_agent_version(config.agent_version.clone()),
             ),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
             autonat: config.nat.autonat(local),
             relay: config.nat.relay_server(local),
             relay_client,
