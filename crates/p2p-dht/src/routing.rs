@@ -139,17 +139,20 @@ impl Seen {
     }
 
     /// `peer`'s last connection closed at `now`: remembered if it is in the
-    /// table (the map stays bounded by twice the table, as [`Groups`]).
+    /// table (the map stays bounded by twice the table, as [`Groups`], and
+    /// is pruned to the table's peers seen within the window).
     pub fn disconnected(&mut self, kad: &mut Kademlia, peer: PeerId, now: Instant) {
         if self.window.is_zero() || !in_table(kad, peer) {
             return;
         }
         self.at.insert(peer, now);
-        let in_table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
-        if self.at.len() > in_table.saturating_mul(2).max(64) {
+        let table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
+        if self.at.len() > table.saturating_mul(2).max(64) {
+            // What is left is at most the table.
             let window = self.window;
-            self.at
-                .retain(|_, at| now.saturating_duration_since(*at) <= window);
+            self.at.retain(|peer, at| {
+                now.saturating_duration_since(*at) <= window && in_table(kad, *peer)
+            });
         }
     }
 
