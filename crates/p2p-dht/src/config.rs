@@ -74,8 +74,7 @@ pub struct DhtConfig {
     /// How long after its last connection closed a routing-table contact
     /// counts as alive. A newcomer whose k-bucket is full of such contacts is
     /// turned away; kad would dial the oldest contact to check it, and with
-    /// idle connections closed after 30 s that was a dial per newcomer, which
-    /// kept a 1 000-node network busy with ~1 400 handshakes a second (see
+    /// idle connections closed after 30 s that was a dial per newcomer (see
     /// [`crate::routing`]). Default 10 minutes; zero dials for every
     /// newcomer, as kad does.
     pub contact_check_after: Duration,

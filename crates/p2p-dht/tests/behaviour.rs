@@ -1496,9 +1496,9 @@ fn connection(dht: &mut Behaviour, peer: PeerId, id: usize, during: impl FnOnce(
 /// without a dial. kad dials the bucket's oldest disconnected contact for
 /// every newcomer to check it is alive; nodes close idle connections after
 /// 30 s, so in a large network each identify cost a dial, whose identify
-/// cost the other side one, and so on (a 1 000-node network kept ~1 400
-/// handshakes a second going with no traffic). A contact the node has not
-/// seen is still checked.
+/// cost the other side one, and so on (about 110 dials a second while a
+/// 1 000-node network joined). A contact the node has not seen is still
+/// checked.
 #[tokio::test]
 async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
     use libp2p::kad::KBucketKey;
