@@ -141,7 +141,7 @@ pub struct NodeConfig {
     /// libp2p's 15 s, pings were two thirds of an idle node's CPU per
     /// connection (200-node network, 14 µs/s per connection end with
     /// 15 s pings, 4.9 µs/s without; BENCHMARKS.md §5). The first ping is
-    /// sent when the connection opens.
+    /// sent when the connection opens; an interval under 1 s counts as 1 s.
     pub ping_interval: Duration,
     /// Advertise listen addresses as external addresses. `None` (default)
     /// decides like the Auto mapper: yes when every listen address is local

@@ -264,7 +264,9 @@ impl EventLoop {
                 identify::Config::new("/lotus/1.0.0".to_owned(), keypair.public())
                     .with_agent_version(config.agent_version.clone()),
             ),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(config.ping_interval.max(Duration::from_secs(1))),
+            ),
             autonat: config.nat.autonat(local),
             relay: config.nat.relay_server(local),
             relay_client,

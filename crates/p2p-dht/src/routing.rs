@@ -27,7 +27,9 @@
 //! (157 s with this rule; BENCHMARKS.md §5, seventh session). [`Seen`] remembers
 //! when each contact's last connection closed; while the oldest one was seen
 //! within the check window, the newcomer is turned away without a dial
-//! ([`Population::BucketFull`]). Contacts that stopped answering still leave:
+//! ([`Population::BucketFull`]). A close is weak evidence of life (a dead
+//! peer's idle connection closes by timeout too), so it only defers the check
+//! by the window. Contacts that stopped answering still leave:
 //! a failed dial drops them (`Behaviour::forget_unreachable`), and a contact
 //! unseen for longer than the window is checked as before.
 
@@ -182,6 +184,7 @@ fn turned_away(kad: &mut Kademlia, seen: &Seen, peer: PeerId, now: Instant) -> b
     let Some(bucket) = kad.kbucket(peer) else {
         return false;
     };
+    // kad's bucket size: `DhtConfig::kad_config` leaves it at K_VALUE.
     if bucket.num_entries() < kad::K_VALUE.get()
         || bucket.has_pending()
         || bucket.iter().any(|e| *e.node.key.preimage() == peer)
@@ -234,8 +237,9 @@ pub enum Population {
     Refused,
     /// Its IP group already has its share of the table ([`Diversity`]).
     NotDiverse,
-    /// Its k-bucket is full of contacts seen within the check window: they
-    /// stay, and none is dialled to make room ([`Seen`]).
+    /// Its k-bucket is full and the contact kad would check to make room
+    /// (the oldest disconnected one) was seen within the check window: it
+    /// stays, and is not dialled ([`Seen`]).
     BucketFull,
 }
 
@@ -304,14 +308,20 @@ pub fn on_identified(
         Some(group) => groups.of.insert(peer, group),
         None => groups.of.remove(&peer),
     };
-    let mut added = 0;
+    // kad dials the oldest contact when the peer becomes its bucket's
+    // pending node; a peer already pending (another of its addresses, a
+    // second identify) is answered `Pending` too, without a dial.
+    let was_pending = kad.kbucket(peer).is_some_and(|b| b.has_pending());
+    let (mut added, mut pending) = (0, false);
     for addr in addrs {
         match kad.add_address(&peer, addr) {
             RoutingUpdate::Success => added += 1,
-            // kad dials the oldest contact to check it.
-            RoutingUpdate::Pending => seen.checks += 1,
+            RoutingUpdate::Pending => pending = true,
             RoutingUpdate::Failed => {}
         }
+    }
+    if pending && !was_pending {
+        seen.checks += 1;
     }
     if added > 0 {
         Population::Added(added)

@@ -1528,11 +1528,13 @@ async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
             Population::Added(1)
         );
     }
-    // Identify comes over a connection: the newcomer is connected.
+    // Identify comes over a connection: the newcomer is connected. It lists
+    // two addresses; kad checks the contact once (and it is counted once).
     let newcomer = in_top_bucket();
+    let two: [libp2p::Multiaddr; 2] = ["/memory/7".parse().unwrap(), "/memory/8".parse().unwrap()];
     connection(&mut unseen, newcomer, 100, |dht| {
         assert_eq!(
-            dht.on_identified(newcomer, &protocols, &addrs),
+            dht.on_identified(newcomer, &protocols, &two),
             Population::Refused
         );
     });
@@ -1562,4 +1564,29 @@ async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
     assert!(!dialled(&mut seen).contains(&contacts[0]));
     assert_eq!(seen.stats().contact_checks, 0);
     assert_eq!(seen.routing_table_size(), kad::K_VALUE.get());
+
+    // What counts is the contact kad would check, the oldest: unseen here,
+    // though every other contact was seen a moment ago.
+    let mut oldest_unseen = Behaviour::new(local, dht_config(DhtRates::default()));
+    assert_eq!(
+        oldest_unseen.on_identified(contacts[0], &protocols, &addrs),
+        Population::Added(1)
+    );
+    for (i, contact) in contacts.iter().enumerate().skip(1) {
+        connection(&mut oldest_unseen, *contact, i, |dht| {
+            assert_eq!(
+                dht.on_identified(*contact, &protocols, &addrs),
+                Population::Added(1)
+            );
+        });
+    }
+    let newcomer = in_top_bucket();
+    connection(&mut oldest_unseen, newcomer, 200, |dht| {
+        assert_eq!(
+            dht.on_identified(newcomer, &protocols, &addrs),
+            Population::Refused
+        );
+    });
+    assert!(dialled(&mut oldest_unseen).contains(&contacts[0]));
+    assert_eq!(oldest_unseen.stats().contact_checks, 1);
 }

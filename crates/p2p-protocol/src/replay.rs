@@ -45,7 +45,7 @@ impl ReplayGuard {
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             // Grown on demand: a node that receives few messages (most of a
             // DHT's) should not hold ~430 KB of empty tables (measured with
-            // heaptrack in the 1 000-node benchmark, BENCHMARKS.md §5).
+            // heaptrack on a 50-node run of the DHT benchmark, BENCHMARKS.md §5).
             seen: HashSet::new(),
             order: VecDeque::new(),
             early_evictions: 0,
