@@ -72,11 +72,11 @@ pub struct DhtConfig {
     /// only the self-lookup (see [`crate::refresh`]).
     pub bootstrap_interval: Option<Duration>,
     /// How long after its last connection closed a routing-table contact
-    /// counts as alive. A newcomer whose k-bucket is full of such contacts is
-    /// turned away; kad would dial the oldest contact to check it, and with
-    /// idle connections closed after 30 s that was a dial per newcomer (see
-    /// [`crate::routing`]). Default 10 minutes; zero dials for every
-    /// newcomer, as kad does.
+    /// counts as alive. A newcomer whose k-bucket is full is turned away when
+    /// the bucket's oldest contact counts as alive; kad would dial that
+    /// contact to check it, and with idle connections closed after 30 s that
+    /// was a dial per newcomer (see [`crate::routing`]). Default 10 minutes;
+    /// zero dials for every newcomer, as kad does.
     pub contact_check_after: Duration,
     /// Most records stored for others. Default 10 000 (≈ 160 MB worst case at
     /// the value limit; ~10 MB for typical 1 KB adverts). Our own records

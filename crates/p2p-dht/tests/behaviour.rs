@@ -1492,8 +1492,24 @@ fn connection(dht: &mut Behaviour, peer: PeerId, id: usize, during: impl FnOnce(
     );
 }
 
-/// A newcomer whose k-bucket is full of contacts seen lately is turned away
-/// without a dial. kad dials the bucket's oldest disconnected contact for
+/// What `dht` makes of `peer`'s identify, which comes over a connection (so
+/// the peer is connected while it is handled).
+fn identified_over_a_connection(
+    dht: &mut Behaviour,
+    peer: PeerId,
+    id: usize,
+    addrs: &[libp2p::Multiaddr],
+) -> Population {
+    let protocols = [StreamProtocol::new(p2p_dht::DEFAULT_PROTOCOL)];
+    let mut population = None;
+    connection(dht, peer, id, |dht| {
+        population = Some(dht.on_identified(peer, &protocols, addrs));
+    });
+    population.unwrap()
+}
+
+/// A newcomer whose k-bucket is full, its oldest contact seen lately, is
+/// turned away without a dial. kad dials the bucket's oldest disconnected contact for
 /// every newcomer to check it is alive; nodes close idle connections after
 /// 30 s, so in a large network each identify cost a dial, whose identify
 /// cost the other side one, and so on (about 110 dials a second while a
@@ -1532,34 +1548,27 @@ async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
     // two addresses; kad checks the contact once (and it is counted once).
     let newcomer = in_top_bucket();
     let two: [libp2p::Multiaddr; 2] = ["/memory/7".parse().unwrap(), "/memory/8".parse().unwrap()];
-    connection(&mut unseen, newcomer, 100, |dht| {
-        assert_eq!(
-            dht.on_identified(newcomer, &protocols, &two),
-            Population::Refused
-        );
-    });
+    assert_eq!(
+        identified_over_a_connection(&mut unseen, newcomer, 100, &two),
+        Population::Refused
+    );
     assert!(dialled(&mut unseen).contains(&contacts[0]));
     assert_eq!(unseen.stats().contact_checks, 1);
 
     // Contacts whose connections closed a moment ago: no dial.
     let mut seen = Behaviour::new(local, dht_config(DhtRates::default()));
     for (i, contact) in contacts.iter().enumerate() {
-        connection(&mut seen, *contact, i, |dht| {
-            assert_eq!(
-                dht.on_identified(*contact, &protocols, &addrs),
-                Population::Added(1)
-            );
-        });
+        assert_eq!(
+            identified_over_a_connection(&mut seen, *contact, i, &addrs),
+            Population::Added(1)
+        );
     }
     assert_eq!(seen.routing_table_size(), kad::K_VALUE.get());
     for i in 0..5 {
-        let newcomer = in_top_bucket();
-        connection(&mut seen, newcomer, 100 + i, |dht| {
-            assert_eq!(
-                dht.on_identified(newcomer, &protocols, &addrs),
-                Population::BucketFull
-            );
-        });
+        assert_eq!(
+            identified_over_a_connection(&mut seen, in_top_bucket(), 100 + i, &addrs),
+            Population::BucketFull
+        );
     }
     assert!(!dialled(&mut seen).contains(&contacts[0]));
     assert_eq!(seen.stats().contact_checks, 0);
@@ -1573,20 +1582,15 @@ async fn a_full_bucket_of_recently_seen_contacts_costs_a_newcomer_no_dial() {
         Population::Added(1)
     );
     for (i, contact) in contacts.iter().enumerate().skip(1) {
-        connection(&mut oldest_unseen, *contact, i, |dht| {
-            assert_eq!(
-                dht.on_identified(*contact, &protocols, &addrs),
-                Population::Added(1)
-            );
-        });
-    }
-    let newcomer = in_top_bucket();
-    connection(&mut oldest_unseen, newcomer, 200, |dht| {
         assert_eq!(
-            dht.on_identified(newcomer, &protocols, &addrs),
-            Population::Refused
+            identified_over_a_connection(&mut oldest_unseen, *contact, i, &addrs),
+            Population::Added(1)
         );
-    });
+    }
+    assert_eq!(
+        identified_over_a_connection(&mut oldest_unseen, in_top_bucket(), 200, &addrs),
+        Population::Refused
+    );
     assert!(dialled(&mut oldest_unseen).contains(&contacts[0]));
     assert_eq!(oldest_unseen.stats().contact_checks, 1);
 }
