@@ -102,8 +102,8 @@ impl Groups {
     /// Forgets peers no longer in `kad`'s table once the map has grown past
     /// twice the table (so it stays bounded by the table's size).
     fn prune(&mut self, kad: &mut Kademlia) {
-        let in_table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
-        if self.of.len() <= in_table.saturating_mul(2).max(64) {
+        if self.of.len() <= 64 || self.of.len() <= crate::routing_table_size(kad).saturating_mul(2)
+        {
             return;
         }
         let mut keep = HashMap::new();
@@ -150,8 +150,8 @@ impl Seen {
             return;
         }
         self.at.insert(peer, now);
-        let table: usize = kad.kbuckets().map(|b| b.num_entries()).sum();
-        if self.at.len() > table.saturating_mul(2).max(64) {
+        // The table is summed only past 64 entries, not on every close.
+        if self.at.len() > 64 && self.at.len() > crate::routing_table_size(kad).saturating_mul(2) {
             // What is left is at most the table.
             let window = self.window;
             self.at.retain(|peer, at| {
