@@ -1387,12 +1387,15 @@ async fn a_periodic_refresh_walks_only_the_buckets_it_can_learn_from() {
     let periodic: Vec<kad::QueryId> = net
         .drive_until("periodic refreshes with full and covered steps", |_| {
             let steps = steps.lock().unwrap();
-            let ids: Vec<kad::QueryId> = steps
+            // One id per refresh (each reports several steps), in order.
+            let mut ids: Vec<kad::QueryId> = steps
                 .iter()
                 .filter(|s| s.count > 1 && s.requests > 0)
                 .map(|s| s.id)
                 .filter(|id| steps.iter().any(|s| s.id == *id && s.last))
                 .collect();
+            let mut once = HashSet::new();
+            ids.retain(|id| once.insert(*id));
             let seen = |wanted: &dyn Fn(u32) -> bool| {
                 steps
                     .iter()
