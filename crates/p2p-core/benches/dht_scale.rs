@@ -399,7 +399,7 @@ async fn table_sizes(nodes: &[Node]) -> Vec<usize> {
 /// limit, and connections they refused at one, in all and by the queriers;
 /// and the routing-table contacts they dialled to check them.
 async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
-    let counts: Vec<(u64, u64, u64)> = futures::stream::iter(nodes)
+    let counts: Vec<(u64, u64, u64, u64)> = futures::stream::iter(nodes)
         .map(|n| async move {
             n.stats()
                 .await
@@ -408,9 +408,10 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
                         s.connections_closed_for_room,
                         s.connections_refused_at_limit,
                         s.dht.contact_checks,
+                        s.dht.self_lookups_skipped,
                     )
                 })
-                .unwrap_or((0, 0, 0))
+                .unwrap_or((0, 0, 0, 0))
         })
         .buffered(64)
         .collect()
@@ -421,6 +422,7 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
         "closed_by_queriers": queriers.iter().map(|&q| counts[q].0).sum::<u64>(),
         "refused_by_queriers": queriers.iter().map(|&q| counts[q].1).sum::<u64>(),
         "contact_checks": counts.iter().map(|c| c.2).sum::<u64>(),
+        "self_lookups_skipped": counts.iter().map(|c| c.3).sum::<u64>(),
     })
 }
 
@@ -439,6 +441,11 @@ struct Lookup {
     timed_out: bool,
     latency: Duration,
     requests: Option<f64>,
+    /// For a lookup that failed: the resource, how many servers
+    /// acknowledged its announce, the error, and whether a lookup pinned to
+    /// its creator (`Node::discover_from`, skipping the provider records)
+    /// found it right after.
+    miss: Option<Value>,
 }
 
 /// `lookups` lookups of random resources (never by their announcer), spread
@@ -448,6 +455,7 @@ async fn lookups(
     nodes: &[Node],
     queriers: &[usize],
     announced: &[(usize, String)],
+    stored_by: &[usize],
     count: usize,
     rng: &mut Rng,
 ) -> Vec<Lookup> {
@@ -489,13 +497,38 @@ async fn lookups(
                     _ => None,
                 };
                 let timed_out = matches!(found, Err(p2p_core::ResourceError::Timeout));
-                let ok = found.is_ok_and(|rec| rec.creator == creator);
+                let error = match &found {
+                    Ok(rec) if rec.creator == creator => None,
+                    Ok(_) => Some("another creator's record".to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
                 node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                let miss = match error {
+                    None => None,
+                    Some(error) => {
+                        let pinned = node
+                            .discover_from(
+                                &rtype(RESOURCE_TYPE),
+                                &rid(id),
+                                creator,
+                                s.lookup_timeout,
+                            )
+                            .await;
+                        node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                        Some(json!({
+                            "resource": id,
+                            "stored_by": stored_by[r],
+                            "error": error,
+                            "found_from_creator_after": pinned.is_ok(),
+                        }))
+                    }
+                };
                 out.push(Lookup {
-                    ok,
+                    ok: miss.is_none(),
                     timed_out,
                     latency,
                     requests,
+                    miss,
                 });
             }
             out
@@ -527,6 +560,7 @@ fn lookup_report(results: &[Lookup], planned: usize, wall: Duration) -> Value {
         "requests_per_lookup": summary(requests.clone()),
         "lookups_with_request_count": requests.len(),
         "lookups_with_zero_requests": requests.iter().filter(|&&r| r == 0.0).count(),
+        "misses": results.iter().filter_map(|l| l.miss.clone()).take(30).collect::<Vec<_>>(),
         "wall_s": round2(wall.as_secs_f64()),
     })
 }
@@ -754,6 +788,7 @@ async fn network(n: usize) {
         .filter(|(_, o)| o.is_some())
         .map(|(p, _)| p.clone())
         .collect();
+    // Servers that acknowledged each announced resource's put.
     let stored_by: Vec<usize> = outcomes.iter().flatten().copied().collect();
     emit(json!({
         "phase": "announced",
@@ -772,7 +807,10 @@ async fn network(n: usize) {
 
     // 4. Lookups.
     let wall = Instant::now();
-    let before = lookups(&nodes, &queriers, &announced, s.lookups, &mut rng).await;
+    let before = lookups(
+        &nodes, &queriers, &announced, &stored_by, s.lookups, &mut rng,
+    )
+    .await;
     let before = lookup_report(&before, s.lookups, wall.elapsed());
     let after_lookups = proc_status();
     let per_node_after_kb = (after_lookups["rss_kb"].as_f64().unwrap()
@@ -804,7 +842,10 @@ async fn network(n: usize) {
         .filter(|(a, _)| stopped.contains(a))
         .count();
     let wall = Instant::now();
-    let after = lookups(&nodes, &queriers, &announced, s.lookups, &mut rng).await;
+    let after = lookups(
+        &nodes, &queriers, &announced, &stored_by, s.lookups, &mut rng,
+    )
+    .await;
     let after = lookup_report(&after, s.lookups, wall.elapsed());
     eprintln!("  after churn: {after}");
     emit(json!({

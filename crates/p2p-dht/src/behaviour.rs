@@ -214,7 +214,7 @@ impl Behaviour {
             inbound: Inbound::new(local, validation, config.dht.creator_quotas),
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
-            refresh: Refresh::new(config.dht.bootstrap_interval),
+            refresh: Refresh::new(local, config.dht.bootstrap_interval),
             connected: HashSet::new(),
             observed: HashMap::new(),
             groups: Groups::default(),
@@ -404,6 +404,7 @@ impl Behaviour {
         DhtStats {
             record_lookups: self.record_lookups,
             contact_checks: self.seen.checks(),
+            self_lookups_skipped: self.refresh.self_lookups_skipped(),
             ..crate::dht_stats(&mut self.kad, in_flight)
         }
     }
@@ -597,8 +598,9 @@ impl Behaviour {
                 step,
                 stats,
             } => {
-                if matches!(result, kad::QueryResult::Bootstrap(_)) {
-                    self.refresh.progressed(&mut self.kad, id, step.last);
+                if let kad::QueryResult::Bootstrap(bootstrap) = &result {
+                    self.refresh
+                        .progressed(&mut self.kad, id, bootstrap, &stats, step.last);
                 }
                 let events = self.queries.progress(
                     &mut self.kad,

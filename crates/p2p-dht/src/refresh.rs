@@ -30,14 +30,24 @@
 //! 5 min, the Kademlia paper's refresh period) and
 //! [`crate::Behaviour::bootstrap`] (which starts the period again) walk every
 //! bucket.
+//!
+//! A periodic refresh skips its self-lookup when a self-lookup (the join's,
+//! an explicit bootstrap's or the last refresh's) finished less than an
+//! interval ago: the neighbourhood it would look up was looked up already
+//! (the paper refreshes only what was not looked up within the period, and
+//! kad restarts its own period at every bootstrap). Without this, every node
+//! of a network started together looked itself up again within minutes of
+//! joining, ~50 new connections each: at 1 000 nodes on 2 cores that
+//! starved the lookups running at the same time (BENCHMARKS.md §5, eighth
+//! session).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use libp2p::kad;
+use libp2p::{PeerId, kad};
 
 use crate::Kademlia;
 
@@ -62,16 +72,31 @@ pub(crate) struct Refresh {
     running: HashMap<kad::QueryId, Walk>,
     /// Periodic refreshes started.
     periodic: u32,
+    /// Our own key, the target of a self-lookup.
+    local: PeerId,
+    /// When the last self-lookup that sent a request ended.
+    last_self_lookup: Option<Instant>,
+    /// Periodic self-lookups skipped because one had just run.
+    self_lookups_skipped: u64,
 }
 
 impl Refresh {
-    pub(crate) fn new(interval: Option<Duration>) -> Self {
+    pub(crate) fn new(local: PeerId, interval: Option<Duration>) -> Self {
         Self {
             interval,
             timer: None,
             running: HashMap::new(),
             periodic: 0,
+            local,
+            last_self_lookup: None,
+            self_lookups_skipped: 0,
         }
+    }
+
+    /// Periodic self-lookups skipped because one had ended less than an
+    /// interval before.
+    pub(crate) fn self_lookups_skipped(&self) -> u64 {
+        self.self_lookups_skipped
     }
 
     /// Starts a full refresh: the self-lookup, then every farther bucket.
@@ -89,7 +114,22 @@ impl Refresh {
 
     /// A step of a bootstrap ended: one kad started by itself goes no
     /// further, and a periodic one skips the next bucket if it is full.
-    pub(crate) fn progressed(&mut self, kad: &mut Kademlia, id: kad::QueryId, last: bool) {
+    /// A self-lookup that sent requests is remembered (a skipped one sent
+    /// none).
+    pub(crate) fn progressed(
+        &mut self,
+        kad: &mut Kademlia,
+        id: kad::QueryId,
+        result: &kad::BootstrapResult,
+        stats: &kad::QueryStats,
+        last: bool,
+    ) {
+        if let Ok(step) = result
+            && step.peer == self.local
+            && stats.num_requests() > 0
+        {
+            self.last_self_lookup = Some(Instant::now());
+        }
         if last {
             self.running.remove(&id);
             return;
@@ -119,6 +159,15 @@ impl Refresh {
             {
                 self.periodic = self.periodic.wrapping_add(1);
                 self.running.insert(id, periodic_walk(self.periodic));
+                let recent = self
+                    .last_self_lookup
+                    .is_some_and(|at| at.elapsed() < interval);
+                // The self-lookup is the first step: finished before its
+                // first request, it sends none and the bucket steps follow.
+                if recent && let Some(mut first) = kad.query_mut(&id) {
+                    first.finish();
+                    self.self_lookups_skipped += 1;
+                }
             }
         }
     }

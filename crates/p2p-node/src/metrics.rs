@@ -236,6 +236,12 @@ impl Collector for Snapshot {
             "dht_contact_checks",
             "Routing-table contacts dialled to check they are alive before a newcomer could replace them.",
             d.contact_checks,
+        )?;
+        counter(
+            &mut e,
+            "dht_self_lookups_skipped",
+            "Periodic routing-table refreshes that skipped their self-lookup because one had just ended.",
+            d.self_lookups_skipped,
         )
     }
 }
