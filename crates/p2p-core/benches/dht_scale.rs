@@ -408,7 +408,7 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
                         s.connections_closed_for_room,
                         s.connections_refused_at_limit,
                         s.dht.contact_checks,
-                        s.dht.self_lookups_skipped,
+                        s.dht.refreshes_skipped,
                     )
                 })
                 .unwrap_or((0, 0, 0, 0))
@@ -422,7 +422,7 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
         "closed_by_queriers": queriers.iter().map(|&q| counts[q].0).sum::<u64>(),
         "refused_by_queriers": queriers.iter().map(|&q| counts[q].1).sum::<u64>(),
         "contact_checks": counts.iter().map(|c| c.2).sum::<u64>(),
-        "self_lookups_skipped": counts.iter().map(|c| c.3).sum::<u64>(),
+        "refreshes_skipped": counts.iter().map(|c| c.3).sum::<u64>(),
     })
 }
 
@@ -442,9 +442,10 @@ struct Lookup {
     latency: Duration,
     requests: Option<f64>,
     /// For a lookup that failed: the resource, how many servers
-    /// acknowledged its announce, the error, and whether a lookup pinned to
-    /// its creator (`Node::discover_from`, skipping the provider records)
-    /// found it right after.
+    /// acknowledged its announce, how many nodes hold it under the shared
+    /// key, the error, and whether the same lookup and one pinned to its
+    /// creator (`Node::discover_from`, skipping the provider records) found
+    /// it right after.
     miss: Option<Value>,
 }
 
@@ -506,6 +507,10 @@ async fn lookups(
                 let miss = match error {
                     None => None,
                     Some(error) => {
+                        let retry = node
+                            .discover(&rtype(RESOURCE_TYPE), &rid(id), s.lookup_timeout)
+                            .await;
+                        node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
                         let pinned = node
                             .discover_from(
                                 &rtype(RESOURCE_TYPE),
@@ -515,10 +520,22 @@ async fn lookups(
                             )
                             .await;
                         node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                        // Nodes whose store holds the record under the
+                        // shared key (where the provider records are too).
+                        let holders = futures::stream::iter(nodes)
+                            .map(|n| async move {
+                                n.stores_record(&rtype(RESOURCE_TYPE), &rid(id)).await
+                            })
+                            .buffered(64)
+                            .filter(|held| futures::future::ready(matches!(held, Ok(true))))
+                            .count()
+                            .await;
                         Some(json!({
                             "resource": id,
                             "stored_by": stored_by[r],
+                            "shared_key_holders": holders,
                             "error": error,
+                            "found_on_retry": retry.is_ok(),
                             "found_from_creator_after": pinned.is_ok(),
                         }))
                     }

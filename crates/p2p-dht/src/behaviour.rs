@@ -404,7 +404,7 @@ impl Behaviour {
         DhtStats {
             record_lookups: self.record_lookups,
             contact_checks: self.seen.checks(),
-            self_lookups_skipped: self.refresh.self_lookups_skipped(),
+            refreshes_skipped: self.refresh.skipped(),
             ..crate::dht_stats(&mut self.kad, in_flight)
         }
     }

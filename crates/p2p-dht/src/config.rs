@@ -69,7 +69,7 @@ pub struct DhtConfig {
     /// in every bucket farther than the closest neighbour that holds fewer
     /// than K peers; every 12th refresh walks the full buckets too), run by
     /// [`crate::Behaviour`]. Default 5 minutes (libp2p's). Joining runs
-    /// only the self-lookup, and a refresh skips its self-lookup when one
+    /// only the self-lookup, and a refresh is skipped when a self-lookup
     /// ended less than an interval before (see [`crate::refresh`]).
     pub bootstrap_interval: Option<Duration>,
     /// How long after its last connection closed a routing-table contact

@@ -31,15 +31,17 @@
 //! [`crate::Behaviour::bootstrap`] (which starts the period again) walk every
 //! bucket.
 //!
-//! A periodic refresh skips its self-lookup when a self-lookup (the join's,
-//! an explicit bootstrap's or the last refresh's) finished less than an
-//! interval ago: the neighbourhood it would look up was looked up already
-//! (the paper refreshes only what was not looked up within the period, and
-//! kad restarts its own period at every bootstrap). Without this, every node
-//! of a network started together looked itself up again within minutes of
-//! joining, ~50 new connections each: at 1 000 nodes on 2 cores that
-//! starved the lookups running at the same time (BENCHMARKS.md §5, eighth
-//! session).
+//! A periodic refresh is skipped when a self-lookup other than a periodic
+//! refresh's (the join's, or an explicit bootstrap's) ended less than an
+//! interval before: the table was just built, and the refresh comes one
+//! interval later (libp2p-kad too restarts its period at every bootstrap, its
+//! automatic one included; the Kademlia paper refreshes only what was not
+//! looked up within the period). A periodic refresh's own self-lookup does
+//! not count, or every other one would be skipped. Without this, every node of a network
+//! started together walked its table again within minutes of joining, a
+//! self-lookup and a walk of its non-full far buckets, ~100 new connections
+//! each: at 1 000 nodes on 2 cores that starved the announces and lookups
+//! running at the same time (BENCHMARKS.md §5, eighth session).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,17 +69,18 @@ pub(crate) struct Refresh {
     interval: Option<Duration>,
     /// Created at the first poll (a behaviour may be built outside a runtime).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Our bootstraps and what they walk; any other bootstrap is kad's own
-    /// and ends after its self-lookup.
-    running: HashMap<kad::QueryId, Walk>,
+    /// Our bootstraps, what they walk and whether they are periodic; any
+    /// other bootstrap is kad's own and ends after its self-lookup.
+    running: HashMap<kad::QueryId, (Walk, bool)>,
     /// Periodic refreshes started.
     periodic: u32,
     /// Our own key, the target of a self-lookup.
     local: PeerId,
-    /// When the last self-lookup that sent a request ended.
+    /// When the last self-lookup that sent a request ended, other than a
+    /// periodic refresh's.
     last_self_lookup: Option<Instant>,
-    /// Periodic self-lookups skipped because one had just run.
-    self_lookups_skipped: u64,
+    /// Periodic refreshes skipped because a self-lookup had just run.
+    skipped: u64,
 }
 
 impl Refresh {
@@ -89,14 +92,14 @@ impl Refresh {
             periodic: 0,
             local,
             last_self_lookup: None,
-            self_lookups_skipped: 0,
+            skipped: 0,
         }
     }
 
-    /// Periodic self-lookups skipped because one had ended less than an
-    /// interval before.
-    pub(crate) fn self_lookups_skipped(&self) -> u64 {
-        self.self_lookups_skipped
+    /// Periodic refreshes skipped because a self-lookup had ended less than
+    /// an interval before.
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Starts a full refresh: the self-lookup, then every farther bucket.
@@ -105,7 +108,7 @@ impl Refresh {
         kad: &mut Kademlia,
     ) -> Result<kad::QueryId, kad::NoKnownPeers> {
         let id = kad.bootstrap()?;
-        self.running.insert(id, Walk::Every);
+        self.running.insert(id, (Walk::Every, false));
         if let (Some(interval), Some(timer)) = (self.interval, self.timer.as_mut()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
         }
@@ -114,8 +117,8 @@ impl Refresh {
 
     /// A step of a bootstrap ended: one kad started by itself goes no
     /// further, and a periodic one skips the next bucket if it is full.
-    /// A self-lookup that sent requests is remembered (a skipped one sent
-    /// none).
+    /// A self-lookup that sent requests, other than a periodic refresh's,
+    /// is remembered.
     pub(crate) fn progressed(
         &mut self,
         kad: &mut Kademlia,
@@ -124,9 +127,11 @@ impl Refresh {
         stats: &kad::QueryStats,
         last: bool,
     ) {
+        let periodic = self.running.get(&id).is_some_and(|(_, periodic)| *periodic);
         if let Ok(step) = result
             && step.peer == self.local
             && stats.num_requests() > 0
+            && !periodic
         {
             self.last_self_lookup = Some(Instant::now());
         }
@@ -136,15 +141,16 @@ impl Refresh {
         }
         let skip = match self.running.get(&id) {
             None => true,
-            Some(Walk::Every) => false,
-            Some(Walk::Useful) => !next_bucket_is_useful(kad, id),
+            Some((Walk::Every, _)) => false,
+            Some((Walk::Useful, _)) => !next_bucket_is_useful(kad, id),
         };
         if skip && let Some(mut next) = kad.query_mut(&id) {
             next.finish();
         }
     }
 
-    /// Starts the periodic full refresh when it is due (none while one runs).
+    /// Starts the periodic refresh when it is due: none while one runs, or
+    /// when a self-lookup ended less than an interval before.
     pub(crate) fn poll(&mut self, kad: &mut Kademlia, cx: &mut Context<'_>) {
         let Some(interval) = self.interval else {
             return;
@@ -154,20 +160,20 @@ impl Refresh {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(first_delay(interval))));
         while timer.as_mut().poll(cx) == Poll::Ready(()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
-            if self.running.is_empty()
-                && let Ok(id) = kad.bootstrap()
+            if !self.running.is_empty() {
+                continue;
+            }
+            if self
+                .last_self_lookup
+                .is_some_and(|at| at.elapsed() < interval)
             {
+                self.skipped += 1;
+                continue;
+            }
+            if let Ok(id) = kad.bootstrap() {
                 self.periodic = self.periodic.wrapping_add(1);
-                self.running.insert(id, periodic_walk(self.periodic));
-                let recent = self
-                    .last_self_lookup
-                    .is_some_and(|at| at.elapsed() < interval);
-                // The self-lookup is the first step: finished before its
-                // first request, it sends none and the bucket steps follow.
-                if recent && let Some(mut first) = kad.query_mut(&id) {
-                    first.finish();
-                    self.self_lookups_skipped += 1;
-                }
+                self.running
+                    .insert(id, (periodic_walk(self.periodic), true));
             }
         }
     }

@@ -29,6 +29,6 @@ pub fn dht_stats(kad: &mut Kademlia, queries_in_flight: usize) -> DhtStats {
         ready: routing_table_size > 0,
         record_lookups: QueryTotals::default(),
         contact_checks: 0,
-        self_lookups_skipped: 0,
+        refreshes_skipped: 0,
     }
 }

@@ -153,6 +153,10 @@ pub(crate) struct LimitArgs {
     /// Seconds a dial may take (default 20).
     #[arg(long, env = "LOTUS_P2P_DIAL_TIMEOUT_SECS")]
     dial_timeout_secs: Option<NonZeroU64>,
+    /// Seconds between pings on a connection (default 60; a ping only
+    /// refreshes the round-trip time shown for the peer).
+    #[arg(long, env = "LOTUS_P2P_PING_INTERVAL_SECS")]
+    ping_interval_secs: Option<NonZeroU64>,
     /// Refuse new connections once the process uses this many MiB.
     #[arg(long, env = "LOTUS_P2P_MAX_MEMORY_MIB")]
     max_memory_mib: Option<usize>,
@@ -257,6 +261,14 @@ pub(crate) struct LimitArgs {
     /// Longest a DHT query runs, seconds (default 60).
     #[arg(long, env = "LOTUS_P2P_DHT_QUERY_TIMEOUT_SECS")]
     dht_query_timeout_secs: Option<NonZeroU64>,
+    /// Seconds between routing-table refreshes (default 300).
+    #[arg(long, env = "LOTUS_P2P_DHT_REFRESH_INTERVAL_SECS")]
+    dht_refresh_interval_secs: Option<NonZeroU64>,
+    /// Seconds after its last connection closed that a routing-table contact
+    /// counts as alive, so a newcomer to its full bucket costs no check dial
+    /// (default 600; 0 dials for every newcomer, as libp2p-kad does).
+    #[arg(long, env = "LOTUS_P2P_DHT_CONTACT_CHECK_AFTER_SECS")]
+    dht_contact_check_after_secs: Option<u64>,
     /// Records kept in the DHT store at most.
     #[arg(long, env = "LOTUS_P2P_DHT_MAX_RECORDS")]
     dht_max_records: Option<usize>,
@@ -367,6 +379,7 @@ impl LimitArgs {
         );
         set(&mut config.max_pending_dials, self.max_pending_dials);
         set_secs(&mut config.dial_timeout, self.dial_timeout_secs);
+        set_secs(&mut config.ping_interval, self.ping_interval_secs);
 
         let inbound = &mut config.inbound;
         set(&mut inbound.limits.max_message_size, self.max_message_bytes);
@@ -421,6 +434,13 @@ impl LimitArgs {
         );
         set(&mut dht.replication_factor, self.dht_replication_factor);
         set_secs(&mut dht.query_timeout, self.dht_query_timeout_secs);
+        if let Some(secs) = self.dht_refresh_interval_secs {
+            dht.bootstrap_interval = Some(Duration::from_secs(secs.get()));
+        }
+        set(
+            &mut dht.contact_check_after,
+            self.dht_contact_check_after_secs.map(Duration::from_secs),
+        );
         set(&mut dht.max_records, self.dht_max_records);
         set(&mut dht.max_provider_keys, self.dht_max_provider_keys);
         set(
@@ -512,6 +532,7 @@ mod tests {
             "--idle-connection-timeout-secs=11",
             "--max-pending-dials=12",
             "--dial-timeout-secs=13",
+            "--ping-interval-secs=14",
             "--max-message-bytes=5000",
             "--max-record-bytes=4000",
             "--max-clock-skew-secs=60",
@@ -533,6 +554,8 @@ mod tests {
             "--dht-provider-interval-secs=50",
             "--dht-replication-interval-secs=30",
             "--dht-replication-factor=8",
+            "--dht-refresh-interval-secs=45",
+            "--dht-contact-check-after-secs=0",
             "--dht-max-provider-keys-per-peer=9",
             "--dht-creator-quotas=10:5",
             "--dht-diversity=off",
@@ -548,6 +571,7 @@ mod tests {
         assert_eq!(config.idle_connection_timeout, Duration::from_secs(11));
         assert_eq!(config.max_pending_dials, 12);
         assert_eq!(config.dial_timeout, Duration::from_secs(13));
+        assert_eq!(config.ping_interval, Duration::from_secs(14));
         let inbound = &config.inbound;
         assert_eq!(inbound.limits.max_message_size, 5000);
         assert_eq!(inbound.limits.max_record_size, 4000);
@@ -579,6 +603,8 @@ mod tests {
         assert_eq!(dht.provider_publication_interval, Duration::from_secs(50));
         assert_eq!(dht.record_replication_interval, Duration::from_secs(30));
         assert_eq!(dht.replication_factor.get(), 8);
+        assert_eq!(dht.bootstrap_interval, Some(Duration::from_secs(45)));
+        assert_eq!(dht.contact_check_after, Duration::ZERO);
         assert_eq!(dht.max_provider_keys_per_peer, 9);
         assert_eq!(
             dht.creator_quotas,

@@ -239,9 +239,9 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut e,
-            "dht_self_lookups_skipped",
-            "Periodic routing-table refreshes that skipped their self-lookup because one had just ended.",
-            d.self_lookups_skipped,
+            "dht_refreshes_skipped",
+            "Periodic routing-table refreshes skipped because a self-lookup had just ended.",
+            d.refreshes_skipped,
         )
     }
 }

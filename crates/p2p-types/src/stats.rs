@@ -218,9 +218,10 @@ pub struct DhtStats {
     /// Routing-table contacts dialled since start to check they are alive
     /// before a newcomer could replace them.
     pub contact_checks: u64,
-    /// Periodic routing-table refreshes since start that skipped their
-    /// self-lookup because one had ended less than an interval before.
-    pub self_lookups_skipped: u64,
+    /// Periodic routing-table refreshes skipped since start because a
+    /// self-lookup (the join's, or an earlier refresh's) had ended less than
+    /// an interval before.
+    pub refreshes_skipped: u64,
 }
 
 /// Totals of one kind of finished DHT query.
