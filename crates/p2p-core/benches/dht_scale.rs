@@ -15,9 +15,12 @@
 //! 3. announces `resources` records, each from a random node;
 //! 4. runs `lookups` lookups (`Node::discover`) of random resources from
 //!    `queriers` nodes (never the announcer), each querier sequentially, the
-//!    queriers in parallel; after each lookup the querier forgets the record
-//!    (`Node::withdraw`, which only drops the local cache) so that the next
-//!    lookup of it goes to the DHT again;
+//!    queriers in parallel; after each lookup the querier forgets the
+//!    creator's record (`Node::forget`, which drops the local cache's copy)
+//!    so that the next lookup of it must find it in the DHT again (before the
+//!    eighth session `Node::withdraw` was called here, which since the cache
+//!    is kept per creator drops only our own records: a repeated lookup the
+//!    DHT failed could answer from the cache, BENCHMARKS.md §5);
 //! 5. stops 30 % of the nodes (random, announcers included, queriers never)
 //!    and runs the same lookups again, at once.
 //!
@@ -436,6 +439,9 @@ async fn lookup_totals(node: &Node) -> Option<(u64, u64)> {
     Some((totals.finished, totals.requests))
 }
 
+/// Misses each querier describes in full (the others give their error only).
+const MISSES_DESCRIBED: usize = 4;
+
 struct Lookup {
     ok: bool,
     timed_out: bool,
@@ -478,6 +484,9 @@ async fn lookups(
         let node = &nodes[q];
         async move {
             let mut out = Vec::with_capacity(resources.len());
+            // Misses described per querier (each costs two more lookups and
+            // a question to every node).
+            let mut described = 0;
             for r in resources {
                 if phase.elapsed() > s.lookup_phase_budget {
                     break;
@@ -503,14 +512,17 @@ async fn lookups(
                     Ok(_) => Some("another creator's record".to_string()),
                     Err(e) => Some(e.to_string()),
                 };
-                node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                let forget = || node.forget(&rtype(RESOURCE_TYPE), &rid(id), creator);
+                forget();
                 let miss = match error {
                     None => None,
+                    Some(error) if described == MISSES_DESCRIBED => Some(json!({"error": error})),
                     Some(error) => {
+                        described += 1;
                         let retry = node
                             .discover(&rtype(RESOURCE_TYPE), &rid(id), s.lookup_timeout)
                             .await;
-                        node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                        forget();
                         let pinned = node
                             .discover_from(
                                 &rtype(RESOURCE_TYPE),
@@ -519,7 +531,7 @@ async fn lookups(
                                 s.lookup_timeout,
                             )
                             .await;
-                        node.withdraw(&rtype(RESOURCE_TYPE), &rid(id));
+                        forget();
                         // Nodes whose store holds the record under the
                         // shared key (where the provider records are too).
                         let holders = futures::stream::iter(nodes)
@@ -535,7 +547,7 @@ async fn lookups(
                             "stored_by": stored_by[r],
                             "shared_key_holders": holders,
                             "error": error,
-                            "found_on_retry": retry.is_ok(),
+                            "found_on_retry": retry.is_ok_and(|rec| rec.creator == creator),
                             "found_from_creator_after": pinned.is_ok(),
                         }))
                     }
@@ -577,7 +589,7 @@ fn lookup_report(results: &[Lookup], planned: usize, wall: Duration) -> Value {
         "requests_per_lookup": summary(requests.clone()),
         "lookups_with_request_count": requests.len(),
         "lookups_with_zero_requests": requests.iter().filter(|&&r| r == 0.0).count(),
-        "misses": results.iter().filter_map(|l| l.miss.clone()).take(30).collect::<Vec<_>>(),
+        "misses": results.iter().filter_map(|l| l.miss.clone()).filter(|m| m.get("resource").is_some()).collect::<Vec<_>>(),
         "wall_s": round2(wall.as_secs_f64()),
     })
 }

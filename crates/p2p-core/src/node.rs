@@ -934,8 +934,25 @@ impl Node {
             .next()
     }
 
-    /// Stops keeping a resource alive and forgets it locally (copies in the
-    /// DHT expire on their own).
+    /// Drops `creator`'s record of a resource from the local cache: a record
+    /// discovered earlier, which `discover` would otherwise still answer with
+    /// when the DHT does not find it or does not answer in time. Our own
+    /// announcements stop with [`Node::withdraw`]. True if one was dropped.
+    pub fn forget(
+        &self,
+        resource_type: &ResourceType,
+        resource_id: &ResourceId,
+        creator: PeerId,
+    ) -> bool {
+        self.inner.resources.remove(
+            &ResourceKey::new(resource_type.clone(), resource_id.clone()),
+            creator,
+        )
+    }
+
+    /// Stops keeping our own resource alive and forgets it locally (copies
+    /// in the DHT expire on their own; records of other creators stay, see
+    /// [`Node::forget`]).
     pub fn withdraw(&self, resource_type: &ResourceType, resource_id: &ResourceId) -> bool {
         self.inner.resources.remove(
             &ResourceKey::new(resource_type.clone(), resource_id.clone()),

@@ -755,4 +755,24 @@ async fn discovery_that_times_out_falls_back_to_the_cache() {
         .discover_all(&rtype("musig2-session"), &rid("never"), timeout)
         .await;
     assert!(matches!(other, Err(ResourceError::Timeout)), "{other:?}");
+    // Withdrawing is for our own records; forgetting the holder's drops the
+    // copy, and the same lookup then times out.
+    assert!(!asker.withdraw(&rtype("musig2-session"), &rid("cached")));
+    assert!(asker.forget(
+        &rtype("musig2-session"),
+        &rid("cached"),
+        announced.record.creator
+    ));
+    assert!(
+        asker
+            .resource(&rtype("musig2-session"), &rid("cached"))
+            .is_none()
+    );
+    let forgotten = asker
+        .discover_all(&rtype("musig2-session"), &rid("cached"), timeout)
+        .await;
+    assert!(
+        matches!(forgotten, Err(ResourceError::Timeout)),
+        "{forgotten:?}"
+    );
 }

@@ -31,17 +31,23 @@
 //! [`crate::Behaviour::bootstrap`] (which starts the period again) walk every
 //! bucket.
 //!
-//! A periodic refresh is skipped when a self-lookup other than a periodic
-//! refresh's (the join's, or an explicit bootstrap's) ended less than an
-//! interval before: the table was just built, and the refresh comes one
-//! interval later (libp2p-kad too restarts its period at every bootstrap, its
-//! automatic one included; the Kademlia paper refreshes only what was not
-//! looked up within the period). A periodic refresh's own self-lookup does
-//! not count, or every other one would be skipped. Without this, every node of a network
-//! started together walked its table again within minutes of joining, a
-//! self-lookup and a walk of its non-full far buckets, ~100 new connections
-//! each: at 1 000 nodes on 2 cores that starved the announces and lookups
-//! running at the same time (BENCHMARKS.md §5, eighth session).
+//! A periodic refresh is skipped when one of kad's own bootstraps (the
+//! join's, or a rejoin's when the table fell under K peers) finished its
+//! self-lookup less than an interval before: the table was just built
+//! (libp2p-kad too restarts its period at every bootstrap, its automatic one
+//! included; the Kademlia paper refreshes only what was not looked up within
+//! the period). The refresh then comes at the next tick, one to two
+//! intervals after that self-lookup: the ticks keep their random phase, so
+//! nodes that joined together do not refresh together, and two ticks in a
+//! row are never skipped, so a node whose small table keeps kad
+//! bootstrapping still walks its buckets. Only self-lookups that sent
+//! requests and did not time out count; an explicit bootstrap restarts the
+//! period itself, and a periodic refresh's own self-lookup does not count.
+//! Without this, every node of a network started together walked its table
+//! again within minutes of joining (a self-lookup and a walk of its
+//! non-full far buckets, ~100 new connections each): at 1 000 nodes on 2
+//! cores that starved the announces and lookups running at the same time
+//! (BENCHMARKS.md §5, eighth session).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -69,17 +75,19 @@ pub(crate) struct Refresh {
     interval: Option<Duration>,
     /// Created at the first poll (a behaviour may be built outside a runtime).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Our bootstraps, what they walk and whether they are periodic; any
-    /// other bootstrap is kad's own and ends after its self-lookup.
-    running: HashMap<kad::QueryId, (Walk, bool)>,
+    /// Our bootstraps and what they walk; any other bootstrap is kad's own
+    /// and ends after its self-lookup.
+    running: HashMap<kad::QueryId, Walk>,
     /// Periodic refreshes started.
     periodic: u32,
     /// Our own key, the target of a self-lookup.
     local: PeerId,
-    /// When the last self-lookup that sent a request ended, other than a
-    /// periodic refresh's.
-    last_self_lookup: Option<Instant>,
-    /// Periodic refreshes skipped because a self-lookup had just run.
+    /// When the self-lookup of kad's last own bootstrap ended (one that sent
+    /// requests and did not time out).
+    last_join: Option<Instant>,
+    /// Whether the last tick of the timer was skipped.
+    skipped_last: bool,
+    /// Periodic refreshes skipped because kad had just bootstrapped.
     skipped: u64,
 }
 
@@ -91,13 +99,14 @@ impl Refresh {
             running: HashMap::new(),
             periodic: 0,
             local,
-            last_self_lookup: None,
+            last_join: None,
+            skipped_last: false,
             skipped: 0,
         }
     }
 
-    /// Periodic refreshes skipped because a self-lookup had ended less than
-    /// an interval before.
+    /// Periodic refreshes skipped because kad's own bootstrap had ended its
+    /// self-lookup less than an interval before.
     pub(crate) fn skipped(&self) -> u64 {
         self.skipped
     }
@@ -108,7 +117,7 @@ impl Refresh {
         kad: &mut Kademlia,
     ) -> Result<kad::QueryId, kad::NoKnownPeers> {
         let id = kad.bootstrap()?;
-        self.running.insert(id, (Walk::Every, false));
+        self.running.insert(id, Walk::Every);
         if let (Some(interval), Some(timer)) = (self.interval, self.timer.as_mut()) {
             timer.as_mut().reset(tokio::time::Instant::now() + interval);
         }
@@ -117,8 +126,8 @@ impl Refresh {
 
     /// A step of a bootstrap ended: one kad started by itself goes no
     /// further, and a periodic one skips the next bucket if it is full.
-    /// A self-lookup that sent requests, other than a periodic refresh's,
-    /// is remembered.
+    /// The end of the self-lookup of one of kad's own bootstraps is
+    /// remembered.
     pub(crate) fn progressed(
         &mut self,
         kad: &mut Kademlia,
@@ -127,13 +136,12 @@ impl Refresh {
         stats: &kad::QueryStats,
         last: bool,
     ) {
-        let periodic = self.running.get(&id).is_some_and(|(_, periodic)| *periodic);
         if let Ok(step) = result
             && step.peer == self.local
             && stats.num_requests() > 0
-            && !periodic
+            && !self.running.contains_key(&id)
         {
-            self.last_self_lookup = Some(Instant::now());
+            self.last_join = Some(Instant::now());
         }
         if last {
             self.running.remove(&id);
@@ -141,16 +149,17 @@ impl Refresh {
         }
         let skip = match self.running.get(&id) {
             None => true,
-            Some((Walk::Every, _)) => false,
-            Some((Walk::Useful, _)) => !next_bucket_is_useful(kad, id),
+            Some(Walk::Every) => false,
+            Some(Walk::Useful) => !next_bucket_is_useful(kad, id),
         };
         if skip && let Some(mut next) = kad.query_mut(&id) {
             next.finish();
         }
     }
 
-    /// Starts the periodic refresh when it is due: none while one runs, or
-    /// when a self-lookup ended less than an interval before.
+    /// Starts the periodic refresh when it is due: none while one runs, nor
+    /// (one tick in a row at most) when kad's own bootstrap ended its
+    /// self-lookup less than an interval before.
     pub(crate) fn poll(&mut self, kad: &mut Kademlia, cx: &mut Context<'_>) {
         let Some(interval) = self.interval else {
             return;
@@ -163,17 +172,16 @@ impl Refresh {
             if !self.running.is_empty() {
                 continue;
             }
-            if self
-                .last_self_lookup
-                .is_some_and(|at| at.elapsed() < interval)
-            {
+            let joined = self.last_join.is_some_and(|at| at.elapsed() < interval);
+            if joined && !self.skipped_last {
                 self.skipped += 1;
+                self.skipped_last = true;
                 continue;
             }
+            self.skipped_last = false;
             if let Ok(id) = kad.bootstrap() {
                 self.periodic = self.periodic.wrapping_add(1);
-                self.running
-                    .insert(id, (periodic_walk(self.periodic), true));
+                self.running.insert(id, periodic_walk(self.periodic));
             }
         }
     }

@@ -218,8 +218,8 @@ pub struct DhtStats {
     /// Routing-table contacts dialled since start to check they are alive
     /// before a newcomer could replace them.
     pub contact_checks: u64,
-    /// Periodic routing-table refreshes skipped since start because a
-    /// self-lookup (the join's, or an earlier refresh's) had ended less than
+    /// Periodic routing-table refreshes skipped since start because the
+    /// DHT's own bootstrap (the join's) had ended its self-lookup less than
     /// an interval before.
     pub refreshes_skipped: u64,
 }
