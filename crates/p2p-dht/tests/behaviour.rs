@@ -1291,15 +1291,14 @@ async fn joining_runs_the_self_lookup_and_a_refresh_walks_every_bucket() {
     );
 }
 
-/// The periodic refresh walks the buckets by itself, again and again: with
-/// a 1 s interval, two refreshes (bucket steps that send requests; none of
-/// the buckets is full) run without anyone calling `bootstrap`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_periodic_refresh_runs_again_and_again() {
+/// Node 0, refreshing every `interval`, joins through node 1, a contact not
+/// in its farthest bucket (so there are farther buckets to walk); its
+/// bootstrap steps are recorded.
+async fn joining_pair(interval: Duration) -> (Net<Behaviour>, BootstrapSteps) {
     let joiner = Keypair::generate_ed25519();
     let contact = near_contact(&joiner);
     let mut config = dht_config(DhtRates::default());
-    config.dht.bootstrap_interval = Some(Duration::from_secs(1));
+    config.dht.bootstrap_interval = Some(interval);
     let mut net: Net<Behaviour> = Net {
         nodes: vec![
             dht_node(joiner, config).await,
@@ -1315,6 +1314,15 @@ async fn the_periodic_refresh_runs_again_and_again() {
             .behaviour_mut()
             .add_address(first, first_addr)
     );
+    (net, steps)
+}
+
+/// The periodic refresh walks the buckets by itself, again and again: with
+/// a 1 s interval, two refreshes (bucket steps that send requests; none of
+/// the buckets is full) run without anyone calling `bootstrap`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_refresh_runs_again_and_again() {
+    let (mut net, steps) = joining_pair(Duration::from_secs(1)).await;
     let walked = net
         .drive_until("two periodic refreshes", |_| {
             let steps = steps.lock().unwrap();
@@ -1342,26 +1350,8 @@ async fn the_periodic_refresh_runs_again_and_again() {
 /// milliseconds, so the next tick comes an interval after it anyway.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_periodic_refresh_within_an_interval_of_the_joins_self_lookup_is_skipped() {
-    let joiner = Keypair::generate_ed25519();
-    let me = joiner.public().to_peer_id();
-    let contact = near_contact(&joiner);
-    let mut config = dht_config(DhtRates::default());
-    config.dht.bootstrap_interval = Some(Duration::from_secs(5));
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![
-            dht_node(joiner, config).await,
-            dht_node(contact, dht_config(DhtRates::default())).await,
-        ],
-        raw: Vec::new(),
-    };
-    let steps = watch_bootstraps(&mut net.nodes[0]);
-    let (first, first_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
-    assert!(
-        net.nodes[0]
-            .swarm
-            .behaviour_mut()
-            .add_address(first, first_addr)
-    );
+    let (mut net, steps) = joining_pair(Duration::from_secs(5)).await;
+    let me = net.nodes[0].id();
     // A periodic refresh is a bootstrap whose bucket steps sent requests
     // (kad's own stops after its self-lookup). For the first two: their
     // self-lookups, and the refreshes skipped when each was seen.
