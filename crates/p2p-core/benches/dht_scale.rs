@@ -439,7 +439,8 @@ async fn lookup_totals(node: &Node) -> Option<(u64, u64)> {
     Some((totals.finished, totals.requests))
 }
 
-/// Misses each querier describes in full (the others give their error only).
+/// Misses each querier describes in full (the others are counted, not
+/// listed).
 const MISSES_DESCRIBED: usize = 4;
 
 struct Lookup {

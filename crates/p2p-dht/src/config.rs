@@ -69,8 +69,8 @@ pub struct DhtConfig {
     /// in every bucket farther than the closest neighbour that holds fewer
     /// than K peers; every 12th refresh walks the full buckets too), run by
     /// [`crate::Behaviour`]. Default 5 minutes (libp2p's). Joining runs
-    /// only the self-lookup, and the first refresh due less than an interval
-    /// after it is skipped (see [`crate::refresh`]).
+    /// only the self-lookup, and a refresh due less than an interval after
+    /// such a join (or a rejoin) is skipped (see [`crate::refresh`]).
     pub bootstrap_interval: Option<Duration>,
     /// How long after its last connection closed a routing-table contact
     /// counts as alive. A newcomer whose k-bucket is full is turned away when

@@ -53,7 +53,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use libp2p::{PeerId, kad};
 
@@ -172,19 +174,30 @@ impl Refresh {
             if !self.running.is_empty() {
                 continue;
             }
-            let joined = self.last_join.is_some_and(|at| at.elapsed() < interval);
-            if joined && !self.skipped_last {
+            self.skipped_last =
+                skip_tick(self.last_join, self.skipped_last, interval, Instant::now());
+            if self.skipped_last {
                 self.skipped += 1;
-                self.skipped_last = true;
                 continue;
             }
-            self.skipped_last = false;
             if let Ok(id) = kad.bootstrap() {
                 self.periodic = self.periodic.wrapping_add(1);
                 self.running.insert(id, periodic_walk(self.periodic));
             }
         }
     }
+}
+
+/// Whether a tick of the refresh timer at `now` is skipped: kad's own
+/// bootstrap ended its self-lookup less than an interval before, and the
+/// last tick was not skipped.
+fn skip_tick(
+    last_join: Option<Instant>,
+    skipped_last: bool,
+    interval: Duration,
+    now: Instant,
+) -> bool {
+    !skipped_last && last_join.is_some_and(|at| now.saturating_duration_since(at) < interval)
 }
 
 /// What the `n`th periodic refresh (from 1) walks.
@@ -229,6 +242,24 @@ fn first_delay(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_within_an_interval_of_a_join_is_skipped_but_never_two_in_a_row() {
+        let interval = Duration::from_secs(300);
+        let joined = Instant::now();
+        let tick = |after: u64, skipped_last| {
+            skip_tick(
+                Some(joined),
+                skipped_last,
+                interval,
+                joined + Duration::from_secs(after),
+            )
+        };
+        assert!(tick(200, false), "a tick 200 s after the join");
+        assert!(!tick(200, true), "the tick after a skipped one");
+        assert!(!tick(300, false), "a tick an interval after the join");
+        assert!(!skip_tick(None, false, interval, joined), "no join yet");
+    }
 
     #[test]
     fn every_twelfth_periodic_refresh_walks_the_full_buckets_too() {

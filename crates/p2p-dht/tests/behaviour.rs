@@ -1342,15 +1342,15 @@ async fn the_periodic_refresh_runs_again_and_again() {
 }
 
 /// A periodic refresh within an interval of the join's self-lookup is
-/// skipped, and the next ones run: with a 5 s interval, the first periodic
-/// refresh is due 2.5-5 s after the start, long after the join's
-/// self-lookup (milliseconds in memory), and is skipped; the next two, 5
-/// and 10 s later, run in full. (That a periodic refresh's own self-lookup
+/// skipped, and the next ones run: with a 4 s interval, the first periodic
+/// refresh is due 2-4 s after the start, long after the join's self-lookup
+/// (milliseconds in memory), and is skipped; the next two, 4 and 8 s later,
+/// run in full. (That a periodic refresh's own self-lookup
 /// does not count is not caught here: in memory it ends within
 /// milliseconds, so the next tick comes an interval after it anyway.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_periodic_refresh_within_an_interval_of_the_joins_self_lookup_is_skipped() {
-    let (mut net, steps) = joining_pair(Duration::from_secs(5)).await;
+    let (mut net, steps) = joining_pair(Duration::from_secs(4)).await;
     let me = net.nodes[0].id();
     // A periodic refresh is a bootstrap whose bucket steps sent requests
     // (kad's own stops after its self-lookup). For the first two: their

@@ -240,7 +240,7 @@ impl Collector for Snapshot {
         counter(
             &mut e,
             "dht_refreshes_skipped",
-            "Periodic routing-table refreshes skipped because a self-lookup had just ended.",
+            "Periodic routing-table refreshes skipped because the DHT had just bootstrapped (joined or rejoined).",
             d.refreshes_skipped,
         )
     }
