@@ -954,10 +954,7 @@ impl Node {
     /// in the DHT expire on their own; records of other creators stay, see
     /// [`Node::forget`]).
     pub fn withdraw(&self, resource_type: &ResourceType, resource_id: &ResourceId) -> bool {
-        self.inner.resources.remove(
-            &ResourceKey::new(resource_type.clone(), resource_id.clone()),
-            self.peer_id(),
-        )
+        self.forget(resource_type, resource_id, self.peer_id())
     }
 
     /// Drops expired entries from the local cache now (also done periodically).

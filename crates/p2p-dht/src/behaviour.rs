@@ -214,7 +214,7 @@ impl Behaviour {
             inbound: Inbound::new(local, validation, config.dht.creator_quotas),
             rates: Rates::new(config.rates),
             queries: Queries::new(config.dht.replication_factor.get()),
-            refresh: Refresh::new(local, config.dht.bootstrap_interval),
+            refresh: Refresh::new(config.dht.bootstrap_interval),
             connected: HashSet::new(),
             observed: HashMap::new(),
             groups: Groups::default(),
@@ -600,7 +600,7 @@ impl Behaviour {
             } => {
                 if let kad::QueryResult::Bootstrap(bootstrap) = &result {
                     self.refresh
-                        .progressed(&mut self.kad, id, bootstrap, &stats, step.last);
+                        .progressed(&mut self.kad, id, bootstrap, &stats, &step);
                 }
                 let events = self.queries.progress(
                     &mut self.kad,

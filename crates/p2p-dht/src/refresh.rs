@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use libp2p::{PeerId, kad};
+use libp2p::kad;
 
 use crate::Kademlia;
 
@@ -82,8 +82,6 @@ pub(crate) struct Refresh {
     running: HashMap<kad::QueryId, Walk>,
     /// Periodic refreshes started.
     periodic: u32,
-    /// Our own key, the target of a self-lookup.
-    local: PeerId,
     /// When the self-lookup of kad's last own bootstrap ended (one that sent
     /// requests and did not time out).
     last_join: Option<Instant>,
@@ -94,13 +92,12 @@ pub(crate) struct Refresh {
 }
 
 impl Refresh {
-    pub(crate) fn new(local: PeerId, interval: Option<Duration>) -> Self {
+    pub(crate) fn new(interval: Option<Duration>) -> Self {
         Self {
             interval,
             timer: None,
             running: HashMap::new(),
             periodic: 0,
-            local,
             last_join: None,
             skipped_last: false,
             skipped: 0,
@@ -136,16 +133,17 @@ impl Refresh {
         id: kad::QueryId,
         result: &kad::BootstrapResult,
         stats: &kad::QueryStats,
-        last: bool,
+        step: &kad::ProgressStep,
     ) {
-        if let Ok(step) = result
-            && step.peer == self.local
+        // A bootstrap's first step is its self-lookup.
+        if result.is_ok()
+            && step.count.get() == 1
             && stats.num_requests() > 0
             && !self.running.contains_key(&id)
         {
             self.last_join = Some(Instant::now());
         }
-        if last {
+        if step.last {
             self.running.remove(&id);
             return;
         }
