@@ -961,6 +961,12 @@ impl EventLoop {
             p2p_dht::Event::Rejected { peer, reason } => {
                 self.swarm.behaviour_mut().peers.reject(peer, reason);
             }
+            p2p_dht::Event::AwaitingAnswer { peer, awaiting } => {
+                self.swarm
+                    .behaviour_mut()
+                    .stream
+                    .awaiting_answer(peer, awaiting);
+            }
             p2p_dht::Event::RecordStored { .. } | p2p_dht::Event::QueryFinished { .. } => {}
         }
     }

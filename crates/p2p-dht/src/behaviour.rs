@@ -52,6 +52,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_types::{DhtMode, DhtStats, ProtocolLimits, QueryTotals, RejectReason, is_relayed};
 
+use crate::awaited::Awaited;
 use crate::inbound::Inbound;
 use crate::mapper::{AddressMapper, PublicRanges};
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
@@ -129,6 +130,19 @@ pub enum Event {
         /// Its key.
         key: kad::RecordKey,
     },
+    /// Whether we await a DHT answer from `peer`: `true` when a request to
+    /// it goes out (or kad dials it for one) with no other in flight,
+    /// `false` when the last one in flight is answered, fails, or is lost
+    /// with one of the peer's connections or a failed dial (see the
+    /// `awaited` module; the count errs towards awaited). At its connection
+    /// limit, the node lets a young connection we dialled whose peer has
+    /// answered everything make room before its grace ends.
+    AwaitingAnswer {
+        /// The peer.
+        peer: PeerId,
+        /// Awaited from now on (`true`) or no longer (`false`).
+        awaiting: bool,
+    },
     /// A query (ours or kad's own) ended; its caller, if any, was answered.
     QueryFinished {
         /// kad's id of the query.
@@ -158,6 +172,8 @@ pub struct Behaviour {
     refresh: Refresh,
     /// Peers with at least one open connection.
     connected: HashSet<PeerId>,
+    /// Peers with one of our requests in flight.
+    awaited: Awaited,
     /// The remote address of each connected peer's first open connection
     /// (what diversity groups by, rather than what the peer claims).
     observed: HashMap<PeerId, Multiaddr>,
@@ -216,6 +232,7 @@ impl Behaviour {
             queries: Queries::new(config.dht.replication_factor.get()),
             refresh: Refresh::new(config.dht.bootstrap_interval),
             connected: HashSet::new(),
+            awaited: Awaited::default(),
             observed: HashMap::new(),
             groups: Groups::default(),
             seen: Seen::new(config.dht.contact_check_after),
@@ -544,6 +561,17 @@ impl Behaviour {
         self.provider_addrs.insert(provider, merged);
     }
 
+    /// `peer`'s requests in flight were lost (a connection closed or a dial
+    /// failed).
+    fn stop_awaiting(&mut self, peer: PeerId) {
+        if self.awaited.reset(&peer) {
+            self.emit(Event::AwaitingAnswer {
+                peer,
+                awaiting: false,
+            });
+        }
+    }
+
     fn emit(&mut self, event: Event) {
         if let Event::QueryFinished {
             kind: QueryKind::GetRecord,
@@ -693,6 +721,9 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.kad.on_swarm_event(event);
+        if let FromSwarm::ConnectionClosed(closed) = event {
+            self.stop_awaiting(closed.peer_id);
+        }
         match event {
             FromSwarm::ConnectionEstablished(established) => {
                 self.connected.insert(established.peer_id);
@@ -708,9 +739,18 @@ impl NetworkBehaviour for Behaviour {
             }
             FromSwarm::DialFailure(DialFailure {
                 peer_id: Some(peer),
-                error: DialError::Transport(_),
+                error,
                 ..
-            }) => self.forget_unreachable(peer),
+            }) => {
+                // Another dial to the peer is under way: kad hands it the
+                // requests when it connects.
+                if !matches!(error, DialError::DialPeerConditionFalse(_)) {
+                    self.stop_awaiting(peer);
+                }
+                if let DialError::Transport(_) = error {
+                    self.forget_unreachable(peer);
+                }
+            }
             FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed { addr })
                 if !is_relayed(addr) =>
             {
@@ -732,6 +772,20 @@ impl NetworkBehaviour for Behaviour {
         mut event: HandlerOut,
     ) {
         self.filter_answer(&mut event);
+        if matches!(
+            event,
+            HandlerOut::FindNodeRes { .. }
+                | HandlerOut::GetProvidersRes { .. }
+                | HandlerOut::GetRecordRes { .. }
+                | HandlerOut::PutRecordRes { .. }
+                | HandlerOut::QueryError { .. }
+        ) && self.awaited.answered(&peer)
+        {
+            self.emit(Event::AwaitingAnswer {
+                peer,
+                awaiting: false,
+            });
+        }
         let empty_answer = match &event {
             HandlerOut::FindNodeReq { request_id, .. } => Some(HandlerIn::FindNodeRes {
                 closer_peers: Vec::new(),
@@ -781,13 +835,39 @@ impl NetworkBehaviour for Behaviour {
                     handler,
                     event,
                 }) => {
+                    if matches!(
+                        event,
+                        HandlerIn::FindNodeReq { .. }
+                            | HandlerIn::GetProvidersReq { .. }
+                            | HandlerIn::GetRecord { .. }
+                            | HandlerIn::PutRecord { .. }
+                    ) && self.awaited.sent(peer_id)
+                    {
+                        self.emit(Event::AwaitingAnswer {
+                            peer: peer_id,
+                            awaiting: true,
+                        });
+                    }
                     return Poll::Ready(ToSwarm::NotifyHandler {
                         peer_id,
                         handler,
                         event: self.truthful(event),
                     });
                 }
-                Poll::Ready(other) => return Poll::Ready(other.map_out(handled)),
+                Poll::Ready(other) => {
+                    // kad dials for a request it hands the new connection
+                    // itself (see the `awaited` module).
+                    if let ToSwarm::Dial { opts } = &other
+                        && let Some(peer) = opts.get_peer_id()
+                        && self.awaited.sent(peer)
+                    {
+                        self.emit(Event::AwaitingAnswer {
+                            peer,
+                            awaiting: true,
+                        });
+                    }
+                    return Poll::Ready(other.map_out(handled));
+                }
             }
         }
     }

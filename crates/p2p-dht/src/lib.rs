@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod awaited;
 mod behaviour;
 mod config;
 mod inbound;

@@ -164,6 +164,55 @@ async fn a_record_put_by_one_server_is_found_by_another_node() {
     )));
 }
 
+/// A peer our lookup asks is awaited from the request until its answer,
+/// and only then (the node keeps its connection meanwhile, and may close a
+/// young one after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_awaited_from_our_request_until_its_answer() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: Vec::new(),
+    };
+    net.connect(0, 1).await;
+    let (server, server_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(server, server_addr);
+    let awaiting = |net: &Net<Behaviour>| -> Vec<bool> {
+        net.nodes[0]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                p2p_dht::Event::AwaitingAnswer { peer, awaiting } if *peer == server => {
+                    Some(*awaiting)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let before = awaiting(&net).len();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get(resource("session", "nowhere"), tx);
+    net.drive_until("lookup answered, server no longer awaited", |net| {
+        (rx.try_recv().is_ok() && awaiting(net).last() == Some(&false)).then_some(())
+    })
+    .await;
+    let edges = awaiting(&net);
+    let lookup = &edges[before..];
+    assert!(!lookup.is_empty(), "the lookup's request made no edge");
+    assert!(
+        edges.iter().enumerate().all(|(i, a)| *a == (i % 2 == 0)),
+        "awaited and answered alternate, starting awaited: {edges:?}"
+    );
+}
+
 /// A plain kad peer puts a forged (unsigned) record under a resource key:
 /// refused as invalid, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,16 @@ impl Behaviour {
         self.room.reservation_ended(peer);
     }
 
+    /// We await a DHT answer from `peer` (`true`), or no longer: then a
+    /// young connection we dialled to it may make room at once (see
+    /// [`super::room`]).
+    pub(crate) fn awaiting_answer(&mut self, peer: PeerId, awaiting: bool) {
+        self.room.awaiting_answer(peer, awaiting);
+        if !awaiting {
+            self.make_room();
+        }
+    }
+
     /// Connections closed to make room since the start.
     pub(crate) fn trimmed(&self) -> u64 {
         self.room.trimmed()

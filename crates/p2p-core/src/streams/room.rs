@@ -21,11 +21,19 @@
 //!   from then on), is not relayed, its peer is not protected (a configured
 //!   relay we reserve on, or a peer holding a reservation on us until it
 //!   times out or the peer disconnects), and it is older than [`GRACE`]. A
-//!   younger one waits for its grace to end (the behaviour is woken then).
+//!   younger one waits for its grace to end (the behaviour is woken then),
+//!   unless we dialled it and its peer has answered every DHT request we
+//!   sent (p2p-dht's `Event::AwaitingAnswer`): it has done what a lookup
+//!   dialled it for, and a lookup that opens connections faster than their
+//!   grace ends needs that room for its next dials (a refused dial fails the
+//!   peer in the lookup).
 //!
-//! Known limit: "idle" means no application stream. A DHT request in flight
-//! on a connection older than the grace can be cut; the oldest connections
-//! go first, and a lookup's own connections are its youngest.
+//! Known limits: "idle" means no application stream. A DHT request in
+//! flight on a connection older than the grace can be cut; the oldest
+//! connections go first, and a lookup's own connections are its youngest.
+//! Only our own requests end a grace early: a young connection can still
+//! carry a request from its peer to us, lost as it would be after the
+//! grace.
 //!
 //! The limits themselves are enforced here too, not by libp2p's
 //! connection-limits behaviour: a connection being closed no longer counts,
@@ -98,6 +106,8 @@ impl Picker<'_> {
     /// Chooses up to `wanted` of the oldest connections that may close, of
     /// the given direction (`Some(true)`: outbound) or either; how many.
     fn oldest(&mut self, wanted: usize, outbound: Option<bool>) -> usize {
+        // A connection we dialled whose requests were answered needs no grace.
+        let done = |connection: &Connection| connection.outbound && connection.answered;
         let mut found = 0;
         for (&id, connection) in &self.room.open {
             if found == wanted {
@@ -111,7 +121,7 @@ impl Picker<'_> {
                 continue;
             }
             let grace_ends = connection.since + GRACE;
-            if grace_ends > self.now {
+            if grace_ends > self.now && !done(connection) {
                 self.again = Some(self.again.map_or(grace_ends, |at| at.min(grace_ends)));
                 continue;
             }
@@ -130,6 +140,9 @@ struct Connection {
     /// Never closed to make room.
     pinned: bool,
     since: Instant,
+    /// The peer answered every DHT request we sent, at least one since this
+    /// connection opened.
+    answered: bool,
 }
 
 /// Peers whose connections never close to make room.
@@ -253,6 +266,7 @@ impl Room {
                 outbound,
                 pinned,
                 since: now,
+                answered: false,
             },
         );
     }
@@ -288,6 +302,14 @@ impl Room {
     /// `peer`'s reservation on us ended.
     pub(crate) fn reservation_ended(&mut self, peer: &PeerId) {
         self.protected.reservations.remove(peer);
+    }
+
+    /// We await a DHT answer from `peer` (`true`), or no longer: then each
+    /// of its connections has been answered.
+    pub(crate) fn awaiting_answer(&mut self, peer: PeerId, awaiting: bool) {
+        for connection in self.open.values_mut().filter(|c| c.peer == peer) {
+            connection.answered = !awaiting;
+        }
     }
 
     /// `peer`'s last connection closed (its reservation went with it).
@@ -551,6 +573,41 @@ mod tests {
         assert!(closed.is_empty());
         assert_eq!(again, Some(start + GRACE));
         assert_eq!(room.trim(start + GRACE), (vec![(peer, id(1))], None));
+    }
+
+    #[test]
+    fn a_young_dialled_connection_whose_requests_were_answered_makes_room_at_once() {
+        let mut room = room(100, 100, 2);
+        let (asked, answered) = (PeerId::random(), PeerId::random());
+        let start = Instant::now();
+        room.established(id(1), asked, true, false, start);
+        room.established(id(2), answered, true, false, start);
+        room.awaiting_answer(asked, true);
+        room.awaiting_answer(answered, true);
+        room.awaiting_answer(answered, false);
+        room.dialling(id(3));
+        // Within the grace: the answered one goes, the one still asked stays.
+        assert_eq!(
+            room.trim(start + GRACE / 2),
+            (vec![(answered, id(2))], None)
+        );
+        room.dial_failed(id(3));
+        // Asked again: young again.
+        room.established(id(4), answered, true, false, start);
+        room.awaiting_answer(answered, false);
+        room.awaiting_answer(answered, true);
+        room.dialling(id(5));
+        let (closed, again) = room.trim(start + GRACE / 2);
+        assert!(closed.is_empty(), "{closed:?}");
+        assert_eq!(again, Some(start + GRACE));
+        // An inbound connection keeps its whole grace, answered or not.
+        let mut room = self::room(100, 1, 100);
+        room.established(id(6), answered, false, false, start);
+        room.awaiting_answer(answered, true);
+        room.awaiting_answer(answered, false);
+        let (closed, again) = room.trim(start + GRACE / 2);
+        assert!(closed.is_empty());
+        assert_eq!(again, Some(start + GRACE));
     }
 
     #[test]
