@@ -20,7 +20,8 @@ use crate::transport::TransportKind;
 /// Connection limits, enforced before a connection is used. At an
 /// established-connection limit (in all, in, out) the node first closes its
 /// oldest idle connection that carried no application stream (older than
-/// 2 s, not dialled for the user, not relayed, not to a relay holding a
+/// 2 s, or younger if we dialled it and its peer has answered all our DHT
+/// requests; not dialled for the user, not relayed, not to a relay holding a
 /// reservation either way) and refuses the new one only when there is none
 /// ([`crate::ConnectionLimitReached`]); each outbound dial in progress
 /// reserves its place, and one inbound place is kept free for a newcomer.

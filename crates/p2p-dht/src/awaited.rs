@@ -9,42 +9,62 @@
 //! peer's edges ([`crate::Event::AwaitingAnswer`]): a young connection whose
 //! peer has answered everything has done what it was opened for.
 //!
-//! libp2p-kad sends a request to a connected peer through the behaviour
-//! (counted when it passes), but hands the requests waiting for a dial
-//! straight to the new connection's handler, where the behaviour never sees
-//! them. Each such request comes with one dial from kad, so a dial counts as
-//! a request. A query that ends before its dial connects drops its request
-//! and leaves the count one too high: the peer then stays awaited until one
-//! of its connections closes, which only keeps its young connection for the
-//! whole grace, as before. A count one too low would let a connection close
-//! under a request, so every path errs high. Whatever was in flight is
-//! forgotten when one of the peer's connections closes (kad sends a request
-//! on any of them; the closed one's are lost) or its dial fails.
+//! The count may be too high (the connection then waits out its grace, as
+//! before) but never too low (a connection could close under a request):
+//! - libp2p-kad sends a request to a connected peer through the behaviour
+//!   (counted as it passes), but hands the requests waiting for a dial
+//!   straight to the new connection's handler, where the behaviour never
+//!   sees them. kad dials once per such request, so each of its dials counts
+//!   as one (its routing-table checks dial too, and count high);
+//! - an announce (`AddProvider`) has no answer when it succeeds: it counts
+//!   until the peer's connections close;
+//! - a query that ends before its dial connects drops its request, and a
+//!   failed dial leaves it waiting in kad for the peer's next connection:
+//!   both stay counted;
+//! - the count is cleared when the peer's last connection closes (kad then
+//!   fails the peer in every query), and the count of a peer that is not
+//!   connected is dropped after kad's query timeout, by which every query
+//!   that could have sent it has ended. So only connected peers and peers
+//!   dialled within one query timeout are held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-/// Requests in flight per peer; only peers with at least one are held
-/// (bounded by kad's requests in flight).
-#[derive(Debug, Default)]
+/// Requests in flight per peer, with when the last was counted; only peers
+/// with at least one are held.
+#[derive(Debug)]
 pub(crate) struct Awaited {
-    in_flight: HashMap<PeerId, u32>,
+    in_flight: HashMap<PeerId, (u32, Instant)>,
+    /// kad's query timeout: no request of a query outlives it.
+    expiry: Duration,
 }
 
 impl Awaited {
-    /// A request went out to `peer`, or kad dialled it for one; true when it
-    /// is the only one in flight (the peer is awaited from now on).
-    pub(crate) fn sent(&mut self, peer: PeerId) -> bool {
-        let count = self.in_flight.entry(peer).or_default();
+    /// Counts whose peer is not connected are dropped `expiry` (kad's query
+    /// timeout) after they were last raised.
+    pub(crate) fn new(expiry: Duration) -> Self {
+        Self {
+            in_flight: HashMap::new(),
+            expiry,
+        }
+    }
+
+    /// A request went out to `peer`, or kad dialled it for one, at `now`;
+    /// true when it is the only one in flight (the peer is awaited from now
+    /// on).
+    pub(crate) fn sent(&mut self, peer: PeerId, now: Instant) -> bool {
+        let (count, at) = self.in_flight.entry(peer).or_insert((0, now));
         *count = count.saturating_add(1);
+        *at = now;
         *count == 1
     }
 
     /// `peer` answered a request (or it failed); true when none is left in
     /// flight. An answer we did not count (after a reset) changes nothing.
     pub(crate) fn answered(&mut self, peer: &PeerId) -> bool {
-        let Some(count) = self.in_flight.get_mut(peer) else {
+        let Some((count, _)) = self.in_flight.get_mut(peer) else {
             return false;
         };
         *count -= 1;
@@ -55,10 +75,25 @@ impl Awaited {
         false
     }
 
-    /// One of `peer`'s connections closed, or a dial to it failed: whatever
-    /// was in flight is not awaited any more; true when some was.
+    /// `peer`'s last connection closed: whatever was in flight is not
+    /// awaited any more; true when some was.
     pub(crate) fn reset(&mut self, peer: &PeerId) -> bool {
         self.in_flight.remove(peer).is_some()
+    }
+
+    /// Drops the counts of peers not `connected` last raised more than the
+    /// expiry before `now` (none of them has a connection to tell about),
+    /// when the map holds more peers than twice those connected, and at
+    /// least 64: the sweep's cost is spread over the insertions that grew
+    /// the map.
+    pub(crate) fn expire(&mut self, now: Instant, connected: &HashSet<PeerId>) {
+        if self.in_flight.len() <= connected.len().saturating_mul(2).max(64) {
+            return;
+        }
+        let expiry = self.expiry;
+        self.in_flight.retain(|peer, (_, at)| {
+            connected.contains(peer) || now.saturating_duration_since(*at) <= expiry
+        });
     }
 
     /// Whether a request to `peer` is in flight.
@@ -74,10 +109,11 @@ mod tests {
 
     #[test]
     fn a_peer_is_awaited_from_its_first_request_until_its_last_answer_or_a_reset() {
-        let mut awaited = Awaited::default();
+        let mut awaited = Awaited::new(Duration::from_secs(60));
         let peer = PeerId::random();
-        assert!(awaited.sent(peer), "the first request starts the wait");
-        assert!(!awaited.sent(peer), "a second one does not");
+        let now = Instant::now();
+        assert!(awaited.sent(peer, now), "the first request starts the wait");
+        assert!(!awaited.sent(peer, now), "a second one does not");
         assert!(!awaited.answered(&peer), "one still in flight");
         assert!(awaited.is_awaited(&peer));
         assert!(awaited.answered(&peer), "the last answer ends the wait");
@@ -86,9 +122,37 @@ mod tests {
             !awaited.answered(&peer),
             "an uncounted answer changes nothing"
         );
-        assert!(awaited.sent(peer));
+        assert!(awaited.sent(peer, now));
         assert!(awaited.reset(&peer), "a closed connection ends the wait");
         assert!(!awaited.reset(&peer));
         assert!(!awaited.answered(&peer));
+    }
+
+    #[test]
+    fn only_counts_of_peers_not_connected_expire_and_only_once_the_map_outgrows_them() {
+        let expiry = Duration::from_secs(60);
+        let mut awaited = Awaited::new(expiry);
+        let start = Instant::now();
+        let peers: Vec<PeerId> = (0..65).map(|_| PeerId::random()).collect();
+        let connected: HashSet<PeerId> = peers[..1].iter().copied().collect();
+        for peer in &peers {
+            awaited.sent(*peer, start);
+        }
+        let late = start + expiry * 2;
+        // 64 held: not over the floor, not swept.
+        awaited.reset(&peers[64]);
+        awaited.expire(late, &connected);
+        assert!(peers[..64].iter().all(|p| awaited.is_awaited(p)));
+        // 65 held, 1 connected: swept; the connected peer is kept.
+        awaited.sent(peers[64], start);
+        awaited.expire(late, &connected);
+        assert!(awaited.is_awaited(&peers[0]), "a connected peer is kept");
+        assert!(peers[1..].iter().all(|p| !awaited.is_awaited(p)));
+        // Raised within the expiry: kept.
+        for peer in &peers[1..] {
+            awaited.sent(*peer, late);
+        }
+        awaited.expire(late + expiry / 2, &connected);
+        assert!(peers.iter().all(|p| awaited.is_awaited(p)));
     }
 }

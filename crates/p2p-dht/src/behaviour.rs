@@ -130,13 +130,15 @@ pub enum Event {
         /// Its key.
         key: kad::RecordKey,
     },
-    /// Whether we await a DHT answer from `peer`: `true` when a request to
-    /// it goes out (or kad dials it for one) with no other in flight,
-    /// `false` when the last one in flight is answered, fails, or is lost
-    /// with one of the peer's connections or a failed dial (see the
-    /// `awaited` module; the count errs towards awaited). At its connection
-    /// limit, the node lets a young connection we dialled whose peer has
-    /// answered everything make room before its grace ends.
+    /// Whether we await a DHT answer from `peer`: `true` (reported before
+    /// the request leaves) when a request to it goes out, or kad dials it
+    /// for one, with no other counted; `false` when the last counted one is
+    /// answered or fails, or the peer's last connection closes. The count
+    /// may be too high, never too low (see the `awaited` module): an
+    /// announce, a routing-table check or a request dropped before its dial
+    /// connected keeps the peer awaited until its connections close. At its
+    /// connection limit, the node lets a young connection we dialled whose
+    /// peer has answered everything make room before its grace ends.
     AwaitingAnswer {
         /// The peer.
         peer: PeerId,
@@ -232,7 +234,7 @@ impl Behaviour {
             queries: Queries::new(config.dht.replication_factor.get()),
             refresh: Refresh::new(config.dht.bootstrap_interval),
             connected: HashSet::new(),
-            awaited: Awaited::default(),
+            awaited: Awaited::new(config.dht.query_timeout),
             observed: HashMap::new(),
             groups: Groups::default(),
             seen: Seen::new(config.dht.contact_check_after),
@@ -561,8 +563,7 @@ impl Behaviour {
         self.provider_addrs.insert(provider, merged);
     }
 
-    /// `peer`'s requests in flight were lost (a connection closed or a dial
-    /// failed).
+    /// `peer`'s requests in flight were lost with its last connection.
     fn stop_awaiting(&mut self, peer: PeerId) {
         if self.awaited.reset(&peer) {
             self.emit(Event::AwaitingAnswer {
@@ -570,6 +571,20 @@ impl Behaviour {
                 awaiting: false,
             });
         }
+    }
+
+    /// A request to `peer` goes out, or kad dials it for one: the `true`
+    /// edge is queued before the caller queues the request itself, so the
+    /// room knows before the request can be under way.
+    fn count_request(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        if self.awaited.sent(peer, now) {
+            self.emit(Event::AwaitingAnswer {
+                peer,
+                awaiting: true,
+            });
+        }
+        self.awaited.expire(now, &self.connected);
     }
 
     fn emit(&mut self, event: Event) {
@@ -721,7 +736,9 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.kad.on_swarm_event(event);
-        if let FromSwarm::ConnectionClosed(closed) = event {
+        if let FromSwarm::ConnectionClosed(closed) = event
+            && closed.remaining_established == 0
+        {
             self.stop_awaiting(closed.peer_id);
         }
         match event {
@@ -737,20 +754,13 @@ impl NetworkBehaviour for Behaviour {
                 self.connected.remove(&closed.peer_id);
                 self.observed.remove(&closed.peer_id);
             }
+            // Any other failed dial leaves its requests counted: kad keeps
+            // them for the peer's next connection (see the `awaited` module).
             FromSwarm::DialFailure(DialFailure {
                 peer_id: Some(peer),
-                error,
+                error: DialError::Transport(_),
                 ..
-            }) => {
-                // Another dial to the peer is under way: kad hands it the
-                // requests when it connects.
-                if !matches!(error, DialError::DialPeerConditionFalse(_)) {
-                    self.stop_awaiting(peer);
-                }
-                if let DialError::Transport(_) = error {
-                    self.forget_unreachable(peer);
-                }
-            }
+            }) => self.forget_unreachable(peer),
             FromSwarm::ExternalAddrConfirmed(ExternalAddrConfirmed { addr })
                 if !is_relayed(addr) =>
             {
@@ -841,17 +851,15 @@ impl NetworkBehaviour for Behaviour {
                             | HandlerIn::GetProvidersReq { .. }
                             | HandlerIn::GetRecord { .. }
                             | HandlerIn::PutRecord { .. }
-                    ) && self.awaited.sent(peer_id)
-                    {
-                        self.emit(Event::AwaitingAnswer {
-                            peer: peer_id,
-                            awaiting: true,
-                        });
+                            | HandlerIn::AddProvider { .. }
+                    ) {
+                        self.count_request(peer_id);
                     }
-                    return Poll::Ready(ToSwarm::NotifyHandler {
+                    let event = self.truthful(event);
+                    self.queued.push_back(ToSwarm::NotifyHandler {
                         peer_id,
                         handler,
-                        event: self.truthful(event),
+                        event,
                     });
                 }
                 Poll::Ready(other) => {
@@ -859,14 +867,10 @@ impl NetworkBehaviour for Behaviour {
                     // itself (see the `awaited` module).
                     if let ToSwarm::Dial { opts } = &other
                         && let Some(peer) = opts.get_peer_id()
-                        && self.awaited.sent(peer)
                     {
-                        self.emit(Event::AwaitingAnswer {
-                            peer,
-                            awaiting: true,
-                        });
+                        self.count_request(peer);
                     }
-                    return Poll::Ready(other.map_out(handled));
+                    self.queued.push_back(other.map_out(handled));
                 }
             }
         }

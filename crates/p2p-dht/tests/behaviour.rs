@@ -165,8 +165,9 @@ async fn a_record_put_by_one_server_is_found_by_another_node() {
 }
 
 /// A peer our lookup asks is awaited from the request until its answer,
-/// and only then (the node keeps its connection meanwhile, and may close a
-/// young one after).
+/// and only then (the node keeps a young connection to it meanwhile, and
+/// may close it after): both when kad dials the peer and hands the request
+/// to the new connection itself, and when it sends on a connection it has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_is_awaited_from_our_request_until_its_answer() {
     let mut net: Net<Behaviour> = Net {
@@ -176,13 +177,13 @@ async fn a_peer_is_awaited_from_our_request_until_its_answer() {
         ],
         raw: Vec::new(),
     };
-    net.connect(0, 1).await;
     let (server, server_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
+    // Known, not connected: the lookup's request waits for kad's dial.
     net.nodes[0]
         .swarm
         .behaviour_mut()
         .add_address(server, server_addr);
-    let awaiting = |net: &Net<Behaviour>| -> Vec<bool> {
+    let edges = |net: &Net<Behaviour>| -> Vec<bool> {
         net.nodes[0]
             .events
             .iter()
@@ -194,19 +195,30 @@ async fn a_peer_is_awaited_from_our_request_until_its_answer() {
             })
             .collect()
     };
-    let before = awaiting(&net).len();
-    let (tx, mut rx) = oneshot::channel();
-    net.nodes[0]
-        .swarm
-        .behaviour_mut()
-        .get(resource("session", "nowhere"), tx);
-    net.drive_until("lookup answered, server no longer awaited", |net| {
-        (rx.try_recv().is_ok() && awaiting(net).last() == Some(&false)).then_some(())
-    })
-    .await;
-    let edges = awaiting(&net);
-    let lookup = &edges[before..];
-    assert!(!lookup.is_empty(), "the lookup's request made no edge");
+    for (round, what) in ["through a dial", "on the connection"].iter().enumerate() {
+        let (tx, mut rx) = oneshot::channel();
+        net.nodes[0]
+            .swarm
+            .behaviour_mut()
+            .get(resource("session", &format!("nowhere{round}")), tx);
+        let before = edges(&net).len();
+        // The edges are in by the time the lookup answers (a later kad
+        // bootstrap makes edges of its own).
+        let at_answer = net
+            .drive_until(&format!("lookup {what} answered"), |net| {
+                answer(&mut rx).map(|_| edges(net))
+            })
+            .await;
+        assert_eq!(
+            at_answer.get(before..),
+            Some(&[true, false][..]),
+            "lookup {what}: {at_answer:?}"
+        );
+        if round == 0 {
+            assert!(net.nodes[0].connected.contains(&server), "kad dialled");
+        }
+    }
+    let edges = edges(&net);
     assert!(
         edges.iter().enumerate().all(|(i, a)| *a == (i % 2 == 0)),
         "awaited and answered alternate, starting awaited: {edges:?}"

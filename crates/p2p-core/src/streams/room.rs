@@ -33,7 +33,9 @@
 //! connections go first, and a lookup's own connections are its youngest.
 //! Only our own requests end a grace early: a young connection can still
 //! carry a request from its peer to us, lost as it would be after the
-//! grace.
+//! grace. The DHT's answers are per peer, so a connection another behaviour
+//! dialled to a peer that has answered the DHT (a hole punch, a dial-back)
+//! loses its grace too.
 //!
 //! The limits themselves are enforced here too, not by libp2p's
 //! connection-limits behaviour: a connection being closed no longer counts,
@@ -51,10 +53,10 @@ use libp2p::swarm::ConnectionId;
 
 use super::idle::IdlePolicy;
 
-/// A connection younger than this is never closed to make room: it was made
+/// A connection younger than this is not closed to make room: it was made
 /// for something (a lookup's request, a newcomer's join) that has not had
-/// time to happen. Short next to a lookup (a querier at 1 000 nodes opens
-/// ~16 connections a second: 32 young ones of 128 outbound).
+/// time to happen; only one we dialled whose peer has answered all our DHT
+/// requests may go before (see the module docs).
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// Which established-connection limit refused a connection.
