@@ -101,6 +101,8 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: Reply<Vec<PeerId>>,
     },
+    /// End the provider lookups of a key: they answer with what they found.
+    FinishProviders(kad::RecordKey),
     /// Ban a peer (`None`: for good); false for an allow-listed peer.
     Ban {
         peer: PeerId,
@@ -505,6 +507,9 @@ impl EventLoop {
             }
             Command::GetProviders { key, reply } => {
                 self.swarm.behaviour_mut().dht.get_providers(key, reply);
+            }
+            Command::FinishProviders(key) => {
+                self.swarm.behaviour_mut().dht.finish_providers(&key);
             }
             Command::Ban {
                 peer,

@@ -764,9 +764,12 @@ impl Node {
     /// under the shared key (TypeScript peers', or whoever wrote it first),
     /// and what the local cache holds. A squatter can add its own record to
     /// the list but cannot hide another creator's; callers who know the
-    /// creator they want use [`Node::discover_from`]. [`ResourceError::NotFound`]
-    /// when nothing valid was found; on timeout, what the cache holds, or
-    /// [`ResourceError::Timeout`] when it holds nothing.
+    /// creator they want use [`Node::discover_from`]. The walk for the
+    /// provider records runs until the closest peers have all answered; past
+    /// half of `timeout` it is ended and the creators it found so far are
+    /// read. [`ResourceError::NotFound`] when nothing valid was found; on
+    /// timeout, what the cache holds, or [`ResourceError::Timeout`] when it
+    /// holds nothing.
     pub async fn discover_all(
         &self,
         resource_type: &ResourceType,
@@ -775,11 +778,26 @@ impl Node {
     ) -> Result<Vec<Arc<ResourceRecord>>, ResourceError> {
         let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let lookup = async {
+            // The provider walk wants every creator, so it runs until the
+            // closest peers have all answered; past half the timeout it
+            // answers with the creators found so far, leaving the rest of
+            // the time to read their records.
             let providers = async {
                 let index = p2p_dht::records::kad_key(&key);
-                self.request(|reply| Command::GetProviders { key: index, reply })
+                let commands = self.live().ok_or(ResourceError::NotStarted)?.commands;
+                let (reply, mut found) = oneshot::channel();
+                commands
+                    .send(Command::GetProviders {
+                        key: index.clone(),
+                        reply,
+                    })
                     .await
-                    .map_err(|_| ResourceError::NotStarted)
+                    .map_err(|_| ResourceError::NotStarted)?;
+                if let Ok(found) = tokio::time::timeout(timeout / 2, &mut found).await {
+                    return found.map_err(|_| ResourceError::NotStarted);
+                }
+                let _ = commands.send(Command::FinishProviders(index)).await;
+                found.await.map_err(|_| ResourceError::NotStarted)
             };
             let shared = self.lookup(StoredKey::Shared(key.clone()));
             let (providers, shared) = futures::join!(providers, shared);

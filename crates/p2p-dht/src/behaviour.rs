@@ -322,14 +322,27 @@ impl Behaviour {
     /// Every provider of `key` the lookup finds (ourselves included), at most
     /// [`crate::queries::MAX_PROVIDERS`].
     pub fn get_providers(&mut self, key: kad::RecordKey, reply: Reply<Vec<PeerId>>) {
-        let id = self.kad.get_providers(key);
+        let id = self.kad.get_providers(key.clone());
         self.queries.insert(
             id,
             Pending::Providers {
+                key,
                 found: HashSet::new(),
                 reply,
             },
         );
+    }
+
+    /// Ends our provider lookups of `key` now: each answers with the
+    /// providers found so far. A lookup wants every provider, so it walks
+    /// until the closest peers of each disjoint path have answered, which
+    /// can outlast a caller's deadline (see `p2p_core::Node::discover_all`).
+    pub fn finish_providers(&mut self, key: &kad::RecordKey) {
+        for id in self.queries.providers_of(key) {
+            if let Some(mut query) = self.kad.query_mut(&id) {
+                query.finish();
+            }
+        }
     }
 
     /// Refreshes the routing table: a lookup of our own key, then one in

@@ -89,8 +89,9 @@ pub(crate) enum Pending {
     },
     /// The reply says whether the closest peers were told.
     Provide(Reply<bool>),
-    /// Every provider found, up to [`MAX_PROVIDERS`].
+    /// Every provider of `key` found, up to [`MAX_PROVIDERS`].
     Providers {
+        key: kad::RecordKey,
         found: HashSet<PeerId>,
         reply: Reply<Vec<PeerId>>,
     },
@@ -114,6 +115,15 @@ impl Queries {
 
     pub(crate) fn insert(&mut self, id: kad::QueryId, pending: Pending) {
         self.pending.insert(id, pending);
+    }
+
+    /// Our provider lookups of `key`.
+    pub(crate) fn providers_of(&self, key: &kad::RecordKey) -> Vec<kad::QueryId> {
+        self.pending
+            .iter()
+            .filter(|(_, pending)| matches!(pending, Pending::Providers { key: k, .. } if k == key))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Handles one step of a query; returns the events it causes.
@@ -183,7 +193,8 @@ impl Queries {
                     let room = MAX_PROVIDERS.saturating_sub(found.len());
                     found.extend(providers.into_iter().take(room));
                 }
-                if last && let Some(Pending::Providers { found, reply }) = self.pending.remove(&id)
+                if last
+                    && let Some(Pending::Providers { found, reply, .. }) = self.pending.remove(&id)
                 {
                     let _ = reply.send(found.into_iter().collect());
                 }

@@ -225,6 +225,78 @@ async fn a_peer_is_awaited_from_our_request_until_its_answer() {
     );
 }
 
+/// A provider lookup held open by a peer that never answers ends when asked
+/// to, with the providers found so far, rather than when kad gives up on the
+/// silent peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_far() {
+    let mut net: Net<Behaviour> = Net {
+        nodes: vec![
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
+        ],
+        raw: Vec::new(),
+    };
+    let key = records::kad_key(&resource("session", "early"));
+    let (provider, silent) = (net.nodes[1].id(), net.nodes[2].id());
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[1].swarm.behaviour_mut().provide(key.clone(), tx);
+    net.drive_until("provide answered", |_| answer(&mut rx))
+        .await;
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    for i in [1, 2] {
+        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
+        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
+    }
+    // From here on the silent node is never polled: it answers nothing.
+    let _silent = net.nodes.remove(2);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    let answered = |net: &Net<Behaviour>, who: PeerId| {
+        net.nodes[0].events.iter().any(|e| {
+            matches!(e, p2p_dht::Event::AwaitingAnswer { peer, awaiting: false } if *peer == who)
+        })
+    };
+    let awaited = |net: &Net<Behaviour>, who: PeerId| {
+        net.nodes[0].events.iter().any(|e| {
+            matches!(e, p2p_dht::Event::AwaitingAnswer { peer, awaiting: true } if *peer == who)
+        })
+    };
+    net.drive_until("the provider answered, the silent node asked", |net| {
+        (answered(net, provider) && awaited(net, silent)).then_some(())
+    })
+    .await;
+    net.nodes[0].swarm.behaviour_mut().finish_providers(&key);
+    let found = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found, vec![provider]);
+    let stats = net.nodes[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            p2p_dht::Event::QueryFinished {
+                kind: p2p_dht::QueryKind::GetProviders,
+                stats,
+                ..
+            } => Some(*stats),
+            _ => None,
+        })
+        .unwrap();
+    // Left alone, the lookup ends when kad gives up on the silent node, at
+    // its fixed 10 s per-peer timeout (`ClosestPeersIter`), not before.
+    assert!(
+        stats.duration() < Some(Duration::from_secs(10)),
+        "ended when asked, not when kad gave up: {stats:?}"
+    );
+    assert_eq!(stats.num_failures(), 0);
+}
+
 /// A plain kad peer puts a forged (unsigned) record under a resource key:
 /// refused as invalid, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
