@@ -96,13 +96,15 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: Reply<bool>,
     },
-    /// Every provider of a key the lookup finds (ourselves included).
+    /// Every provider of a key the lookup finds (ourselves included);
+    /// `started` is told the lookup's id.
     GetProviders {
         key: kad::RecordKey,
+        started: Option<oneshot::Sender<kad::QueryId>>,
         reply: Reply<Vec<PeerId>>,
     },
-    /// End the provider lookups of a key: they answer with what they found.
-    FinishProviders(kad::RecordKey),
+    /// End a provider lookup: it answers with what it found so far.
+    FinishProviders(kad::QueryId),
     /// Ban a peer (`None`: for good); false for an allow-listed peer.
     Ban {
         peer: PeerId,
@@ -505,11 +507,18 @@ impl EventLoop {
             Command::StartProviding { key, reply } => {
                 self.swarm.behaviour_mut().dht.provide(key, reply);
             }
-            Command::GetProviders { key, reply } => {
-                self.swarm.behaviour_mut().dht.get_providers(key, reply);
+            Command::GetProviders {
+                key,
+                started,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().dht.get_providers(key, reply);
+                if let Some(started) = started {
+                    let _ = started.send(id);
+                }
             }
-            Command::FinishProviders(key) => {
-                self.swarm.behaviour_mut().dht.finish_providers(&key);
+            Command::FinishProviders(id) => {
+                self.swarm.behaviour_mut().dht.finish_providers(id);
             }
             Command::Ban {
                 peer,

@@ -718,9 +718,13 @@ impl Node {
     ) -> Result<Vec<PeerId>, ResourceError> {
         let key = p2p_dht::providers::provider_key(name);
         let lookup = async {
-            self.request(|reply| Command::GetProviders { key, reply })
-                .await
-                .map_err(|_| ResourceError::NotStarted)
+            self.request(|reply| Command::GetProviders {
+                key,
+                started: None,
+                reply,
+            })
+            .await
+            .map_err(|_| ResourceError::NotStarted)
         };
         tokio::time::timeout(timeout, lookup)
             .await
@@ -779,16 +783,18 @@ impl Node {
         let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let lookup = async {
             // The provider walk wants every creator, so it runs until the
-            // closest peers have all answered; past half the timeout it
-            // answers with the creators found so far, leaving the rest of
-            // the time to read their records.
+            // closest peers of each disjoint path have answered; past half
+            // the timeout it is ended with the creators found so far, leaving
+            // the rest of the time to read their records. The reads start as
+            // soon as the creators are known, beside the shared-key lookup.
             let providers = async {
-                let index = p2p_dht::records::kad_key(&key);
                 let commands = self.live().ok_or(ResourceError::NotStarted)?.commands;
                 let (reply, mut found) = oneshot::channel();
+                let (started, id) = oneshot::channel();
                 commands
                     .send(Command::GetProviders {
-                        key: index.clone(),
+                        key: p2p_dht::records::kad_key(&key),
+                        started: Some(started),
                         reply,
                     })
                     .await
@@ -796,22 +802,23 @@ impl Node {
                 if let Ok(found) = tokio::time::timeout(timeout / 2, &mut found).await {
                     return found.map_err(|_| ResourceError::NotStarted);
                 }
-                let _ = commands.send(Command::FinishProviders(index)).await;
+                if let Ok(id) = id.await {
+                    let _ = commands.send(Command::FinishProviders(id)).await;
+                }
                 found.await.map_err(|_| ResourceError::NotStarted)
             };
-            let shared = self.lookup(StoredKey::Shared(key.clone()));
-            let (providers, shared) = futures::join!(providers, shared);
-            let mut found: Vec<_> = shared.ok().into_iter().collect();
-            let scoped = providers?
-                .into_iter()
-                .take(MAX_DISCOVERED)
-                .map(|creator| self.lookup(StoredKey::Creator(key.clone(), creator)));
-            found.extend(
-                futures::future::join_all(scoped)
-                    .await
+            let scoped = async {
+                let creators = providers.await?;
+                let reads = creators
                     .into_iter()
-                    .filter_map(Result::ok),
-            );
+                    .take(MAX_DISCOVERED)
+                    .map(|creator| self.lookup(StoredKey::Creator(key.clone(), creator)));
+                Ok::<_, ResourceError>(futures::future::join_all(reads).await)
+            };
+            let shared = self.lookup(StoredKey::Shared(key.clone()));
+            let (scoped, shared) = futures::join!(scoped, shared);
+            let mut found: Vec<_> = shared.ok().into_iter().collect();
+            found.extend(scoped?.into_iter().filter_map(Result::ok));
             Ok::<_, ResourceError>(found)
         };
         let now = p2p_protocol::now_ms();

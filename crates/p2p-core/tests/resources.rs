@@ -213,6 +213,39 @@ async fn discover_from_a_peer_that_never_answers_times_out() {
     assert_eq!(who, asker.peer_id());
 }
 
+/// A provider walk that a silent peer holds open does not cost the lookup:
+/// past half its timeout `discover` ends the walk and reads the creators it
+/// found (kad would wait 10 s for the silent peer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_open() {
+    let server = memory_node(DhtModeSetting::Server).await;
+    let creator = memory_node(DhtModeSetting::Server).await;
+    link(&creator, &server).await;
+    wait_table_at_least(&server, 1).await;
+    let announced = creator
+        .announce(&rtype("session"), &rid("held-open"), "{}", ttl(3600))
+        .await
+        .unwrap();
+    assert!(announced.stored_by >= 1, "{announced:?}");
+    let (silent, mut requests) = silent_server().await;
+    let asker = memory_node(DhtModeSetting::Client).await;
+    asker.connect(dial_addr(&silent).await).await.unwrap();
+    asker.connect(dial_addr(&server).await).await.unwrap();
+    wait_table_at_least(&asker, 2).await;
+    let found = asker
+        .discover_all(&rtype("session"), &rid("held-open"), Duration::from_secs(4))
+        .await
+        .unwrap();
+    let creators: Vec<PeerId> = found.iter().map(|r| r.creator).collect();
+    assert_eq!(creators, vec![creator.peer_id()]);
+    // The silent peer was asked: something held a walk open.
+    let who = tokio::time::timeout(WAIT, requests.recv())
+        .await
+        .expect("the silent peer was never asked")
+        .unwrap();
+    assert_eq!(who, asker.peer_id());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_node_discovers_a_verified_record_over_the_dht() {
     let alice = tcp_node(DhtModeSetting::Server).await;

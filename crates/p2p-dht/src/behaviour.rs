@@ -321,27 +321,33 @@ impl Behaviour {
 
     /// Every provider of `key` the lookup finds (ourselves included), at most
     /// [`crate::queries::MAX_PROVIDERS`].
-    pub fn get_providers(&mut self, key: kad::RecordKey, reply: Reply<Vec<PeerId>>) {
-        let id = self.kad.get_providers(key.clone());
+    /// The lookup's id is returned (see [`Behaviour::finish_providers`]).
+    pub fn get_providers(
+        &mut self,
+        key: kad::RecordKey,
+        reply: Reply<Vec<PeerId>>,
+    ) -> kad::QueryId {
+        let id = self.kad.get_providers(key);
         self.queries.insert(
             id,
             Pending::Providers {
-                key,
                 found: HashSet::new(),
                 reply,
             },
         );
+        id
     }
 
-    /// Ends our provider lookups of `key` now: each answers with the
-    /// providers found so far. A lookup wants every provider, so it walks
-    /// until the closest peers of each disjoint path have answered, which
-    /// can outlast a caller's deadline (see `p2p_core::Node::discover_all`).
-    pub fn finish_providers(&mut self, key: &kad::RecordKey) {
-        for id in self.queries.providers_of(key) {
-            if let Some(mut query) = self.kad.query_mut(&id) {
-                query.finish();
-            }
+    /// Ends the provider lookup `id` now, if it still runs: it answers with
+    /// the providers found so far. A lookup wants every provider, so it
+    /// walks until the closest peers of each disjoint path have answered,
+    /// which can outlast a caller's deadline (see
+    /// `p2p_core::Node::discover_all`). Any other query is left alone.
+    pub fn finish_providers(&mut self, id: kad::QueryId) {
+        if self.queries.is_providers(&id)
+            && let Some(mut query) = self.kad.query_mut(&id)
+        {
+            query.finish();
         }
     }
 

@@ -89,9 +89,8 @@ pub(crate) enum Pending {
     },
     /// The reply says whether the closest peers were told.
     Provide(Reply<bool>),
-    /// Every provider of `key` found, up to [`MAX_PROVIDERS`].
+    /// Every provider found, up to [`MAX_PROVIDERS`].
     Providers {
-        key: kad::RecordKey,
         found: HashSet<PeerId>,
         reply: Reply<Vec<PeerId>>,
     },
@@ -117,13 +116,9 @@ impl Queries {
         self.pending.insert(id, pending);
     }
 
-    /// Our provider lookups of `key`.
-    pub(crate) fn providers_of(&self, key: &kad::RecordKey) -> Vec<kad::QueryId> {
-        self.pending
-            .iter()
-            .filter(|(_, pending)| matches!(pending, Pending::Providers { key: k, .. } if k == key))
-            .map(|(id, _)| *id)
-            .collect()
+    /// Whether `id` is one of our provider lookups, still running.
+    pub(crate) fn is_providers(&self, id: &kad::QueryId) -> bool {
+        matches!(self.pending.get(id), Some(Pending::Providers { .. }))
     }
 
     /// Handles one step of a query; returns the events it causes.
