@@ -182,6 +182,14 @@ async fn silent_server() -> (Node, tokio::sync::mpsc::UnboundedReceiver<PeerId>)
     (silent, requests)
 }
 
+/// The next peer whose request the silent server swallowed.
+async fn next_asker(requests: &mut tokio::sync::mpsc::UnboundedReceiver<PeerId>) -> PeerId {
+    tokio::time::timeout(WAIT, requests.recv())
+        .await
+        .expect("the silent peer was never asked")
+        .expect("the silent server is running")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_from_a_peer_that_never_answers_times_out() {
     let (silent, mut requests) = silent_server().await;
@@ -206,11 +214,7 @@ async fn discover_from_a_peer_that_never_answers_times_out() {
         "returned {took:?} after a {timeout:?} timeout"
     );
     // It timed out waiting on the silent peer, which was asked.
-    let who = tokio::time::timeout(WAIT, requests.recv())
-        .await
-        .expect("the silent peer was never asked")
-        .unwrap();
-    assert_eq!(who, asker.peer_id());
+    assert_eq!(next_asker(&mut requests).await, asker.peer_id());
 }
 
 /// A provider walk that a silent peer holds open does not cost the lookup:
@@ -239,11 +243,7 @@ async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_op
     let creators: Vec<PeerId> = found.iter().map(|r| r.creator).collect();
     assert_eq!(creators, vec![creator.peer_id()]);
     // The silent peer was asked: something held a walk open.
-    let who = tokio::time::timeout(WAIT, requests.recv())
-        .await
-        .expect("the silent peer was never asked")
-        .unwrap();
-    assert_eq!(who, asker.peer_id());
+    assert_eq!(next_asker(&mut requests).await, asker.peer_id());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use p2p_dht::routing::Population;
 use p2p_dht::{Behaviour, DhtRate, DhtRates, MapperPolicy, records, refresh};
 use p2p_protocol::ResourceRecord;
 use p2p_types::{RejectReason, ResourceKey};
-use support::{Net, RawKad, dht_config, dht_node, node, raw_kad};
+use support::{Net, RawKad, dht_config, dht_net, dht_node, node, raw_kad};
 use tokio::sync::oneshot;
 
 fn resource(ty: &str, id: &str) -> ResourceKey {
@@ -170,13 +170,7 @@ async fn a_record_put_by_one_server_is_found_by_another_node() {
 /// to the new connection itself, and when it sends on a connection it has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_is_awaited_from_our_request_until_its_answer() {
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![
-            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
-            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
-        ],
-        raw: Vec::new(),
-    };
+    let mut net = dht_net(2).await;
     let (server, server_addr) = (net.nodes[1].id(), net.nodes[1].addr.clone());
     // Known, not connected: the lookup's request waits for kad's dial.
     net.nodes[0]
@@ -230,14 +224,7 @@ async fn a_peer_is_awaited_from_our_request_until_its_answer() {
 /// silent peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_far() {
-    let mut net: Net<Behaviour> = Net {
-        nodes: vec![
-            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
-            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
-            dht_node(Keypair::generate_ed25519(), dht_config(DhtRates::default())).await,
-        ],
-        raw: Vec::new(),
-    };
+    let mut net = dht_net(3).await;
     let key = records::kad_key(&resource("session", "early"));
     let (provider, silent) = (net.nodes[1].id(), net.nodes[2].id());
     let (tx, mut rx) = oneshot::channel();

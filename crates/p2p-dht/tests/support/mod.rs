@@ -217,6 +217,25 @@ pub async fn dht_node(
     node(keypair, |id| p2p_dht::Behaviour::new(id, config)).await
 }
 
+/// `n` swarms of our behaviour with [`dht_config`] and default rates, not
+/// connected.
+pub async fn dht_net(n: usize) -> Net<p2p_dht::Behaviour> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(
+            dht_node(
+                Keypair::generate_ed25519(),
+                dht_config(p2p_dht::DhtRates::default()),
+            )
+            .await,
+        );
+    }
+    Net {
+        nodes,
+        raw: Vec::new(),
+    }
+}
+
 impl Node<p2p_dht::Behaviour> {
     /// Refusals this node reported against `peer` for `reason`.
     pub fn rejections(&self, peer: PeerId, reason: p2p_types::RejectReason) -> usize {
