@@ -24,13 +24,17 @@
 //! - the count is cleared when the peer's last connection closes (kad then
 //!   fails the peer in every query), and the count of a peer that is not
 //!   connected is dropped after kad's query timeout, by which every query
-//!   that could have sent it has ended. So only connected peers and peers
-//!   dialled within one query timeout are held.
+//!   that could have sent it has ended (swept when the map has doubled since
+//!   the last sweep). So the map holds the connected peers and those dialled
+//!   within one query timeout, at most twice over.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+
+/// The smallest map [`Awaited::expire`] sweeps.
+const MIN_SWEEP: usize = 64;
 
 /// Requests in flight per peer, with when the last was counted; only peers
 /// with at least one are held.
@@ -39,6 +43,10 @@ pub(crate) struct Awaited {
     in_flight: HashMap<PeerId, (u32, Instant)>,
     /// kad's query timeout: no request of a query outlives it.
     expiry: Duration,
+    /// The map's size at which [`Awaited::expire`] sweeps next: twice what
+    /// the last sweep left, at least 64, so each sweep is paid for by as
+    /// many insertions.
+    sweep_at: usize,
 }
 
 impl Awaited {
@@ -48,6 +56,7 @@ impl Awaited {
         Self {
             in_flight: HashMap::new(),
             expiry,
+            sweep_at: MIN_SWEEP,
         }
     }
 
@@ -82,18 +91,23 @@ impl Awaited {
     }
 
     /// Drops the counts of peers not `connected` last raised more than the
-    /// expiry before `now` (none of them has a connection to tell about),
-    /// when the map holds more peers than twice those connected, and at
-    /// least 64: the sweep's cost is spread over the insertions that grew
-    /// the map.
-    pub(crate) fn expire(&mut self, now: Instant, connected: &HashSet<PeerId>) {
-        if self.in_flight.len() <= connected.len().saturating_mul(2).max(64) {
-            return;
+    /// expiry before `now`, once the map has reached its next sweep size;
+    /// the peers dropped (none of them has a connection).
+    pub(crate) fn expire(&mut self, now: Instant, connected: &HashSet<PeerId>) -> Vec<PeerId> {
+        if self.in_flight.len() < self.sweep_at {
+            return Vec::new();
         }
         let expiry = self.expiry;
+        let mut dropped = Vec::new();
         self.in_flight.retain(|peer, (_, at)| {
-            connected.contains(peer) || now.saturating_duration_since(*at) <= expiry
+            let keep = connected.contains(peer) || now.saturating_duration_since(*at) <= expiry;
+            if !keep {
+                dropped.push(*peer);
+            }
+            keep
         });
+        self.sweep_at = self.in_flight.len().saturating_mul(2).max(MIN_SWEEP);
+        dropped
     }
 
     /// Whether a request to `peer` is in flight.
@@ -129,30 +143,31 @@ mod tests {
     }
 
     #[test]
-    fn only_counts_of_peers_not_connected_expire_and_only_once_the_map_outgrows_them() {
+    fn only_counts_of_peers_not_connected_expire_and_only_once_the_map_has_grown() {
         let expiry = Duration::from_secs(60);
         let mut awaited = Awaited::new(expiry);
         let start = Instant::now();
-        let peers: Vec<PeerId> = (0..65).map(|_| PeerId::random()).collect();
+        let peers: Vec<PeerId> = (0..MIN_SWEEP + 1).map(|_| PeerId::random()).collect();
         let connected: HashSet<PeerId> = peers[..1].iter().copied().collect();
-        for peer in &peers {
+        for peer in &peers[..MIN_SWEEP - 1] {
             awaited.sent(*peer, start);
         }
         let late = start + expiry * 2;
-        // 64 held: not over the floor, not swept.
-        awaited.reset(&peers[64]);
-        awaited.expire(late, &connected);
-        assert!(peers[..64].iter().all(|p| awaited.is_awaited(p)));
-        // 65 held, 1 connected: swept; the connected peer is kept.
-        awaited.sent(peers[64], start);
-        awaited.expire(late, &connected);
+        // Under the sweep size: nothing is dropped.
+        assert!(awaited.expire(late, &connected).is_empty());
+        awaited.sent(peers[MIN_SWEEP - 1], start);
+        // At it: swept; the connected peer is kept.
+        let mut dropped = awaited.expire(late, &connected);
+        dropped.sort();
+        let mut expected = peers[1..MIN_SWEEP].to_vec();
+        expected.sort();
+        assert_eq!(dropped, expected);
         assert!(awaited.is_awaited(&peers[0]), "a connected peer is kept");
-        assert!(peers[1..].iter().all(|p| !awaited.is_awaited(p)));
         // Raised within the expiry: kept.
         for peer in &peers[1..] {
             awaited.sent(*peer, late);
         }
-        awaited.expire(late + expiry / 2, &connected);
+        assert!(awaited.expire(late + expiry / 2, &connected).is_empty());
         assert!(peers.iter().all(|p| awaited.is_awaited(p)));
     }
 }

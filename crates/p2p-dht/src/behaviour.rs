@@ -27,7 +27,10 @@
 //!   addresses in lookup answers (closer peers, providers) pass the same
 //!   mapper before kad dials them;
 //! - **our queries**: one map from kad's `QueryId` to the caller's reply
-//!   channel; the behaviour answers callers itself.
+//!   channel; the behaviour answers callers itself;
+//! - **our requests in flight**, per peer ([`Event::AwaitingAnswer`], see the
+//!   `awaited` module), so the node knows which young connections have done
+//!   what they were opened for.
 //!
 //! kad's connection-handler types are private to it; they are reached here
 //! through the swarm's `THandlerInEvent`/`THandlerOutEvent` aliases, so a kad
@@ -133,7 +136,8 @@ pub enum Event {
     /// Whether we await a DHT answer from `peer`: `true` (reported before
     /// the request leaves) when a request to it goes out, or kad dials it
     /// for one, with no other counted; `false` when the last counted one is
-    /// answered or fails, or the peer's last connection closes. The count
+    /// answered or fails, the peer's last connection closes, or the count of
+    /// a peer never connected expires after the query timeout. The count
     /// may be too high, never too low (see the `awaited` module): an
     /// announce, a routing-table check or a request dropped before its dial
     /// connected keeps the peer awaited until its connections close. At its
@@ -603,7 +607,12 @@ impl Behaviour {
                 awaiting: true,
             });
         }
-        self.awaited.expire(now, &self.connected);
+        for peer in self.awaited.expire(now, &self.connected) {
+            self.emit(Event::AwaitingAnswer {
+                peer,
+                awaiting: false,
+            });
+        }
     }
 
     fn emit(&mut self, event: Event) {
@@ -678,6 +687,25 @@ impl Behaviour {
             }
             _ => {}
         }
+    }
+}
+
+/// Whether kad sends `event` to a peer as a request of ours. No wildcard: a
+/// kad upgrade that adds a request fails to compile here rather than going
+/// uncounted (see the `awaited` module).
+fn is_request(event: &HandlerIn) -> bool {
+    match event {
+        HandlerIn::FindNodeReq { .. }
+        | HandlerIn::GetProvidersReq { .. }
+        | HandlerIn::GetRecord { .. }
+        | HandlerIn::PutRecord { .. }
+        | HandlerIn::AddProvider { .. } => true,
+        HandlerIn::Reset(_)
+        | HandlerIn::ReconfigureMode { .. }
+        | HandlerIn::FindNodeRes { .. }
+        | HandlerIn::GetProvidersRes { .. }
+        | HandlerIn::GetRecordRes { .. }
+        | HandlerIn::PutRecordRes { .. } => false,
     }
 }
 
@@ -864,14 +892,7 @@ impl NetworkBehaviour for Behaviour {
                     handler,
                     event,
                 }) => {
-                    if matches!(
-                        event,
-                        HandlerIn::FindNodeReq { .. }
-                            | HandlerIn::GetProvidersReq { .. }
-                            | HandlerIn::GetRecord { .. }
-                            | HandlerIn::PutRecord { .. }
-                            | HandlerIn::AddProvider { .. }
-                    ) {
+                    if is_request(&event) {
                         self.count_request(peer_id);
                     }
                     let event = self.truthful(event);

@@ -188,8 +188,7 @@ impl Queries {
                     let room = MAX_PROVIDERS.saturating_sub(found.len());
                     found.extend(providers.into_iter().take(room));
                 }
-                if last
-                    && let Some(Pending::Providers { found, reply, .. }) = self.pending.remove(&id)
+                if last && let Some(Pending::Providers { found, reply }) = self.pending.remove(&id)
                 {
                     let _ = reply.send(found.into_iter().collect());
                 }

@@ -35,7 +35,10 @@
 //! carry a request from its peer to us, lost as it would be after the
 //! grace. The DHT's answers are per peer, so a connection another behaviour
 //! dialled to a peer that has answered the DHT (a hole punch, a dial-back)
-//! loses its grace too.
+//! loses its grace too. And a connection chosen to close as soon as its peer
+//! answered can still be handed a new request of ours to that peer before
+//! the close is done (kad sends on any of the peer's connections); that
+//! request is lost, and kad fails the peer in its query.
 //!
 //! The limits themselves are enforced here too, not by libp2p's
 //! connection-limits behaviour: a connection being closed no longer counts,
