@@ -156,8 +156,6 @@ async fn two_processes_connect_message_announce_discover_and_stop() {
         .unwrap();
     assert_eq!(String::from_utf8(id.stdout).unwrap().trim(), a_id);
     drop(b);
-    let _ = std::fs::remove_dir_all(dir_a);
-    let _ = std::fs::remove_dir_all(dir_b);
 }
 
 /// The control reader's bound (`MAX_LINE` in control.rs).
@@ -189,7 +187,6 @@ async fn an_overlong_control_line_is_refused_and_the_next_command_runs() {
     );
     assert_eq!(a.cmd("stop").await["ok"], true);
     drop(a);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +234,6 @@ async fn metrics_answer_after_a_burst_of_connections_beyond_the_cap() {
     assert!(body.contains("lotus_p2p_peers_connected 0"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
     drop(a);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,8 +255,6 @@ async fn the_node_keeps_running_when_its_stderr_is_closed() {
     assert_eq!(stats["connectedPeers"], 1, "{stats}");
     assert_eq!(a.cmd("stop").await["ok"], true);
     drop((a, b));
-    let _ = std::fs::remove_dir_all(dir_a);
-    let _ = std::fs::remove_dir_all(dir_b);
 }
 
 /// `lotus-p2p run` with its output collected, killed if still running after
@@ -323,8 +317,6 @@ async fn a_taken_port_is_an_error_that_says_so() {
     .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is taken"));
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(second_dir);
 }
 
 #[test]
@@ -363,7 +355,6 @@ fn keygen_and_id_use_the_data_dir_and_version_names_the_commit() {
         version.starts_with("lotus-p2p ") && version.contains(&format!("({commit})")),
         "{version} / {commit}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -447,7 +438,6 @@ score-ban-below = -30.5
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting \"lisen\""));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The repository's own files for operators.
@@ -496,7 +486,6 @@ fn the_systemd_unit_verifies_and_runs_this_binary_hardened() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -129,6 +129,4 @@ async fn two_lotus_p2p_processes_and_a_js_node_form_one_network() {
         p.next(|v| v["event"] == "stopped").await;
     }
     js.stop().await;
-    let _ = std::fs::remove_dir_all(dir_a);
-    let _ = std::fs::remove_dir_all(dir_b);
 }

@@ -157,7 +157,4 @@ async fn three_processes_sign_one_message_with_musig2_sign() {
     let stats = procs[0].cmd("stats").await;
     assert_eq!(stats["musig2"]["publicKey"], keys[0].as_str());
     assert_eq!(stats["musig2"]["runningSessions"], 0);
-    for dir in dirs {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

@@ -155,7 +155,8 @@ fn home_network(
             ));
         }
     }
-    let file = temp_dir(&format!("nft-{name}")).with_extension("nft");
+    let file =
+        std::env::temp_dir().join(format!("lotus-p2p-nft-{}-{name}.nft", std::process::id()));
     std::fs::write(&file, rules).unwrap();
     exec(&router, &["nft", "-f", file.to_str().unwrap()]);
     let _ = std::fs::remove_file(&file);
@@ -201,9 +202,12 @@ fn node(ns: &str, ip: &str, extra: &[&str]) -> Proc {
 fn node_at(ns: &str, ip_port: &str, extra: &[&str]) -> Proc {
     let listen = format!("/ip4/{ip_port}");
     let dir = temp_dir(&format!("netns-{ns}-{}", ip_port.replace('/', "-")));
-    let dir = dir.to_str().unwrap();
-    let args = [&["--listen", &listen, "--data-dir", dir][..], extra].concat();
-    Proc::spawn_wrapped(&["ip", "netns", "exec", ns], &args)
+    let args = [
+        &["--listen", &listen, "--data-dir", dir.to_str().unwrap()][..],
+        extra,
+    ]
+    .concat();
+    Proc::spawn_wrapped(&["ip", "netns", "exec", ns], &args).owning(dir)
 }
 
 async fn listening(node: &mut Proc) -> (String, String) {

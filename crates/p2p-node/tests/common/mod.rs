@@ -2,7 +2,9 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +20,9 @@ pub struct Proc {
     lines: Lines<BufReader<ChildStdout>>,
     /// Lines read while looking for another one, still to be matched.
     backlog: Vec<Value>,
+    /// A data directory that lives as long as the process (see
+    /// [`Proc::owning`]).
+    data_dir: Option<TempDir>,
 }
 
 impl Proc {
@@ -77,7 +82,15 @@ impl Proc {
             stdin,
             lines,
             backlog: Vec::new(),
+            data_dir: None,
         }
+    }
+
+    /// Keeps `dir` (the process's data directory) until the process is
+    /// dropped, then removes it.
+    pub fn owning(mut self, dir: TempDir) -> Self {
+        self.data_dir = Some(dir);
+        self
     }
 
     /// The first line (already read or still to come) that satisfies `pred`.
@@ -133,7 +146,7 @@ impl Proc {
 
 /// A second node (its data in the temp dir `name`) joining through
 /// `bootstrap`: the process, its PeerId and its data dir.
-pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String, std::path::PathBuf) {
+pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String, TempDir) {
     let dir = temp_dir(name);
     let mut proc = Proc::spawn(&dir, &["--bootstrap", bootstrap]);
     let id = proc.next(|v| v["event"] == "listening").await["peerId"]
@@ -143,10 +156,42 @@ pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String, std::path::P
     (proc, id, dir)
 }
 
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A fresh, empty temp directory path for this test process (`name` tells
+/// the tests apart), removed when dropped: a data dir holds a node's secret
+/// key, and a test that fails must not leave one behind either.
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("lotus-p2p-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    TempDir(dir)
+}
+
+/// A temp directory path, removed (with its contents) on drop.
+pub struct TempDir(PathBuf);
+
+impl Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for TempDir {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Proc {
