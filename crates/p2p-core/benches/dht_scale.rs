@@ -402,7 +402,7 @@ async fn table_sizes(nodes: &[Node]) -> Vec<usize> {
 /// limit, and connections they refused at one, in all and by the queriers;
 /// and the routing-table contacts they dialled to check them.
 async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
-    let counts: Vec<(u64, u64, u64, u64)> = futures::stream::iter(nodes)
+    let counts: Vec<(u64, u64, u64, u64, u64)> = futures::stream::iter(nodes)
         .map(|n| async move {
             n.stats()
                 .await
@@ -412,9 +412,10 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
                         s.connections_refused_at_limit,
                         s.dht.contact_checks,
                         s.dht.refreshes_skipped,
+                        s.connections_closed_for_room_awaited,
                     )
                 })
-                .unwrap_or((0, 0, 0, 0))
+                .unwrap_or((0, 0, 0, 0, 0))
         })
         .buffered(64)
         .collect()
@@ -423,6 +424,7 @@ async fn closed_for_room(nodes: &[Node], queriers: &[usize]) -> Value {
         "closed": counts.iter().map(|c| c.0).sum::<u64>(),
         "refused": counts.iter().map(|c| c.1).sum::<u64>(),
         "closed_by_queriers": queriers.iter().map(|&q| counts[q].0).sum::<u64>(),
+        "closed_awaited_by_queriers": queriers.iter().map(|&q| counts[q].4).sum::<u64>(),
         "refused_by_queriers": queriers.iter().map(|&q| counts[q].1).sum::<u64>(),
         "contact_checks": counts.iter().map(|c| c.2).sum::<u64>(),
         "refreshes_skipped": counts.iter().map(|c| c.3).sum::<u64>(),

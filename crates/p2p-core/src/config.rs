@@ -22,7 +22,8 @@ use crate::transport::TransportKind;
 /// oldest idle connection that carried no application stream (older than
 /// 2 s, or younger if we dialled it and its peer has answered all our DHT
 /// requests; not dialled for the user, not relayed, not to a relay holding a
-/// reservation either way) and refuses the new one only when there is none
+/// reservation either way; one to a peer that still owes us a DHT answer
+/// only when no other may) and refuses the new one only when there is none
 /// ([`crate::ConnectionLimitReached`]); each outbound dial in progress
 /// reserves its place, and one inbound place is kept free for a newcomer.
 /// [`crate::NodeStats::connections_closed_for_room`] counts those closes.

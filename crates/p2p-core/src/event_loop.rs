@@ -673,6 +673,7 @@ impl EventLoop {
             banned_peers: self.swarm.behaviour().peers.banned_count(),
             connections_denied_per_ip: self.stats.denied_per_ip(),
             connections_closed_for_room: self.swarm.behaviour().stream.trimmed(),
+            connections_closed_for_room_awaited: self.swarm.behaviour().stream.trimmed_awaited(),
             connections_refused_at_limit: self.swarm.behaviour().stream.refused_at_limit(),
             reachability: self.reachability.status(),
         }

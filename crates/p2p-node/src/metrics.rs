@@ -166,6 +166,12 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut e,
+            "connections_closed_for_room_awaited",
+            "Of the connections closed to make room, those whose peer still owed us a DHT answer.",
+            s.connections_closed_for_room_awaited,
+        )?;
+        counter(
+            &mut e,
             "connections_refused_at_limit",
             "Connections refused at an established-connection limit with no idle connection to close.",
             s.connections_refused_at_limit,

@@ -256,6 +256,10 @@ pub struct NodeStats {
     /// Idle connections closed to make room for a new one at a connection
     /// limit (the oldest that carried no application stream).
     pub connections_closed_for_room: u64,
+    /// Of those, connections to a peer that still owed us a DHT answer
+    /// (closed only when no other could: the DHT then fails that peer in
+    /// its running lookups).
+    pub connections_closed_for_room_awaited: u64,
     /// Connections (either way) refused at an established-connection limit
     /// with no idle connection to close.
     pub connections_refused_at_limit: u64,

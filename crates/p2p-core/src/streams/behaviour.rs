@@ -120,6 +120,12 @@ impl Behaviour {
         self.room.trimmed()
     }
 
+    /// Connections closed to make room since the start while their peer
+    /// owed us a DHT answer.
+    pub(crate) fn trimmed_awaited(&self) -> u64 {
+        self.room.trimmed_awaited()
+    }
+
     /// Connections refused at an established-connection limit since the
     /// start.
     pub(crate) fn refused_at_limit(&self) -> u64 {

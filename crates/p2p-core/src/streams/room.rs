@@ -26,12 +26,18 @@
 //!   sent (p2p-dht's `Event::AwaitingAnswer`): it has done what a lookup
 //!   dialled it for, and a lookup that opens connections faster than their
 //!   grace ends needs that room for its next dials (a refused dial fails the
-//!   peer in the lookup).
+//!   peer in the lookup);
+//! - a connection to a peer that still owes us a DHT answer goes only when
+//!   no other may: libp2p-kad fails a peer in every running query when its
+//!   last connection closes, so cutting it costs our own lookups that peer,
+//!   just as a refused dial would. At 1 000 nodes a querier closes ~50 000
+//!   connections to make room during its lookups (BENCHMARKS.md §5), and an
+//!   old connection is often the one a new walk is asking again.
 //!
 //! Known limits: "idle" means no application stream. A DHT request in
-//! flight on a connection older than the grace can be cut; the oldest
-//! connections go first, and a lookup's own connections are its youngest.
-//! Only our own requests end a grace early: a young connection can still
+//! flight on a connection older than the grace can still be cut when every
+//! connection that may close carries one. Only our own requests end a grace
+//! early: a young connection can still
 //! carry a request from its peer to us, lost as it would be after the
 //! grace. The DHT's answers are per peer, so a connection another behaviour
 //! dialled to a peer that has answered the DHT (a hole punch, a dial-back)
@@ -109,8 +115,21 @@ struct Picker<'a> {
 
 impl Picker<'_> {
     /// Chooses up to `wanted` of the oldest connections that may close, of
-    /// the given direction (`Some(true)`: outbound) or either; how many.
+    /// the given direction (`Some(true)`: outbound) or either, those to
+    /// peers owing us a DHT answer last; how many.
     fn oldest(&mut self, wanted: usize, outbound: Option<bool>) -> usize {
+        let mut found = self.pass(wanted, outbound, false);
+        if found < wanted {
+            found += self.pass(wanted - found, outbound, true);
+        }
+        self.short |= found < wanted;
+        found
+    }
+
+    /// One pass over the connections, oldest first, for
+    /// [`Picker::oldest`]: with `awaited_too`, connections to peers we
+    /// await an answer from may be chosen too.
+    fn pass(&mut self, wanted: usize, outbound: Option<bool>, awaited_too: bool) -> usize {
         // A connection we dialled whose requests were answered needs no grace.
         let done = |connection: &Connection| connection.outbound && connection.answered;
         let mut found = 0;
@@ -121,6 +140,7 @@ impl Picker<'_> {
             if connection.pinned
                 || self.room.is_protected(&connection.peer)
                 || outbound.is_some_and(|o| o != connection.outbound)
+                || (!awaited_too && self.room.awaited.contains(&connection.peer))
                 || self.chosen.contains(&id)
             {
                 continue;
@@ -133,7 +153,6 @@ impl Picker<'_> {
             self.chosen.push(id);
             found += 1;
         }
-        self.short |= found < wanted;
         found
     }
 }
@@ -175,9 +194,15 @@ pub(crate) struct Room {
     /// Peers whose connections are never closed to make room, with a count
     /// of the reasons (a relay reservation each way).
     protected: Protected,
+    /// Peers we await a DHT answer from (p2p-dht's edges; bounded as its
+    /// count is: a peer is dropped on its `false` edge, which an expired
+    /// count sends too). Their connections close last.
+    awaited: HashSet<PeerId>,
     idle: Arc<IdlePolicy>,
     /// Connections closed to make room, in all.
     trimmed: u64,
+    /// Of those, connections to a peer we awaited a DHT answer from.
+    trimmed_awaited: u64,
     /// Connections refused at a limit, in all.
     refused: u64,
 }
@@ -192,8 +217,10 @@ impl Room {
             inbound: 0,
             outbound: 0,
             protected: Protected::default(),
+            awaited: HashSet::new(),
             idle,
             trimmed: 0,
+            trimmed_awaited: 0,
             refused: 0,
         }
     }
@@ -312,6 +339,11 @@ impl Room {
     /// We await a DHT answer from `peer` (`true`), or no longer: then each
     /// of its connections has been answered.
     pub(crate) fn awaiting_answer(&mut self, peer: PeerId, awaiting: bool) {
+        if awaiting {
+            self.awaited.insert(peer);
+        } else {
+            self.awaited.remove(&peer);
+        }
         for connection in self.open.values_mut().filter(|c| c.peer == peer) {
             connection.answered = !awaiting;
         }
@@ -334,6 +366,12 @@ impl Room {
     /// Connections closed to make room since the start.
     pub(crate) fn trimmed(&self) -> u64 {
         self.trimmed
+    }
+
+    /// Connections closed to make room since the start while we awaited a
+    /// DHT answer from their peer (no other could close).
+    pub(crate) fn trimmed_awaited(&self) -> u64 {
+        self.trimmed_awaited
     }
 
     /// Connections refused at a limit since the start.
@@ -393,6 +431,9 @@ impl Room {
                 self.uncount(&connection);
                 self.closing.insert(id);
                 self.trimmed += 1;
+                if self.awaited.contains(&connection.peer) {
+                    self.trimmed_awaited += 1;
+                }
                 closed.push((connection.peer, id));
             }
         }
@@ -458,6 +499,36 @@ mod tests {
         room.closed(id(3));
         assert!(trim(&mut room).is_empty());
         assert_eq!(room.trimmed(), 1);
+    }
+
+    #[test]
+    fn a_connection_to_a_peer_owing_us_an_answer_closes_only_when_no_other_may() {
+        let mut room = room(100, 100, 3);
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        for (n, &peer) in peers.iter().enumerate() {
+            room.established(id(n + 1), peer, true, false, Instant::now());
+        }
+        // A new walk asks the oldest connection's peer again.
+        room.awaiting_answer(peers[0], true);
+        room.dialling(id(10));
+        assert_eq!(trim(&mut room), vec![(peers[1], id(2))]);
+        let newcomer = PeerId::random();
+        room.established(id(10), newcomer, true, false, Instant::now());
+        // An answered peer is fair game again; one awaited before it
+        // connected counts too (a lookup's dial is its first request).
+        room.awaiting_answer(peers[0], false);
+        let dialled = PeerId::random();
+        room.awaiting_answer(dialled, true);
+        room.dialling(id(11));
+        assert_eq!(trim(&mut room), vec![(peers[0], id(1))]);
+        room.established(id(11), dialled, true, false, Instant::now());
+        // When every connection that may close is awaited, the oldest goes
+        // rather than the dial being refused.
+        room.awaiting_answer(peers[2], true);
+        room.awaiting_answer(newcomer, true);
+        room.dialling(id(12));
+        assert_eq!(trim(&mut room), vec![(peers[2], id(3))]);
+        assert_eq!((room.trimmed(), room.trimmed_awaited()), (3, 1));
     }
 
     #[test]
