@@ -767,9 +767,13 @@ impl Node {
     /// asked), each one's record under its creator-scoped key, the record
     /// under the shared key (TypeScript peers', or whoever wrote it first),
     /// and what the local cache holds. A squatter can add its own record to
-    /// the list but cannot hide another creator's; callers who know the
+    /// the list but cannot take another creator's off the servers that hold
+    /// it (servers near the key that answer first with a partial list can
+    /// hide it: see `DhtConfig::provider_answers`); callers who know the
     /// creator they want use [`Node::discover_from`]. The walk for the
-    /// provider records runs until the closest peers have all answered; past
+    /// provider records ends once `DhtConfig::provider_answers` peers (3 by
+    /// default) have answered with providers, else when the closest peers
+    /// have all answered; past
     /// half of `timeout` it is ended and the creators it found so far are
     /// read. [`ResourceError::NotFound`] when nothing valid was found; on
     /// timeout, what the cache holds, or [`ResourceError::Timeout`] when it
@@ -782,9 +786,9 @@ impl Node {
     ) -> Result<Vec<Arc<ResourceRecord>>, ResourceError> {
         let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let lookup = async {
-            // The provider walk wants every creator, so it runs until the
-            // closest peers of each disjoint path have answered; past half
-            // the timeout it is ended with the creators found so far, leaving
+            // The provider walk ends after a few answers with creators, or
+            // when the closest peers of each disjoint path have answered; past
+            // half the timeout it is ended with the creators found so far, leaving
             // the rest of the time to read their records. The reads start as
             // soon as the creators are known, beside the shared-key lookup.
             let providers = async {

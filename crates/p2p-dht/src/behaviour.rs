@@ -204,6 +204,10 @@ pub struct Behaviour {
     provider_addrs: LruCache<PeerId, Vec<Multiaddr>>,
     /// Record lookups finished and their requests (in [`DhtStats`]).
     record_lookups: QueryTotals,
+    /// Provider lookups finished and their requests (in [`DhtStats`]).
+    provider_lookups: QueryTotals,
+    /// Answers with providers that end a provider lookup.
+    provider_answers: Option<std::num::NonZeroUsize>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
 
@@ -248,6 +252,8 @@ impl Behaviour {
             public_ranges: config.dht.public_ranges.clone(),
             provider_addrs: LruCache::new(MAX_PROVIDER_PEERS),
             record_lookups: QueryTotals::default(),
+            provider_lookups: QueryTotals::default(),
+            provider_answers: config.dht.provider_answers,
             queued: VecDeque::new(),
         }
     }
@@ -324,8 +330,11 @@ impl Behaviour {
     }
 
     /// Every provider of `key` the lookup finds (ourselves included), at most
-    /// [`crate::queries::MAX_PROVIDERS`].
-    /// The lookup's id is returned (see [`Behaviour::finish_providers`]).
+    /// [`crate::queries::MAX_PROVIDERS`]. The lookup ends once
+    /// [`crate::DhtConfig::provider_answers`] peers have answered with
+    /// providers, or else when the closest peers of each disjoint path have
+    /// answered. The lookup's id is returned (see
+    /// [`Behaviour::finish_providers`]).
     pub fn get_providers(
         &mut self,
         key: kad::RecordKey,
@@ -336,6 +345,8 @@ impl Behaviour {
             id,
             Pending::Providers {
                 found: HashSet::new(),
+                answers: 0,
+                enough: self.provider_answers,
                 reply,
             },
         );
@@ -343,9 +354,9 @@ impl Behaviour {
     }
 
     /// Ends the provider lookup `id` now, if it still runs: it answers with
-    /// the providers found so far. A lookup wants every provider, so it
-    /// walks until the closest peers of each disjoint path have answered,
-    /// which can outlast a caller's deadline (see
+    /// the providers found so far. A lookup that finds too few peers
+    /// holding providers walks until the closest peers of each disjoint path
+    /// have answered, which can outlast a caller's deadline (see
     /// `p2p_core::Node::discover_all`). Any other query is left alone.
     pub fn finish_providers(&mut self, id: kad::QueryId) {
         if self.queries.is_providers(&id)
@@ -445,6 +456,7 @@ impl Behaviour {
         let in_flight = self.kad.iter_queries().count();
         DhtStats {
             record_lookups: self.record_lookups,
+            provider_lookups: self.provider_lookups,
             contact_checks: self.seen.checks(),
             refreshes_skipped: self.refresh.skipped(),
             ..crate::dht_stats(&mut self.kad, in_flight)
@@ -616,14 +628,16 @@ impl Behaviour {
     }
 
     fn emit(&mut self, event: Event) {
-        if let Event::QueryFinished {
-            kind: QueryKind::GetRecord,
-            stats,
-            ..
-        } = &event
-        {
-            self.record_lookups.finished += 1;
-            self.record_lookups.requests += u64::from(stats.num_requests());
+        if let Event::QueryFinished { kind, stats, .. } = &event {
+            let totals = match kind {
+                QueryKind::GetRecord => Some(&mut self.record_lookups),
+                QueryKind::GetProviders => Some(&mut self.provider_lookups),
+                _ => None,
+            };
+            if let Some(totals) = totals {
+                totals.finished += 1;
+                totals.requests += u64::from(stats.num_requests());
+            }
         }
         self.queued.push_back(ToSwarm::GenerateEvent(event));
     }

@@ -95,6 +95,17 @@ pub struct DhtConfig {
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
+    /// A provider lookup ends once this many peers (our own store counts as
+    /// one) have answered with providers. Default 3. Every server near a key
+    /// holds every provider record put there, so a few answers give the
+    /// whole list; left to itself, kad walks on until the 20 closest peers
+    /// of each disjoint path have answered: at 200 nodes a `discover` then
+    /// sent 47 requests (p50) where its record lookups needed 3
+    /// (BENCHMARKS.md §5, tenth session). The trade: a creator hidden from
+    /// the first answers (by peers near the key that leave it out, or a
+    /// record that reached few of the closest servers) is not found; `None`
+    /// walks to the end.
+    pub provider_answers: Option<NonZeroUsize>,
     /// Routing-table diversity for peers connected from public IPs or DNS
     /// names, grouped by the connection's observed address. Default on (2
     /// per group per bucket, 3 per table); `None` turns it off.
@@ -124,6 +135,7 @@ impl Default for DhtConfig {
             max_provider_keys_per_peer: 64,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
+            provider_answers: NonZeroUsize::new(3),
             diversity: Some(crate::routing::Diversity::default()),
             creator_quotas: Some(crate::quotas::CreatorQuotas::default()),
         }

@@ -5,6 +5,7 @@
 //! behaviour answers the caller itself; nothing outside it tracks a query.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 
 use libp2p::{PeerId, kad};
 use p2p_protocol::ResourceRecord;
@@ -89,9 +90,13 @@ pub(crate) enum Pending {
     },
     /// The reply says whether the closest peers were told.
     Provide(Reply<bool>),
-    /// Every provider found, up to [`MAX_PROVIDERS`].
+    /// Every provider found, up to [`MAX_PROVIDERS`], until `enough` peers
+    /// answered with providers (see `DhtConfig::provider_answers`).
     Providers {
         found: HashSet<PeerId>,
+        /// Answers with at least one provider so far.
+        answers: usize,
+        enough: Option<NonZeroUsize>,
         reply: Reply<Vec<PeerId>>,
     },
 }
@@ -183,12 +188,25 @@ impl Queries {
             }
             kad::QueryResult::GetProviders(result) => {
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
-                    && let Some(Pending::Providers { found, .. }) = self.pending.get_mut(&id)
+                    && !providers.is_empty()
+                    && let Some(Pending::Providers {
+                        found,
+                        answers,
+                        enough,
+                        ..
+                    }) = self.pending.get_mut(&id)
                 {
                     let room = MAX_PROVIDERS.saturating_sub(found.len());
                     found.extend(providers.into_iter().take(room));
+                    *answers += 1;
+                    if enough.is_some_and(|enough| *answers >= enough.get())
+                        && let Some(mut query) = kad.query_mut(&id)
+                    {
+                        query.finish();
+                    }
                 }
-                if last && let Some(Pending::Providers { found, reply }) = self.pending.remove(&id)
+                if last
+                    && let Some(Pending::Providers { found, reply, .. }) = self.pending.remove(&id)
                 {
                     let _ = reply.send(found.into_iter().collect());
                 }

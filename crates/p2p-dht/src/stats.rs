@@ -28,6 +28,7 @@ pub fn dht_stats(kad: &mut Kademlia, queries_in_flight: usize) -> DhtStats {
         queries_in_flight,
         ready: routing_table_size > 0,
         record_lookups: QueryTotals::default(),
+        provider_lookups: QueryTotals::default(),
         contact_checks: 0,
         refreshes_skipped: 0,
     }

@@ -276,6 +276,76 @@ async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_fa
     assert_eq!(stats.num_failures(), 0);
 }
 
+/// A provider lookup ends as soon as `provider_answers` peers have answered
+/// with providers: it does not wait for the rest of the closest peers (here
+/// a silent one, which kad would wait 10 s for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
+    let mut config = dht_config(p2p_dht::DhtRates::default());
+    config.dht.provider_answers = std::num::NonZeroUsize::new(1);
+    let mut net = dht_net(2).await;
+    net.nodes
+        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    let key = records::kad_key(&resource("session", "enough"));
+    let (provider, silent) = (net.nodes[1].id(), net.nodes[2].id());
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[1].swarm.behaviour_mut().provide(key.clone(), tx);
+    net.drive_until("provide answered", |_| answer(&mut rx))
+        .await;
+    net.connect(0, 1).await;
+    net.connect(0, 2).await;
+    for i in [1, 2] {
+        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
+        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
+    }
+    // From here on the silent node is never polled: it answers nothing.
+    let _silent = net.nodes.remove(2);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    let found = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found, vec![provider]);
+    let stats = net.nodes[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            p2p_dht::Event::QueryFinished {
+                kind: p2p_dht::QueryKind::GetProviders,
+                stats,
+                ..
+            } => Some(*stats),
+            _ => None,
+        })
+        .unwrap();
+    // The silent node was asked, and the lookup did not wait for it: left
+    // alone, kad gives up on it at 10 s (its fixed per-peer timeout).
+    assert_eq!(
+        (
+            stats.num_requests(),
+            stats.num_successes(),
+            stats.num_failures()
+        ),
+        (2, 1, 0),
+        "{stats:?}"
+    );
+    let took = stats.duration().expect("a finished query has a duration");
+    assert!(
+        took < Duration::from_secs(10),
+        "ended at the answer, not when kad gave up: {stats:?}"
+    );
+    assert!(
+        net.nodes[0].events.iter().any(|e| matches!(
+            e,
+            p2p_dht::Event::AwaitingAnswer { peer, awaiting: true } if *peer == silent
+        )),
+        "the silent node was asked"
+    );
+}
+
 /// A plain kad peer puts a forged (unsigned) record under a resource key:
 /// refused as invalid, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,9 @@ pub struct DhtStats {
     /// the requests they sent: requests per lookup is the ratio of the
     /// change in both over a period.
     pub record_lookups: QueryTotals,
+    /// Provider lookups (the creators of a resource for `discover`,
+    /// `providers`) finished since start, and the requests they sent.
+    pub provider_lookups: QueryTotals,
     /// Routing-table contacts dialled since start to check they are alive
     /// before a newcomer could replace them.
     pub contact_checks: u64,
