@@ -42,7 +42,9 @@
 //! Experiment knobs (`cargo xtask bench` sets none): `LOTUS_DHT_KEEP_IDLE=<n>`
 //! (every node's `ConnectionLimits::keep_idle`), `LOTUS_DHT_QUERY_TIMEOUT_S=<s>`
 //! (`DhtConfig::query_timeout`), `LOTUS_DHT_DISJOINT=0|1`
-//! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_MAX_CONNECTIONS=<n>`
+//! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_PROVIDER_ANSWERS=<n>`
+//! (`DhtConfig::provider_answers`; 0 = walk to the end),
+//! `LOTUS_DHT_MAX_CONNECTIONS=<n>`
 //! (every node's established-connection limits, in all, in and out),
 //! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
 //! idle window), `LOTUS_DHT_REFRESH_S=<s>` (`DhtConfig::bootstrap_interval`,
@@ -345,6 +347,11 @@ async fn start_node() -> Node {
             if let Some(disjoint) = env_u64("LOTUS_DHT_DISJOINT") {
                 c.disjoint_query_paths = disjoint != 0;
             }
+            if let Some(answers) = env_u64("LOTUS_DHT_PROVIDER_ANSWERS") {
+                c.provider_answers = usize::try_from(answers)
+                    .ok()
+                    .and_then(std::num::NonZeroUsize::new);
+            }
             if let Some(secs) = env_u64("LOTUS_DHT_REFRESH_S") {
                 c.bootstrap_interval = (secs > 0).then(|| Duration::from_secs(secs));
             }
@@ -443,15 +450,15 @@ fn usize_summary(v: &[usize]) -> Value {
 struct LookupTotals {
     /// Record lookups finished, and their requests.
     records: (u64, u64),
-    /// Requests of the finished provider lookups.
-    provider_requests: u64,
+    /// Provider lookups finished, and their requests.
+    providers: (u64, u64),
 }
 
 async fn lookup_totals(node: &Node) -> Option<LookupTotals> {
     let dht = node.stats().await.ok()?.dht;
     Some(LookupTotals {
         records: (dht.record_lookups.finished, dht.record_lookups.requests),
-        provider_requests: dht.provider_lookups.requests,
+        providers: (dht.provider_lookups.finished, dht.provider_lookups.requests),
     })
 }
 
@@ -469,6 +476,8 @@ struct Lookup {
     /// Requests per record lookup of it (the shared key's and each
     /// creator-key read; the figure reported until the tenth session).
     record_requests: Option<f64>,
+    /// Requests of its provider walk.
+    provider_requests: Option<f64>,
     /// For a lookup that failed: the resource, how many servers
     /// acknowledged its announce, how many nodes hold it under the shared
     /// key, the error, and whether the same lookup and one pinned to its
@@ -522,16 +531,17 @@ async fn lookups(
                     .await;
                 let latency = started.elapsed();
                 let after = lookup_totals(node).await;
-                let (requests, record_requests) = match (before, after) {
+                let (requests, record_requests, provider_requests) = match (before, after) {
                     (Some(b), Some(a)) if a.records.0 > b.records.0 => {
                         let records = a.records.1 - b.records.1;
-                        let providers = a.provider_requests - b.provider_requests;
+                        let providers = a.providers.1 - b.providers.1;
                         (
                             Some((records + providers) as f64),
                             Some(records as f64 / (a.records.0 - b.records.0) as f64),
+                            (a.providers.0 > b.providers.0).then_some(providers as f64),
                         )
                     }
-                    _ => (None, None),
+                    _ => (None, None, None),
                 };
                 let timed_out = matches!(found, Err(p2p_core::ResourceError::Timeout));
                 let error = match &found {
@@ -585,6 +595,7 @@ async fn lookups(
                     latency,
                     requests,
                     record_requests,
+                    provider_requests,
                     miss,
                 });
             }
@@ -608,6 +619,7 @@ fn lookup_report(results: &[Lookup], planned: usize, wall: Duration) -> Value {
         .collect();
     let requests: Vec<f64> = results.iter().filter_map(|l| l.requests).collect();
     let record_requests: Vec<f64> = results.iter().filter_map(|l| l.record_requests).collect();
+    let provider_requests: Vec<f64> = results.iter().filter_map(|l| l.provider_requests).collect();
     json!({
         "lookups": n,
         "not_run": planned - n,
@@ -617,6 +629,7 @@ fn lookup_report(results: &[Lookup], planned: usize, wall: Duration) -> Value {
         "latency_ms_of_successes": summary(latency),
         "requests_per_lookup": summary(requests.clone()),
         "requests_per_record_lookup": summary(record_requests),
+        "requests_per_provider_lookup": summary(provider_requests),
         "lookups_with_request_count": requests.len(),
         "lookups_with_zero_requests": requests.iter().filter(|&&r| r == 0.0).count(),
         "misses": results.iter().filter_map(|l| l.miss.clone()).filter(|m| m.get("resource").is_some()).collect::<Vec<_>>(),
@@ -765,6 +778,7 @@ async fn network(n: usize) {
         "keep_idle": keep_idle(),
         "query_timeout_s": env_u64("LOTUS_DHT_QUERY_TIMEOUT_S"),
         "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
+        "provider_answers": env_u64("LOTUS_DHT_PROVIDER_ANSWERS"),
         "refresh_s": env_u64("LOTUS_DHT_REFRESH_S"),
         "check_after_s": env_u64("LOTUS_DHT_CHECK_AFTER_S"),
         "ping_s": env_u64("LOTUS_DHT_PING_S"),

@@ -710,25 +710,52 @@ impl Node {
     }
 
     /// The other peers the DHT knows as providers of `name` (never this node).
-    /// An empty list when there are none.
+    /// An empty list when there are none. The walk ends once
+    /// `DhtConfig::provider_answers` peers have answered with providers, or
+    /// at `timeout` with those found so far ([`ResourceError::Timeout`] when
+    /// it found none by then).
     pub async fn providers(
         &self,
         name: &str,
         timeout: Duration,
     ) -> Result<Vec<PeerId>, ResourceError> {
         let key = p2p_dht::providers::provider_key(name);
-        let lookup = async {
-            self.request(|reply| Command::GetProviders {
+        match self.provider_walk(key, timeout).await? {
+            (found, true) if found.is_empty() => Err(ResourceError::Timeout),
+            (found, _) => Ok(found),
+        }
+    }
+
+    /// A provider lookup of `key`, ended at `deadline` if it still runs:
+    /// the providers found, and whether the deadline cut the walk.
+    async fn provider_walk(
+        &self,
+        key: libp2p::kad::RecordKey,
+        deadline: Duration,
+    ) -> Result<(Vec<PeerId>, bool), ResourceError> {
+        let commands = self.live().ok_or(ResourceError::NotStarted)?.commands;
+        let (reply, mut found) = oneshot::channel();
+        let (started, id) = oneshot::channel();
+        commands
+            .send(Command::GetProviders {
                 key,
-                started: None,
+                started: Some(started),
                 reply,
             })
             .await
-            .map_err(|_| ResourceError::NotStarted)
-        };
-        tokio::time::timeout(timeout, lookup)
+            .map_err(|_| ResourceError::NotStarted)?;
+        if let Ok(found) = tokio::time::timeout(deadline, &mut found).await {
+            return found
+                .map(|found| (found, false))
+                .map_err(|_| ResourceError::NotStarted);
+        }
+        if let Ok(id) = id.await {
+            let _ = commands.send(Command::FinishProviders(id)).await;
+        }
+        found
             .await
-            .map_err(|_| ResourceError::Timeout)?
+            .map(|found| (found, true))
+            .map_err(|_| ResourceError::NotStarted)
     }
 
     /// Whether this node's DHT store holds a copy of the resource's record:
@@ -771,7 +798,7 @@ impl Node {
     /// it (servers near the key that answer first with a partial list can
     /// hide it: see `DhtConfig::provider_answers`); callers who know the
     /// creator they want use [`Node::discover_from`]. The walk for the
-    /// provider records ends once `DhtConfig::provider_answers` peers (3 by
+    /// provider records ends once `DhtConfig::provider_answers` peers (2 by
     /// default) have answered with providers, else when the closest peers
     /// have all answered; past
     /// half of `timeout` it is ended and the creators it found so far are
@@ -791,28 +818,10 @@ impl Node {
             // half the timeout it is ended with the creators found so far, leaving
             // the rest of the time to read their records. The reads start as
             // soon as the creators are known, beside the shared-key lookup.
-            let providers = async {
-                let commands = self.live().ok_or(ResourceError::NotStarted)?.commands;
-                let (reply, mut found) = oneshot::channel();
-                let (started, id) = oneshot::channel();
-                commands
-                    .send(Command::GetProviders {
-                        key: p2p_dht::records::kad_key(&key),
-                        started: Some(started),
-                        reply,
-                    })
-                    .await
-                    .map_err(|_| ResourceError::NotStarted)?;
-                if let Ok(found) = tokio::time::timeout(timeout / 2, &mut found).await {
-                    return found.map_err(|_| ResourceError::NotStarted);
-                }
-                if let Ok(id) = id.await {
-                    let _ = commands.send(Command::FinishProviders(id)).await;
-                }
-                found.await.map_err(|_| ResourceError::NotStarted)
-            };
             let scoped = async {
-                let creators = providers.await?;
+                let (creators, _) = self
+                    .provider_walk(p2p_dht::records::kad_key(&key), timeout / 2)
+                    .await?;
                 let reads = creators
                     .into_iter()
                     .take(MAX_DISCOVERED)

@@ -182,6 +182,21 @@ async fn silent_server() -> (Node, tokio::sync::mpsc::UnboundedReceiver<PeerId>)
     (silent, requests)
 }
 
+/// A DHT client whose provider walks run until every closest peer has
+/// answered (`provider_answers: None`), so a silent peer holds them open.
+async fn walking_asker() -> Node {
+    let mut dht = common::dht(DhtModeSetting::Client);
+    dht.provider_answers = None;
+    let node = Node::builder()
+        .transport(p2p_core::TransportKind::Memory)
+        .listen("/memory/0".parse().unwrap())
+        .dht(dht)
+        .build()
+        .unwrap();
+    node.start().await.unwrap();
+    node
+}
+
 /// The next peer whose request the silent server swallowed.
 async fn next_asker(requests: &mut tokio::sync::mpsc::UnboundedReceiver<PeerId>) -> PeerId {
     tokio::time::timeout(WAIT, requests.recv())
@@ -232,7 +247,7 @@ async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_op
         .unwrap();
     assert!(announced.stored_by >= 1, "{announced:?}");
     let (silent, mut requests) = silent_server().await;
-    let asker = memory_node(DhtModeSetting::Client).await;
+    let asker = walking_asker().await;
     asker.connect(dial_addr(&silent).await).await.unwrap();
     asker.connect(dial_addr(&server).await).await.unwrap();
     wait_table_at_least(&asker, 2).await;
@@ -243,6 +258,33 @@ async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_op
     let creators: Vec<PeerId> = found.iter().map(|r| r.creator).collect();
     assert_eq!(creators, vec![creator.peer_id()]);
     // The silent peer was asked: something held a walk open.
+    assert_eq!(next_asker(&mut requests).await, asker.peer_id());
+}
+
+/// `providers` answers with the providers its walk found when its timeout
+/// ends it: a silent peer holding the walk open no longer turns them into a
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_answers_with_those_found_when_a_silent_peer_holds_the_walk_open() {
+    let server = memory_node(DhtModeSetting::Server).await;
+    let provider = memory_node(DhtModeSetting::Server).await;
+    link(&provider, &server).await;
+    wait_table_at_least(&server, 1).await;
+    assert!(
+        provider.provide("held-open").await.unwrap(),
+        "the server was told"
+    );
+    let (silent, mut requests) = silent_server().await;
+    let asker = walking_asker().await;
+    asker.connect(dial_addr(&silent).await).await.unwrap();
+    asker.connect(dial_addr(&server).await).await.unwrap();
+    wait_table_at_least(&asker, 2).await;
+    let found = asker
+        .providers("held-open", Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![provider.peer_id()]);
+    // The silent peer was asked: something held the walk open.
     assert_eq!(next_asker(&mut requests).await, asker.peer_id());
 }
 

@@ -96,13 +96,15 @@ pub struct DhtConfig {
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
     /// A provider lookup ends once this many peers (our own store counts as
-    /// one) have answered with providers. Default 3. Every server near a key
-    /// holds every provider record put there, so a few answers give the
-    /// whole list; left to itself, kad walks on until the 20 closest peers
-    /// of each disjoint path have answered: at 200 nodes a `discover` then
-    /// sent 47 requests (p50) where its record lookups needed 3
-    /// (BENCHMARKS.md §5, tenth session). The trade: a creator hidden from
-    /// the first answers (by peers near the key that leave it out, or a
+    /// one) have answered with providers. Default 2: every server near a key
+    /// holds every provider record put there, so the first answers give the
+    /// whole list, and with two, one server that lacks a provider's record
+    /// (a put that missed it) or leaves it out does not hide that provider
+    /// by itself. Left to itself, kad walks on until the 20 closest peers of
+    /// each disjoint path have answered: at 1 000 nodes a `discover` then
+    /// sent ~41 requests (p50) where it sends 27 with 2 and 21 with 1
+    /// (BENCHMARKS.md §5, tenth session). The trade: a provider missing
+    /// from the first answers (peers near the key that leave it out, or a
     /// record that reached few of the closest servers) is not found; `None`
     /// walks to the end.
     pub provider_answers: Option<NonZeroUsize>,
@@ -135,7 +137,7 @@ impl Default for DhtConfig {
             max_provider_keys_per_peer: 64,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
-            provider_answers: NonZeroUsize::new(3),
+            provider_answers: NonZeroUsize::new(2),
             diversity: Some(crate::routing::Diversity::default()),
             creator_quotas: Some(crate::quotas::CreatorQuotas::default()),
         }

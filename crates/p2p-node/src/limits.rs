@@ -269,6 +269,10 @@ pub(crate) struct LimitArgs {
     /// (default 600; 0 dials for every newcomer, as libp2p-kad does).
     #[arg(long, env = "LOTUS_P2P_DHT_CONTACT_CHECK_AFTER_SECS")]
     dht_contact_check_after_secs: Option<u64>,
+    /// Peers whose answers with providers end a provider lookup (default
+    /// 2; 0 walks on until the closest peers of every path have answered).
+    #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_ANSWERS")]
+    dht_provider_answers: Option<usize>,
     /// Records kept in the DHT store at most.
     #[arg(long, env = "LOTUS_P2P_DHT_MAX_RECORDS")]
     dht_max_records: Option<usize>,
@@ -441,6 +445,9 @@ impl LimitArgs {
             &mut dht.contact_check_after,
             self.dht_contact_check_after_secs.map(Duration::from_secs),
         );
+        if let Some(answers) = self.dht_provider_answers {
+            dht.provider_answers = NonZeroUsize::new(answers);
+        }
         set(&mut dht.max_records, self.dht_max_records);
         set(&mut dht.max_provider_keys, self.dht_max_provider_keys);
         set(
@@ -556,6 +563,7 @@ mod tests {
             "--dht-replication-factor=8",
             "--dht-refresh-interval-secs=45",
             "--dht-contact-check-after-secs=0",
+            "--dht-provider-answers=0",
             "--dht-max-provider-keys-per-peer=9",
             "--dht-creator-quotas=10:5",
             "--dht-diversity=off",
@@ -605,6 +613,7 @@ mod tests {
         assert_eq!(dht.replication_factor.get(), 8);
         assert_eq!(dht.bootstrap_interval, Some(Duration::from_secs(45)));
         assert_eq!(dht.contact_check_after, Duration::ZERO);
+        assert_eq!(dht.provider_answers, None);
         assert_eq!(dht.max_provider_keys_per_peer, 9);
         assert_eq!(
             dht.creator_quotas,
