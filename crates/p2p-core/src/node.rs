@@ -800,9 +800,10 @@ impl Node {
     /// creator they want use [`Node::discover_from`]. The walk for the
     /// provider records ends once `DhtConfig::provider_answers` peers (2 by
     /// default) have answered with providers, else when the closest peers
-    /// have all answered; past
-    /// half of `timeout` it is ended and the creators it found so far are
-    /// read. [`ResourceError::NotFound`] when nothing valid was found; on
+    /// have all answered; past half of `timeout` it is ended and the
+    /// creators it found so far are read, except the one whose signed record
+    /// the shared-key lookup gave within half of `timeout`.
+    /// [`ResourceError::NotFound`] when nothing valid was found; on
     /// timeout, what the cache holds, or [`ResourceError::Timeout`] when it
     /// holds nothing.
     pub async fn discover_all(
@@ -813,25 +814,41 @@ impl Node {
     ) -> Result<Vec<Arc<ResourceRecord>>, ResourceError> {
         let key = ResourceKey::new(resource_type.clone(), resource_id.clone());
         let lookup = async {
-            // The provider walk ends after a few answers with creators, or
-            // when the closest peers of each disjoint path have answered; past
-            // half the timeout it is ended with the creators found so far, leaving
-            // the rest of the time to read their records. The reads start as
-            // soon as the creators are known, beside the shared-key lookup.
-            let scoped = async {
-                let (creators, _) = self
-                    .provider_walk(p2p_dht::records::kad_key(&key), timeout / 2)
-                    .await?;
-                let reads = creators
-                    .into_iter()
-                    .take(MAX_DISCOVERED)
-                    .map(|creator| self.lookup(StoredKey::Creator(key.clone(), creator)));
-                Ok::<_, ResourceError>(futures::future::join_all(reads).await)
-            };
+            // The provider walk and the shared-key lookup go to the same key
+            // together. Past half of the timeout the provider walk is ended
+            // with the creators it found so far, leaving the rest of the time
+            // to read their records.
+            let half = timeout / 2;
             let shared = self.lookup(StoredKey::Shared(key.clone()));
-            let (scoped, shared) = futures::join!(scoped, shared);
+            tokio::pin!(shared);
+            let providers = self.provider_walk(p2p_dht::records::kad_key(&key), half);
+            let (shared_early, creators) =
+                futures::join!(tokio::time::timeout(half, shared.as_mut()), providers);
+            let (creators, _) = creators?;
+            // A creator whose signed record the shared key gave (within half
+            // the timeout) is not read again: a creator-key read ends at its
+            // first valid record too, so it would not be fresher for certain,
+            // and it costs a walk. An unsigned (TypeScript) record there
+            // proves nothing about a signed creator, whose own key is read.
+            let shared_early = shared_early.ok();
+            let covered = shared_early
+                .as_ref()
+                .and_then(|found| found.as_ref().ok())
+                .filter(|(record, _)| record.signature.is_some())
+                .map(|(record, _)| record.creator);
+            let reads = futures::future::join_all(
+                creators
+                    .into_iter()
+                    .filter(|creator| Some(*creator) != covered)
+                    .take(MAX_DISCOVERED)
+                    .map(|creator| self.lookup(StoredKey::Creator(key.clone(), creator))),
+            );
+            let (scoped, shared) = match shared_early {
+                Some(shared) => (reads.await, shared),
+                None => futures::join!(reads, shared),
+            };
             let mut found: Vec<_> = shared.ok().into_iter().collect();
-            found.extend(scoped?.into_iter().filter_map(Result::ok));
+            found.extend(scoped.into_iter().filter_map(Result::ok));
             Ok::<_, ResourceError>(found)
         };
         let now = p2p_protocol::now_ms();

@@ -261,6 +261,46 @@ async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_op
     assert_eq!(next_asker(&mut requests).await, asker.peer_id());
 }
 
+/// The record lookups `node` has finished, once none of its queries runs.
+async fn record_lookups_when_idle(node: &Node) -> u64 {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let dht = node.stats().await.unwrap().dht;
+            if dht.queries_in_flight == 0 {
+                return dht.record_lookups.finished;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node's queries ended")
+}
+
+/// A creator whose signed record the shared-key lookup found is not looked
+/// up again under its own key: one creator, one record lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_reads_a_creator_once_when_the_shared_key_gave_its_record() {
+    let server = memory_node(DhtModeSetting::Server).await;
+    let creator = memory_node(DhtModeSetting::Server).await;
+    link(&creator, &server).await;
+    wait_table_at_least(&server, 1).await;
+    let announced = creator
+        .announce(&rtype("session"), &rid("once"), "{}", ttl(3600))
+        .await
+        .unwrap();
+    let asker = memory_node(DhtModeSetting::Client).await;
+    asker.connect(dial_addr(&server).await).await.unwrap();
+    wait_table_at_least(&asker, 1).await;
+    let before = record_lookups_when_idle(&asker).await;
+    let found = asker
+        .discover_all(&rtype("session"), &rid("once"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(*found[0], *announced.record);
+    assert_eq!(record_lookups_when_idle(&asker).await - before, 1);
+}
+
 /// `providers` answers with the providers its walk found when its timeout
 /// ends it: a silent peer holding the walk open no longer turns them into a
 /// timeout.
