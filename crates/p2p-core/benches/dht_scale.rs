@@ -462,6 +462,30 @@ async fn lookup_totals(node: &Node) -> Option<LookupTotals> {
     })
 }
 
+/// The ranks (1 = closest) of the nodes holding resource `id` among the
+/// running nodes, by kad's distance to its shared key; `held[i]` says
+/// whether node `i` holds it (`None`: not running). The first 20 ranks
+/// are where a put goes and where a lookup ends.
+fn holder_ranks(nodes: &[Node], held: &[Option<bool>], id: &str) -> Vec<usize> {
+    let key = p2p_types::ResourceKey::new(rtype(RESOURCE_TYPE), rid(id));
+    let target = libp2p::kad::KBucketKey::new(p2p_dht::records::kad_key(&key));
+    let mut running: Vec<(libp2p::kad::KBucketDistance, bool)> = nodes
+        .iter()
+        .zip(held)
+        .filter_map(|(node, held)| {
+            let distance = libp2p::kad::KBucketKey::from(node.peer_id()).distance(&target);
+            held.map(|held| (distance, held))
+        })
+        .collect();
+    running.sort_by_key(|(distance, _)| *distance);
+    running
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, held))| *held)
+        .map(|(rank, _)| rank + 1)
+        .collect()
+}
+
 /// Misses each querier describes in full (the others are counted, not
 /// listed).
 const MISSES_DESCRIBED: usize = 4;
@@ -570,19 +594,26 @@ async fn lookups(
                             .await;
                         forget();
                         // Nodes whose store holds the record under the
-                        // shared key (where the provider records are too).
-                        let holders = futures::stream::iter(nodes)
+                        // shared key (where the provider records are too),
+                        // and where they rank among the running nodes by
+                        // distance to that key (1 = closest).
+                        let held: Vec<Option<bool>> = futures::stream::iter(nodes)
                             .map(|n| async move {
-                                n.stores_record(&rtype(RESOURCE_TYPE), &rid(id)).await
+                                if !n.is_running() {
+                                    return None;
+                                }
+                                n.stores_record(&rtype(RESOURCE_TYPE), &rid(id)).await.ok()
                             })
                             .buffered(64)
-                            .filter(|held| futures::future::ready(matches!(held, Ok(true))))
-                            .count()
+                            .collect()
                             .await;
+                        let holders = held.iter().filter(|h| **h == Some(true)).count();
+                        let holder_ranks = holder_ranks(nodes, &held, id);
                         Some(json!({
                             "resource": id,
                             "stored_by": stored_by[r],
                             "shared_key_holders": holders,
+                            "holder_ranks": holder_ranks,
                             "error": error,
                             "found_on_retry": retry.is_ok_and(|rec| rec.creator == creator),
                             "found_from_creator_after": pinned.is_ok(),

@@ -197,6 +197,28 @@ async fn walking_asker() -> Node {
     node
 }
 
+/// A DHT server, and a second one linked to it and in its routing table.
+async fn linked_servers() -> (Node, Node) {
+    let server = memory_node(DhtModeSetting::Server).await;
+    let other = memory_node(DhtModeSetting::Server).await;
+    link(&other, &server).await;
+    wait_table_at_least(&server, 1).await;
+    (server, other)
+}
+
+/// A [`walking_asker`] that knows `server` and a silent server: the asker,
+/// the silent server, and the peers whose requests it swallows.
+async fn asker_beside_a_silent_peer(
+    server: &Node,
+) -> (Node, Node, tokio::sync::mpsc::UnboundedReceiver<PeerId>) {
+    let (silent, requests) = silent_server().await;
+    let asker = walking_asker().await;
+    asker.connect(dial_addr(&silent).await).await.unwrap();
+    asker.connect(dial_addr(server).await).await.unwrap();
+    wait_table_at_least(&asker, 2).await;
+    (asker, silent, requests)
+}
+
 /// The next peer whose request the silent server swallowed.
 async fn next_asker(requests: &mut tokio::sync::mpsc::UnboundedReceiver<PeerId>) -> PeerId {
     tokio::time::timeout(WAIT, requests.recv())
@@ -237,20 +259,13 @@ async fn discover_from_a_peer_that_never_answers_times_out() {
 /// found (kad would wait 10 s for the silent peer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_reads_the_creators_found_while_a_silent_peer_holds_the_walk_open() {
-    let server = memory_node(DhtModeSetting::Server).await;
-    let creator = memory_node(DhtModeSetting::Server).await;
-    link(&creator, &server).await;
-    wait_table_at_least(&server, 1).await;
+    let (server, creator) = linked_servers().await;
     let announced = creator
         .announce(&rtype("session"), &rid("held-open"), "{}", ttl(3600))
         .await
         .unwrap();
     assert!(announced.stored_by >= 1, "{announced:?}");
-    let (silent, mut requests) = silent_server().await;
-    let asker = walking_asker().await;
-    asker.connect(dial_addr(&silent).await).await.unwrap();
-    asker.connect(dial_addr(&server).await).await.unwrap();
-    wait_table_at_least(&asker, 2).await;
+    let (asker, _silent, mut requests) = asker_beside_a_silent_peer(&server).await;
     let found = asker
         .discover_all(&rtype("session"), &rid("held-open"), Duration::from_secs(4))
         .await
@@ -280,10 +295,7 @@ async fn record_lookups_when_idle(node: &Node) -> u64 {
 /// up again under its own key: one creator, one record lookup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_reads_a_creator_once_when_the_shared_key_gave_its_record() {
-    let server = memory_node(DhtModeSetting::Server).await;
-    let creator = memory_node(DhtModeSetting::Server).await;
-    link(&creator, &server).await;
-    wait_table_at_least(&server, 1).await;
+    let (server, creator) = linked_servers().await;
     let announced = creator
         .announce(&rtype("session"), &rid("once"), "{}", ttl(3600))
         .await
@@ -306,19 +318,12 @@ async fn discover_reads_a_creator_once_when_the_shared_key_gave_its_record() {
 /// timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_answers_with_those_found_when_a_silent_peer_holds_the_walk_open() {
-    let server = memory_node(DhtModeSetting::Server).await;
-    let provider = memory_node(DhtModeSetting::Server).await;
-    link(&provider, &server).await;
-    wait_table_at_least(&server, 1).await;
+    let (server, provider) = linked_servers().await;
     assert!(
         provider.provide("held-open").await.unwrap(),
         "the server was told"
     );
-    let (silent, mut requests) = silent_server().await;
-    let asker = walking_asker().await;
-    asker.connect(dial_addr(&silent).await).await.unwrap();
-    asker.connect(dial_addr(&server).await).await.unwrap();
-    wait_table_at_least(&asker, 2).await;
+    let (asker, _silent, mut requests) = asker_beside_a_silent_peer(&server).await;
     let found = asker
         .providers("held-open", Duration::from_secs(3))
         .await

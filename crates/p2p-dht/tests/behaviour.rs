@@ -214,13 +214,13 @@ async fn a_peer_is_awaited_from_our_request_until_its_answer() {
     }
 }
 
-/// A provider lookup held open by a peer that never answers ends when asked
-/// to, with the providers found so far, rather than when kad gives up on the
-/// silent peer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_far() {
-    let mut net = dht_net(3).await;
-    let key = records::kad_key(&resource("session", "early"));
+/// Node 1 of `net` (3 nodes) provides `key`; node 0 knows it and node 2,
+/// which from here on is never polled, so it answers nothing: returned, to
+/// keep it alive, with the ids of the provider and of the silent node.
+async fn a_provider_beside_a_silent_node(
+    net: &mut Net<Behaviour>,
+    key: &RecordKey,
+) -> (support::Node<Behaviour>, PeerId, PeerId) {
     let (provider, silent) = (net.nodes[1].id(), net.nodes[2].id());
     let (tx, mut rx) = oneshot::channel();
     net.nodes[1].swarm.behaviour_mut().provide(key.clone(), tx);
@@ -232,8 +232,33 @@ async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_fa
         let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
         net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
     }
-    // From here on the silent node is never polled: it answers nothing.
-    let _silent = net.nodes.remove(2);
+    (net.nodes.remove(2), provider, silent)
+}
+
+/// The stats of the first provider lookup node 0 of `net` finished.
+fn provider_lookup_stats(net: &Net<Behaviour>) -> kad::QueryStats {
+    net.nodes[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            p2p_dht::Event::QueryFinished {
+                kind: p2p_dht::QueryKind::GetProviders,
+                stats,
+                ..
+            } => Some(*stats),
+            _ => None,
+        })
+        .expect("a provider lookup finished")
+}
+
+/// A provider lookup held open by a peer that never answers ends when asked
+/// to, with the providers found so far, rather than when kad gives up on the
+/// silent peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_far() {
+    let mut net = dht_net(3).await;
+    let key = records::kad_key(&resource("session", "early"));
+    let (_silent, provider, silent) = a_provider_beside_a_silent_node(&mut net, &key).await;
     let (tx, mut rx) = oneshot::channel();
     let id = net.nodes[0]
         .swarm
@@ -254,18 +279,7 @@ async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_fa
         .drive_until("the lookup answered", |_| answer(&mut rx))
         .await;
     assert_eq!(found, vec![provider]);
-    let stats = net.nodes[0]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            p2p_dht::Event::QueryFinished {
-                kind: p2p_dht::QueryKind::GetProviders,
-                stats,
-                ..
-            } => Some(*stats),
-            _ => None,
-        })
-        .unwrap();
+    let stats = provider_lookup_stats(&net);
     // Left alone, the lookup ends when kad gives up on the silent node, at
     // 10 s (its fixed per-peer timeout, and its request timeout), not before.
     let took = stats.duration().expect("a finished query has a duration");
@@ -287,19 +301,7 @@ async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
     net.nodes
         .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
     let key = records::kad_key(&resource("session", "enough"));
-    let (provider, silent) = (net.nodes[1].id(), net.nodes[2].id());
-    let (tx, mut rx) = oneshot::channel();
-    net.nodes[1].swarm.behaviour_mut().provide(key.clone(), tx);
-    net.drive_until("provide answered", |_| answer(&mut rx))
-        .await;
-    net.connect(0, 1).await;
-    net.connect(0, 2).await;
-    for i in [1, 2] {
-        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
-        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
-    }
-    // From here on the silent node is never polled: it answers nothing.
-    let _silent = net.nodes.remove(2);
+    let (_silent, provider, silent) = a_provider_beside_a_silent_node(&mut net, &key).await;
     let (tx, mut rx) = oneshot::channel();
     net.nodes[0]
         .swarm
@@ -309,18 +311,7 @@ async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
         .drive_until("the lookup answered", |_| answer(&mut rx))
         .await;
     assert_eq!(found, vec![provider]);
-    let stats = net.nodes[0]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            p2p_dht::Event::QueryFinished {
-                kind: p2p_dht::QueryKind::GetProviders,
-                stats,
-                ..
-            } => Some(*stats),
-            _ => None,
-        })
-        .unwrap();
+    let stats = provider_lookup_stats(&net);
     // The silent node was asked, and the lookup did not wait for it: left
     // alone, kad gives up on it at 10 s (its fixed per-peer timeout).
     assert_eq!(
