@@ -709,20 +709,25 @@ impl Node {
             .map_err(|_| ResourceError::NotStarted)
     }
 
-    /// The other peers the DHT knows as providers of `name` (never this node).
-    /// An empty list when there are none. The walk ends once
-    /// `DhtConfig::provider_answers` peers have answered with providers, or
-    /// at `timeout` with those found so far ([`ResourceError::Timeout`] when
-    /// it found none by then).
+    /// The peers the DHT knows as providers of `name` (this node too, when
+    /// it provides `name`). An empty list when there are none. The walk ends
+    /// when the closest peers have answered (or after
+    /// `DhtConfig::provider_answers` answers, if set), or at `timeout` with
+    /// the providers found so far ([`ResourceError::Timeout`] when it found
+    /// none by then).
     pub async fn providers(
         &self,
         name: &str,
         timeout: Duration,
     ) -> Result<Vec<PeerId>, ResourceError> {
         let key = p2p_dht::providers::provider_key(name);
-        match self.provider_walk(key, timeout).await? {
-            (found, true) if found.is_empty() => Err(ResourceError::Timeout),
-            (found, _) => Ok(found),
+        // The walk's own deadline is `timeout`; the margin only bounds the
+        // event loop's answer to ending it.
+        let walk = self.provider_walk(key, timeout);
+        match tokio::time::timeout(timeout + Duration::from_secs(1), walk).await {
+            Err(_) => Err(ResourceError::Timeout),
+            Ok(Ok((found, true))) if found.is_empty() => Err(ResourceError::Timeout),
+            Ok(result) => result.map(|(found, _)| found),
         }
     }
 
@@ -795,14 +800,15 @@ impl Node {
     /// under the shared key (TypeScript peers', or whoever wrote it first),
     /// and what the local cache holds. A squatter can add its own record to
     /// the list but cannot take another creator's off the servers that hold
-    /// it (servers near the key that answer first with a partial list can
-    /// hide it: see `DhtConfig::provider_answers`); callers who know the
-    /// creator they want use [`Node::discover_from`]. The walk for the
-    /// provider records ends once `DhtConfig::provider_answers` peers (2 by
-    /// default) have answered with providers, else when the closest peers
-    /// have all answered; past half of `timeout` it is ended and the
-    /// creators it found so far are read, except the one whose signed record
-    /// the shared-key lookup gave within half of `timeout`.
+    /// it (unless `DhtConfig::provider_answers` is set: then the first
+    /// peers to answer decide the list); callers who know the creator they
+    /// want use [`Node::discover_from`]. The walk for the provider records
+    /// runs until the closest peers of each disjoint path have answered;
+    /// past half of `timeout` it is ended and the creators it found so far
+    /// are read, except the one whose signed record the shared-key lookup
+    /// gave within half of `timeout` (that copy may be an older version
+    /// than the creator's own key holds, as a creator-key read, which also
+    /// ends at its first valid record, may return too).
     /// [`ResourceError::NotFound`] when nothing valid was found; on
     /// timeout, what the cache holds, or [`ResourceError::Timeout`] when it
     /// holds nothing.
@@ -817,7 +823,9 @@ impl Node {
             // The provider walk and the shared-key lookup go to the same key
             // together. Past half of the timeout the provider walk is ended
             // with the creators it found so far, leaving the rest of the time
-            // to read their records.
+            // to read their records. The reads wait for the shared-key lookup
+            // (at most that half): usually the shorter walk, as it ends at
+            // its first valid record.
             let half = timeout / 2;
             let shared = self.lookup(StoredKey::Shared(key.clone()));
             tokio::pin!(shared);

@@ -10,7 +10,8 @@
 //! peer has answered everything has done what it was opened for.
 //!
 //! The count may be too high (the connection then waits out its grace, as
-//! before) but never too low (a connection could close under a request):
+//! before, and is closed to make room only when no other may) but never
+//! too low (a connection could close under a request):
 //! - libp2p-kad sends a request to a connected peer through the behaviour
 //!   (counted as it passes), but hands the requests waiting for a dial
 //!   straight to the new connection's handler, where the behaviour never

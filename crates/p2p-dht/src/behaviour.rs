@@ -330,10 +330,10 @@ impl Behaviour {
     }
 
     /// Every provider of `key` the lookup finds (ourselves included), at most
-    /// [`crate::queries::MAX_PROVIDERS`]. The lookup ends once
-    /// [`crate::DhtConfig::provider_answers`] peers have answered with
-    /// providers, or else when the closest peers of each disjoint path have
-    /// answered. The lookup's id is returned (see
+    /// [`crate::queries::MAX_PROVIDERS`]. The lookup ends when the closest
+    /// peers of each disjoint path have answered, or once
+    /// [`crate::DhtConfig::provider_answers`] peers (if set) have answered
+    /// with providers. The lookup's id is returned (see
     /// [`Behaviour::finish_providers`]).
     pub fn get_providers(
         &mut self,

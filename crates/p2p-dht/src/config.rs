@@ -95,18 +95,23 @@ pub struct DhtConfig {
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
-    /// A provider lookup ends once this many peers (our own store counts as
-    /// one) have answered with providers. Default 2: every server near a key
-    /// holds every provider record put there, so the first answers give the
-    /// whole list, and with two, one server that lacks a provider's record
-    /// (a put that missed it) or leaves it out does not hide that provider
-    /// by itself. Left to itself, kad walks on until the 20 closest peers of
-    /// each disjoint path have answered: at 1 000 nodes a `discover` then
-    /// sent ~41 requests (p50) where it sends 27 with 2 and 21 with 1
-    /// (BENCHMARKS.md §5, tenth session). The trade: a provider missing
-    /// from the first answers (peers near the key that leave it out, or a
-    /// record that reached few of the closest servers) is not found; `None`
-    /// walks to the end.
+    /// End a provider lookup once this many peers we asked have answered
+    /// with providers (our own store does not count). Default `None`: the
+    /// lookup walks until the 20 closest peers of each disjoint path have
+    /// answered, and the providers are the union of every answer, so
+    /// hiding one means controlling every path's closest peers.
+    ///
+    /// Every honest server near a key holds every provider record put
+    /// there, so the first answers usually hold the whole list, and ending
+    /// there costs a fraction of the walk: at 1 000 nodes a `discover` sent
+    /// 19–22 requests (p50) with 2 answers and the creator read once, 41–46
+    /// with 3 (BENCHMARKS.md §5, tenth session). But kad does not check an
+    /// answer's list, and any peer the walk asks counts, so `n` peers on
+    /// the path (placed near the key, or simply asked early) answering
+    /// first with lists of their own hide every other provider from that
+    /// lookup; so does a provider record that reached few of the closest
+    /// servers. Set it where lookups must be cheap and provider lists come
+    /// from trusted servers.
     pub provider_answers: Option<NonZeroUsize>,
     /// Routing-table diversity for peers connected from public IPs or DNS
     /// names, grouped by the connection's observed address. Default on (2
@@ -137,7 +142,7 @@ impl Default for DhtConfig {
             max_provider_keys_per_peer: 64,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
-            provider_answers: NonZeroUsize::new(2),
+            provider_answers: None,
             diversity: Some(crate::routing::Diversity::default()),
             creator_quotas: Some(crate::quotas::CreatorQuotas::default()),
         }

@@ -90,11 +90,11 @@ pub(crate) enum Pending {
     },
     /// The reply says whether the closest peers were told.
     Provide(Reply<bool>),
-    /// Every provider found, up to [`MAX_PROVIDERS`], until `enough` peers
-    /// answered with providers (see `DhtConfig::provider_answers`).
+    /// Every provider found, up to [`MAX_PROVIDERS`], until `enough` peers we
+    /// asked answered with providers (see `DhtConfig::provider_answers`).
     Providers {
         found: HashSet<PeerId>,
-        /// Answers with at least one provider so far.
+        /// Answers with at least one provider so far, from peers we asked.
         answers: usize,
         enough: Option<NonZeroUsize>,
         reply: Reply<Vec<PeerId>>,
@@ -187,6 +187,9 @@ impl Queries {
                 }
             }
             kad::QueryResult::GetProviders(result) => {
+                // Our own store's providers come before any request: only
+                // answers from peers we asked count towards `enough`.
+                let answered = stats.num_requests() > 0;
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
                     && !providers.is_empty()
                     && let Some(Pending::Providers {
@@ -198,7 +201,7 @@ impl Queries {
                 {
                     let room = MAX_PROVIDERS.saturating_sub(found.len());
                     found.extend(providers.into_iter().take(room));
-                    *answers += 1;
+                    *answers += usize::from(answered);
                     if enough.is_some_and(|enough| *answers >= enough.get())
                         && let Some(mut query) = kad.query_mut(&id)
                     {

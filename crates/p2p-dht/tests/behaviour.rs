@@ -337,6 +337,36 @@ async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
     );
 }
 
+/// Our own store's providers are not an answer: a node that provides the
+/// key itself still asks, and finds the other provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_own_providers_do_not_end_a_provider_lookup() {
+    let mut config = dht_config(p2p_dht::DhtRates::default());
+    config.dht.provider_answers = std::num::NonZeroUsize::new(1);
+    let mut net = dht_net(2).await;
+    net.nodes
+        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    let key = records::kad_key(&resource("session", "ours-too"));
+    let me = net.nodes[0].id();
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0].swarm.behaviour_mut().provide(key.clone(), tx);
+    net.drive_until("our provide answered", |_| answer(&mut rx))
+        .await;
+    let (_silent, provider, _) = a_provider_beside_a_silent_node(&mut net, &key).await;
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    let found: HashSet<PeerId> = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(found, [me, provider].into_iter().collect());
+    assert!(provider_lookup_stats(&net).num_requests() > 0);
+}
+
 /// A plain kad peer puts a forged (unsigned) record under a resource key:
 /// refused as invalid, not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

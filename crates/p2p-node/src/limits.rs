@@ -269,8 +269,10 @@ pub(crate) struct LimitArgs {
     /// (default 600; 0 dials for every newcomer, as libp2p-kad does).
     #[arg(long, env = "LOTUS_P2P_DHT_CONTACT_CHECK_AFTER_SECS")]
     dht_contact_check_after_secs: Option<u64>,
-    /// Peers whose answers with providers end a provider lookup (default
-    /// 2; 0 walks on until the closest peers of every path have answered).
+    /// Peers whose answers with providers end a provider lookup (default 0:
+    /// walk on until the closest peers of every path have answered; a
+    /// number trades the union of every answer for a cheaper lookup, see
+    /// `DhtConfig::provider_answers`).
     #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_ANSWERS")]
     dht_provider_answers: Option<usize>,
     /// Records kept in the DHT store at most.

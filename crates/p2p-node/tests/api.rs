@@ -285,7 +285,7 @@ async fn the_api_serves_every_command_concurrently_behind_its_token() {
         .unwrap()
         .unwrap();
     assert!(header.contains("200"), "{header}");
-    let (_b, b_id, _dir_b) = joining("api-b", listening["addrs"][0].as_str().unwrap()).await;
+    let (_b, b_id) = joining("api-b", listening["addrs"][0].as_str().unwrap()).await;
     let seen = tokio::time::timeout(WAIT, async {
         loop {
             let line = events

@@ -84,7 +84,7 @@ async fn the_status_page_shows_the_node_and_a_peer_that_connects() {
     );
 
     // A peer connects: it appears, with its connection marked direct.
-    let (_b, b_id, _dir_b) = joining("status-b", listening["addrs"][0].as_str().unwrap()).await;
+    let (_b, b_id) = joining("status-b", listening["addrs"][0].as_str().unwrap()).await;
     a.next(|v| v["event"] == "peer:connect" && v["peerId"] == b_id.as_str())
         .await;
     // The node announces a resource: the page lists it.

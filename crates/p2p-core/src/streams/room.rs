@@ -30,9 +30,12 @@
 //! - a connection to a peer that still owes us a DHT answer goes only when
 //!   no other may: libp2p-kad fails a peer in every running query when its
 //!   last connection closes, so cutting it costs our own lookups that peer,
-//!   just as a refused dial would. At 1 000 nodes a querier closes ~50 000
-//!   connections to make room during its lookups (BENCHMARKS.md §5), and an
-//!   old connection is often the one a new walk is asking again.
+//!   just as a refused dial would. At 1 000 nodes each of the bench's 8
+//!   queriers closed ~6 500 connections to make room during its 125
+//!   lookups (BENCHMARKS.md §5), and an old connection is often the one a
+//!   new walk is asking again. The second pass takes such a connection at
+//!   once, even when a connection that may go in a moment is still in its
+//!   grace: a dial waiting for that grace would be refused meanwhile.
 //!
 //! Known limits: "idle" means no application stream. A DHT request in
 //! flight on a connection older than the grace can still be cut when every

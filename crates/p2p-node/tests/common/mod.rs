@@ -144,16 +144,16 @@ impl Proc {
     }
 }
 
-/// A second node (its data in the temp dir `name`) joining through
-/// `bootstrap`: the process, its PeerId and its data dir.
-pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String, TempDir) {
+/// A second node (its data in the temp dir `name`, removed with the
+/// process) joining through `bootstrap`: the process and its PeerId.
+pub async fn joining(name: &str, bootstrap: &str) -> (Proc, String) {
     let dir = temp_dir(name);
-    let mut proc = Proc::spawn(&dir, &["--bootstrap", bootstrap]);
+    let mut proc = Proc::spawn(&dir, &["--bootstrap", bootstrap]).owning(dir);
     let id = proc.next(|v| v["event"] == "listening").await["peerId"]
         .as_str()
         .unwrap()
         .to_owned();
-    (proc, id, dir)
+    (proc, id)
 }
 
 /// A fresh, empty temp directory path for this test process (`name` tells
