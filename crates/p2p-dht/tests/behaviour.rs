@@ -235,6 +235,17 @@ async fn a_provider_beside_a_silent_node(
     (net.nodes.remove(2), provider, silent)
 }
 
+/// Three nodes, node 0 ending its provider lookups at the first answer
+/// with providers (`provider_answers` 1).
+async fn asker_ending_at_the_first_answer() -> Net<Behaviour> {
+    let mut config = dht_config(p2p_dht::DhtRates::default());
+    config.dht.provider_answers = std::num::NonZeroUsize::new(1);
+    let mut net = dht_net(2).await;
+    net.nodes
+        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    net
+}
+
 /// The stats of the first provider lookup node 0 of `net` finished.
 fn provider_lookup_stats(net: &Net<Behaviour>) -> kad::QueryStats {
     net.nodes[0]
@@ -295,11 +306,7 @@ async fn a_provider_lookup_finished_early_answers_with_the_providers_found_so_fa
 /// a silent one, which kad would wait 10 s for).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
-    let mut config = dht_config(p2p_dht::DhtRates::default());
-    config.dht.provider_answers = std::num::NonZeroUsize::new(1);
-    let mut net = dht_net(2).await;
-    net.nodes
-        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    let mut net = asker_ending_at_the_first_answer().await;
     let key = records::kad_key(&resource("session", "enough"));
     let (_silent, provider, silent) = a_provider_beside_a_silent_node(&mut net, &key).await;
     let (tx, mut rx) = oneshot::channel();
@@ -341,11 +348,7 @@ async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
 /// key itself still asks, and finds the other provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_own_providers_do_not_end_a_provider_lookup() {
-    let mut config = dht_config(p2p_dht::DhtRates::default());
-    config.dht.provider_answers = std::num::NonZeroUsize::new(1);
-    let mut net = dht_net(2).await;
-    net.nodes
-        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    let mut net = asker_ending_at_the_first_answer().await;
     let key = records::kad_key(&resource("session", "ours-too"));
     let me = net.nodes[0].id();
     let (tx, mut rx) = oneshot::channel();
