@@ -43,6 +43,11 @@ const COMMAND_CAPACITY: usize = 256;
 /// Bound on start-up (binding the listeners).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `discover` waits, once its provider walk has ended, for the
+/// shared-key lookup before it reads every creator's own key (the shared
+/// key may already hold one of those records).
+const SHARED_GRACE: Duration = Duration::from_millis(500);
+
 /// A lotus-p2p node. Clone it freely: clones share one node.
 #[derive(Clone)]
 pub struct Node {
@@ -806,7 +811,8 @@ impl Node {
     /// runs until the closest peers of each disjoint path have answered;
     /// past half of `timeout` it is ended and the creators it found so far
     /// are read, except the one whose signed record the shared-key lookup
-    /// gave within half of `timeout` (that copy may be an older version
+    /// gave by the end of the provider walk, or half a second after it
+    /// (that copy may be an older version
     /// than the creator's own key holds, as a creator-key read, which also
     /// ends at its first valid record, may return too).
     /// [`ResourceError::NotFound`] when nothing valid was found; on
@@ -824,21 +830,31 @@ impl Node {
             // together. Past half of the timeout the provider walk is ended
             // with the creators it found so far, leaving the rest of the time
             // to read their records. The reads wait for the shared-key lookup
-            // (at most that half): usually the shorter walk, as it ends at
-            // its first valid record.
+            // only [`SHARED_GRACE`] past the provider walk: it is usually the
+            // shorter walk, as it ends at its first valid record.
             let half = timeout / 2;
             let shared = self.lookup(StoredKey::Shared(key.clone()));
             tokio::pin!(shared);
             let providers = self.provider_walk(p2p_dht::records::kad_key(&key), half);
-            let (shared_early, creators) =
-                futures::join!(tokio::time::timeout(half, shared.as_mut()), providers);
+            tokio::pin!(providers);
+            let mut shared_early = None;
+            let creators = loop {
+                tokio::select! {
+                    creators = &mut providers => break creators,
+                    found = &mut shared, if shared_early.is_none() => shared_early = Some(found),
+                }
+            };
+            if shared_early.is_none() {
+                shared_early = tokio::time::timeout(SHARED_GRACE, shared.as_mut())
+                    .await
+                    .ok();
+            }
             let (creators, _) = creators?;
-            // A creator whose signed record the shared key gave (within half
-            // the timeout) is not read again: a creator-key read ends at its
-            // first valid record too, so it would not be fresher for certain,
-            // and it costs a walk. An unsigned (TypeScript) record there
-            // proves nothing about a signed creator, whose own key is read.
-            let shared_early = shared_early.ok();
+            // A creator whose signed record the shared key gave by then is
+            // not read again: a creator-key read ends at its first valid
+            // record too, so it would not be fresher for certain, and it
+            // costs a walk. An unsigned (TypeScript) record there proves
+            // nothing about a signed creator, whose own key is read.
             let covered = shared_early
                 .as_ref()
                 .and_then(|found| found.as_ref().ok())
