@@ -56,6 +56,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use p2p_types::{DhtMode, DhtStats, ProtocolLimits, QueryTotals, RejectReason, is_relayed};
 
 use crate::awaited::Awaited;
+use crate::closest::Closest;
 use crate::inbound::Inbound;
 use crate::mapper::{AddressMapper, PublicRanges};
 use crate::queries::{Lookup, NotStored, Pending, Put, Queries, QueryKind, Reply};
@@ -208,6 +209,8 @@ pub struct Behaviour {
     provider_lookups: QueryTotals,
     /// Answers with providers that end a provider lookup.
     provider_answers: Option<std::num::NonZeroUsize>,
+    /// Closest known peers whose answers end a provider lookup.
+    provider_closest: Option<std::num::NonZeroUsize>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
 
@@ -254,6 +257,7 @@ impl Behaviour {
             record_lookups: QueryTotals::default(),
             provider_lookups: QueryTotals::default(),
             provider_answers: config.dht.provider_answers,
+            provider_closest: config.dht.provider_closest,
             queued: VecDeque::new(),
         }
     }
@@ -331,7 +335,9 @@ impl Behaviour {
 
     /// Every provider of `key` the lookup finds (ourselves included), at most
     /// [`crate::queries::MAX_PROVIDERS`]. The lookup ends when the closest
-    /// peers of each disjoint path have answered, or once
+    /// peers of each disjoint path have answered, or once the
+    /// [`crate::DhtConfig::provider_closest`] peers nearest the key that it
+    /// knows of have answered (one naming a provider), or once
     /// [`crate::DhtConfig::provider_answers`] peers (if set) have answered
     /// with providers. The lookup's id is returned (see
     /// [`Behaviour::finish_providers`]).
@@ -340,6 +346,17 @@ impl Behaviour {
         key: kad::RecordKey,
         reply: Reply<Vec<PeerId>>,
     ) -> kad::QueryId {
+        // kad's lookup starts from the routing table's K nearest peers.
+        let closest = self.provider_closest.map(|n| {
+            let target = kad::KBucketKey::new(key.clone());
+            let seeds: Vec<PeerId> = self
+                .kad
+                .get_closest_local_peers(&target)
+                .take(kad::K_VALUE.get())
+                .map(|k| *k.preimage())
+                .collect();
+            Closest::new(&key, n, seeds)
+        });
         let id = self.kad.get_providers(key);
         self.queries.insert(
             id,
@@ -347,6 +364,7 @@ impl Behaviour {
                 found: HashSet::new(),
                 answers: 0,
                 enough: self.provider_answers,
+                closest,
                 reply,
             },
         );
@@ -723,6 +741,23 @@ fn is_request(event: &HandlerIn) -> bool {
     }
 }
 
+/// The peer kad fails in every query on `event`: a failed dial (other than
+/// one not made because a connection exists or is being made), or its last
+/// connection closed.
+fn failed_in_queries(event: &FromSwarm<'_>) -> Option<PeerId> {
+    match event {
+        FromSwarm::DialFailure(DialFailure {
+            peer_id: Some(peer),
+            error,
+            ..
+        }) if !matches!(error, DialError::DialPeerConditionFalse(_)) => Some(*peer),
+        FromSwarm::ConnectionClosed(closed) if closed.remaining_established == 0 => {
+            Some(closed.peer_id)
+        }
+        _ => None,
+    }
+}
+
 /// kad's own events never reach this: [`Behaviour::poll`] handles them first.
 fn handled(_: kad::Event) -> Event {
     unreachable!("kad events are handled before they could be passed on")
@@ -801,6 +836,11 @@ impl NetworkBehaviour for Behaviour {
             && closed.remaining_established == 0
         {
             self.stop_awaiting(closed.peer_id);
+        }
+        // Where kad fails a peer in every query, our provider lookups pass
+        // it over too.
+        if let Some(peer) = failed_in_queries(&event) {
+            self.queries.provider_failure(&mut self.kad, None, peer);
         }
         match event {
             FromSwarm::ConnectionEstablished(established) => {
@@ -888,8 +928,38 @@ impl NetworkBehaviour for Behaviour {
             });
             return;
         }
+        let provider_walk = match &event {
+            HandlerOut::GetProvidersRes {
+                closer_peers,
+                provider_peers,
+                query_id,
+            } if self.queries.is_providers(query_id) => Some((
+                *query_id,
+                Some((
+                    closer_peers
+                        .iter()
+                        .chain(provider_peers)
+                        .map(|p| p.node_id)
+                        .filter(|p| *p != self.local)
+                        .collect::<Vec<_>>(),
+                    !provider_peers.is_empty(),
+                )),
+            )),
+            HandlerOut::QueryError { query_id, .. } if self.queries.is_providers(query_id) => {
+                Some((*query_id, None))
+            }
+            _ => None,
+        };
         self.kad
             .on_connection_handler_event(peer, connection, event);
+        match provider_walk {
+            Some((id, Some((named, providers)))) => {
+                self.queries
+                    .provider_answer(&mut self.kad, id, peer, named, providers);
+            }
+            Some((id, None)) => self.queries.provider_failure(&mut self.kad, Some(id), peer),
+            None => {}
+        }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, HandlerIn>> {

@@ -113,6 +113,18 @@ pub struct DhtConfig {
     /// servers. Set it where lookups must be cheap and provider lists come
     /// from trusted servers.
     pub provider_answers: Option<NonZeroUsize>,
+    /// End a provider lookup once the `n` peers nearest to the key that it
+    /// knows of (those kad gave up on left out) have all answered and one
+    /// of them named a provider. Default 3. Every answer names the nearer
+    /// peers its sender knows, so only answers from the peers nearest the
+    /// key can end the walk, and a provider record is put to the 20
+    /// nearest servers: the first three of them hold every provider put
+    /// there. Hiding a creator from such a lookup takes the 3 places
+    /// nearest the key (against 20 of every path's for the full walk:
+    /// the same attack, ids placed near the key, at a smaller size). When
+    /// none of them names a provider the walk goes on to kad's end. `None`:
+    /// the full walk. See the `closest` module and BENCHMARKS.md §5.
+    pub provider_closest: Option<NonZeroUsize>,
     /// Routing-table diversity for peers connected from public IPs or DNS
     /// names, grouped by the connection's observed address. Default on (2
     /// per group per bucket, 3 per table); `None` turns it off.
@@ -143,6 +155,7 @@ impl Default for DhtConfig {
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
             provider_answers: None,
+            provider_closest: NonZeroUsize::new(3),
             diversity: Some(crate::routing::Diversity::default()),
             creator_quotas: Some(crate::quotas::CreatorQuotas::default()),
         }

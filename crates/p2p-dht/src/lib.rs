@@ -40,6 +40,7 @@
 
 mod awaited;
 mod behaviour;
+mod closest;
 mod config;
 mod inbound;
 pub mod mapper;

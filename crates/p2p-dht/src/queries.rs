@@ -13,6 +13,7 @@ use p2p_types::RejectReason;
 
 use crate::Kademlia;
 use crate::behaviour::Event;
+use crate::closest::Closest;
 use crate::records::{StoredKey, Validation};
 
 /// Most providers one lookup collects (remote answers are not trusted to be small).
@@ -90,13 +91,18 @@ pub(crate) enum Pending {
     },
     /// The reply says whether the closest peers were told.
     Provide(Reply<bool>),
-    /// Every provider found, up to [`MAX_PROVIDERS`], until `enough` peers we
-    /// asked answered with providers (see `DhtConfig::provider_answers`).
+    /// Every provider found, up to [`MAX_PROVIDERS`], until the closest
+    /// peers known have answered (see `DhtConfig::provider_closest`), or
+    /// `enough` peers we asked answered with providers (see
+    /// `DhtConfig::provider_answers`), or kad's walk ends.
     Providers {
         found: HashSet<PeerId>,
         /// Answers with at least one provider so far, from peers we asked.
         answers: usize,
         enough: Option<NonZeroUsize>,
+        /// The peers the lookup knows nearest to its key, if it may end
+        /// when they have answered.
+        closest: Option<Closest>,
         reply: Reply<Vec<PeerId>>,
     },
 }
@@ -124,6 +130,60 @@ impl Queries {
     /// Whether `id` is one of our provider lookups, still running.
     pub(crate) fn is_providers(&self, id: &kad::QueryId) -> bool {
         matches!(self.pending.get(id), Some(Pending::Providers { .. }))
+    }
+
+    /// `peer` answered our provider lookup `id` (kad has taken the answer),
+    /// naming `named` peers (closer peers and providers: kad walks to both)
+    /// and at least one provider if `providers`. Ends the lookup when its
+    /// closest known peers have all answered.
+    pub(crate) fn provider_answer(
+        &mut self,
+        kad: &mut Kademlia,
+        id: kad::QueryId,
+        peer: PeerId,
+        named: Vec<PeerId>,
+        providers: bool,
+    ) {
+        if let Some(Pending::Providers {
+            closest: Some(closest),
+            ..
+        }) = self.pending.get_mut(&id)
+        {
+            closest.answered(peer, named, providers);
+            if closest.done()
+                && let Some(mut query) = kad.query_mut(&id)
+            {
+                query.finish();
+            }
+        }
+    }
+
+    /// kad failed `peer` in our provider lookup `id`, or in all of them
+    /// (`None`: a failed dial, its last connection closed). The peer is
+    /// passed over; a lookup then waiting for it alone ends.
+    pub(crate) fn provider_failure(
+        &mut self,
+        kad: &mut Kademlia,
+        id: Option<kad::QueryId>,
+        peer: PeerId,
+    ) {
+        for (query_id, pending) in &mut self.pending {
+            if id.is_some_and(|id| id != *query_id) {
+                continue;
+            }
+            if let Pending::Providers {
+                closest: Some(closest),
+                ..
+            } = pending
+            {
+                closest.failed(peer);
+                if closest.done()
+                    && let Some(mut query) = kad.query_mut(query_id)
+                {
+                    query.finish();
+                }
+            }
+        }
     }
 
     /// Handles one step of a query; returns the events it causes.

@@ -344,6 +344,102 @@ async fn a_provider_lookup_ends_once_enough_peers_answered_with_providers() {
     );
 }
 
+/// The indices of `net`'s nodes other than node 0, nearest to `key` first.
+fn nearest_first(net: &Net<Behaviour>, key: &RecordKey) -> Vec<usize> {
+    let target = kad::KBucketKey::new(key.clone());
+    let mut order: Vec<usize> = (1..net.nodes.len()).collect();
+    order.sort_by_key(|&i| kad::KBucketKey::from(net.nodes[i].id()).distance(&target));
+    order
+}
+
+/// Node 0 knows every other node of `net` (connected, in its table), and
+/// `providers` each provide `key` (to themselves: they answer with it).
+async fn asker_knowing_all(net: &mut Net<Behaviour>, key: &RecordKey, providers: &[usize]) {
+    for &i in providers {
+        let (tx, mut rx) = oneshot::channel();
+        net.nodes[i].swarm.behaviour_mut().provide(key.clone(), tx);
+        net.drive_until("provide answered", |_| answer(&mut rx))
+            .await;
+    }
+    for i in 1..net.nodes.len() {
+        net.connect(0, i).await;
+        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
+        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
+    }
+}
+
+/// A provider lookup ends once the three peers nearest the key have
+/// answered (`provider_closest`, default 3), one naming a provider: it
+/// does not wait for a farther peer (here a silent one, which kad would
+/// wait 10 s for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_lookup_ends_once_the_nearest_peers_answered() {
+    let mut net = dht_net(5).await;
+    let key = records::kad_key(&resource("session", "nearest"));
+    let order = nearest_first(&net, &key);
+    let nearest: HashSet<PeerId> = order[..3].iter().map(|&i| net.nodes[i].id()).collect();
+    asker_knowing_all(&mut net, &key, &order[..3]).await;
+    let _silent = net.nodes.remove(order[3]);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    let found: HashSet<PeerId> = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(found, nearest);
+    let stats = provider_lookup_stats(&net);
+    let took = stats.duration().expect("a finished query has a duration");
+    assert!(
+        took < Duration::from_secs(10),
+        "ended at the nearest answers, not when kad gave up: {stats:?}"
+    );
+}
+
+/// The attack `provider_answers` falls to: a peer the walk asks early
+/// answers first with a provider list of its own. With
+/// `provider_closest` 1 its answer ends nothing while the peer nearest the
+/// key (held unpolled until then) has not answered; once it has, the
+/// lookup returns both providers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_peer_answering_first_does_not_end_a_provider_lookup() {
+    let mut config = dht_config(p2p_dht::DhtRates::default());
+    config.dht.provider_closest = std::num::NonZeroUsize::new(1);
+    let mut net = dht_net(2).await;
+    net.nodes
+        .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
+    let key = records::kad_key(&resource("session", "far-first"));
+    let order = nearest_first(&net, &key);
+    let (near, far) = (net.nodes[order[0]].id(), net.nodes[order[1]].id());
+    asker_knowing_all(&mut net, &key, &[1, 2]).await;
+    let held = net.nodes.remove(order[0]);
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    net.drive_until("the far peer answered", |net| {
+        net.nodes[0]
+            .events
+            .iter()
+            .any(|e| {
+                matches!(e, p2p_dht::Event::AwaitingAnswer { peer, awaiting: false } if *peer == far)
+            })
+            .then_some(())
+    })
+    .await;
+    net.nodes.insert(order[0], held);
+    let found: HashSet<PeerId> = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(found, [near, far].into_iter().collect());
+}
+
 /// Our own store's providers are not an answer: a node that provides the
 /// key itself still asks, and finds the other provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

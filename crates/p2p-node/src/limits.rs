@@ -275,6 +275,12 @@ pub(crate) struct LimitArgs {
     /// `DhtConfig::provider_answers`).
     #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_ANSWERS")]
     dht_provider_answers: Option<usize>,
+    /// Peers nearest a key whose answers end a provider lookup once they
+    /// have all answered and one named a provider (default 3; 0: walk on
+    /// until the closest peers of every path have answered; see
+    /// `DhtConfig::provider_closest`).
+    #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_CLOSEST")]
+    dht_provider_closest: Option<usize>,
     /// Records kept in the DHT store at most.
     #[arg(long, env = "LOTUS_P2P_DHT_MAX_RECORDS")]
     dht_max_records: Option<usize>,
@@ -450,6 +456,9 @@ impl LimitArgs {
         if let Some(answers) = self.dht_provider_answers {
             dht.provider_answers = NonZeroUsize::new(answers);
         }
+        if let Some(closest) = self.dht_provider_closest {
+            dht.provider_closest = NonZeroUsize::new(closest);
+        }
         set(&mut dht.max_records, self.dht_max_records);
         set(&mut dht.max_provider_keys, self.dht_max_provider_keys);
         set(
@@ -566,6 +575,7 @@ mod tests {
             "--dht-refresh-interval-secs=45",
             "--dht-contact-check-after-secs=0",
             "--dht-provider-answers=0",
+            "--dht-provider-closest=5",
             "--dht-max-provider-keys-per-peer=9",
             "--dht-creator-quotas=10:5",
             "--dht-diversity=off",
@@ -616,6 +626,7 @@ mod tests {
         assert_eq!(dht.bootstrap_interval, Some(Duration::from_secs(45)));
         assert_eq!(dht.contact_check_after, Duration::ZERO);
         assert_eq!(dht.provider_answers, None);
+        assert_eq!(dht.provider_closest, NonZeroUsize::new(5));
         assert_eq!(dht.max_provider_keys_per_peer, 9);
         assert_eq!(
             dht.creator_quotas,
