@@ -45,7 +45,7 @@
 //! (`DhtConfig::disjoint_query_paths`), `LOTUS_DHT_PROVIDER_ANSWERS=<n>`
 //! (`DhtConfig::provider_answers`; 0 = walk to the end),
 //! `LOTUS_DHT_PROVIDER_CLOSEST=<n>` (`DhtConfig::provider_closest`; 0 =
-//! walk to the end),
+//! walk to the end), `LOTUS_DHT_PARALLELISM=<n>` (`DhtConfig::parallelism`),
 //! `LOTUS_DHT_MAX_CONNECTIONS=<n>`
 //! (every node's established-connection limits, in all, in and out),
 //! `LOTUS_DHT_NO_AUTONAT=1` (no AutoNAT probes), `LOTUS_DHT_IDLE_S=<s>` (the
@@ -353,6 +353,12 @@ async fn start_node() -> Node {
                 c.provider_answers = usize::try_from(answers)
                     .ok()
                     .and_then(std::num::NonZeroUsize::new);
+            }
+            if let Some(alpha) = env_u64("LOTUS_DHT_PARALLELISM") {
+                c.parallelism = usize::try_from(alpha)
+                    .ok()
+                    .and_then(std::num::NonZeroUsize::new)
+                    .unwrap();
             }
             if let Some(closest) = env_u64("LOTUS_DHT_PROVIDER_CLOSEST") {
                 c.provider_closest = usize::try_from(closest)
@@ -818,6 +824,7 @@ async fn network(n: usize) {
         "disjoint": env_u64("LOTUS_DHT_DISJOINT"),
         "provider_answers": env_u64("LOTUS_DHT_PROVIDER_ANSWERS"),
         "provider_closest": env_u64("LOTUS_DHT_PROVIDER_CLOSEST"),
+        "parallelism": env_u64("LOTUS_DHT_PARALLELISM"),
         "refresh_s": env_u64("LOTUS_DHT_REFRESH_S"),
         "check_after_s": env_u64("LOTUS_DHT_CHECK_AFTER_S"),
         "ping_s": env_u64("LOTUS_DHT_PING_S"),

@@ -716,7 +716,9 @@ impl Node {
 
     /// The peers the DHT knows as providers of `name` (this node too, when
     /// it provides `name`). An empty list when there are none. The walk ends
-    /// when the closest peers have answered (or after
+    /// when the peers nearest the key that it knows of have answered, one
+    /// naming a provider (`DhtConfig::provider_closest`, 3 by default), else
+    /// when the closest peers of every path have (or after
     /// `DhtConfig::provider_answers` answers, if set), or at `timeout` with
     /// the providers found so far ([`ResourceError::Timeout`] when it found
     /// none by then).
@@ -805,11 +807,14 @@ impl Node {
     /// under the shared key (TypeScript peers', or whoever wrote it first),
     /// and what the local cache holds. A squatter can add its own record to
     /// the list but cannot take another creator's off the servers that hold
-    /// it (unless `DhtConfig::provider_answers` is set: then the first
-    /// peers to answer decide the list); callers who know the creator they
-    /// want use [`Node::discover_from`]. The walk for the provider records
-    /// runs until the closest peers of each disjoint path have answered;
-    /// past half of `timeout` it is ended and the creators it found so far
+    /// it, short of holding the places nearest the key (the provider walk
+    /// ends once the `DhtConfig::provider_closest` peers nearest the key
+    /// that it knows of have answered, one naming a provider, else when the
+    /// closest peers of each disjoint path have; with
+    /// `DhtConfig::provider_answers` set, the first peers to answer decide
+    /// the list); callers who know the creator they want use
+    /// [`Node::discover_from`]. Past half of `timeout` the walk is ended
+    /// and the creators it found so far
     /// are read, except the one whose signed record the shared-key lookup
     /// gave by the end of the provider walk, or half a second after it
     /// (that copy may be an older version

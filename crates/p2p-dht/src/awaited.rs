@@ -112,7 +112,6 @@ impl Awaited {
     }
 
     /// Whether a request to `peer` is in flight.
-    #[cfg(test)]
     pub(crate) fn is_awaited(&self, peer: &PeerId) -> bool {
         self.in_flight.contains_key(peer)
     }

@@ -47,7 +47,7 @@ use hashlink::LruCache;
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
 use libp2p::kad::{self, store::RecordStore as _};
-use libp2p::swarm::behaviour::{ExternalAddrConfirmed, ExternalAddrExpired};
+use libp2p::swarm::behaviour::{ConnectionEstablished, ExternalAddrConfirmed, ExternalAddrExpired};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour,
     NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
@@ -211,6 +211,16 @@ pub struct Behaviour {
     provider_answers: Option<std::num::NonZeroUsize>,
     /// Closest known peers whose answers end a provider lookup.
     provider_closest: Option<std::num::NonZeroUsize>,
+    /// kad's dials under way (each ends in an established connection or a
+    /// dial failure, which remove it).
+    dials: HashMap<ConnectionId, PeerId>,
+    /// Requests counted as awaited that will never be sent: a provider
+    /// lookup we ended early had a dial under way to the peer, and kad
+    /// drops an ended query's requests waiting for a dial. Taken off the
+    /// count when the peer connects; dropped if the dial fails (the count
+    /// then expires as any failed dial's does). At most one per lookup
+    /// and peer, cleared when the dial ends.
+    orphans: HashMap<PeerId, u32>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
 
@@ -258,6 +268,8 @@ impl Behaviour {
             provider_lookups: QueryTotals::default(),
             provider_answers: config.dht.provider_answers,
             provider_closest: config.dht.provider_closest,
+            dials: HashMap::new(),
+            orphans: HashMap::new(),
             queued: VecDeque::new(),
         }
     }
@@ -626,6 +638,37 @@ impl Behaviour {
         }
     }
 
+    /// Ends the provider lookups that may end (see [`crate::closest`]).
+    /// kad drops an ended query's requests that wait for a dial, so the
+    /// awaited count of each peer such a lookup had not heard from and was
+    /// dialling would keep the peer's new connection in its grace for
+    /// nothing (and a node doing many lookups would refuse its own dials):
+    /// those requests are taken off the count when the dial connects. The
+    /// dial may have been made for another query (the count then drops by
+    /// one too many and that query's request loses its grace); a lookup
+    /// ends among the peers nearest the key, where its own requests went.
+    fn end_provider_walks(&mut self) {
+        let dialling: HashSet<PeerId> = self.dials.values().copied().collect();
+        for peer in self
+            .queries
+            .end_provider_walks(&mut self.kad, |peer| dialling.contains(peer))
+        {
+            *self.orphans.entry(peer).or_insert(0) += 1;
+        }
+    }
+
+    /// `peer` connected: its orphaned requests are no longer awaited.
+    fn settle_orphans(&mut self, peer: PeerId) {
+        for _ in 0..self.orphans.remove(&peer).unwrap_or(0) {
+            if self.awaited.answered(&peer) {
+                self.emit(Event::AwaitingAnswer {
+                    peer,
+                    awaiting: false,
+                });
+            }
+        }
+    }
+
     /// A request to `peer` goes out, or kad dials it for one: the `true`
     /// edge is queued before the caller queues the request itself, so the
     /// room knows before the request can be under way.
@@ -741,23 +784,6 @@ fn is_request(event: &HandlerIn) -> bool {
     }
 }
 
-/// The peer kad fails in every query on `event`: a failed dial (other than
-/// one not made because a connection exists or is being made), or its last
-/// connection closed.
-fn failed_in_queries(event: &FromSwarm<'_>) -> Option<PeerId> {
-    match event {
-        FromSwarm::DialFailure(DialFailure {
-            peer_id: Some(peer),
-            error,
-            ..
-        }) if !matches!(error, DialError::DialPeerConditionFalse(_)) => Some(*peer),
-        FromSwarm::ConnectionClosed(closed) if closed.remaining_established == 0 => {
-            Some(closed.peer_id)
-        }
-        _ => None,
-    }
-}
-
 /// kad's own events never reach this: [`Behaviour::poll`] handles them first.
 fn handled(_: kad::Event) -> Event {
     unreachable!("kad events are handled before they could be passed on")
@@ -832,15 +858,56 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.kad.on_swarm_event(event);
+        // Where kad fails a peer in the queries waiting for it (a dial it
+        // made failed, or the last connection closed with a request in
+        // flight), our provider lookups pass it over.
+        let failed = match event {
+            FromSwarm::DialFailure(DialFailure {
+                peer_id: Some(peer),
+                error,
+                connection_id,
+            }) if !matches!(error, DialError::DialPeerConditionFalse(_))
+                && self.dials.contains_key(&connection_id) =>
+            {
+                Some(peer)
+            }
+            FromSwarm::ConnectionClosed(closed)
+                if closed.remaining_established == 0
+                    && self.awaited.is_awaited(&closed.peer_id) =>
+            {
+                Some(closed.peer_id)
+            }
+            _ => None,
+        };
+        if let Some(peer) = failed {
+            self.queries.provider_failure(None, peer);
+        }
         if let FromSwarm::ConnectionClosed(closed) = event
             && closed.remaining_established == 0
         {
             self.stop_awaiting(closed.peer_id);
         }
-        // Where kad fails a peer in every query, our provider lookups pass
-        // it over too.
-        if let Some(peer) = failed_in_queries(&event) {
-            self.queries.provider_failure(&mut self.kad, None, peer);
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                connection_id,
+                peer_id,
+                ..
+            }) => {
+                self.dials.remove(&connection_id);
+                self.settle_orphans(peer_id);
+            }
+            FromSwarm::DialFailure(DialFailure {
+                connection_id,
+                peer_id,
+                ..
+            }) => {
+                if let Some(peer) = self.dials.remove(&connection_id).or(peer_id)
+                    && !self.dials.values().any(|p| *p == peer)
+                {
+                    self.orphans.remove(&peer);
+                }
+            }
+            _ => {}
         }
         match event {
             FromSwarm::ConnectionEstablished(established) => {
@@ -873,6 +940,16 @@ impl NetworkBehaviour for Behaviour {
                 self.decide_mode();
             }
             _ => {}
+        }
+        // A dial connected (its requests are on the connection now) or
+        // failed, or a peer was passed over.
+        if matches!(
+            event,
+            FromSwarm::ConnectionEstablished(_)
+                | FromSwarm::DialFailure(_)
+                | FromSwarm::ConnectionClosed(_)
+        ) {
+            self.end_provider_walks();
         }
     }
 
@@ -928,23 +1005,38 @@ impl NetworkBehaviour for Behaviour {
             });
             return;
         }
+        let local = self.local;
+        let named = |peers: &[kad::KadPeer]| -> Vec<PeerId> {
+            peers
+                .iter()
+                .map(|p| p.node_id)
+                .filter(|p| *p != local)
+                .collect()
+        };
         let provider_walk = match &event {
             HandlerOut::GetProvidersRes {
                 closer_peers,
                 provider_peers,
                 query_id,
-            } if self.queries.is_providers(query_id) => Some((
-                *query_id,
-                Some((
-                    closer_peers
-                        .iter()
-                        .chain(provider_peers)
-                        .map(|p| p.node_id)
-                        .filter(|p| *p != self.local)
-                        .collect::<Vec<_>>(),
-                    !provider_peers.is_empty(),
-                )),
-            )),
+            } if self.queries.is_providers(query_id) => {
+                let mut peers = named(closer_peers);
+                peers.extend(named(provider_peers));
+                let others = provider_peers.iter().any(|p| p.node_id != local);
+                Some((*query_id, Some((peers, others))))
+            }
+            // kad takes the closer peers of an answer of the wrong kind
+            // too (it does not check an answer against its request).
+            HandlerOut::FindNodeRes {
+                closer_peers,
+                query_id,
+            }
+            | HandlerOut::GetRecordRes {
+                closer_peers,
+                query_id,
+                ..
+            } if self.queries.is_providers(query_id) => {
+                Some((*query_id, Some((named(closer_peers), false))))
+            }
             HandlerOut::QueryError { query_id, .. } if self.queries.is_providers(query_id) => {
                 Some((*query_id, None))
             }
@@ -954,12 +1046,12 @@ impl NetworkBehaviour for Behaviour {
             .on_connection_handler_event(peer, connection, event);
         match provider_walk {
             Some((id, Some((named, providers)))) => {
-                self.queries
-                    .provider_answer(&mut self.kad, id, peer, named, providers);
+                self.queries.provider_answer(id, peer, named, providers);
             }
-            Some((id, None)) => self.queries.provider_failure(&mut self.kad, Some(id), peer),
-            None => {}
+            Some((id, None)) => self.queries.provider_failure(Some(id), peer),
+            None => return,
         }
+        self.end_provider_walks();
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, HandlerIn>> {
@@ -993,6 +1085,7 @@ impl NetworkBehaviour for Behaviour {
                         && let Some(peer) = opts.get_peer_id()
                     {
                         self.count_request(peer);
+                        self.dials.insert(opts.connection_id(), peer);
                     }
                     self.queued.push_back(other.map_out(handled));
                 }

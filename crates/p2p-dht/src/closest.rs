@@ -5,30 +5,34 @@
 //! disjoint path have answered (~60–100 requests at 1 000 nodes). A
 //! provider record is put to the 20 closest servers to its key, so the few
 //! closest peers hold every provider there is. [`Closest`] mirrors what kad
-//! knows of one lookup: the 20 peers of the routing table it starts from,
-//! every peer an answer names (closer peers and providers: kad walks to
-//! both), who answered, and who failed (a failed request; a failed dial or
-//! the last connection closed, where kad fails the peer in the queries
-//! waiting for it, and this lookup passes it over too, asked yet or not:
-//! the walk may then end without a peer kad would still have asked, never
-//! wait for one kad gave up on). The lookup may end once the `n` closest
+//! knows of one lookup: the 20 peers of the routing table it starts from
+//! (its seeds), every peer an answer names (closer peers and providers: kad
+//! walks to both), who answered, and who failed (a failed request; a failed
+//! dial kad made, or the last connection closed while a request to the peer
+//! was in flight: there kad fails the peer in the queries waiting for it,
+//! and this lookup passes it over whether it asked it yet or not, so it may
+//! end without a peer kad would still have asked, never wait for one kad
+//! gave up on). The lookup may end once the `n` closest *corroborated*
 //! peers it knows, failed ones left out, have all answered and one of them
-//! named a provider.
+//! named a provider other than us.
 //!
-//! What it trusts: answers from peers *near the key*, not the first answers
-//! of the path. An answer can only end the walk when no peer known to be
-//! nearer is still unasked, and every answer names the nearer peers its
-//! sender knows, so far peers answering first end nothing (with
-//! `DhtConfig::provider_answers` they did). To hide a creator from it, a
-//! peer must hold `n` of the places nearest the key, against all 20 of
-//! some path's for the full walk; both are the same attack (ids placed
-//! near a key), at a different size. When none of the `n` closest names a
-//! provider (nothing there yet, or servers newer than the records) the
-//! walk goes on to kad's end, as a walk without this rule does.
+//! Corroborated: a seed (a peer of our own routing table), or a peer named
+//! by answerers reached through two different seeds. Each peer is reached
+//! through the seed of the answer that first named it (a seed through
+//! itself). So a peer asked on the way cannot end the walk by naming peers
+//! of its own that answer at once with a list of their own (ids placed
+//! near the key cost nothing to make): those are named from one line of
+//! answers only and are passed over, as failed ones are, and their answers
+//! still add to the list. Hiding a creator then takes holding places near
+//! the key that honest peers name (the full walk asks that of every
+//! disjoint path), or answering for two seeds' lines. When none of the `n`
+//! names a provider (nothing there yet, or servers newer than the records)
+//! the walk goes on to kad's end, as a walk without this rule does.
 //!
-//! Bounded: at most [`MAX_KNOWN`] peers are kept per lookup, the nearest
-//! (an answer naming thousands of made-up closer peers then keeps the
-//! lookup from ending early, never makes it end).
+//! Bounded: at most [`MAX_KNOWN`] peers are kept per lookup, the nearest.
+//! A peer dropped or refused for room (unless it had failed) marks a
+//! distance past which nothing counts: an answer naming thousands of
+//! made-up peers can keep the lookup from ending early, never make it end.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -44,10 +48,24 @@ pub(crate) const MAX_KNOWN: usize = 256;
 enum State {
     /// Known, not (yet) answered.
     Unanswered,
-    /// Answered; whether the answer named a provider.
+    /// Answered; whether the answer named a provider other than us.
     Answered { providers: bool },
     /// kad gave up on it in this lookup.
     Failed,
+}
+
+/// The seed a peer was first reached through (an index into the seeds);
+/// `None` when the answer that named it came from a peer the lookup had
+/// not kept.
+type Root = Option<u8>;
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    peer: PeerId,
+    state: State,
+    root: Root,
+    /// A seed, or named by answerers of two different roots.
+    corroborated: bool,
 }
 
 /// The peers one provider lookup knows, by distance to its key.
@@ -55,13 +73,18 @@ enum State {
 pub(crate) struct Closest {
     target: KBucketKey<kad::RecordKey>,
     n: NonZeroUsize,
-    peers: BTreeMap<KBucketDistance, (PeerId, State)>,
+    peers: BTreeMap<KBucketDistance, Known>,
+    /// The nearest distance of a peer dropped or refused for room (not
+    /// failed): nothing at or past it counts.
+    lost: Option<KBucketDistance>,
+    /// The lookup was ended.
+    ended: bool,
 }
 
 impl Closest {
-    /// A lookup of `key` that may end once its `n` closest known peers
-    /// answered, starting from `seeds` (the routing table's peers nearest
-    /// to the key, as kad's own lookup starts).
+    /// A lookup of `key` that may end once its `n` closest corroborated
+    /// peers answered, starting from `seeds` (the routing table's peers
+    /// nearest to the key, as kad's own lookup starts; at most 20 used).
     pub(crate) fn new(
         key: &kad::RecordKey,
         n: NonZeroUsize,
@@ -71,9 +94,12 @@ impl Closest {
             target: KBucketKey::new(key.clone()),
             n,
             peers: BTreeMap::new(),
+            lost: None,
+            ended: false,
         };
-        for peer in seeds {
-            closest.learn(peer);
+        for (i, peer) in (0..kad::K_VALUE.get()).zip(seeds) {
+            let root = u8::try_from(i).ok();
+            closest.learn(peer, root, true);
         }
         closest
     }
@@ -82,61 +108,117 @@ impl Closest {
         KBucketKey::from(peer).distance(&self.target)
     }
 
-    /// Adds `peer` as unanswered if it is not known yet.
-    fn learn(&mut self, peer: PeerId) {
+    /// `peer` named by an answerer of `root` (or a seed): added if new,
+    /// corroborated if a second root names it.
+    fn learn(&mut self, peer: PeerId, root: Root, seed: bool) {
         let distance = self.distance(peer);
-        if self.peers.contains_key(&distance) {
+        if let Some(known) = self.peers.get_mut(&distance) {
+            match (known.root, root) {
+                (None, Some(_)) => known.root = root,
+                (Some(first), Some(other)) if first != other => known.corroborated = true,
+                _ => {}
+            }
             return;
         }
         if self.peers.len() >= MAX_KNOWN {
-            match self.peers.last_key_value() {
-                Some((farthest, _)) if *farthest > distance => {
+            let farthest = self.peers.last_key_value().map(|(d, k)| (*d, k.state));
+            match farthest {
+                Some((far, state)) if far > distance => {
                     self.peers.pop_last();
+                    if state != State::Failed {
+                        self.lose(far);
+                    }
                 }
-                _ => return,
+                _ => {
+                    self.lose(distance);
+                    return;
+                }
             }
         }
-        self.peers.insert(distance, (peer, State::Unanswered));
+        self.peers.insert(
+            distance,
+            Known {
+                peer,
+                state: State::Unanswered,
+                root,
+                corroborated: seed,
+            },
+        );
     }
 
-    /// `peer` answered, naming `closer` peers; `providers`: it named at
-    /// least one provider.
+    fn lose(&mut self, distance: KBucketDistance) {
+        self.lost = Some(self.lost.map_or(distance, |lost| lost.min(distance)));
+    }
+
+    /// `peer` answered, naming `named` peers; `providers`: it named at
+    /// least one provider other than us.
     pub(crate) fn answered(
         &mut self,
         peer: PeerId,
-        closer: impl IntoIterator<Item = PeerId>,
+        named: impl IntoIterator<Item = PeerId>,
         providers: bool,
     ) {
-        for other in closer {
-            self.learn(other);
-        }
         let distance = self.distance(peer);
-        // A peer that answered is one kad asked, so it is kept even when
-        // made-up closer peers filled the map.
-        if self.peers.len() >= MAX_KNOWN && !self.peers.contains_key(&distance) {
-            self.peers.pop_last();
+        let root = self.peers.get(&distance).and_then(|known| known.root);
+        for other in named {
+            if other != peer {
+                self.learn(other, root, false);
+            }
         }
-        self.peers
-            .insert(distance, (peer, State::Answered { providers }));
+        if !self.peers.contains_key(&distance) {
+            // Asked by kad but not kept here (dropped for room): the
+            // distance marked lost covers it.
+            self.learn(peer, None, false);
+        }
+        if let Some(known) = self.peers.get_mut(&distance) {
+            known.state = State::Answered { providers };
+        }
     }
 
     /// kad failed `peer` in this lookup (an answer it already gave stands).
     pub(crate) fn failed(&mut self, peer: PeerId) {
         let distance = self.distance(peer);
-        if let Some((_, state)) = self.peers.get_mut(&distance)
-            && *state == State::Unanswered
+        if let Some(known) = self.peers.get_mut(&distance)
+            && known.state == State::Unanswered
         {
-            *state = State::Failed;
+            known.state = State::Failed;
         }
     }
 
-    /// Whether the lookup may end: the `n` closest peers known, failed
-    /// ones left out, have all answered, and one of them named a provider.
+    /// If the lookup [may end](Closest::done) and has not ended yet: marks
+    /// it ended and returns the peers it has not heard from that are
+    /// `dialling` (a dial kad made for a request carries the request only
+    /// if its query still runs when the dial connects; see
+    /// `Behaviour::orphans`).
+    pub(crate) fn end(&mut self, dialling: impl Fn(&PeerId) -> bool) -> Option<Vec<PeerId>> {
+        if self.ended || !self.done() {
+            return None;
+        }
+        self.ended = true;
+        Some(
+            self.peers
+                .values()
+                .filter(|known| known.state == State::Unanswered && dialling(&known.peer))
+                .map(|known| known.peer)
+                .collect(),
+        )
+    }
+
+    /// Whether the lookup may end: the `n` closest corroborated peers
+    /// known, failed ones left out, have all answered, and one of them
+    /// named a provider other than us; none of them at or past a distance
+    /// lost for room.
     pub(crate) fn done(&self) -> bool {
         let mut counted = 0;
         let mut providers = false;
-        for (_, state) in self.peers.values() {
-            match state {
+        for (distance, known) in &self.peers {
+            if self.lost.is_some_and(|lost| *distance >= lost) {
+                return false;
+            }
+            if !known.corroborated {
+                continue;
+            }
+            match known.state {
                 State::Failed => continue,
                 State::Unanswered => return false,
                 State::Answered { providers: named } => {
@@ -153,7 +235,7 @@ impl Closest {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -169,18 +251,18 @@ mod tests {
         peers
     }
 
-    fn three() -> NonZeroUsize {
-        NonZeroUsize::new(3).unwrap()
+    fn n(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).unwrap()
     }
 
     #[test]
     fn ends_when_the_nearest_peers_answered_and_one_named_a_provider() {
         let p = by_distance(10);
-        let mut walk = Closest::new(&key(), three(), p[3..].iter().copied());
+        let mut walk = Closest::new(&key(), n(3), p[3..].iter().copied());
         // Far peers answering first, with providers, end nothing: they name
-        // nearer peers, still unasked.
-        walk.answered(p[8], [p[0], p[1]], true);
-        walk.answered(p[9], [p[2]], true);
+        // nearer peers, still unasked (two seeds' lines name them).
+        walk.answered(p[8], [p[0], p[1], p[2]], true);
+        walk.answered(p[9], [p[0], p[1], p[2]], true);
         assert!(!walk.done(), "far answers named nearer peers still unasked");
         walk.answered(p[0], [], false);
         walk.answered(p[1], [], false);
@@ -192,7 +274,7 @@ mod tests {
     #[test]
     fn never_ends_when_none_of_the_nearest_named_a_provider() {
         let p = by_distance(6);
-        let mut walk = Closest::new(&key(), three(), p.iter().copied());
+        let mut walk = Closest::new(&key(), n(3), p.iter().copied());
         for &peer in &p[..3] {
             walk.answered(peer, [], false);
         }
@@ -201,10 +283,32 @@ mod tests {
         assert!(!walk.done());
     }
 
+    /// Review of the first version: a far peer named ids of its own nearest
+    /// the key, which answered at once with a list of their own.
+    #[test]
+    fn peers_named_through_one_seed_only_do_not_end_it() {
+        let p = by_distance(9);
+        let (sybils, honest, seeds) = (&p[..3], &p[3..6], &p[6..]);
+        let attacker = seeds[2];
+        let mut walk = Closest::new(&key(), n(3), seeds.iter().copied());
+        walk.answered(attacker, sybils.iter().copied(), true);
+        for &sybil in sybils {
+            walk.answered(sybil, sybils.iter().copied(), true);
+        }
+        assert!(!walk.done(), "the attacker's own ids ended the walk");
+        walk.answered(seeds[0], honest.iter().copied(), false);
+        walk.answered(seeds[1], honest.iter().copied(), false);
+        assert!(!walk.done(), "the honest nearest peers have not answered");
+        for &peer in honest {
+            walk.answered(peer, [], peer == honest[0]);
+        }
+        assert!(walk.done());
+    }
+
     #[test]
     fn a_failed_peer_is_passed_over_and_a_late_answer_still_counts() {
         let p = by_distance(5);
-        let mut walk = Closest::new(&key(), three(), p.iter().copied());
+        let mut walk = Closest::new(&key(), n(3), p.iter().copied());
         walk.answered(p[1], [], true);
         walk.answered(p[2], [], true);
         assert!(!walk.done());
@@ -213,7 +317,7 @@ mod tests {
         walk.answered(p[3], [], false);
         assert!(walk.done());
         // kad may still hear from a peer it failed: its answer counts.
-        let mut walk = Closest::new(&key(), three(), p.iter().copied());
+        let mut walk = Closest::new(&key(), n(3), p.iter().copied());
         walk.failed(p[0]);
         walk.answered(p[0], [], true);
         walk.answered(p[1], [], false);
@@ -225,19 +329,35 @@ mod tests {
     }
 
     #[test]
-    fn made_up_closer_peers_keep_it_from_ending_and_stay_bounded() {
+    fn it_ends_once_naming_the_peers_it_has_not_heard_from_being_dialled() {
+        let p = by_distance(5);
+        let mut walk = Closest::new(&key(), n(3), p.iter().copied());
+        walk.answered(p[0], [], true);
+        assert_eq!(walk.end(|_| true), None, "it may not end yet");
+        walk.answered(p[1], [], true);
+        walk.answered(p[2], [], false);
+        let dialling = [p[0], p[4]];
+        assert_eq!(walk.end(|peer| dialling.contains(peer)), Some(vec![p[4]]));
+        assert_eq!(walk.end(|_| true), None, "it ends once");
+    }
+
+    /// Review of the first version: with n = 1, made-up peers pushed every
+    /// seed out, failed, and the flooder's own answer ended the walk.
+    #[test]
+    fn a_flood_of_made_up_peers_never_ends_it_and_stays_bounded() {
         let p = by_distance(4);
-        let mut walk = Closest::new(&key(), three(), p.iter().copied());
+        let mut walk = Closest::new(&key(), n(1), p.iter().copied());
         let flood: Vec<PeerId> = (0..4 * MAX_KNOWN).map(|_| PeerId::random()).collect();
-        walk.answered(p[3], flood, true);
+        walk.answered(p[3], flood.clone(), true);
         assert!(walk.peers.len() <= MAX_KNOWN);
-        for &peer in &p[..3] {
-            walk.answered(peer, [], true);
+        for peer in &flood {
+            walk.failed(*peer);
+        }
+        assert!(!walk.done(), "the flooder's own answer ended the walk");
+        for peer in &flood[..8] {
+            walk.answered(*peer, [], true);
         }
         assert!(walk.peers.len() <= MAX_KNOWN);
-        assert!(
-            !walk.done(),
-            "unasked peers named nearer than ours keep the walk going"
-        );
+        assert!(!walk.done());
     }
 }

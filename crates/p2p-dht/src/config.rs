@@ -95,6 +95,10 @@ pub struct DhtConfig {
     /// Use disjoint lookup paths (S/Kademlia). Default true: costs a few more
     /// messages, resists a single eclipsing path.
     pub disjoint_query_paths: bool,
+    /// Requests a lookup keeps in flight per path, and, with
+    /// `disjoint_query_paths`, the number of paths (libp2p-kad's α).
+    /// Default 3 (kad's).
+    pub parallelism: NonZeroUsize,
     /// End a provider lookup once this many peers we asked have answered
     /// with providers (our own store does not count). Default `None`: the
     /// lookup walks until the 20 closest peers of each disjoint path have
@@ -111,19 +115,22 @@ pub struct DhtConfig {
     /// first with lists of their own hide every other provider from that
     /// lookup; so does a provider record that reached few of the closest
     /// servers. Set it where lookups must be cheap and provider lists come
-    /// from trusted servers.
+    /// from trusted servers; [`DhtConfig::provider_closest`] is the early end
+    /// that trusts only the peers nearest the key.
     pub provider_answers: Option<NonZeroUsize>,
-    /// End a provider lookup once the `n` peers nearest to the key that it
-    /// knows of (those kad gave up on left out) have all answered and one
-    /// of them named a provider. Default 3. Every answer names the nearer
-    /// peers its sender knows, so only answers from the peers nearest the
-    /// key can end the walk, and a provider record is put to the 20
-    /// nearest servers: the first three of them hold every provider put
-    /// there. Hiding a creator from such a lookup takes the 3 places
-    /// nearest the key (against 20 of every path's for the full walk:
-    /// the same attack, ids placed near the key, at a smaller size). When
-    /// none of them names a provider the walk goes on to kad's end. `None`:
-    /// the full walk. See the `closest` module and BENCHMARKS.md §5.
+    /// End a provider lookup once the `n` corroborated peers nearest to
+    /// the key that it knows of (those kad gave up on left out) have all
+    /// answered and one of them named a provider other than us. Default 3.
+    /// A provider record is put to the 20 nearest servers, so the nearest
+    /// few hold every provider put there. Corroborated: a peer of our
+    /// routing table, or one named by answers reached through two of its
+    /// peers; so a peer asked on the way cannot end the walk by naming ids
+    /// of its own placed near the key, and a far peer answering first ends
+    /// nothing. Hiding a creator takes holding places near the key that
+    /// honest peers name (the full walk asks that of every disjoint path)
+    /// or answering for two lines of the walk. When none of them names a
+    /// provider the walk goes on to kad's end. `None`: the full walk. See
+    /// the `closest` module and BENCHMARKS.md §5.
     pub provider_closest: Option<NonZeroUsize>,
     /// Routing-table diversity for peers connected from public IPs or DNS
     /// names, grouped by the connection's observed address. Default on (2
@@ -154,6 +161,7 @@ impl Default for DhtConfig {
             max_provider_keys_per_peer: 64,
             max_value_bytes: 16_384,
             disjoint_query_paths: true,
+            parallelism: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             provider_answers: None,
             provider_closest: NonZeroUsize::new(3),
             diversity: Some(crate::routing::Diversity::default()),
@@ -183,6 +191,7 @@ impl DhtConfig {
             .set_kbucket_inserts(kad::BucketInserts::Manual)
             .set_record_filtering(kad::StoreInserts::FilterBoth)
             .set_max_packet_size(self.max_value_bytes * 2)
+            .set_parallelism(self.parallelism)
             .disjoint_query_paths(self.disjoint_query_paths);
         c
     }

@@ -7,7 +7,9 @@
 //!   [`Event`]s; the node keeps no DHT state.
 //! - [`store`]: kad's memory store with places kept for our own records and
 //!   provider keys, per-peer provider caps, and the exact creator index.
-//! - [`queries`]: our queries and what each answers.
+//! - [`queries`]: our queries and what each answers; a provider lookup
+//!   ends once the peers nearest its key that it knows of have answered
+//!   ([`DhtConfig::provider_closest`]).
 //! - [`DhtConfig`]: the protocol id (`/lotus/kad/1.0.0`), the mode (client,
 //!   server, auto), record and provider TTLs, replication, query timeout and
 //!   the refresh interval, with documented defaults; [`DhtConfig::behaviour`]

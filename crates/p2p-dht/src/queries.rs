@@ -134,11 +134,9 @@ impl Queries {
 
     /// `peer` answered our provider lookup `id` (kad has taken the answer),
     /// naming `named` peers (closer peers and providers: kad walks to both)
-    /// and at least one provider if `providers`. Ends the lookup when its
-    /// closest known peers have all answered.
+    /// and at least one provider if `providers`.
     pub(crate) fn provider_answer(
         &mut self,
-        kad: &mut Kademlia,
         id: kad::QueryId,
         peer: PeerId,
         named: Vec<PeerId>,
@@ -150,23 +148,13 @@ impl Queries {
         }) = self.pending.get_mut(&id)
         {
             closest.answered(peer, named, providers);
-            if closest.done()
-                && let Some(mut query) = kad.query_mut(&id)
-            {
-                query.finish();
-            }
         }
     }
 
     /// kad failed `peer` in our provider lookup `id`, or in all of them
-    /// (`None`: a failed dial, its last connection closed). The peer is
-    /// passed over; a lookup then waiting for it alone ends.
-    pub(crate) fn provider_failure(
-        &mut self,
-        kad: &mut Kademlia,
-        id: Option<kad::QueryId>,
-        peer: PeerId,
-    ) {
+    /// (`None`: a failed dial, its last connection closed): it is passed
+    /// over.
+    pub(crate) fn provider_failure(&mut self, id: Option<kad::QueryId>, peer: PeerId) {
         for (query_id, pending) in &mut self.pending {
             if id.is_some_and(|id| id != *query_id) {
                 continue;
@@ -177,13 +165,33 @@ impl Queries {
             } = pending
             {
                 closest.failed(peer);
-                if closest.done()
-                    && let Some(mut query) = kad.query_mut(query_id)
-                {
-                    query.finish();
-                }
             }
         }
+    }
+
+    /// Ends every provider lookup whose closest known peers have answered;
+    /// returns, for each it ended, the peers it had not heard from that are
+    /// `dialling` (see [`Closest::end`]).
+    pub(crate) fn end_provider_walks(
+        &mut self,
+        kad: &mut Kademlia,
+        dialling: impl Fn(&PeerId) -> bool,
+    ) -> Vec<PeerId> {
+        let mut orphaned = Vec::new();
+        for (id, pending) in &mut self.pending {
+            if let Pending::Providers {
+                closest: Some(closest),
+                ..
+            } = pending
+                && let Some(peers) = closest.end(&dialling)
+            {
+                if let Some(mut query) = kad.query_mut(id) {
+                    query.finish();
+                }
+                orphaned.extend(peers);
+            }
+        }
+        orphaned
     }
 
     /// Handles one step of a query; returns the events it causes.

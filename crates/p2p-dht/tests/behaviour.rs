@@ -399,31 +399,89 @@ async fn a_provider_lookup_ends_once_the_nearest_peers_answered() {
     );
 }
 
+/// A provider lookup ended at its nearest answers while kad was dialling a
+/// farther peer for it: kad drops that request, so once the dial connects
+/// the peer is no longer awaited (before, its count stayed up and kept the
+/// young connection in its grace, and a node doing many lookups refused
+/// its own dials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_with_an_ended_provider_lookup_is_not_awaited() {
+    let mut net = dht_net(5).await;
+    let key = records::kad_key(&resource("session", "orphan"));
+    let order = nearest_first(&net, &key);
+    let far = net.nodes[order[3]].id();
+    let far_addr = net.nodes[order[3]].addr.clone();
+    for &i in &order[..3] {
+        let (tx, mut rx) = oneshot::channel();
+        net.nodes[i].swarm.behaviour_mut().provide(key.clone(), tx);
+        net.drive_until("provide answered", |_| answer(&mut rx))
+            .await;
+        net.connect(0, i).await;
+        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
+        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
+    }
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .add_address(far, far_addr);
+    let held = net.nodes.remove(order[3]);
+    let seen = net.nodes[0].events.len();
+    let awaited = |net: &Net<Behaviour>, awaiting: bool| {
+        net.nodes[0].events[seen..].iter().any(|e| {
+            matches!(e, p2p_dht::Event::AwaitingAnswer { peer, awaiting: a } if *peer == far && *a == awaiting)
+        })
+    };
+    let (tx, mut rx) = oneshot::channel();
+    net.nodes[0]
+        .swarm
+        .behaviour_mut()
+        .get_providers(key.clone(), tx);
+    let found = net
+        .drive_until("the lookup answered", |_| answer(&mut rx))
+        .await;
+    assert_eq!(found.len(), 3);
+    assert!(
+        awaited(&net, true),
+        "kad dialled the far peer for the lookup"
+    );
+    assert!(!awaited(&net, false));
+    net.nodes.push(held);
+    // Not awaited while connected (a closed connection ends every wait).
+    net.drive_until("the far peer connected and no longer awaited", |net| {
+        (awaited(net, false) && net.nodes[0].connected.contains(&far)).then_some(())
+    })
+    .await;
+}
+
 /// The attack `provider_answers` falls to: a peer the walk asks early
 /// answers first with a provider list of its own. With
 /// `provider_closest` 1 its answer ends nothing while the peer nearest the
 /// key (held unpolled until then) has not answered; once it has, the
-/// lookup returns both providers.
+/// lookup returns both providers, without waiting for a silent peer
+/// farther than both (kad would wait 10 s for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_peer_answering_first_does_not_end_a_provider_lookup() {
     let mut config = dht_config(p2p_dht::DhtRates::default());
     config.dht.provider_closest = std::num::NonZeroUsize::new(1);
-    let mut net = dht_net(2).await;
+    let mut net = dht_net(3).await;
     net.nodes
         .insert(0, dht_node(Keypair::generate_ed25519(), config).await);
     let key = records::kad_key(&resource("session", "far-first"));
     let order = nearest_first(&net, &key);
-    let (near, far) = (net.nodes[order[0]].id(), net.nodes[order[1]].id());
-    asker_knowing_all(&mut net, &key, &[1, 2]).await;
-    let held = net.nodes.remove(order[0]);
+    let [near, far, silent] = [0, 1, 2].map(|i| net.nodes[order[i]].id());
+    asker_knowing_all(&mut net, &key, &order[..2]).await;
+    let at =
+        |net: &Net<Behaviour>, id: PeerId| net.nodes.iter().position(|n| n.id() == id).unwrap();
+    let _silent = net.nodes.remove(at(&net, silent));
+    let held = net.nodes.remove(at(&net, near));
+    let seen = net.nodes[0].events.len();
     let (tx, mut rx) = oneshot::channel();
     net.nodes[0]
         .swarm
         .behaviour_mut()
         .get_providers(key.clone(), tx);
     net.drive_until("the far peer answered", |net| {
-        net.nodes[0]
-            .events
+        net.nodes[0].events[seen..]
             .iter()
             .any(|e| {
                 matches!(e, p2p_dht::Event::AwaitingAnswer { peer, awaiting: false } if *peer == far)
@@ -431,13 +489,20 @@ async fn a_far_peer_answering_first_does_not_end_a_provider_lookup() {
             .then_some(())
     })
     .await;
-    net.nodes.insert(order[0], held);
+    assert!(answer(&mut rx).is_none(), "the far answer ended the lookup");
+    net.nodes.push(held);
     let found: HashSet<PeerId> = net
         .drive_until("the lookup answered", |_| answer(&mut rx))
         .await
         .into_iter()
         .collect();
     assert_eq!(found, [near, far].into_iter().collect());
+    let stats = provider_lookup_stats(&net);
+    let took = stats.duration().expect("a finished query has a duration");
+    assert!(
+        took < Duration::from_secs(10),
+        "ended at the nearest answer, not when kad gave up on the silent peer: {stats:?}"
+    );
 }
 
 /// Our own store's providers are not an answer: a node that provides the

@@ -281,6 +281,10 @@ pub(crate) struct LimitArgs {
     /// `DhtConfig::provider_closest`).
     #[arg(long, env = "LOTUS_P2P_DHT_PROVIDER_CLOSEST")]
     dht_provider_closest: Option<usize>,
+    /// Requests a DHT lookup keeps in flight per path, and the number of
+    /// disjoint paths (libp2p-kad's alpha; default 3).
+    #[arg(long, env = "LOTUS_P2P_DHT_PARALLELISM")]
+    dht_parallelism: Option<NonZeroUsize>,
     /// Records kept in the DHT store at most.
     #[arg(long, env = "LOTUS_P2P_DHT_MAX_RECORDS")]
     dht_max_records: Option<usize>,
@@ -456,6 +460,7 @@ impl LimitArgs {
         if let Some(answers) = self.dht_provider_answers {
             dht.provider_answers = NonZeroUsize::new(answers);
         }
+        set(&mut dht.parallelism, self.dht_parallelism);
         if let Some(closest) = self.dht_provider_closest {
             dht.provider_closest = NonZeroUsize::new(closest);
         }
@@ -576,6 +581,7 @@ mod tests {
             "--dht-contact-check-after-secs=0",
             "--dht-provider-answers=0",
             "--dht-provider-closest=5",
+            "--dht-parallelism=2",
             "--dht-max-provider-keys-per-peer=9",
             "--dht-creator-quotas=10:5",
             "--dht-diversity=off",
@@ -627,6 +633,7 @@ mod tests {
         assert_eq!(dht.contact_check_after, Duration::ZERO);
         assert_eq!(dht.provider_answers, None);
         assert_eq!(dht.provider_closest, NonZeroUsize::new(5));
+        assert_eq!(dht.parallelism.get(), 2);
         assert_eq!(dht.max_provider_keys_per_peer, 9);
         assert_eq!(
             dht.creator_quotas,
