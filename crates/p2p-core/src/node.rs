@@ -854,7 +854,14 @@ impl Node {
                     .await
                     .ok();
             }
-            let (creators, _) = creators?;
+            let (creators, cut) = creators?;
+            tracing::debug!(
+                %key,
+                creators = creators.len(),
+                cut,
+                shared = ?shared_early.as_ref().map(|found| found.is_ok()),
+                "discover: provider walk ended"
+            );
             // A creator whose signed record the shared key gave by then is
             // not read again: a creator-key read ends at its first valid
             // record too, so it would not be fresher for certain, and it

@@ -162,7 +162,7 @@ pub(crate) async fn run(
     let n = spec.keys().len();
     let peers = find_peers(inner, spec, deadline).await?;
     inner.signers_found(spec.hash, peers.iter().flatten().copied().collect());
-    let mut outbox = JoinSet::new();
+    let mut outbox = Outbox(JoinSet::new());
     let others: Vec<(usize, PeerId)> = peers
         .iter()
         .enumerate()
@@ -256,9 +256,6 @@ pub(crate) async fn run(
                 signing.partials.iter().flatten().copied().collect();
             let signature = signing.context.aggregate(&partials)?;
             lotus_musig2::verify(spec.key_agg.aggregated_key(), &spec.message, &signature)?;
-            // What is still being sent goes on (bounded by the deadline): a
-            // slower signer may still need our partial signature.
-            outbox.detach_all();
             let signed = Signed {
                 session: spec.hash,
                 aggregated_key: *spec.key_agg.aggregated_key(),
@@ -515,10 +512,17 @@ async fn find_peers(
                     .collect(),
             });
         }
+        tracing::debug!(
+            missing = missing.len(),
+            ?left,
+            "looking up co-signers' adverts"
+        );
         let lookups = missing.iter().map(|&i| async move {
             let key = spec.keys().get(i)?;
-            let peer = inner.find_peer(key, left).await?;
-            Some((i, peer))
+            let started = Instant::now();
+            let peer = inner.find_peer(key, left).await;
+            tracing::debug!(signer = %key, found = ?peer, took = ?started.elapsed(), "co-signer advert lookup");
+            Some((i, peer?))
         });
         for (i, peer) in futures::future::join_all(lookups)
             .await
@@ -532,6 +536,33 @@ async fn find_peers(
         if peers.iter().any(Option::is_none) {
             tokio::time::sleep_until((Instant::now() + RETRY).min(deadline)).await;
         }
+    }
+}
+
+/// The session's sends under way. They go on when the session ends, with a
+/// signature or an error (each bounded by the next resend or the
+/// deadline): a co-signer may still need our nonce or partial signature to
+/// reach the same end (a session that blamed a signer at once used to
+/// abort its own nonce on the way to a slower co-signer, which then timed
+/// out blaming us).
+struct Outbox(JoinSet<()>);
+
+impl std::ops::Deref for Outbox {
+    type Target = JoinSet<()>;
+    fn deref(&self) -> &JoinSet<()> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Outbox {
+    fn deref_mut(&mut self) -> &mut JoinSet<()> {
+        &mut self.0
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.0.detach_all();
     }
 }
 

@@ -8,8 +8,19 @@ use p2p_core::{DhtConfig, DhtModeSetting, Node};
 /// Upper bound on any wait; waits end as soon as what they wait for happens.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Logs to the test's output when `RUST_LOG` is set (for chasing failures).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A started DHT server on TCP loopback, port 0.
 pub async fn server() -> Node {
+    init_logging();
     let mut dht = DhtConfig::default();
     dht.mode = DhtModeSetting::Server;
     let node = Node::builder()
