@@ -214,13 +214,14 @@ pub struct Behaviour {
     /// kad's dials under way (each ends in an established connection or a
     /// dial failure, which remove it).
     dials: HashMap<ConnectionId, PeerId>,
-    /// Requests counted as awaited that will never be sent: a provider
+    /// Requests counted as awaited that may never be sent: a provider
     /// lookup we ended early had a dial under way to the peer, and kad
-    /// drops an ended query's requests waiting for a dial. Taken off the
-    /// count when the peer connects; dropped if the dial fails (the count
-    /// then expires as any failed dial's does). At most one per lookup
-    /// and peer, cleared when the dial ends.
-    orphans: HashMap<PeerId, u32>,
+    /// drops an ended query's requests waiting for a dial once it removes
+    /// the query. Taken off the count when the peer connects if kad has
+    /// removed the lookup by then; dropped if the dial fails (the count
+    /// then expires as any failed dial's does). At most one per lookup and
+    /// peer with a kad dial under way.
+    orphans: HashMap<PeerId, Vec<kad::QueryId>>,
     queued: VecDeque<ToSwarm<Event, HandlerIn>>,
 }
 
@@ -649,18 +650,32 @@ impl Behaviour {
     /// ends among the peers nearest the key, where its own requests went.
     fn end_provider_walks(&mut self) {
         let dialling: HashSet<PeerId> = self.dials.values().copied().collect();
-        for peer in self
+        let ended = self
             .queries
-            .end_provider_walks(&mut self.kad, |peer| dialling.contains(peer))
-        {
-            *self.orphans.entry(peer).or_insert(0) += 1;
+            .end_provider_walks(&mut self.kad, |peer| dialling.contains(peer));
+        if ended.is_empty() {
+            return;
+        }
+        // A dial is the ended lookup's only if no other query could have
+        // made it: with another in kad's pool the counts stay (too high is
+        // allowed, too low is not; see the `awaited` module).
+        let ours: HashSet<kad::QueryId> = ended.iter().map(|(id, _)| *id).collect();
+        if self.kad.iter_queries().any(|q| !ours.contains(&q.id())) || ended.len() > 1 {
+            return;
+        }
+        for (id, peers) in ended {
+            for peer in peers {
+                self.orphans.entry(peer).or_default().push(id);
+            }
         }
     }
 
-    /// `peer` connected: its orphaned requests are no longer awaited.
+    /// `peer` connected: the requests of ended lookups that kad has removed
+    /// by now were dropped, and are no longer awaited (a lookup still in
+    /// kad's pool handed its request to the new connection).
     fn settle_orphans(&mut self, peer: PeerId) {
-        for _ in 0..self.orphans.remove(&peer).unwrap_or(0) {
-            if self.awaited.answered(&peer) {
+        for id in self.orphans.remove(&peer).unwrap_or_default() {
+            if self.kad.query(&id).is_none() && self.awaited.answered(&peer) {
                 self.emit(Event::AwaitingAnswer {
                     peer,
                     awaiting: false,
@@ -1036,6 +1051,9 @@ impl NetworkBehaviour for Behaviour {
                 ..
             } if self.queries.is_providers(query_id) => {
                 Some((*query_id, Some((named(closer_peers), false))))
+            }
+            HandlerOut::PutRecordRes { query_id, .. } if self.queries.is_providers(query_id) => {
+                Some((*query_id, Some((Vec::new(), false))))
             }
             HandlerOut::QueryError { query_id, .. } if self.queries.is_providers(query_id) => {
                 Some((*query_id, None))

@@ -16,10 +16,11 @@
 //! peers it knows, failed ones left out, have all answered and one of them
 //! named a provider other than us.
 //!
-//! Corroborated: a seed (a peer of our own routing table), or a peer named
-//! by answerers reached through two different seeds. Each peer is reached
-//! through the seed of the answer that first named it (a seed through
-//! itself). So a peer asked on the way cannot end the walk by naming peers
+//! Corroborated: a peer named by answerers reached through two different
+//! seeds (a seed, a peer of our own routing table, through itself and any
+//! other). Each peer is reached through the seed of the answer that first
+//! named it. So no single line of answers, a seed's included, can make a
+//! peer count. So a peer asked on the way cannot end the walk by naming peers
 //! of its own that answer at once with a list of their own (ids placed
 //! near the key cost nothing to make): those are named from one line of
 //! answers only and are passed over, as failed ones are, and their answers
@@ -29,10 +30,11 @@
 //! names a provider (nothing there yet, or servers newer than the records)
 //! the walk goes on to kad's end, as a walk without this rule does.
 //!
-//! Bounded: at most [`MAX_KNOWN`] peers are kept per lookup, the nearest.
-//! A peer dropped or refused for room (unless it had failed) marks a
-//! distance past which nothing counts: an answer naming thousands of
-//! made-up peers can keep the lookup from ending early, never make it end.
+//! Bounded: at most [`MAX_KNOWN`] peers are kept per lookup, the nearest;
+//! a peer dropped for room is farther than every peer kept. An answer
+//! naming thousands of made-up peers near the key can keep the lookup from
+//! ending early (it falls back to kad's end), never make it end: made-up
+//! peers are named from one line only.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -64,7 +66,7 @@ struct Known {
     peer: PeerId,
     state: State,
     root: Root,
-    /// A seed, or named by answerers of two different roots.
+    /// Named by answerers of two different roots.
     corroborated: bool,
 }
 
@@ -74,9 +76,6 @@ pub(crate) struct Closest {
     target: KBucketKey<kad::RecordKey>,
     n: NonZeroUsize,
     peers: BTreeMap<KBucketDistance, Known>,
-    /// The nearest distance of a peer dropped or refused for room (not
-    /// failed): nothing at or past it counts.
-    lost: Option<KBucketDistance>,
     /// The lookup was ended.
     ended: bool,
 }
@@ -94,12 +93,10 @@ impl Closest {
             target: KBucketKey::new(key.clone()),
             n,
             peers: BTreeMap::new(),
-            lost: None,
             ended: false,
         };
         for (i, peer) in (0..kad::K_VALUE.get()).zip(seeds) {
-            let root = u8::try_from(i).ok();
-            closest.learn(peer, root, true);
+            closest.learn(peer, u8::try_from(i).ok());
         }
         closest
     }
@@ -108,9 +105,9 @@ impl Closest {
         KBucketKey::from(peer).distance(&self.target)
     }
 
-    /// `peer` named by an answerer of `root` (or a seed): added if new,
-    /// corroborated if a second root names it.
-    fn learn(&mut self, peer: PeerId, root: Root, seed: bool) {
+    /// `peer` named by an answerer of `root` (or a seed, of its own root):
+    /// added if new, corroborated once a second root names it.
+    fn learn(&mut self, peer: PeerId, root: Root) {
         let distance = self.distance(peer);
         if let Some(known) = self.peers.get_mut(&distance) {
             match (known.root, root) {
@@ -121,18 +118,11 @@ impl Closest {
             return;
         }
         if self.peers.len() >= MAX_KNOWN {
-            let farthest = self.peers.last_key_value().map(|(d, k)| (*d, k.state));
-            match farthest {
-                Some((far, state)) if far > distance => {
+            match self.peers.last_key_value() {
+                Some((farthest, _)) if *farthest > distance => {
                     self.peers.pop_last();
-                    if state != State::Failed {
-                        self.lose(far);
-                    }
                 }
-                _ => {
-                    self.lose(distance);
-                    return;
-                }
+                _ => return,
             }
         }
         self.peers.insert(
@@ -141,13 +131,9 @@ impl Closest {
                 peer,
                 state: State::Unanswered,
                 root,
-                corroborated: seed,
+                corroborated: false,
             },
         );
-    }
-
-    fn lose(&mut self, distance: KBucketDistance) {
-        self.lost = Some(self.lost.map_or(distance, |lost| lost.min(distance)));
     }
 
     /// `peer` answered, naming `named` peers; `providers`: it named at
@@ -162,13 +148,13 @@ impl Closest {
         let root = self.peers.get(&distance).and_then(|known| known.root);
         for other in named {
             if other != peer {
-                self.learn(other, root, false);
+                self.learn(other, root);
             }
         }
         if !self.peers.contains_key(&distance) {
-            // Asked by kad but not kept here (dropped for room): the
-            // distance marked lost covers it.
-            self.learn(peer, None, false);
+            // Asked by kad but not kept here (dropped for room, so farther
+            // than every peer kept, or not named to us): it cannot count.
+            self.learn(peer, None);
         }
         if let Some(known) = self.peers.get_mut(&distance) {
             known.state = State::Answered { providers };
@@ -206,15 +192,11 @@ impl Closest {
 
     /// Whether the lookup may end: the `n` closest corroborated peers
     /// known, failed ones left out, have all answered, and one of them
-    /// named a provider other than us; none of them at or past a distance
-    /// lost for room.
+    /// named a provider other than us.
     pub(crate) fn done(&self) -> bool {
         let mut counted = 0;
         let mut providers = false;
-        for (distance, known) in &self.peers {
-            if self.lost.is_some_and(|lost| *distance >= lost) {
-                return false;
-            }
+        for known in self.peers.values() {
             if !known.corroborated {
                 continue;
             }
@@ -255,12 +237,22 @@ mod tests {
         NonZeroUsize::new(n).unwrap()
     }
 
+    /// Every seed names every other (as in a small network where all know
+    /// all): each is corroborated.
+    fn seeds_naming_each_other(walk: &mut Closest, seeds: &[PeerId], providers: bool) {
+        for &seed in seeds {
+            walk.answered(seed, seeds.iter().copied(), providers);
+        }
+    }
+
     #[test]
     fn ends_when_the_nearest_peers_answered_and_one_named_a_provider() {
         let p = by_distance(10);
         let mut walk = Closest::new(&key(), n(3), p[3..].iter().copied());
-        // Far peers answering first, with providers, end nothing: they name
-        // nearer peers, still unasked (two seeds' lines name them).
+        seeds_naming_each_other(&mut walk, &p[3..], false);
+        assert!(!walk.done(), "no answer named a provider");
+        // Far peers answering with providers end nothing: they name nearer
+        // peers, still unasked (two seeds' lines name them).
         walk.answered(p[8], [p[0], p[1], p[2]], true);
         walk.answered(p[9], [p[0], p[1], p[2]], true);
         assert!(!walk.done(), "far answers named nearer peers still unasked");
@@ -275,9 +267,7 @@ mod tests {
     fn never_ends_when_none_of_the_nearest_named_a_provider() {
         let p = by_distance(6);
         let mut walk = Closest::new(&key(), n(3), p.iter().copied());
-        for &peer in &p[..3] {
-            walk.answered(peer, [], false);
-        }
+        seeds_naming_each_other(&mut walk, &p[..5], false);
         // A far peer's list does not stand for the nearest ones'.
         walk.answered(p[5], [], true);
         assert!(!walk.done());
@@ -299,16 +289,32 @@ mod tests {
         walk.answered(seeds[0], honest.iter().copied(), false);
         walk.answered(seeds[1], honest.iter().copied(), false);
         assert!(!walk.done(), "the honest nearest peers have not answered");
+        walk.answered(seeds[0], seeds.iter().copied(), false);
+        walk.answered(seeds[1], seeds.iter().copied(), false);
         for &peer in honest {
             walk.answered(peer, [], peer == honest[0]);
         }
         assert!(walk.done());
     }
 
+    /// Review of the second version: a seed's own answer counted, so with
+    /// n = 1 the nearest seed ended the walk with a list of its own.
+    #[test]
+    fn a_seed_counts_only_once_another_line_names_it() {
+        let p = by_distance(3);
+        let mut walk = Closest::new(&key(), n(1), p.iter().copied());
+        walk.answered(p[0], [], true);
+        assert!(!walk.done(), "the nearest seed alone ended the walk");
+        walk.answered(p[1], [p[0]], false);
+        assert!(walk.done());
+    }
+
     #[test]
     fn a_failed_peer_is_passed_over_and_a_late_answer_still_counts() {
-        let p = by_distance(5);
+        let p = by_distance(6);
         let mut walk = Closest::new(&key(), n(3), p.iter().copied());
+        walk.answered(p[5], p.iter().copied(), false);
+        walk.answered(p[4], p.iter().copied(), false);
         walk.answered(p[1], [], true);
         walk.answered(p[2], [], true);
         assert!(!walk.done());
@@ -318,6 +324,8 @@ mod tests {
         assert!(walk.done());
         // kad may still hear from a peer it failed: its answer counts.
         let mut walk = Closest::new(&key(), n(3), p.iter().copied());
+        walk.answered(p[5], p.iter().copied(), false);
+        walk.answered(p[4], p.iter().copied(), false);
         walk.failed(p[0]);
         walk.answered(p[0], [], true);
         walk.answered(p[1], [], false);
@@ -332,12 +340,20 @@ mod tests {
     fn it_ends_once_naming_the_peers_it_has_not_heard_from_being_dialled() {
         let p = by_distance(5);
         let mut walk = Closest::new(&key(), n(3), p.iter().copied());
+        seeds_naming_each_other(&mut walk, &p[3..], false);
+        walk.answered(p[4], p.iter().copied(), false);
+        walk.answered(p[3], p.iter().copied(), false);
         walk.answered(p[0], [], true);
         assert_eq!(walk.end(|_| true), None, "it may not end yet");
         walk.answered(p[1], [], true);
         walk.answered(p[2], [], false);
-        let dialling = [p[0], p[4]];
-        assert_eq!(walk.end(|peer| dialling.contains(peer)), Some(vec![p[4]]));
+        let unheard = PeerId::random();
+        walk.learn(unheard, Some(0));
+        let dialling = [p[0], unheard];
+        assert_eq!(
+            walk.end(|peer| dialling.contains(peer)),
+            Some(vec![unheard])
+        );
         assert_eq!(walk.end(|_| true), None, "it ends once");
     }
 

@@ -122,11 +122,12 @@ pub struct DhtConfig {
     /// the key that it knows of (those kad gave up on left out) have all
     /// answered and one of them named a provider other than us. Default 3.
     /// A provider record is put to the 20 nearest servers, so the nearest
-    /// few hold every provider put there. Corroborated: a peer of our
-    /// routing table, or one named by answers reached through two of its
-    /// peers; so a peer asked on the way cannot end the walk by naming ids
-    /// of its own placed near the key, and a far peer answering first ends
-    /// nothing. Hiding a creator takes holding places near the key that
+    /// few hold every provider put there. Corroborated: named by answers
+    /// reached through two different peers of our routing table (a
+    /// table peer's own line counts as one); so no single line of
+    /// answers ends the walk, neither a peer asked on the way naming ids of
+    /// its own placed near the key nor a table peer alone, and a far peer
+    /// answering first ends nothing. Hiding a creator takes holding places near the key that
     /// honest peers name (the full walk asks that of every disjoint path)
     /// or answering for two lines of the walk. When none of them names a
     /// provider the walk goes on to kad's end. `None`: the full walk. See

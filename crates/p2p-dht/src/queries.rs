@@ -170,14 +170,14 @@ impl Queries {
     }
 
     /// Ends every provider lookup whose closest known peers have answered;
-    /// returns, for each it ended, the peers it had not heard from that are
+    /// returns each it ended with the peers it had not heard from that are
     /// `dialling` (see [`Closest::end`]).
     pub(crate) fn end_provider_walks(
         &mut self,
         kad: &mut Kademlia,
         dialling: impl Fn(&PeerId) -> bool,
-    ) -> Vec<PeerId> {
-        let mut orphaned = Vec::new();
+    ) -> Vec<(kad::QueryId, Vec<PeerId>)> {
+        let mut ended = Vec::new();
         for (id, pending) in &mut self.pending {
             if let Pending::Providers {
                 closest: Some(closest),
@@ -188,10 +188,10 @@ impl Queries {
                 if let Some(mut query) = kad.query_mut(id) {
                     query.finish();
                 }
-                orphaned.extend(peers);
+                ended.push((*id, peers));
             }
         }
-        orphaned
+        ended
     }
 
     /// Handles one step of a query; returns the events it causes.

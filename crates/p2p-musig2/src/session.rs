@@ -540,8 +540,8 @@ async fn find_peers(
 }
 
 /// The session's sends under way. They go on when the session ends, with a
-/// signature or an error (each bounded by the next resend or the
-/// deadline): a co-signer may still need our nonce or partial signature to
+/// signature or an error (each task ends by the next resend or the
+/// deadline, whichever is first): a co-signer may still need our nonce or partial signature to
 /// reach the same end (a session that blamed a signer at once used to
 /// abort its own nonce on the way to a slower co-signer, which then timed
 /// out blaming us).
@@ -580,8 +580,15 @@ pub(crate) fn send(
     // sent again, re-signed, so tasks never pile up.
     let until = deadline.min(Instant::now() + RESEND);
     outbox.spawn(async move {
-        while let Err(error) = node.send(peer, &message).await {
-            tracing::debug!(%peer, %error, "musig2 send failed; retrying");
+        // Each attempt is bounded too (a dial or a peer that stops reading
+        // could hold one), so no task outlives `until`.
+        loop {
+            match tokio::time::timeout_at(until, node.send(peer, &message)).await {
+                Ok(Ok(_)) | Err(_) => return,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "musig2 send failed; retrying");
+                }
+            }
             if Instant::now() + RETRY >= until {
                 return;
             }
