@@ -439,23 +439,15 @@ async fn a_request_dropped_with_an_ended_provider_lookup_is_not_awaited() {
     let mut net = dht_net(5).await;
     let key = records::kad_key(&resource("session", "orphan"));
     let order = nearest_first(&net, &key);
-    let far = net.nodes[order[3]].id();
-    let far_addr = net.nodes[order[3]].addr.clone();
-    introduce_all(&mut net);
-    for &i in &order[..3] {
-        let (tx, mut rx) = oneshot::channel();
-        net.nodes[i].swarm.behaviour_mut().provide(key.clone(), tx);
-        net.drive_until("provide answered", |_| answer(&mut rx))
-            .await;
-        net.connect(0, i).await;
-        let (peer, addr) = (net.nodes[i].id(), net.nodes[i].addr.clone());
-        net.nodes[0].swarm.behaviour_mut().add_address(peer, addr);
-    }
+    // The farthest is held unpolled and known to node 0 only, never
+    // connected: the lookup's dial to it stays under way.
+    let held = net.nodes.remove(order[3]);
+    let (far, far_addr) = (held.id(), held.addr.clone());
+    asker_knowing_all(&mut net, &key, &[1, 2, 3]).await;
     net.nodes[0]
         .swarm
         .behaviour_mut()
         .add_address(far, far_addr);
-    let held = net.nodes.remove(order[3]);
     let seen = net.nodes[0].events.len();
     let awaited = |net: &Net<Behaviour>, awaiting: bool| {
         net.nodes[0].events[seen..].iter().any(|e| {
