@@ -644,10 +644,9 @@ impl Behaviour {
     /// awaited count of each peer such a lookup had not heard from and was
     /// dialling would keep the peer's new connection in its grace for
     /// nothing (and a node doing many lookups would refuse its own dials):
-    /// those requests are taken off the count when the dial connects. The
-    /// dial may have been made for another query (the count then drops by
-    /// one too many and that query's request loses its grace); a lookup
-    /// ends among the peers nearest the key, where its own requests went.
+    /// those requests are taken off the count when the dial connects (see
+    /// [`Behaviour::settle_orphans`]), if the dials can only have been the
+    /// lookup's.
     fn end_provider_walks(&mut self) {
         let dialling: HashSet<PeerId> = self.dials.values().copied().collect();
         let ended = self

@@ -17,14 +17,14 @@
 //! named a provider other than us.
 //!
 //! Corroborated: a peer named by answerers reached through two different
-//! seeds (a seed, a peer of our own routing table, through itself and any
-//! other). Each peer is reached through the seed of the answer that first
-//! named it. So no single line of answers, a seed's included, can make a
-//! peer count. So a peer asked on the way cannot end the walk by naming peers
-//! of its own that answer at once with a list of their own (ids placed
-//! near the key cost nothing to make): those are named from one line of
-//! answers only and are passed over, as failed ones are, and their answers
-//! still add to the list. Hiding a creator then takes holding places near
+//! seeds (a seed, a peer of our own routing table, is reached through
+//! itself, and needs one other). Each peer is reached through the seed of
+//! the answer that first named it, so no single line of answers, a seed's
+//! included, can make a peer count. A peer asked on the way cannot end the
+//! walk by naming peers of its own that answer at once with a list of
+//! their own (ids placed near the key cost nothing to make): those are
+//! named from one line of answers only and are passed over, as failed ones
+//! are, and their answers still add to the list. Hiding a creator then takes holding places near
 //! the key that honest peers name (the full walk asks that of every
 //! disjoint path), or answering for two seeds' lines. When none of the `n`
 //! names a provider (nothing there yet, or servers newer than the records)
