@@ -213,17 +213,22 @@ pub enum Rejection {
     /// Messages for sessions this node has not started are buffered, a
     /// bounded number per peer and in all; this one did not fit.
     BufferFull,
+    /// A nonce from an earlier run of a signer whose later run the session
+    /// already holds (a send of its earlier run that arrived late); not an
+    /// offence.
+    EarlierAttempt,
 }
 
 impl Rejection {
     /// Every reason.
-    pub const ALL: [Rejection; 6] = [
+    pub const ALL: [Rejection; 7] = [
         Rejection::Malformed,
         Rejection::SessionFinished,
         Rejection::NotASigner,
         Rejection::WrongPeer,
         Rejection::SessionBusy,
         Rejection::BufferFull,
+        Rejection::EarlierAttempt,
     ];
 
     /// The name used in JSON and metrics.
@@ -235,6 +240,7 @@ impl Rejection {
             Rejection::WrongPeer => "wrong_peer",
             Rejection::SessionBusy => "session_busy",
             Rejection::BufferFull => "buffer_full",
+            Rejection::EarlierAttempt => "earlier_attempt",
         }
     }
 }

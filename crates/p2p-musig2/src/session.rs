@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::MAX_SIGNERS;
 use crate::error::{Blame, BlameReason, PartialEvidence, Rejection, Round, SessionError};
 use crate::service::{Inbound, Inner, Signed};
-use crate::wire::{Attempt, Body, RoundMessage, SessionHash};
+use crate::wire::{self, Attempt, Body, RoundMessage, SessionHash};
 
 /// Pause between rounds of advert lookups, and between retries of a send.
 const RETRY: Duration = Duration::from_millis(250);
@@ -171,8 +171,8 @@ pub(crate) async fn run(
         .collect();
 
     // Round 1: fresh nonces for this attempt; the secret half lives only here.
-    let mut attempt: Attempt = [0; 16];
-    getrandom::fill(&mut attempt).map_err(|e| lotus_musig2::Error::Randomness(e.to_string()))?;
+    let attempt =
+        wire::new_attempt().map_err(|e| lotus_musig2::Error::Randomness(e.to_string()))?;
     let extra = [spec.hash.0.as_slice(), &attempt].concat();
     let (sec_nonce, pub_nonce) =
         SecNonce::generate(&inner.key, &spec.key_agg, Some(&spec.message), &extra)?;
@@ -345,6 +345,14 @@ pub(crate) async fn run(
                         let held = nonces.get_mut(slot);
                         match held {
                             Some(Some(h)) if h.attempt == inbound.round.attempt => true,
+                            Some(Some(h))
+                                if wire::is_earlier(&inbound.round.attempt, &h.attempt) =>
+                            {
+                                // A late send of the signer's earlier run: the
+                                // later run it restarted with stands.
+                                inner.reject(Rejection::EarlierAttempt, from);
+                                continue;
+                            }
                             Some(Some(_)) if signing.is_some() => {
                                 // It restarted after we signed under its old
                                 // nonce: this run cannot finish.

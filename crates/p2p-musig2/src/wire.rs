@@ -16,6 +16,7 @@
 //! nonces.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lotus_musig2::{KeyAggContext, PartialSignature, PubNonce, PublicKey};
 use p2p_core::{Message, MessageType, Node, ProtocolName};
@@ -66,8 +67,55 @@ impl fmt::Debug for SessionHash {
     }
 }
 
-/// One run of a session on one node.
+/// One run of a session on one node: 8 bytes of a count that only grows
+/// (big-endian), then 8 random bytes. A signer's later run has the greater
+/// attempt ([`new_attempt`]), so a co-signer can tell a late message of
+/// an earlier run from a restart (see [`is_earlier`]).
 pub type Attempt = [u8; 16];
+
+/// The last count [`new_attempt`] used in this process.
+static LAST_ATTEMPT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh attempt, greater than any this process made before: its count
+/// is the time in milliseconds since the Unix epoch, or one more than the
+/// last count if the clock has not moved past it. (Across a restart the
+/// count follows the clock: a clock set back by more than the restart
+/// took makes a new run look earlier, and co-signers still holding the
+/// old run's nonce ignore it until that session times out.)
+pub fn new_attempt() -> Result<Attempt, getrandom::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let previous = LAST_ATTEMPT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or_else(|last| last);
+    let count = now.max(previous.saturating_add(1));
+    let mut random = [0; 8];
+    getrandom::fill(&mut random)?;
+    let mut attempt: Attempt = [0; 16];
+    for (slot, byte) in attempt
+        .iter_mut()
+        .zip(count.to_be_bytes().into_iter().chain(random))
+    {
+        *slot = byte;
+    }
+    Ok(attempt)
+}
+
+/// Whether `attempt` is an earlier run of its signer than `than`.
+pub fn is_earlier(attempt: &Attempt, than: &Attempt) -> bool {
+    count(attempt) < count(than)
+}
+
+/// The count an attempt starts with.
+fn count(attempt: &Attempt) -> u64 {
+    attempt
+        .first_chunk::<8>()
+        .copied()
+        .map_or(0, u64::from_be_bytes)
+}
 
 /// What a round message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +324,22 @@ pub(crate) fn constant_name<T: std::str::FromStr>(name: &str) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_new_attempt_is_later_than_the_ones_before() {
+        let mut last = new_attempt().unwrap();
+        // Many within one millisecond: the count still grows.
+        for _ in 0..1000 {
+            let next = new_attempt().unwrap();
+            assert!(is_earlier(&last, &next), "{last:?} then {next:?}");
+            assert!(!is_earlier(&next, &last));
+            last = next;
+        }
+        assert!(
+            !is_earlier(&last, &last),
+            "an attempt is not earlier than itself"
+        );
+    }
 
     #[test]
     fn the_constant_names_are_valid() {

@@ -408,6 +408,80 @@ async fn a_signer_that_runs_the_session_again_signs_with_fresh_nonces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_nonce_of_a_signers_earlier_run_does_not_replace_its_later_one() {
+    let nodes = network(3).await;
+    let honest = signers(&nodes[..2]).await;
+    let mut restarted = Scripted::on(nodes[2].clone()).await;
+    let keys = vec![
+        *honest[0].public_key(),
+        *honest[1].public_key(),
+        *restarted.key.public_key(),
+    ];
+    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
+    let session = SessionHash::new("late-nonce", &MESSAGE, &ctx);
+    let honest_peers = [nodes[0].peer_id(), nodes[1].peer_id()];
+    let ours = ctx.position(restarted.key.public_key()).unwrap();
+
+    // The signer ran the session twice. Its later run's nonce reaches the
+    // others first, then a send of its earlier run that was still under
+    // way; both wait in their buffers before they start.
+    let earlier = p2p_musig2::wire::new_attempt().unwrap();
+    let later = p2p_musig2::wire::new_attempt().unwrap();
+    let (_, stale) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
+    let (secret, nonce) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &later).unwrap();
+    for (attempt, sent) in [(later, nonce), (earlier, stale)] {
+        let before: Vec<usize> = honest.iter().map(Musig2::buffered_messages).collect();
+        let round1 = restarted.message(session, attempt, Body::Nonce(sent));
+        restarted.send_all(&honest_peers, &round1).await;
+        tokio::time::timeout(WAIT, async {
+            while honest
+                .iter()
+                .zip(&before)
+                .any(|(s, before)| s.buffered_messages() <= *before)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the nonce did not reach both signers");
+    }
+
+    let run = sign_all(&honest, "late-nonce", &keys, WAIT);
+    let script = async {
+        // The honest nonces, then its partial signature under its later
+        // nonce: the session ends only if the others signed under it too.
+        let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
+        nonces[ours] = Some(nonce);
+        while nonces.iter().any(Option::is_none) {
+            let m = restarted.next().await;
+            if let Body::Nonce(n) = m.body {
+                nonces[ctx.position(&m.signer).unwrap()] = Some(n);
+            }
+        }
+        let nonces: Vec<PubNonce> = nonces.into_iter().map(Option::unwrap).collect();
+        let context = lotus_musig2::SessionContext::new(
+            &ctx,
+            &lotus_musig2::aggregate_nonces(&nonces).unwrap(),
+            &MESSAGE,
+        )
+        .unwrap();
+        let partial = context.partial_sign(secret, &restarted.key).unwrap();
+        let round2 = restarted.message(session, later, Body::Partial { nonces, partial });
+        restarted.send_all(&honest_peers, &round2).await;
+    };
+    let (results, ()) = futures::join!(run, script);
+    assert_all_signed(results, &keys);
+    for signer in &honest {
+        assert_eq!(
+            signer.rejections().get(&Rejection::EarlierAttempt),
+            Some(&1),
+            "the late nonce is refused and counted"
+        );
+        assert_eq!(signer.rejections_from(&nodes[2].peer_id()), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cannot_sign_for_a_key_another_node_advertises() {
     let nodes = network(3).await;
     let signers = signers(&nodes[..2]).await;
@@ -427,6 +501,15 @@ async fn a_node_cannot_sign_for_a_key_another_node_advertises() {
     .sign(&impostor.node)
     .unwrap();
     impostor.node.send(nodes[0].peer_id(), &m).await.unwrap();
+    // It waits in the first signer's buffer before the session starts (a
+    // written message can still be on its way when the session is over).
+    tokio::time::timeout(WAIT, async {
+        while signers[0].buffered_messages() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the impostor's nonce did not arrive");
     assert_all_signed(sign_all(&signers, "impostor", &keys, WAIT).await, &keys);
     assert_eq!(signers[0].rejections_from(&impostor.node.peer_id()), 1);
     assert_eq!(signers[0].rejections().get(&Rejection::WrongPeer), Some(&1));
