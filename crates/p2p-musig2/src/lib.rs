@@ -17,7 +17,9 @@
 //! - **A nonce is used once.** Secret nonces live only in the session run
 //!   that made them, are consumed by signing and zeroized; nothing about them
 //!   is persisted, so a restarted node runs the session again with fresh
-//!   nonces under a new attempt id.
+//!   nonces under a new attempt id. Attempt ids grow ([`wire::new_attempt`]),
+//!   so a co-signer keeps a signer's later run when a send of its earlier
+//!   run arrives late.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
