@@ -239,8 +239,17 @@ pub(crate) async fn run(
                 nonces: list,
                 partials,
             });
-            for inbound in early.iter_mut().filter_map(Option::take) {
+            for (slot, inbound) in early
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, kept)| Some((i, kept.take()?)))
+            {
                 let from = inbound.from;
+                if from_earlier_run(&nonces, slot, &inbound.round.attempt) {
+                    // Its signer restarted after sending it.
+                    inner.reject(Rejection::EarlierAttempt, from);
+                    continue;
+                }
                 if let Partial::Stale =
                     on_partial(spec, &peers, &nonces, signing.as_mut(), inbound)?
                     && answers.due(from)
@@ -319,6 +328,12 @@ pub(crate) async fn run(
             continue;
         }
         let from = inbound.from;
+        if from_earlier_run(&nonces, slot, &inbound.round.attempt) {
+            // A late send of the signer's earlier run (its nonce or partial
+            // signature): the later run it restarted with stands.
+            inner.reject(Rejection::EarlierAttempt, from);
+            continue;
+        }
         let repeat = match &inbound.round.body {
             Body::Nonce(nonce) => {
                 let nonce = *nonce;
@@ -345,14 +360,6 @@ pub(crate) async fn run(
                         let held = nonces.get_mut(slot);
                         match held {
                             Some(Some(h)) if h.attempt == inbound.round.attempt => true,
-                            Some(Some(h))
-                                if wire::is_earlier(&inbound.round.attempt, &h.attempt) =>
-                            {
-                                // A late send of the signer's earlier run: the
-                                // later run it restarted with stands.
-                                inner.reject(Rejection::EarlierAttempt, from);
-                                continue;
-                            }
                             Some(Some(_)) if signing.is_some() => {
                                 // It restarted after we signed under its old
                                 // nonce: this run cannot finish.
@@ -402,6 +409,15 @@ pub(crate) async fn run(
             said.send_to(&mut outbox, node, from, deadline);
         }
     }
+}
+
+/// Whether a message of `attempt` from the signer in `slot` belongs to an
+/// earlier run of it than the nonce we hold from it.
+fn from_earlier_run(nonces: &[Option<HeldNonce>], slot: usize, attempt: &Attempt) -> bool {
+    nonces
+        .get(slot)
+        .and_then(Option::as_ref)
+        .is_some_and(|held| wire::is_earlier(attempt, &held.attempt))
 }
 
 /// The nonce a round-1 message carries.

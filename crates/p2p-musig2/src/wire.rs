@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use lotus_musig2::{KeyAggContext, PartialSignature, PubNonce, PublicKey};
 use p2p_core::{Message, MessageType, Node, ProtocolName};
@@ -83,9 +84,7 @@ static LAST_ATTEMPT: AtomicU64 = AtomicU64::new(0);
 /// took makes a new run look earlier, and co-signers still holding the
 /// old run's nonce ignore it until that session times out.)
 pub fn new_attempt() -> Result<Attempt, getrandom::Error> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = unix_millis();
     let previous = LAST_ATTEMPT
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
             Some(now.max(last.saturating_add(1)))
@@ -104,9 +103,29 @@ pub fn new_attempt() -> Result<Attempt, getrandom::Error> {
     Ok(attempt)
 }
 
-/// Whether `attempt` is an earlier run of its signer than `than`.
+/// How far past our clock an attempt's count may be and still order runs:
+/// clocks differ, but a count much further ahead is not a time (older
+/// builds made attempts wholly random).
+const CLOCK_SLACK: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether `attempt` is an earlier run of its signer than `than`. Only
+/// counts that can be times order runs: with `than` more than a day past
+/// our clock (an older build's random attempt, or a clock far ahead)
+/// nothing is earlier, and a restart is taken in arrival order.
 pub fn is_earlier(attempt: &Attempt, than: &Attempt) -> bool {
-    count(attempt) < count(than)
+    let limit = unix_millis().saturating_add(millis(CLOCK_SLACK));
+    count(attempt) < count(than) && count(than) <= limit
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The count an attempt starts with.
@@ -339,6 +358,9 @@ mod tests {
             !is_earlier(&last, &last),
             "an attempt is not earlier than itself"
         );
+        // An older build's attempt is random: its count is no time, and
+        // orders nothing.
+        assert!(!is_earlier(&last, &[0xee; 16]));
     }
 
     #[test]

@@ -204,6 +204,29 @@ impl Scripted {
         }
     }
 
+    /// Sends `message` to the nodes of `signers` and waits (bounded) until
+    /// each has buffered it: their sessions have not started.
+    async fn buffer_at(&self, signers: &[Musig2], message: &Message) {
+        let before: Vec<usize> = signers.iter().map(Musig2::buffered_messages).collect();
+        for signer in signers {
+            self.node
+                .send(signer.node().peer_id(), message)
+                .await
+                .unwrap();
+        }
+        tokio::time::timeout(WAIT, async {
+            while signers
+                .iter()
+                .zip(&before)
+                .any(|(s, before)| s.buffered_messages() <= *before)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the message was not buffered");
+    }
+
     /// The next round message received (bounded).
     async fn next(&mut self) -> RoundMessage {
         let (message, _) = tokio::time::timeout(WAIT, self.inbox.recv())
@@ -408,7 +431,7 @@ async fn a_signer_that_runs_the_session_again_signs_with_fresh_nonces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_nonce_of_a_signers_earlier_run_does_not_replace_its_later_one() {
+async fn late_messages_of_a_signers_earlier_run_do_not_replace_its_later_one() {
     let nodes = network(3).await;
     let honest = signers(&nodes[..2]).await;
     let mut restarted = Scripted::on(nodes[2].clone()).await;
@@ -427,29 +450,103 @@ async fn a_late_nonce_of_a_signers_earlier_run_does_not_replace_its_later_one() 
     // way; both wait in their buffers before they start.
     let earlier = p2p_musig2::wire::new_attempt().unwrap();
     let later = p2p_musig2::wire::new_attempt().unwrap();
-    let (_, stale) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
+    let (stale_secret, stale) =
+        SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
     let (secret, nonce) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &later).unwrap();
     for (attempt, sent) in [(later, nonce), (earlier, stale)] {
-        let before: Vec<usize> = honest.iter().map(Musig2::buffered_messages).collect();
         let round1 = restarted.message(session, attempt, Body::Nonce(sent));
-        restarted.send_all(&honest_peers, &round1).await;
+        restarted.buffer_at(&honest, &round1).await;
+    }
+
+    let run = sign_all(&honest, "late-nonce", &keys, WAIT);
+    let script = async {
+        // The honest nonces, then a partial signature of its earlier run
+        // (under its earlier nonce) arriving late, then its later run's:
+        // the session ends only if the others signed under the later nonce
+        // and set the earlier partial signature aside.
+        let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
+        nonces[ours] = Some(nonce);
+        while nonces.iter().any(Option::is_none) {
+            let m = restarted.next().await;
+            if let Body::Nonce(n) = m.body {
+                nonces[ctx.position(&m.signer).unwrap()] = Some(n);
+            }
+        }
+        let mut partial_under = |own: PubNonce, secret: SecNonce| {
+            nonces[ours] = Some(own);
+            let list: Vec<PubNonce> = nonces.iter().copied().map(Option::unwrap).collect();
+            let context = lotus_musig2::SessionContext::new(
+                &ctx,
+                &lotus_musig2::aggregate_nonces(&list).unwrap(),
+                &MESSAGE,
+            )
+            .unwrap();
+            let partial = context.partial_sign(secret, &restarted.key).unwrap();
+            Body::Partial {
+                nonces: list,
+                partial,
+            }
+        };
+        let late = restarted.message(session, earlier, partial_under(stale, stale_secret));
+        let round2 = restarted.message(session, later, partial_under(nonce, secret));
+        restarted.send_all(&honest_peers, &late).await;
         tokio::time::timeout(WAIT, async {
             while honest
                 .iter()
-                .zip(&before)
-                .any(|(s, before)| s.buffered_messages() <= *before)
+                .any(|s| s.rejections().get(&Rejection::EarlierAttempt) != Some(&2))
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await
-        .expect("the nonce did not reach both signers");
+        .expect("the earlier run's nonce and partial signature were not both refused");
+        restarted.send_all(&honest_peers, &round2).await;
+    };
+    let (results, ()) = futures::join!(run, script);
+    assert_all_signed(results, &keys);
+    for signer in &honest {
+        assert_eq!(signer.rejections_from(&nodes[2].peer_id()), 2);
     }
+}
 
-    let run = sign_all(&honest, "late-nonce", &keys, WAIT);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_partial_signature_of_a_signers_earlier_run_is_set_aside_when_it_restarts() {
+    let nodes = network(3).await;
+    let honest = signers(&nodes[..2]).await;
+    let mut restarted = Scripted::on(nodes[2].clone()).await;
+    let keys = vec![
+        *honest[0].public_key(),
+        *honest[1].public_key(),
+        *restarted.key.public_key(),
+    ];
+    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
+    let session = SessionHash::new("kept-partial", &MESSAGE, &ctx);
+    let ours = ctx.position(restarted.key.public_key()).unwrap();
+    let earlier = p2p_musig2::wire::new_attempt().unwrap();
+    let later = p2p_musig2::wire::new_attempt().unwrap();
+    let (_, stale) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
+    let (secret, nonce) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &later).unwrap();
+
+    // The first signer gets, in order, the earlier run's nonce and partial
+    // signature, then the later run's nonce: the partial signature is kept
+    // for when it signs, and by then it was made under a replaced nonce.
+    let kept = Body::Partial {
+        nonces: vec![stale; 3],
+        partial: PartialSignature::from_bytes(&[1; 32]).unwrap(),
+    };
+    for (attempt, body) in [
+        (earlier, Body::Nonce(stale)),
+        (earlier, kept),
+        (later, Body::Nonce(nonce)),
+    ] {
+        let m = restarted.message(session, attempt, body);
+        restarted.buffer_at(&honest[..1], &m).await;
+    }
+    let m = restarted.message(session, later, Body::Nonce(nonce));
+    restarted.buffer_at(&honest[1..], &m).await;
+
+    let run = sign_all(&honest, "kept-partial", &keys, WAIT);
     let script = async {
-        // The honest nonces, then its partial signature under its later
-        // nonce: the session ends only if the others signed under it too.
         let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
         nonces[ours] = Some(nonce);
         while nonces.iter().any(Option::is_none) {
@@ -466,19 +563,23 @@ async fn a_late_nonce_of_a_signers_earlier_run_does_not_replace_its_later_one() 
         )
         .unwrap();
         let partial = context.partial_sign(secret, &restarted.key).unwrap();
+        // The first signer refuses the kept one when it signs (sent before
+        // that, ours would take its place).
+        tokio::time::timeout(WAIT, async {
+            while honest[0].rejections().get(&Rejection::EarlierAttempt) != Some(&1) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the kept partial signature was not refused when the session signed");
         let round2 = restarted.message(session, later, Body::Partial { nonces, partial });
-        restarted.send_all(&honest_peers, &round2).await;
+        restarted
+            .send_all(&[nodes[0].peer_id(), nodes[1].peer_id()], &round2)
+            .await;
     };
     let (results, ()) = futures::join!(run, script);
     assert_all_signed(results, &keys);
-    for signer in &honest {
-        assert_eq!(
-            signer.rejections().get(&Rejection::EarlierAttempt),
-            Some(&1),
-            "the late nonce is refused and counted"
-        );
-        assert_eq!(signer.rejections_from(&nodes[2].peer_id()), 1);
-    }
+    assert_eq!(honest[0].rejections_from(&nodes[2].peer_id()), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
