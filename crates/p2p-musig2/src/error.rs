@@ -213,9 +213,9 @@ pub enum Rejection {
     /// Messages for sessions this node has not started are buffered, a
     /// bounded number per peer and in all; this one did not fit.
     BufferFull,
-    /// A nonce from an earlier run of a signer whose later run the session
-    /// already holds (a send of its earlier run that arrived late); not an
-    /// offence.
+    /// A message (nonce or partial signature) of an earlier run of a
+    /// signer than the latest the session took a message of (a send of its
+    /// earlier run that arrived late); not an offence.
     EarlierAttempt,
 }
 

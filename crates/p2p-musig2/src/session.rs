@@ -200,6 +200,9 @@ pub(crate) async fn run(
         });
     }
     let mut guard = EquivocationGuard::new(4 * MAX_SIGNERS);
+    // Each co-signer's latest run we took a message of (its attempt): its
+    // earlier runs' messages are refused.
+    let mut latest: Vec<Option<Attempt>> = (0..n).map(|_| None).collect();
     // Partial signatures that came before our round 2, the latest per slot.
     let mut early: Vec<Option<Inbound>> = (0..n).map(|_| None).collect();
     let mut signing: Option<Signing> = None;
@@ -245,7 +248,7 @@ pub(crate) async fn run(
                 .filter_map(|(i, kept)| Some((i, kept.take()?)))
             {
                 let from = inbound.from;
-                if from_earlier_run(&nonces, slot, &inbound.round.attempt) {
+                if from_earlier_run(&latest, slot, &inbound.round.attempt) {
                     // Its signer restarted after sending it.
                     inner.reject(Rejection::EarlierAttempt, from);
                     continue;
@@ -328,11 +331,14 @@ pub(crate) async fn run(
             continue;
         }
         let from = inbound.from;
-        if from_earlier_run(&nonces, slot, &inbound.round.attempt) {
+        if from_earlier_run(&latest, slot, &inbound.round.attempt) {
             // A late send of the signer's earlier run (its nonce or partial
             // signature): the later run it restarted with stands.
             inner.reject(Rejection::EarlierAttempt, from);
             continue;
+        }
+        if let Some(known) = latest.get_mut(slot) {
+            *known = Some(inbound.round.attempt);
         }
         let repeat = match &inbound.round.body {
             Body::Nonce(nonce) => {
@@ -412,12 +418,13 @@ pub(crate) async fn run(
 }
 
 /// Whether a message of `attempt` from the signer in `slot` belongs to an
-/// earlier run of it than the nonce we hold from it.
-fn from_earlier_run(nonces: &[Option<HeldNonce>], slot: usize, attempt: &Attempt) -> bool {
-    nonces
+/// earlier run of it than the latest we took a message of.
+fn from_earlier_run(latest: &[Option<Attempt>], slot: usize, attempt: &Attempt) -> bool {
+    latest
         .get(slot)
-        .and_then(Option::as_ref)
-        .is_some_and(|held| wire::is_earlier(attempt, &held.attempt))
+        .copied()
+        .flatten()
+        .is_some_and(|known| wire::is_earlier(attempt, &known))
 }
 
 /// The nonce a round-1 message carries.

@@ -214,17 +214,53 @@ impl Scripted {
                 .await
                 .unwrap();
         }
-        tokio::time::timeout(WAIT, async {
-            while signers
-                .iter()
-                .zip(&before)
-                .any(|(s, before)| s.buffered_messages() <= *before)
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        wait_buffered("the scripted message buffered", signers, &before).await;
+    }
+
+    /// Every signer's nonce: `own` in ours, the others' as they come
+    /// (bounded).
+    async fn nonces(&mut self, ctx: &KeyAggContext, own: PubNonce) -> Vec<PubNonce> {
+        let mut known: Vec<Option<PubNonce>> = vec![None; ctx.keys().len()];
+        known[ctx.position(self.key.public_key()).unwrap()] = Some(own);
+        self.fill(ctx, known).await
+    }
+
+    /// `known` with the missing nonces filled in as they come (bounded).
+    async fn fill(
+        &mut self,
+        ctx: &KeyAggContext,
+        mut known: Vec<Option<PubNonce>>,
+    ) -> Vec<PubNonce> {
+        while known.iter().any(Option::is_none) {
+            let m = self.next().await;
+            if let Body::Nonce(n) = m.body {
+                known[ctx.position(&m.signer).unwrap()] = Some(n);
             }
-        })
-        .await
-        .expect("the message was not buffered");
+        }
+        known.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// The next nonce `signer` sends us (bounded); other messages are
+    /// passed over.
+    async fn nonce_from(&mut self, signer: &PublicKey) -> PubNonce {
+        loop {
+            let m = self.next().await;
+            if let (true, Body::Nonce(n)) = (m.signer == *signer, m.body) {
+                return n;
+            }
+        }
+    }
+
+    /// Our partial signature under `nonces` (ours made with `secret`).
+    fn partial(&self, ctx: &KeyAggContext, nonces: Vec<PubNonce>, secret: SecNonce) -> Body {
+        let context = lotus_musig2::SessionContext::new(
+            ctx,
+            &lotus_musig2::aggregate_nonces(&nonces).unwrap(),
+            &MESSAGE,
+        )
+        .unwrap();
+        let partial = context.partial_sign(secret, &self.key).unwrap();
+        Body::Partial { nonces, partial }
     }
 
     /// The next round message received (bounded).
@@ -237,18 +273,81 @@ impl Scripted {
     }
 }
 
+/// Two honest signers and a scripted third on a fresh network, with the
+/// keys, key context and hash of session `id` between the three.
+struct Trio {
+    nodes: Vec<Node>,
+    honest: Vec<Musig2>,
+    scripted: Scripted,
+    keys: Vec<PublicKey>,
+    ctx: KeyAggContext,
+    session: SessionHash,
+}
+
+impl Trio {
+    async fn new(id: &str) -> Self {
+        let nodes = network(3).await;
+        let honest = signers(&nodes[..2]).await;
+        let scripted = Scripted::on(nodes[2].clone()).await;
+        let mut keys = keys(&honest);
+        keys.push(*scripted.key.public_key());
+        let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
+        let session = SessionHash::new(id, &MESSAGE, &ctx);
+        Trio {
+            nodes,
+            honest,
+            scripted,
+            keys,
+            ctx,
+            session,
+        }
+    }
+}
+
+impl Trio {
+    /// A trio whose scripted signer ran session `id` twice: its earlier
+    /// run's messages come late.
+    async fn restarting(id: &str) -> (Self, Runs) {
+        let trio = Trio::new(id).await;
+        let earlier = p2p_musig2::wire::new_attempt().unwrap();
+        let later = p2p_musig2::wire::new_attempt().unwrap();
+        let generate = |attempt: &[u8; 16]| {
+            SecNonce::generate(&trio.scripted.key, &trio.ctx, Some(&MESSAGE), attempt).unwrap()
+        };
+        let (stale_secret, stale) = generate(&earlier);
+        let (secret, nonce) = generate(&later);
+        let runs = Runs {
+            earlier,
+            later,
+            stale,
+            stale_secret,
+            nonce,
+            secret,
+        };
+        (trio, runs)
+    }
+}
+
+/// The scripted signer's two runs: their attempts, and each run's nonce.
+struct Runs {
+    earlier: [u8; 16],
+    later: [u8; 16],
+    stale: PubNonce,
+    stale_secret: SecNonce,
+    nonce: PubNonce,
+    secret: SecNonce,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_partial_signature_is_blamed_on_its_signer_with_evidence() {
-    let nodes = network(3).await;
-    let honest = signers(&nodes[..2]).await;
-    let mut bad = Scripted::on(nodes[2].clone()).await;
-    let keys = vec![
-        *honest[0].public_key(),
-        *honest[1].public_key(),
-        *bad.key.public_key(),
-    ];
-    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
-    let session = SessionHash::new("bad-partial", &MESSAGE, &ctx);
+    let Trio {
+        nodes,
+        honest,
+        scripted: mut bad,
+        keys,
+        ctx,
+        session,
+    } = Trio::new("bad-partial").await;
     let honest_peers = [nodes[0].peer_id(), nodes[1].peer_id()];
 
     let run = sign_all(&honest, "bad-partial", &keys, WAIT);
@@ -259,20 +358,13 @@ async fn a_bad_partial_signature_is_blamed_on_its_signer_with_evidence() {
         let round1 = bad.message(session, attempt, Body::Nonce(my_nonce));
         bad.send_all(&honest_peers, &round1).await;
         // The honest nonces, then a partial signature that is not one.
-        let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
-        nonces[ctx.position(bad.key.public_key()).unwrap()] = Some(my_nonce);
-        while nonces.iter().any(Option::is_none) {
-            let m = bad.next().await;
-            if let Body::Nonce(n) = m.body {
-                nonces[ctx.position(&m.signer).unwrap()] = Some(n);
-            }
-        }
+        let nonces = bad.nonces(&ctx, my_nonce).await;
         let forged = PartialSignature::from_bytes(&[1; 32]).unwrap();
         let round2 = bad.message(
             session,
             attempt,
             Body::Partial {
-                nonces: nonces.into_iter().map(Option::unwrap).collect(),
+                nonces,
                 partial: forged,
             },
         );
@@ -353,15 +445,32 @@ async fn two_signed_nonces_for_one_attempt_are_equivocation_evidence() {
     }
 }
 
-/// Waits (bounded) until `signer` has refused `n` messages from `peer`.
-async fn wait_refused(signer: &Musig2, peer: &PeerId, n: u64) {
+/// Waits (bounded by [`WAIT`]) until `done` holds; `what` names it.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
     tokio::time::timeout(WAIT, async {
-        while signer.rejections_from(peer) < n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the message was not refused");
+    .unwrap_or_else(|_| panic!("{what}: not within the wait"));
+}
+
+/// Waits (bounded) until `signer` has refused `n` messages from `peer`.
+async fn wait_refused(signer: &Musig2, peer: &PeerId, n: u64) {
+    wait_until("the message refused", || signer.rejections_from(peer) >= n).await;
+}
+
+/// Waits (bounded) until each of `signers` holds more buffered messages
+/// than it did `before`.
+async fn wait_buffered(what: &str, signers: &[Musig2], before: &[usize]) {
+    wait_until(what, || {
+        signers
+            .iter()
+            .zip(before)
+            .all(|(s, before)| s.buffered_messages() > *before)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,17 +520,7 @@ async fn a_signer_that_runs_the_session_again_signs_with_fresh_nonces() {
     let again = signers[0].sign("restart", &MESSAGE, &keys, WAIT);
     let others = async {
         // Started once the second attempt's nonce waits at both too.
-        tokio::time::timeout(WAIT, async {
-            while signers[1..]
-                .iter()
-                .zip(&before)
-                .any(|(s, before)| s.buffered_messages() <= *before)
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the second attempt's nonce did not arrive");
+        wait_buffered("the second attempt's nonce", &signers[1..], &before).await;
         sign_all(&signers[1..], "restart", &keys, WAIT).await
     };
     let (again, others) = futures::join!(again, others);
@@ -432,154 +531,149 @@ async fn a_signer_that_runs_the_session_again_signs_with_fresh_nonces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_messages_of_a_signers_earlier_run_do_not_replace_its_later_one() {
-    let nodes = network(3).await;
-    let honest = signers(&nodes[..2]).await;
-    let mut restarted = Scripted::on(nodes[2].clone()).await;
-    let keys = vec![
-        *honest[0].public_key(),
-        *honest[1].public_key(),
-        *restarted.key.public_key(),
-    ];
-    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
-    let session = SessionHash::new("late-nonce", &MESSAGE, &ctx);
-    let honest_peers = [nodes[0].peer_id(), nodes[1].peer_id()];
-    let ours = ctx.position(restarted.key.public_key()).unwrap();
+    let (mut t, r) = Trio::restarting("late-nonce").await;
+    let honest_peers = [t.nodes[0].peer_id(), t.nodes[1].peer_id()];
 
     // The signer ran the session twice. Its later run's nonce reaches the
     // others first, then a send of its earlier run that was still under
     // way; both wait in their buffers before they start.
-    let earlier = p2p_musig2::wire::new_attempt().unwrap();
-    let later = p2p_musig2::wire::new_attempt().unwrap();
-    let (stale_secret, stale) =
-        SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
-    let (secret, nonce) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &later).unwrap();
-    for (attempt, sent) in [(later, nonce), (earlier, stale)] {
-        let round1 = restarted.message(session, attempt, Body::Nonce(sent));
-        restarted.buffer_at(&honest, &round1).await;
+    for (attempt, sent) in [(r.later, r.nonce), (r.earlier, r.stale)] {
+        let round1 = t.scripted.message(t.session, attempt, Body::Nonce(sent));
+        t.scripted.buffer_at(&t.honest, &round1).await;
     }
 
-    let run = sign_all(&honest, "late-nonce", &keys, WAIT);
+    let run = sign_all(&t.honest, "late-nonce", &t.keys, WAIT);
     let script = async {
         // The honest nonces, then a partial signature of its earlier run
         // (under its earlier nonce) arriving late, then its later run's:
         // the session ends only if the others signed under the later nonce
         // and set the earlier partial signature aside.
-        let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
-        nonces[ours] = Some(nonce);
-        while nonces.iter().any(Option::is_none) {
-            let m = restarted.next().await;
-            if let Body::Nonce(n) = m.body {
-                nonces[ctx.position(&m.signer).unwrap()] = Some(n);
-            }
-        }
-        let mut partial_under = |own: PubNonce, secret: SecNonce| {
-            nonces[ours] = Some(own);
-            let list: Vec<PubNonce> = nonces.iter().copied().map(Option::unwrap).collect();
-            let context = lotus_musig2::SessionContext::new(
-                &ctx,
-                &lotus_musig2::aggregate_nonces(&list).unwrap(),
-                &MESSAGE,
-            )
-            .unwrap();
-            let partial = context.partial_sign(secret, &restarted.key).unwrap();
-            Body::Partial {
-                nonces: list,
-                partial,
-            }
-        };
-        let late = restarted.message(session, earlier, partial_under(stale, stale_secret));
-        let round2 = restarted.message(session, later, partial_under(nonce, secret));
-        restarted.send_all(&honest_peers, &late).await;
-        tokio::time::timeout(WAIT, async {
-            while honest
-                .iter()
-                .any(|s| s.rejections().get(&Rejection::EarlierAttempt) != Some(&2))
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the earlier run's nonce and partial signature were not both refused");
-        restarted.send_all(&honest_peers, &round2).await;
+        let nonces = t.scripted.nonces(&t.ctx, r.nonce).await;
+        let mut stale_nonces = nonces.clone();
+        stale_nonces[t.ctx.position(t.scripted.key.public_key()).unwrap()] = r.stale;
+        let late = t.scripted.partial(&t.ctx, stale_nonces, r.stale_secret);
+        let late = t.scripted.message(t.session, r.earlier, late);
+        let round2 = t.scripted.partial(&t.ctx, nonces, r.secret);
+        let round2 = t.scripted.message(t.session, r.later, round2);
+        t.scripted.send_all(&honest_peers, &late).await;
+        wait_until(
+            "the earlier run's nonce and partial signature refused",
+            || {
+                t.honest
+                    .iter()
+                    .all(|s| s.rejections().get(&Rejection::EarlierAttempt) == Some(&2))
+            },
+        )
+        .await;
+        t.scripted.send_all(&honest_peers, &round2).await;
     };
     let (results, ()) = futures::join!(run, script);
-    assert_all_signed(results, &keys);
-    for signer in &honest {
-        assert_eq!(signer.rejections_from(&nodes[2].peer_id()), 2);
+    assert_all_signed(results, &t.keys);
+    for signer in &t.honest {
+        assert_eq!(signer.rejections_from(&t.nodes[2].peer_id()), 2);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_partial_signature_of_a_signers_earlier_run_is_set_aside_when_it_restarts() {
-    let nodes = network(3).await;
-    let honest = signers(&nodes[..2]).await;
-    let mut restarted = Scripted::on(nodes[2].clone()).await;
-    let keys = vec![
-        *honest[0].public_key(),
-        *honest[1].public_key(),
-        *restarted.key.public_key(),
-    ];
-    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
-    let session = SessionHash::new("kept-partial", &MESSAGE, &ctx);
-    let ours = ctx.position(restarted.key.public_key()).unwrap();
-    let earlier = p2p_musig2::wire::new_attempt().unwrap();
-    let later = p2p_musig2::wire::new_attempt().unwrap();
-    let (_, stale) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &earlier).unwrap();
-    let (secret, nonce) = SecNonce::generate(&restarted.key, &ctx, Some(&MESSAGE), &later).unwrap();
+    let (mut t, r) = Trio::restarting("kept-partial").await;
+    let position = |key: &PublicKey| t.ctx.position(key).unwrap();
+    let first_node = [t.nodes[0].peer_id()];
+    let later_nonce = t.scripted.message(t.session, r.later, Body::Nonce(r.nonce));
 
-    // The first signer gets, in order, the earlier run's nonce and partial
-    // signature, then the later run's nonce: the partial signature is kept
-    // for when it signs, and by then it was made under a replaced nonce.
-    let kept = Body::Partial {
-        nonces: vec![stale; 3],
-        partial: PartialSignature::from_bytes(&[1; 32]).unwrap(),
+    // The first signer starts holding the earlier run's nonce, and gets that
+    // run's partial signature, made under its nonce, then the later run's
+    // nonce (one stream: in that order). It keeps the partial signature
+    // for when it signs; by then its signer has restarted.
+    let m = t
+        .scripted
+        .message(t.session, r.earlier, Body::Nonce(r.stale));
+    t.scripted.buffer_at(&t.honest[..1], &m).await;
+    let second_started = tokio::sync::Notify::new();
+    let first = t.honest[0].sign("kept-partial", &MESSAGE, &t.keys, WAIT);
+    let second = async {
+        second_started.notified().await;
+        t.honest[1]
+            .sign("kept-partial", &MESSAGE, &t.keys, WAIT)
+            .await
     };
-    for (attempt, body) in [
-        (earlier, Body::Nonce(stale)),
-        (earlier, kept),
-        (later, Body::Nonce(nonce)),
-    ] {
-        let m = restarted.message(session, attempt, body);
-        restarted.buffer_at(&honest[..1], &m).await;
-    }
-    let m = restarted.message(session, later, Body::Nonce(nonce));
-    restarted.buffer_at(&honest[1..], &m).await;
-
-    let run = sign_all(&honest, "kept-partial", &keys, WAIT);
     let script = async {
-        let mut nonces: Vec<Option<PubNonce>> = vec![None; 3];
-        nonces[ours] = Some(nonce);
-        while nonces.iter().any(Option::is_none) {
-            let m = restarted.next().await;
-            if let Body::Nonce(n) = m.body {
-                nonces[ctx.position(&m.signer).unwrap()] = Some(n);
-            }
-        }
-        let nonces: Vec<PubNonce> = nonces.into_iter().map(Option::unwrap).collect();
-        let context = lotus_musig2::SessionContext::new(
-            &ctx,
-            &lotus_musig2::aggregate_nonces(&nonces).unwrap(),
-            &MESSAGE,
-        )
-        .unwrap();
-        let partial = context.partial_sign(secret, &restarted.key).unwrap();
+        let first_nonce = t.scripted.nonce_from(&t.keys[0]).await;
+        let mut made_under = vec![r.stale; 3];
+        made_under[position(&t.keys[0])] = first_nonce;
+        let kept = Body::Partial {
+            nonces: made_under,
+            partial: PartialSignature::from_bytes(&[1; 32]).unwrap(),
+        };
+        let kept = t.scripted.message(t.session, r.earlier, kept);
+        t.scripted.send_all(&first_node, &kept).await;
+        t.scripted.send_all(&first_node, &later_nonce).await;
+        // It answers the restart with its nonce again: it has taken the
+        // later nonce (and the partial signature before it).
+        assert_eq!(t.scripted.nonce_from(&t.keys[0]).await, first_nonce);
+        t.scripted.buffer_at(&t.honest[1..], &later_nonce).await;
+        second_started.notify_one();
+        let mut known = vec![None; 3];
+        known[position(&t.keys[0])] = Some(first_nonce);
+        known[position(t.scripted.key.public_key())] = Some(r.nonce);
+        let nonces = t.scripted.fill(&t.ctx, known).await;
+        let round2 = t.scripted.partial(&t.ctx, nonces, r.secret);
+        let round2 = t.scripted.message(t.session, r.later, round2);
         // The first signer refuses the kept one when it signs (sent before
         // that, ours would take its place).
-        tokio::time::timeout(WAIT, async {
-            while honest[0].rejections().get(&Rejection::EarlierAttempt) != Some(&1) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        wait_until("the kept partial signature refused", || {
+            t.honest[0].rejections().get(&Rejection::EarlierAttempt) == Some(&1)
         })
-        .await
-        .expect("the kept partial signature was not refused when the session signed");
-        let round2 = restarted.message(session, later, Body::Partial { nonces, partial });
-        restarted
-            .send_all(&[nodes[0].peer_id(), nodes[1].peer_id()], &round2)
+        .await;
+        t.scripted
+            .send_all(&[t.nodes[0].peer_id(), t.nodes[1].peer_id()], &round2)
             .await;
     };
-    let (results, ()) = futures::join!(run, script);
-    assert_all_signed(results, &keys);
-    assert_eq!(honest[0].rejections_from(&nodes[2].peer_id()), 1);
+    let (first, second, ()) = futures::join!(first, second, script);
+    assert_all_signed(vec![first, second], &t.keys);
+    assert_eq!(t.honest[0].rejections_from(&t.nodes[2].peer_id()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_of_a_signers_earlier_run_after_a_partial_signature_of_its_later_one_is_refused() {
+    let (mut t, r) = Trio::restarting("partial-first").await;
+    let later_nonce = t.scripted.message(t.session, r.later, Body::Nonce(r.nonce));
+
+    // The second signer starts with the later run's nonce, and its own
+    // nonce waits at the first signer before that one starts: the first
+    // then lacks only the restarted signer's nonce.
+    t.scripted.buffer_at(&t.honest[1..], &later_nonce).await;
+    let before = [t.honest[0].buffered_messages()];
+    let second = t.honest[1].sign("partial-first", &MESSAGE, &t.keys, WAIT);
+    let rest = async {
+        wait_buffered("the second signer's nonce", &t.honest[..1], &before).await;
+        let first = t.honest[0].sign("partial-first", &MESSAGE, &t.keys, WAIT);
+        let script = async {
+            // The later run's partial signature reaches the first signer
+            // before any nonce of ours, then a send of the earlier run's
+            // nonce still under way, then the later nonce (one stream: in
+            // that order). Taken, the earlier nonce would complete its set
+            // and it would sign under it.
+            let nonces = t.scripted.nonces(&t.ctx, r.nonce).await;
+            let round2 = t.scripted.partial(&t.ctx, nonces, r.secret);
+            let round2 = t.scripted.message(t.session, r.later, round2);
+            let late = t
+                .scripted
+                .message(t.session, r.earlier, Body::Nonce(r.stale));
+            for m in [&round2, &late, &later_nonce] {
+                t.scripted.send_all(&[t.nodes[0].peer_id()], m).await;
+            }
+            t.scripted.send_all(&[t.nodes[1].peer_id()], &round2).await;
+        };
+        let (first, ()) = futures::join!(first, script);
+        first
+    };
+    let (second, first) = futures::join!(second, rest);
+    assert_all_signed(vec![first, second], &t.keys);
+    assert_eq!(
+        t.honest[0].rejections().get(&Rejection::EarlierAttempt),
+        Some(&1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,13 +698,7 @@ async fn a_node_cannot_sign_for_a_key_another_node_advertises() {
     impostor.node.send(nodes[0].peer_id(), &m).await.unwrap();
     // It waits in the first signer's buffer before the session starts (a
     // written message can still be on its way when the session is over).
-    tokio::time::timeout(WAIT, async {
-        while signers[0].buffered_messages() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the impostor's nonce did not arrive");
+    wait_buffered("the impostor's nonce", &signers[..1], &[0]).await;
     assert_all_signed(sign_all(&signers, "impostor", &keys, WAIT).await, &keys);
     assert_eq!(signers[0].rejections_from(&impostor.node.peer_id()), 1);
     assert_eq!(signers[0].rejections().get(&Rejection::WrongPeer), Some(&1));
