@@ -337,8 +337,23 @@ pub(crate) async fn run(
             inner.reject(Rejection::EarlierAttempt, from);
             continue;
         }
-        if let Some(known) = latest.get_mut(slot) {
+        if let Some(known) = latest.get_mut(slot)
+            && *known != Some(inbound.round.attempt)
+        {
             *known = Some(inbound.round.attempt);
+            // A partial signature of the signer's new run before its nonce
+            // (lost on the way; it comes again with the signer's resend):
+            // the nonce held from its earlier run is not the one it signed
+            // under, so we wait for that one instead of signing without it.
+            if signing.is_none()
+                && matches!(inbound.round.body, Body::Partial { .. })
+                && let Some(held) = nonces.get_mut(slot)
+                && held
+                    .as_ref()
+                    .is_some_and(|h| h.attempt != inbound.round.attempt)
+            {
+                *held = None;
+            }
         }
         let repeat = match &inbound.round.body {
             Body::Nonce(nonce) => {

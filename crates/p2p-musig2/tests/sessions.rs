@@ -188,10 +188,21 @@ impl Scripted {
     }
 
     fn message(&self, session: SessionHash, attempt: [u8; 16], body: Body) -> Message {
+        self.message_for(&self.key, session, attempt, body)
+    }
+
+    /// A round message for `key`, another key this node advertises.
+    fn message_for(
+        &self,
+        key: &SecretKey,
+        session: SessionHash,
+        attempt: [u8; 16],
+        body: Body,
+    ) -> Message {
         RoundMessage {
             session,
             attempt,
-            signer: *self.key.public_key(),
+            signer: *key.public_key(),
             body,
         }
         .sign(&self.node)
@@ -253,14 +264,7 @@ impl Scripted {
 
     /// Our partial signature under `nonces` (ours made with `secret`).
     fn partial(&self, ctx: &KeyAggContext, nonces: Vec<PubNonce>, secret: SecNonce) -> Body {
-        let context = lotus_musig2::SessionContext::new(
-            ctx,
-            &lotus_musig2::aggregate_nonces(&nonces).unwrap(),
-            &MESSAGE,
-        )
-        .unwrap();
-        let partial = context.partial_sign(secret, &self.key).unwrap();
-        Body::Partial { nonces, partial }
+        partial_of(&self.key, ctx, nonces, secret)
     }
 
     /// The next round message received (bounded).
@@ -271,6 +275,23 @@ impl Scripted {
             .unwrap();
         RoundMessage::decode(&message).unwrap()
     }
+}
+
+/// `key`'s partial signature under `nonces` (its own made with `secret`).
+fn partial_of(
+    key: &SecretKey,
+    ctx: &KeyAggContext,
+    nonces: Vec<PubNonce>,
+    secret: SecNonce,
+) -> Body {
+    let context = lotus_musig2::SessionContext::new(
+        ctx,
+        &lotus_musig2::aggregate_nonces(&nonces).unwrap(),
+        &MESSAGE,
+    )
+    .unwrap();
+    let partial = context.partial_sign(secret, key).unwrap();
+    Body::Partial { nonces, partial }
 }
 
 /// Two honest signers and a scripted third on a fresh network, with the
@@ -674,6 +695,68 @@ async fn a_nonce_of_a_signers_earlier_run_after_a_partial_signature_of_its_later
         t.honest[0].rejections().get(&Rejection::EarlierAttempt),
         Some(&1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_signature_of_a_signers_new_run_before_its_nonce_drops_the_old_nonce() {
+    // One honest signer; the scripted node advertises the other two keys,
+    // so what it sends for both reaches the honest one in order.
+    let nodes = network(2).await;
+    let honest = signers(&nodes[..1]).await;
+    let mut restarted = Scripted::on(nodes[1].clone()).await;
+    let other = SecretKey::generate().unwrap();
+    p2p_musig2::advert::publish(&nodes[1], &other)
+        .await
+        .unwrap();
+    let keys = vec![
+        *honest[0].public_key(),
+        *restarted.key.public_key(),
+        *other.public_key(),
+    ];
+    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
+    let session = SessionHash::new("nonce-lost", &MESSAGE, &ctx);
+    let position = |key: &PublicKey| ctx.position(key).unwrap();
+    let earlier = p2p_musig2::wire::new_attempt().unwrap();
+    let later = p2p_musig2::wire::new_attempt().unwrap();
+    // (Its own attempt: the node's messages for both keys pass one
+    // equivocation guard, keyed by sender, session and attempt.)
+    let other_run = p2p_musig2::wire::new_attempt().unwrap();
+    let generate = |key: &SecretKey, attempt: &[u8; 16]| {
+        SecNonce::generate(key, &ctx, Some(&MESSAGE), attempt).unwrap()
+    };
+    let (_, stale) = generate(&restarted.key, &earlier);
+    let (secret, nonce) = generate(&restarted.key, &later);
+    let (other_secret, other_nonce) = generate(&other, &other_run);
+
+    // The honest signer starts holding the restarted signer's earlier
+    // nonce.
+    let m = restarted.message(session, earlier, Body::Nonce(stale));
+    restarted.buffer_at(&honest, &m).await;
+    let run = honest[0].sign("nonce-lost", &MESSAGE, &keys, WAIT);
+    let script = async {
+        let mut nonces = vec![None; 3];
+        nonces[position(&keys[0])] = Some(restarted.nonce_from(&keys[0]).await);
+        nonces[position(&keys[1])] = Some(nonce);
+        nonces[position(&keys[2])] = Some(other_nonce);
+        let nonces: Vec<PubNonce> = nonces.into_iter().map(Option::unwrap).collect();
+        // Its new run's partial signature, then the other key's nonce
+        // (which, with the old nonce still held, would complete the set),
+        // then the new run's nonce that was lost and is resent; then the
+        // other key's partial signature.
+        let ours = restarted.partial(&ctx, nonces.clone(), secret);
+        let theirs = partial_of(&other, &ctx, nonces, other_secret);
+        let to = [nodes[0].peer_id()];
+        for m in [
+            restarted.message(session, later, ours),
+            restarted.message_for(&other, session, other_run, Body::Nonce(other_nonce)),
+            restarted.message(session, later, Body::Nonce(nonce)),
+            restarted.message_for(&other, session, other_run, theirs),
+        ] {
+            restarted.send_all(&to, &m).await;
+        }
+    };
+    let (result, ()) = futures::join!(run, script);
+    assert_all_signed(vec![result], &keys);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
