@@ -215,7 +215,9 @@ pub enum Rejection {
     BufferFull,
     /// A message (nonce or partial signature) of an earlier run of a
     /// signer than the latest the session took a message of (a send of its
-    /// earlier run that arrived late); not an offence.
+    /// earlier run that arrived late); not an offence. Such a message is
+    /// not looked at further: two nonces of an abandoned run are not kept
+    /// as equivocation evidence (nothing is signed under that run).
     EarlierAttempt,
 }
 

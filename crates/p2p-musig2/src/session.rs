@@ -345,12 +345,14 @@ pub(crate) async fn run(
             // (lost on the way; it comes again with the signer's resend):
             // the nonce held from its earlier run is not the one it signed
             // under, so we wait for that one instead of signing without it.
+            // Only a run known to be earlier is dropped: runs that cannot
+            // be ordered (an older build's) keep the nonce, as before.
             if signing.is_none()
                 && matches!(inbound.round.body, Body::Partial { .. })
                 && let Some(held) = nonces.get_mut(slot)
                 && held
                     .as_ref()
-                    .is_some_and(|h| h.attempt != inbound.round.attempt)
+                    .is_some_and(|h| wire::is_earlier(&h.attempt, &inbound.round.attempt))
             {
                 *held = None;
             }

@@ -697,66 +697,147 @@ async fn a_nonce_of_a_signers_earlier_run_after_a_partial_signature_of_its_later
     );
 }
 
+/// One honest signer, and a scripted node that advertises the two other
+/// keys of session `id`: what it sends for both reaches the honest signer
+/// in order (one stream).
+struct Duo {
+    nodes: Vec<Node>,
+    honest: Vec<Musig2>,
+    scripted: Scripted,
+    other: SecretKey,
+    keys: Vec<PublicKey>,
+    ctx: KeyAggContext,
+    session: SessionHash,
+}
+
+impl Duo {
+    async fn new(id: &str) -> Self {
+        let nodes = network(2).await;
+        let honest = signers(&nodes[..1]).await;
+        let scripted = Scripted::on(nodes[1].clone()).await;
+        let other = SecretKey::generate().unwrap();
+        p2p_musig2::advert::publish(&nodes[1], &other)
+            .await
+            .unwrap();
+        let keys = vec![
+            *honest[0].public_key(),
+            *scripted.key.public_key(),
+            *other.public_key(),
+        ];
+        let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
+        let session = SessionHash::new(id, &MESSAGE, &ctx);
+        Duo {
+            nodes,
+            honest,
+            scripted,
+            other,
+            keys,
+            ctx,
+            session,
+        }
+    }
+
+    /// A nonce of `key` for a run `attempt`.
+    fn generate(&self, key: &SecretKey, attempt: &[u8; 16]) -> (SecNonce, PubNonce) {
+        SecNonce::generate(key, &self.ctx, Some(&MESSAGE), attempt).unwrap()
+    }
+
+    /// The honest signer's nonce (bounded), then the session's three nonces
+    /// in key order with `scripted`'s and `other`'s.
+    async fn nonces(&mut self, scripted: PubNonce, other: PubNonce) -> Vec<PubNonce> {
+        let honest = self.scripted.nonce_from(&self.keys[0]).await;
+        let mut nonces = vec![honest; 3];
+        nonces[self.ctx.position(&self.keys[1]).unwrap()] = scripted;
+        nonces[self.ctx.position(&self.keys[2]).unwrap()] = other;
+        nonces
+    }
+
+    /// Sends `messages` to the honest signer, in order.
+    async fn send(&self, messages: Vec<Message>) {
+        for m in &messages {
+            self.scripted.send_all(&[self.nodes[0].peer_id()], m).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_signature_of_a_signers_new_run_before_its_nonce_drops_the_old_nonce() {
-    // One honest signer; the scripted node advertises the other two keys,
-    // so what it sends for both reaches the honest one in order.
-    let nodes = network(2).await;
-    let honest = signers(&nodes[..1]).await;
-    let mut restarted = Scripted::on(nodes[1].clone()).await;
-    let other = SecretKey::generate().unwrap();
-    p2p_musig2::advert::publish(&nodes[1], &other)
-        .await
-        .unwrap();
-    let keys = vec![
-        *honest[0].public_key(),
-        *restarted.key.public_key(),
-        *other.public_key(),
-    ];
-    let ctx = KeyAggContext::new(keys.iter().copied()).unwrap();
-    let session = SessionHash::new("nonce-lost", &MESSAGE, &ctx);
-    let position = |key: &PublicKey| ctx.position(key).unwrap();
+    let mut d = Duo::new("nonce-lost").await;
     let earlier = p2p_musig2::wire::new_attempt().unwrap();
     let later = p2p_musig2::wire::new_attempt().unwrap();
     // (Its own attempt: the node's messages for both keys pass one
     // equivocation guard, keyed by sender, session and attempt.)
     let other_run = p2p_musig2::wire::new_attempt().unwrap();
-    let generate = |key: &SecretKey, attempt: &[u8; 16]| {
-        SecNonce::generate(key, &ctx, Some(&MESSAGE), attempt).unwrap()
-    };
-    let (_, stale) = generate(&restarted.key, &earlier);
-    let (secret, nonce) = generate(&restarted.key, &later);
-    let (other_secret, other_nonce) = generate(&other, &other_run);
+    let (_, stale) = d.generate(&d.scripted.key, &earlier);
+    let (secret, nonce) = d.generate(&d.scripted.key, &later);
+    let (other_secret, other_nonce) = d.generate(&d.other, &other_run);
 
     // The honest signer starts holding the restarted signer's earlier
     // nonce.
-    let m = restarted.message(session, earlier, Body::Nonce(stale));
-    restarted.buffer_at(&honest, &m).await;
-    let run = honest[0].sign("nonce-lost", &MESSAGE, &keys, WAIT);
+    let m = d.scripted.message(d.session, earlier, Body::Nonce(stale));
+    d.scripted.buffer_at(&d.honest, &m).await;
+    let honest = d.honest[0].clone();
+    let keys = d.keys.clone();
+    let run = honest.sign("nonce-lost", &MESSAGE, &keys, WAIT);
     let script = async {
-        let mut nonces = vec![None; 3];
-        nonces[position(&keys[0])] = Some(restarted.nonce_from(&keys[0]).await);
-        nonces[position(&keys[1])] = Some(nonce);
-        nonces[position(&keys[2])] = Some(other_nonce);
-        let nonces: Vec<PubNonce> = nonces.into_iter().map(Option::unwrap).collect();
+        let nonces = d.nonces(nonce, other_nonce).await;
         // Its new run's partial signature, then the other key's nonce
         // (which, with the old nonce still held, would complete the set),
         // then the new run's nonce that was lost and is resent; then the
         // other key's partial signature.
-        let ours = restarted.partial(&ctx, nonces.clone(), secret);
-        let theirs = partial_of(&other, &ctx, nonces, other_secret);
-        let to = [nodes[0].peer_id()];
-        for m in [
-            restarted.message(session, later, ours),
-            restarted.message_for(&other, session, other_run, Body::Nonce(other_nonce)),
-            restarted.message(session, later, Body::Nonce(nonce)),
-            restarted.message_for(&other, session, other_run, theirs),
-        ] {
-            restarted.send_all(&to, &m).await;
-        }
+        let ours = d.scripted.partial(&d.ctx, nonces.clone(), secret);
+        let theirs = partial_of(&d.other, &d.ctx, nonces, other_secret);
+        let messages = vec![
+            d.scripted.message(d.session, later, ours),
+            d.scripted
+                .message_for(&d.other, d.session, other_run, Body::Nonce(other_nonce)),
+            d.scripted.message(d.session, later, Body::Nonce(nonce)),
+            d.scripted
+                .message_for(&d.other, d.session, other_run, theirs),
+        ];
+        d.send(messages).await;
     };
     let (result, ()) = futures::join!(run, script);
     assert_all_signed(vec![result], &keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_an_older_build_are_taken_in_arrival_order() {
+    // An older build's attempt ids are random: no run is known to be
+    // earlier. A partial signature of another run than the nonce held does
+    // not drop that nonce (nothing would bring it back): the session signs
+    // under the nonce it holds and names the signer whose partial signature
+    // was made under another, as before.
+    let mut d = Duo::new("older-build").await;
+    let (held_run, other_run, another_run) = ([0xb2; 16], [0xc3; 16], [0xa1; 16]);
+    let (_, held) = d.generate(&d.scripted.key, &held_run);
+    let (another_secret, another) = d.generate(&d.scripted.key, &another_run);
+    let (_, other_nonce) = d.generate(&d.other, &other_run);
+
+    let m = d.scripted.message(d.session, held_run, Body::Nonce(held));
+    d.scripted.buffer_at(&d.honest, &m).await;
+    let honest = d.honest[0].clone();
+    let keys = d.keys.clone();
+    let run = honest.sign("older-build", &MESSAGE, &keys, WAIT);
+    let script = async {
+        let nonces = d.nonces(another, other_nonce).await;
+        let partial = d.scripted.partial(&d.ctx, nonces, another_secret);
+        let messages = vec![
+            d.scripted.message(d.session, another_run, partial),
+            d.scripted
+                .message_for(&d.other, d.session, other_run, Body::Nonce(other_nonce)),
+        ];
+        d.send(messages).await;
+    };
+    let (result, ()) = futures::join!(run, script);
+    match result {
+        Err(SessionError::NonceMismatch { blame }) => {
+            assert_eq!(blame.len(), 1, "{blame:?}");
+            assert_eq!(blame[0].public_key, keys[1]);
+            assert_eq!(blame[0].reason, BlameReason::NonceMismatch);
+        }
+        other => panic!("expected the older signer named in a nonce mismatch, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
