@@ -17,7 +17,6 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use lotus_musig2::{KeyAggContext, PartialSignature, PubNonce, PublicKey};
 use p2p_core::{Message, MessageType, Node, ProtocolName};
@@ -84,7 +83,7 @@ static LAST_ATTEMPT: AtomicU64 = AtomicU64::new(0);
 /// took makes a new run look earlier, and co-signers still holding the
 /// old run's nonce ignore it until that session times out.)
 pub fn new_attempt() -> Result<Attempt, getrandom::Error> {
-    let now = unix_millis();
+    let now = p2p_protocol::now_ms();
     let previous = LAST_ATTEMPT
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
             Some(now.max(last.saturating_add(1)))
@@ -103,29 +102,18 @@ pub fn new_attempt() -> Result<Attempt, getrandom::Error> {
     Ok(attempt)
 }
 
-/// How far past our clock an attempt's count may be and still order runs:
-/// clocks differ, but a count much further ahead is not a time (older
-/// builds made attempts wholly random).
-const CLOCK_SLACK: Duration = Duration::from_secs(24 * 3600);
+/// How far past our clock (in milliseconds) an attempt's count may be and
+/// still order runs: clocks differ, but a count much further ahead is not a
+/// time (older builds made attempts wholly random). A day.
+const CLOCK_SLACK_MS: u64 = 24 * 3600 * 1000;
 
 /// Whether `attempt` is an earlier run of its signer than `than`. Only
 /// counts that can be times order runs: with `than` more than a day past
 /// our clock (an older build's random attempt, or a clock far ahead)
 /// nothing is earlier, and a restart is taken in arrival order.
 pub fn is_earlier(attempt: &Attempt, than: &Attempt) -> bool {
-    let limit = unix_millis().saturating_add(millis(CLOCK_SLACK));
+    let limit = p2p_protocol::now_ms().saturating_add(CLOCK_SLACK_MS);
     count(attempt) < count(than) && count(than) <= limit
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, millis)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The count an attempt starts with.
